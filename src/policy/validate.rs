@@ -1,0 +1,1 @@
+//! NetworkPolicy validation, equal to the API server's, with Kubernetes field paths.

@@ -1,0 +1,1 @@
+//! The scenario YAML format, loading with precise errors, and the built-in corpus.
