@@ -8,4 +8,5 @@ pub mod cli;
 pub mod model;
 pub mod policy;
 pub mod probe;
+pub mod sandbox;
 pub mod scenario;

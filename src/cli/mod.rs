@@ -1,12 +1,48 @@
-//! The command-line edge: clap commands, exit codes, rendering of results.
+//! The command-line edge: clap commands, exit codes (DESIGN §8), rendering of results.
 
 pub mod agent;
+mod bench;
+mod offline;
+pub mod render;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// Exit codes of DESIGN §8.
+pub mod exit {
+    /// Every judged path behaved as expected.
+    pub const OK: u8 = 0;
+    /// At least one path did not.
+    pub const MISMATCH: u8 = 1;
+    /// Bad input or usage.
+    pub const BAD_INPUT: u8 = 2;
+    /// The environment is not usable.
+    pub const ENVIRONMENT: u8 = 3;
+    /// Interrupted (after cleanup).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 conformant / ok, 1 a path did not behave as expected, 2 bad input or usage,
+3 environment not usable, 130 interrupted.
+
+Examples:
+  netassay list --profile core                 the built-in upstream-parity scenarios
+  netassay plan scenarios/core                 expected truth tables of every step
+  netassay plan my-policies/ --output json     the same, for tools
+  netassay validate scenarios/                 every problem in every file
+  netassay explain scenarios/core/01-default-deny-ingress.yaml --from y/a --to x/a --port 80";
+
 #[derive(Debug, Parser)]
-#[command(name = "netassay", version, about = "Active NetworkPolicy conformance testing for Kubernetes")]
+#[command(
+    name = "netassay",
+    version,
+    about = "Active NetworkPolicy conformance testing for Kubernetes",
+    long_about = "netassay proves that a cluster's CNI enforces NetworkPolicy: it deploys throwaway pods, \
+applies policies step by step, probes every path and compares what happened with what Kubernetes \
+semantics say should happen. The offline commands (plan, validate, explain, list) need no cluster.",
+    after_help = AFTER_HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -14,31 +50,57 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Runs inside probe pods.
+    /// Print the expected truth tables of every step of scenario files.
+    Plan(offline::PlanArgs),
+    /// Check scenario files and report every problem in every file.
+    Validate(offline::ValidateArgs),
+    /// Walk through the oracle's reasoning for one path.
+    Explain(offline::ExplainArgs),
+    /// List the built-in scenarios and their tags.
+    List(offline::ListArgs),
+    /// Runs inside probe pods (the harness starts it; you rarely need it by hand).
     #[command(subcommand)]
     Agent(agent::AgentCommand),
-    /// Benchmarks.
+    /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Oracle speed on a synthetic cluster (cells per second on one core).
+    Oracle(bench::OracleArgs),
     /// Probes per second and round latency against local agents.
     Probe(agent::BenchProbeArgs),
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::BAD_INPUT
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     let result = match cli.command {
+        Command::Plan(a) => offline::plan(a),
+        Command::Validate(a) => offline::validate(a),
+        Command::Explain(a) => offline::explain(a),
+        Command::List(a) => offline::list(a),
         Command::Agent(cmd) => agent::run(cmd),
-        Command::Bench(BenchCommand::Probe(args)) => agent::bench_probe(args),
+        Command::Bench(BenchCommand::Oracle(a)) => bench::oracle(a),
+        Command::Bench(BenchCommand::Probe(a)) => agent::bench_probe(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("netassay: {err:#}");
-            ExitCode::from(2)
+            ExitCode::from(exit::BAD_INPUT)
         }
     }
 }

@@ -1,0 +1,1 @@
+//! CNI fault profiles of the sandbox: names, one-line descriptions, parsing.

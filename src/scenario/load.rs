@@ -1,0 +1,741 @@
+//! Loading scenario files: strict parsing, semantic checks, and pins cross-checked against the
+//! oracle. Every problem is reported (not just the first) with file:line:column and field path.
+
+use super::format::{ExpectDefault, Mode, PodDoc, PortRef, ProbeDoc, ScenarioDoc, ServeDoc};
+use super::plan::{walk, PinConflict};
+use super::policies::{resolve_policy, to_network_policy};
+use super::source::{Location, SourceMap};
+use super::{CellPin, Expect, Matrix, Scenario, Step};
+use crate::model::{
+    glob_match, standard_serve, Labels, Namespace, Pod, PodRef, PolicyRef, ServedPort, Topology,
+    NAMESPACE_NAME_LABEL,
+};
+use crate::policy::oracle::policy_ref;
+use crate::policy::validate::{
+    is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_label_value,
+    is_valid_port_name, validate_labels, validate_network_policy,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+/// One problem in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub file: String,
+    pub location: Option<Location>,
+    /// Field path, e.g. `steps[2].apply[0].spec.ingress[0].from[1].ipBlock.cidr`; empty for the
+    /// whole file.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.location {
+            write!(f, ":{l}")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+struct Ctx<'a> {
+    file: &'a str,
+    source: &'a SourceMap,
+    errors: Vec<LoadError>,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        self.errors.push(LoadError {
+            file: self.file.to_string(),
+            location: self.source.locate(&path),
+            path,
+            message: message.into(),
+        });
+    }
+}
+
+fn join(base: &str, rel: &str) -> String {
+    if rel.is_empty() {
+        base.to_string()
+    } else if base.is_empty() {
+        rel.to_string()
+    } else {
+        format!("{base}.{rel}")
+    }
+}
+
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Loads one scenario from text. `file` names it in errors.
+pub fn load_str(file: &str, text: &str) -> Result<Scenario, Vec<LoadError>> {
+    let source = match SourceMap::build(text) {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(vec![LoadError {
+                file: file.to_string(),
+                location: Some(e.at),
+                path: String::new(),
+                message: format!("YAML syntax error: {}", e.message),
+            }])
+        }
+    };
+    let doc: ScenarioDoc = match serde_saphyr::from_str(text) {
+        Ok(d) => d,
+        Err(e) => {
+            let location = e.location().map(|l| Location {
+                line: l.line() as usize,
+                column: l.column() as usize,
+            });
+            let message = serde_message(&e);
+            let mut path = location
+                .and_then(|l| source.path_at(l))
+                .unwrap_or_default()
+                .to_string();
+            // serde notices a missing field after the last key of its mapping: name the mapping.
+            if message.starts_with("missing field") {
+                path.truncate(path.rfind(['.', '[']).unwrap_or(0));
+            }
+            return Err(vec![LoadError {
+                file: file.to_string(),
+                location,
+                path,
+                message,
+            }]);
+        }
+    };
+    let mut ctx = Ctx {
+        file,
+        source: &source,
+        errors: Vec::new(),
+    };
+    let scenario = check(&mut ctx, doc);
+    match scenario {
+        Some(s) if ctx.errors.is_empty() => Ok(s),
+        _ => Err(ctx.errors),
+    }
+}
+
+/// serde-saphyr's message without its own position and source snippet (we print ours).
+fn serde_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    let first = text.lines().next().unwrap_or("").trim();
+    // Strip a trailing " at line N column M" that the library may append.
+    match first.find(" at line ") {
+        Some(i) => first[..i].to_string(),
+        None => first.to_string(),
+    }
+}
+
+fn check(ctx: &mut Ctx, doc: ScenarioDoc) -> Option<Scenario> {
+    if !is_slug(&doc.name) {
+        ctx.error("name", format!("{:?} must be 1-63 characters of [a-z0-9-], starting and ending with a letter or digit", doc.name));
+    }
+    for (i, t) in doc.tags.iter().enumerate() {
+        if !is_slug(t) {
+            ctx.error(format!("tags[{i}]"), format!("{t:?} must be [a-z0-9-]"));
+        }
+    }
+    let topology = match &doc.topology {
+        None => Topology::standard(),
+        Some(t) => build_topology(ctx, t)?,
+    };
+    if doc.steps.is_empty() {
+        ctx.error("steps", "a scenario needs at least one step");
+    }
+    let base = matrix(
+        ctx,
+        "probe",
+        doc.probe.as_ref(),
+        &Matrix::default(),
+        &topology,
+    );
+    let mut steps = Vec::new();
+    let mut names = BTreeSet::new();
+    // Tracks what exists so deletes and labels can be checked; labels affect later steps' pins.
+    let mut active: BTreeSet<PolicyRef> = BTreeSet::new();
+    for (i, s) in doc.steps.iter().enumerate() {
+        let p = format!("steps[{i}]");
+        if s.name.trim().is_empty() {
+            ctx.error(format!("{p}.name"), "a step needs a name");
+        } else if !names.insert(s.name.clone()) {
+            ctx.error(
+                format!("{p}.name"),
+                format!("duplicate step name {:?}", s.name),
+            );
+        }
+        let mut delete = Vec::new();
+        for (j, d) in s.delete.iter().enumerate() {
+            match d.parse::<PodRef>() {
+                Ok(r) => {
+                    let r = PolicyRef {
+                        namespace: r.namespace,
+                        name: r.name,
+                    };
+                    if !active.remove(&r) {
+                        ctx.error(
+                            format!("{p}.delete[{j}]"),
+                            format!("no policy {r} exists at this step"),
+                        );
+                    }
+                    delete.push(r);
+                }
+                Err(e) => ctx.error(format!("{p}.delete[{j}]"), e),
+            }
+        }
+        let mut apply = Vec::new();
+        let mut applied_here = BTreeSet::new();
+        for (j, pd) in s.apply.iter().enumerate() {
+            let pp = format!("{p}.apply[{j}]");
+            if let Some(np) = policy(ctx, &pp, pd, &topology, true) {
+                let r = policy_ref(&np);
+                if !applied_here.insert(r.clone()) {
+                    ctx.error(
+                        format!("{pp}.metadata.name"),
+                        format!("policy {r} is applied twice in this step"),
+                    );
+                }
+                active.insert(r);
+                apply.push(np);
+            }
+        }
+        let mut label_pods = Vec::new();
+        let mut label_namespaces = Vec::new();
+        if let Some(l) = &s.label {
+            for (k, edit) in &l.pods {
+                let lp = format!("{p}.label.pods.{k}");
+                match k.parse::<PodRef>() {
+                    Ok(r) if topology.pod(&r).is_some() => {
+                        label_edit(ctx, &lp, edit, false);
+                        label_pods.push((r, edit.clone()));
+                    }
+                    Ok(r) => ctx.error(lp, format!("pod {r} is not in the topology")),
+                    Err(e) => ctx.error(lp, e),
+                }
+            }
+            for (k, edit) in &l.namespaces {
+                let lp = format!("{p}.label.namespaces.{k}");
+                if topology.namespace(k).is_some() {
+                    label_edit(ctx, &lp, edit, true);
+                    label_namespaces.push((k.clone(), edit.clone()));
+                } else {
+                    ctx.error(lp, format!("namespace {k} is not in the topology"));
+                }
+            }
+        }
+        let mut reject = Vec::new();
+        for (j, pd) in s.reject.iter().enumerate() {
+            let pp = format!("{p}.reject[{j}]");
+            if let Some(np) = policy(ctx, &pp, pd, &topology, false) {
+                reject.push(np);
+            }
+        }
+        let step_matrix = matrix(
+            ctx,
+            &format!("{p}.probe"),
+            s.probe.as_ref(),
+            &base,
+            &topology,
+        );
+        let expect = s.expect.as_ref().map(|e| {
+            let cells = e
+                .cells
+                .iter()
+                .enumerate()
+                .map(|(k, c)| {
+                    let cp = format!("{p}.expect.cells[{k}]");
+                    check_glob(ctx, &format!("{cp}.from"), &c.from, &topology);
+                    check_glob(ctx, &format!("{cp}.to"), &c.to, &topology);
+                    if let Some(port) = &c.port {
+                        check_port(ctx, &format!("{cp}.port"), port);
+                    }
+                    CellPin {
+                        from: c.from.clone(),
+                        to: c.to.clone(),
+                        port: c.port.clone(),
+                        protocol: c.protocol,
+                        via: c.via,
+                        verdict: c.verdict,
+                    }
+                })
+                .collect();
+            Expect {
+                default: e.default,
+                cells,
+            }
+        });
+        if doc.mode == Mode::Intent {
+            match &expect {
+                None => ctx.error(
+                    format!("{p}.expect"),
+                    "intent mode: every step needs `expect` with a default and cells",
+                ),
+                Some(e) if e.default == ExpectDefault::Oracle => ctx.error(
+                    format!("{p}.expect.default"),
+                    "intent mode has no oracle: the default must be allow or deny",
+                ),
+                _ => {}
+            }
+        }
+        steps.push(Step {
+            name: s.name.clone(),
+            delete,
+            apply,
+            label_pods,
+            label_namespaces,
+            reject,
+            matrix: step_matrix,
+            expect,
+        });
+    }
+    let scenario = Scenario {
+        name: doc.name.clone(),
+        description: doc
+            .description
+            .clone()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        tags: doc.tags.clone(),
+        mode: doc.mode,
+        file: ctx.file.to_string(),
+        topology,
+        steps,
+    };
+    if !ctx.errors.is_empty() {
+        return None;
+    }
+    cross_check(ctx, &scenario);
+    Some(scenario)
+}
+
+/// Pins against the oracle, and matrices that probe nothing.
+fn cross_check(ctx: &mut Ctx, scenario: &Scenario) {
+    let plans = match walk(scenario, &scenario.topology) {
+        Ok(p) => p,
+        Err(e) => {
+            ctx.error(e.path, e.message);
+            return;
+        }
+    };
+    for (i, plan) in plans.iter().enumerate() {
+        if plan.cells.is_empty() {
+            ctx.error(
+                format!("steps[{i}].probe"),
+                "the probe matrix is empty: no destination serves these ports and protocols",
+            );
+        }
+        let mut by_pin: BTreeMap<Option<usize>, Vec<&PinConflict>> = BTreeMap::new();
+        for c in &plan.conflicts {
+            by_pin.entry(c.pin).or_default().push(c);
+        }
+        for (pin, conflicts) in by_pin {
+            let path = match pin {
+                Some(k) => format!("steps[{i}].expect.cells[{k}]"),
+                None => format!("steps[{i}].expect.default"),
+            };
+            let shown: Vec<String> = conflicts
+                .iter()
+                .take(4)
+                .map(|c| {
+                    let why = plan
+                        .explain(&c.cell)
+                        .map(|e| crate::cli::render::explanation_summary(&e))
+                        .unwrap_or_default();
+                    format!(
+                        "{} -> {} {}/{} via {}: pinned {}, oracle says {} ({why})",
+                        c.cell.from,
+                        c.cell.to,
+                        c.cell.port,
+                        c.cell.protocol,
+                        c.cell.via,
+                        c.pinned,
+                        c.oracle
+                    )
+                })
+                .collect();
+            let more = conflicts.len().saturating_sub(shown.len());
+            let mut msg = format!(
+                "pin disagrees with the oracle on {} cell(s): {}",
+                conflicts.len(),
+                shown.join("; ")
+            );
+            if more > 0 {
+                msg.push_str(&format!("; and {more} more"));
+            }
+            ctx.error(path, msg);
+        }
+    }
+}
+
+fn label_edit(ctx: &mut Ctx, path: &str, edit: &BTreeMap<String, Option<String>>, namespace: bool) {
+    for (k, v) in edit {
+        for m in is_qualified_name(k) {
+            ctx.error(
+                format!("{path}.{k}"),
+                format!("invalid label key {k:?}: {m}"),
+            );
+        }
+        match v {
+            Some(v) => {
+                for m in is_valid_label_value(v) {
+                    ctx.error(
+                        format!("{path}.{k}"),
+                        format!("invalid label value {v:?}: {m}"),
+                    );
+                }
+            }
+            None if namespace && k == NAMESPACE_NAME_LABEL => ctx.error(
+                format!("{path}.{k}"),
+                "the API server always sets kubernetes.io/metadata.name; it cannot be removed",
+            ),
+            None => {}
+        }
+        if namespace && k == NAMESPACE_NAME_LABEL && v.is_some() {
+            ctx.error(
+                format!("{path}.{k}"),
+                "kubernetes.io/metadata.name is set by the API server and cannot be changed",
+            );
+        }
+    }
+}
+
+fn policy(
+    ctx: &mut Ctx,
+    path: &str,
+    doc: &super::format::PolicyDoc,
+    topology: &Topology,
+    must_be_valid: bool,
+) -> Option<k8s_openapi::api::networking::v1::NetworkPolicy> {
+    let np = match to_network_policy(doc) {
+        Ok(np) => np,
+        Err(errs) => {
+            for e in errs {
+                ctx.error(join(path, &e.path), e.message);
+            }
+            return None;
+        }
+    };
+    match np.metadata.namespace.as_deref() {
+        None => {
+            ctx.error(
+                format!("{path}.metadata.namespace"),
+                "Required value: a policy names its (logical) namespace",
+            );
+            return None;
+        }
+        Some(ns) if topology.namespace(ns).is_none() => {
+            ctx.error(
+                format!("{path}.metadata.namespace"),
+                format!("namespace {ns:?} is not in the topology"),
+            );
+            return None;
+        }
+        Some(_) => {}
+    }
+    let resolved = match resolve_policy(&np, topology) {
+        Ok(r) => r,
+        Err((p, m)) => {
+            ctx.error(join(path, &p), m);
+            return None;
+        }
+    };
+    let problems = validate_network_policy(&resolved);
+    if must_be_valid {
+        for e in &problems {
+            ctx.error(join(path, &e.path), e.message.clone());
+        }
+        if !problems.is_empty() {
+            return None;
+        }
+    } else if problems.is_empty() {
+        ctx.error(
+            path,
+            "this policy is valid, so the API server would accept it; `reject` lists policies it must refuse",
+        );
+        return None;
+    }
+    Some(np)
+}
+
+fn check_glob(ctx: &mut Ctx, path: &str, glob: &str, topology: &Topology) {
+    if !topology
+        .pods
+        .iter()
+        .any(|p| glob_match(glob, &p.id.to_string()))
+    {
+        ctx.error(path, format!("{glob:?} matches no pod of the topology"));
+    }
+}
+
+fn check_port(ctx: &mut Ctx, path: &str, port: &PortRef) {
+    match port {
+        PortRef::Number(0) => ctx.error(path, "port 0 is not a valid port"),
+        PortRef::Number(_) => {}
+        PortRef::Name(n) => {
+            for m in is_valid_port_name(n) {
+                ctx.error(path, format!("invalid port name {n:?}: {m}"));
+            }
+        }
+    }
+}
+
+fn matrix(
+    ctx: &mut Ctx,
+    path: &str,
+    doc: Option<&ProbeDoc>,
+    base: &Matrix,
+    topology: &Topology,
+) -> Matrix {
+    let Some(doc) = doc else {
+        return base.clone();
+    };
+    let m = Matrix {
+        from: doc.from.clone().unwrap_or_else(|| base.from.clone()),
+        to: doc.to.clone().unwrap_or_else(|| base.to.clone()),
+        ports: doc.ports.clone().unwrap_or_else(|| base.ports.clone()),
+        protocols: doc
+            .protocols
+            .clone()
+            .unwrap_or_else(|| base.protocols.clone()),
+        via: doc.via.clone().unwrap_or_else(|| base.via.clone()),
+    };
+    for (field, globs) in [("from", &doc.from), ("to", &doc.to)] {
+        for (k, g) in globs.iter().flatten().enumerate() {
+            check_glob(ctx, &format!("{path}.{field}[{k}]"), g, topology);
+        }
+        if globs.as_ref().is_some_and(|g| g.is_empty()) {
+            ctx.error(format!("{path}.{field}"), "must not be empty");
+        }
+    }
+    for (k, p) in doc.ports.iter().flatten().enumerate() {
+        check_port(ctx, &format!("{path}.ports[{k}]"), p);
+    }
+    for (field, empty) in [
+        ("ports", doc.ports.as_ref().is_some_and(Vec::is_empty)),
+        (
+            "protocols",
+            doc.protocols.as_ref().is_some_and(Vec::is_empty),
+        ),
+        ("via", doc.via.as_ref().is_some_and(Vec::is_empty)),
+    ] {
+        if empty {
+            ctx.error(format!("{path}.{field}"), "must not be empty");
+        }
+    }
+    m
+}
+
+fn serve_list(ctx: &mut Ctx, path: &str, serve: &[ServeDoc]) -> Vec<ServedPort> {
+    let mut seen = BTreeSet::new();
+    let mut names = BTreeSet::new();
+    let mut out = Vec::new();
+    for (k, s) in serve.iter().enumerate() {
+        let sp = format!("{path}[{k}]");
+        if s.port == 0 {
+            ctx.error(
+                format!("{sp}.port"),
+                "Invalid value: 0: must be between 1 and 65535, inclusive",
+            );
+        }
+        if !seen.insert((s.port, s.protocol)) {
+            ctx.error(
+                sp.clone(),
+                format!("{}/{} is listed twice", s.port, s.protocol),
+            );
+        }
+        if let Some(n) = &s.name {
+            for m in is_valid_port_name(n) {
+                ctx.error(
+                    format!("{sp}.name"),
+                    format!("invalid port name {n:?}: {m}"),
+                );
+            }
+            if !names.insert(n.clone()) {
+                ctx.error(
+                    format!("{sp}.name"),
+                    format!("port name {n:?} is used twice in one pod"),
+                );
+            }
+        }
+        out.push(ServedPort {
+            port: s.port,
+            protocol: s.protocol,
+            name: s.name.clone(),
+        });
+    }
+    out
+}
+
+fn build_topology(ctx: &mut Ctx, doc: &super::format::TopologyDoc) -> Option<Topology> {
+    let default_serve = match &doc.serve {
+        Some(s) => serve_list(ctx, "topology.serve", s),
+        None => standard_serve(),
+    };
+    let mut namespaces = Vec::new();
+    for (name, ns) in &doc.namespaces {
+        let p = format!("topology.namespaces.{name}");
+        for m in is_dns1123_label(name) {
+            ctx.error(p.clone(), format!("invalid namespace name {name:?}: {m}"));
+        }
+        for e in validate_labels(&ns.labels, &format!("{p}.labels")) {
+            ctx.error(e.path.clone(), e.message.clone());
+        }
+        if ns.labels.contains_key(NAMESPACE_NAME_LABEL) {
+            ctx.error(
+                format!("{p}.labels.{NAMESPACE_NAME_LABEL}"),
+                "is implied by the namespace name; remove it",
+            );
+        }
+        namespaces.push(Namespace {
+            name: name.clone(),
+            labels: ns.labels.clone(),
+        });
+    }
+    let mut pods = Vec::new();
+    for (key, pod) in &doc.pods {
+        let p = format!("topology.pods.{key}");
+        let id = match key.parse::<PodRef>() {
+            Ok(id) => id,
+            Err(e) => {
+                ctx.error(p, e);
+                continue;
+            }
+        };
+        if !doc.namespaces.contains_key(&id.namespace) {
+            ctx.error(
+                p.clone(),
+                format!(
+                    "namespace {:?} is not declared in topology.namespaces",
+                    id.namespace
+                ),
+            );
+        }
+        for m in is_dns1123_subdomain(&id.name) {
+            ctx.error(p.clone(), format!("invalid pod name {:?}: {m}", id.name));
+        }
+        let PodDoc { labels, serve } = pod;
+        for e in validate_labels(labels, &format!("{p}.labels")) {
+            ctx.error(e.path.clone(), e.message.clone());
+        }
+        let serve = match serve {
+            Some(s) => serve_list(ctx, &format!("{p}.serve"), s),
+            None => default_serve.clone(),
+        };
+        if serve.is_empty() {
+            ctx.error(format!("{p}.serve"), "a pod must serve at least one port");
+        }
+        pods.push(Pod {
+            id,
+            labels: Labels::clone(labels),
+            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            serve,
+        });
+    }
+    if pods.is_empty() {
+        ctx.error("topology.pods", "a topology needs at least one pod");
+    }
+    let mut t = Topology::new(namespaces, pods);
+    t.assign_synthetic_ips();
+    Some(t)
+}
+
+/// Loads files and directories (recursively, `*.yaml` / `*.yml`, sorted). All problems of all
+/// files are returned together; scenario names must be unique across everything loaded.
+pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Scenario>, Vec<LoadError>> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        collect(p, &mut files, &mut errors);
+    }
+    let mut texts = Vec::new();
+    for f in files {
+        match std::fs::read_to_string(&f) {
+            Ok(t) => texts.push((f.display().to_string(), t)),
+            Err(e) => errors.push(LoadError {
+                file: f.display().to_string(),
+                location: None,
+                path: String::new(),
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    let (scenarios, more) = load_texts(texts.iter().map(|(f, t)| (f.as_str(), t.as_str())));
+    errors.extend(more);
+    if errors.is_empty() {
+        Ok(scenarios)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Loads (file, text) pairs; returns what loaded and every error, including duplicate names.
+pub fn load_texts<'a>(
+    items: impl Iterator<Item = (&'a str, &'a str)>,
+) -> (Vec<Scenario>, Vec<LoadError>) {
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    let mut errors = Vec::new();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for (file, text) in items {
+        match load_str(file, text) {
+            Ok(s) => {
+                if let Some(first) = names.get(&s.name) {
+                    errors.push(LoadError {
+                        file: file.to_string(),
+                        location: Some(Location { line: 1, column: 1 }),
+                        path: "name".into(),
+                        message: format!("scenario name {:?} is also used by {first}", s.name),
+                    });
+                } else {
+                    names.insert(s.name.clone(), file.to_string());
+                    scenarios.push(s);
+                }
+            }
+            Err(e) => errors.extend(e),
+        }
+    }
+    (scenarios, errors)
+}
+
+fn collect(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<LoadError>) {
+    let err = |e: std::io::Error| LoadError {
+        file: path.display().to_string(),
+        location: None,
+        path: String::new(),
+        message: format!("cannot read: {e}"),
+    };
+    match std::fs::metadata(path) {
+        Err(e) => errors.push(err(e)),
+        Ok(m) if m.is_dir() => match std::fs::read_dir(path) {
+            Err(e) => errors.push(err(e)),
+            Ok(rd) => {
+                let mut entries: Vec<PathBuf> =
+                    rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                entries.sort();
+                for e in entries {
+                    let is_yaml = e.extension().is_some_and(|x| x == "yaml" || x == "yml");
+                    if e.is_dir() || is_yaml {
+                        collect(&e, files, errors);
+                    }
+                }
+            }
+        },
+        Ok(_) => files.push(path.to_path_buf()),
+    }
+}

@@ -1,0 +1,261 @@
+//! Walking a scenario's steps: the state after each step, its probe matrix, and the expected verdict
+//! of every cell (from the oracle, or from the scenario's pins in intent mode). Pure.
+
+use super::format::{ExpectDefault, Mode, PortRef};
+use super::policies::resolve_policy;
+use super::{CellPin, Expect, Matrix, Scenario};
+use crate::model::{edit_labels, glob_match, PodRef, PolicyRef, Protocol, Topology, Verdict, Via};
+use crate::policy::oracle::{policy_ref, Oracle};
+use crate::policy::Explanation;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One probe path: from a pod to a pod's port over one address kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Cell {
+    pub from: PodRef,
+    pub to: PodRef,
+    /// The destination (post-DNAT) port number, always numeric.
+    pub port: u16,
+    /// The container port name on the destination, when the matrix named the port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
+    pub protocol: Protocol,
+    pub via: Via,
+    pub loopback: bool,
+}
+
+/// Where an expectation comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    Oracle,
+    /// The scenario's stated intent (intent mode).
+    Intent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectedCell {
+    #[serde(flatten)]
+    pub cell: Cell,
+    pub verdict: Verdict,
+    pub ip_dependent: bool,
+    #[serde(skip)]
+    pub source: Source,
+}
+
+/// A pin that disagrees with the oracle (oracle mode) — a load error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinConflict {
+    /// `Some(k)` for `expect.cells[k]`, `None` for `expect.default`.
+    pub pin: Option<usize>,
+    pub cell: Cell,
+    pub pinned: Verdict,
+    pub oracle: Verdict,
+}
+
+/// The world after a step's changes, and what should happen in it.
+#[derive(Debug, Clone)]
+pub struct StepPlan {
+    pub name: String,
+    pub topology: Topology,
+    /// Active policies (placeholders resolved), by logical namespace/name.
+    pub policies: BTreeMap<PolicyRef, NetworkPolicy>,
+    pub cells: Vec<ExpectedCell>,
+    pub conflicts: Vec<PinConflict>,
+}
+
+impl StepPlan {
+    pub fn oracle(&self) -> Result<Oracle<'_>, crate::policy::OracleError> {
+        let policies: Vec<_> = self.policies.values().cloned().collect();
+        Oracle::new(&self.topology, &policies)
+    }
+
+    /// The oracle's reasons for one cell of this step.
+    pub fn explain(&self, cell: &Cell) -> Option<Explanation> {
+        let o = self.oracle().ok()?;
+        let t = o.topology();
+        Some(o.explain(
+            t.pod_index(&cell.from)?,
+            t.pod_index(&cell.to)?,
+            cell.port,
+            cell.protocol,
+        ))
+    }
+}
+
+/// Why a walk failed: a problem that depends on the live topology (a placeholder, a bad policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalkError {
+    /// Path in the scenario file, e.g. `steps[1].apply[0].spec.ingress[0].from[0].ipBlock.cidr`.
+    pub path: String,
+    pub message: String,
+}
+
+/// Expands a matrix into cells over a topology. Cells exist only where the destination serves the
+/// port and protocol (an unserved port would be refused and read as a deny); named ports resolve
+/// on each destination pod, and a destination without that name has no cell.
+pub fn expand(matrix: &Matrix, topology: &Topology) -> Vec<Cell> {
+    let pick = |globs: &[String]| -> Vec<&crate::model::Pod> {
+        topology
+            .pods
+            .iter()
+            .filter(|p| {
+                let id = p.id.to_string();
+                globs.iter().any(|g| glob_match(g, &id))
+            })
+            .collect()
+    };
+    let froms = pick(&matrix.from);
+    let tos = pick(&matrix.to);
+    let mut cells = Vec::new();
+    for via in &matrix.via {
+        for protocol in &matrix.protocols {
+            for port in &matrix.ports {
+                for to in &tos {
+                    let (number, name) = match port {
+                        PortRef::Number(n) => {
+                            (Some(*n), to.port_name(*n, *protocol).map(str::to_string))
+                        }
+                        PortRef::Name(s) => (to.named_port(s, *protocol), Some(s.clone())),
+                    };
+                    let Some(number) = number else { continue };
+                    if !to.serves(number, *protocol) {
+                        continue;
+                    }
+                    for from in &froms {
+                        cells.push(Cell {
+                            from: from.id.clone(),
+                            to: to.id.clone(),
+                            port: number,
+                            port_name: if matches!(port, PortRef::Name(_)) {
+                                name.clone()
+                            } else {
+                                None
+                            },
+                            protocol: *protocol,
+                            via: *via,
+                            loopback: from.id == to.id,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    cells.sort_by(|a, b| {
+        (a.via, a.protocol, a.port, &a.from, &a.to)
+            .cmp(&(b.via, b.protocol, b.port, &b.from, &b.to))
+    });
+    cells.dedup();
+    cells
+}
+
+impl CellPin {
+    pub fn matches(&self, cell: &Cell) -> bool {
+        glob_match(&self.from, &cell.from.to_string())
+            && glob_match(&self.to, &cell.to.to_string())
+            && self.protocol.is_none_or(|p| p == cell.protocol)
+            && self.via.is_none_or(|v| v == cell.via)
+            && match &self.port {
+                None => true,
+                Some(PortRef::Number(n)) => *n == cell.port,
+                Some(PortRef::Name(s)) => cell.port_name.as_deref() == Some(s.as_str()),
+            }
+    }
+}
+
+impl Expect {
+    /// The pinned verdict of a cell and which pin set it (`None`: the default). Later pins win.
+    /// Loopback cells are never pinned.
+    pub fn pinned(&self, cell: &Cell) -> Option<(Verdict, Option<usize>)> {
+        if cell.loopback {
+            return None;
+        }
+        if let Some(k) = self.cells.iter().rposition(|p| p.matches(cell)) {
+            return Some((self.cells[k].verdict, Some(k)));
+        }
+        match self.default {
+            ExpectDefault::Allow => Some((Verdict::Allow, None)),
+            ExpectDefault::Deny => Some((Verdict::Deny, None)),
+            ExpectDefault::Oracle => None,
+        }
+    }
+}
+
+/// Walks every step from `topology` (synthetic addresses offline, live ones at run time).
+pub fn walk(scenario: &Scenario, topology: &Topology) -> Result<Vec<StepPlan>, WalkError> {
+    let mut topo = topology.clone();
+    let mut policies: BTreeMap<PolicyRef, NetworkPolicy> = BTreeMap::new();
+    let mut plans = Vec::with_capacity(scenario.steps.len());
+    for (i, step) in scenario.steps.iter().enumerate() {
+        for d in &step.delete {
+            policies.remove(d);
+        }
+        for (j, template) in step.apply.iter().enumerate() {
+            let np = resolve_policy(template, &topo).map_err(|(path, message)| WalkError {
+                path: format!("steps[{i}].apply[{j}].{path}"),
+                message,
+            })?;
+            policies.insert(policy_ref(&np), np);
+        }
+        for (pod, edit) in &step.label_pods {
+            if let Some(p) = topo.pod_mut(pod) {
+                edit_labels(&mut p.labels, edit);
+            }
+        }
+        for (ns, edit) in &step.label_namespaces {
+            if let Some(n) = topo.namespace_mut(ns) {
+                edit_labels(&mut n.labels, edit);
+            }
+        }
+        let active: Vec<NetworkPolicy> = policies.values().cloned().collect();
+        let oracle = Oracle::new(&topo, &active).map_err(|e| WalkError {
+            path: format!("steps[{i}]"),
+            message: e.to_string(),
+        })?;
+        let mut cells = Vec::new();
+        let mut conflicts = Vec::new();
+        for cell in expand(&step.matrix, &topo) {
+            let (Some(f), Some(t)) = (topo.pod_index(&cell.from), topo.pod_index(&cell.to)) else {
+                continue;
+            };
+            let computed = oracle.cell(f, t, cell.port, cell.protocol);
+            let pin = step.expect.as_ref().and_then(|e| e.pinned(&cell));
+            let (verdict, source) = match scenario.mode {
+                Mode::Oracle => {
+                    if let Some((pinned, k)) = pin {
+                        if pinned != computed.verdict {
+                            conflicts.push(PinConflict {
+                                pin: k,
+                                cell: cell.clone(),
+                                pinned,
+                                oracle: computed.verdict,
+                            });
+                        }
+                    }
+                    (computed.verdict, Source::Oracle)
+                }
+                Mode::Intent => (
+                    pin.map(|(v, _)| v).unwrap_or(computed.verdict),
+                    Source::Intent,
+                ),
+            };
+            cells.push(ExpectedCell {
+                cell,
+                verdict,
+                ip_dependent: computed.ip_dependent,
+                source,
+            });
+        }
+        drop(oracle);
+        plans.push(StepPlan {
+            name: step.name.clone(),
+            topology: topo.clone(),
+            policies: policies.clone(),
+            cells,
+            conflicts,
+        });
+    }
+    Ok(plans)
+}
