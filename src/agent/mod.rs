@@ -1,1 +1,35 @@
 //! What runs inside probe pods: `agent serve` (listeners) and `agent probe` (the batched prober).
+//!
+//! The agent needs no Kubernetes client: the harness execs it and speaks the wire format of
+//! [`crate::probe`] over stdin and stdout.
+//!
+//! Readiness: `agent serve` binds every listener before it reports anything. Once all are bound
+//! it writes a [`ReadyReport`](crate::probe::ReadyReport) as JSON to `--ready-file` (atomically:
+//! written beside, then renamed, so a reader never sees half a file) and serves the same JSON on
+//! `GET /netassay/ready` of its `--http` port. A protocol the kernel lacks (SCTP here: socket()
+//! fails with EPROTONOSUPPORT) is listed with state `unsupported` and the reason, and said once
+//! on stderr; the other listeners keep serving. The harness marks cells of an unsupported
+//! protocol `unsupported` instead of probing them, and `agent probe` independently reports
+//! `unsupported` for an SCTP probe where the source lacks SCTP. Any other bind failure (port
+//! taken, permission) is fatal: the agent exits 3 before writing the ready file.
+
+pub mod bench;
+mod classify;
+pub mod prober;
+pub mod serve;
+mod sock;
+
+pub use prober::{prepare, run_batch, PreparedBatch};
+pub use serve::{bind_all, BoundAgent, ServeConfig, ServeError};
+
+/// Installs rustls's ring provider, which reqwest (built with `rustls-no-provider`) needs
+/// before a client is built; a provider already installed is kept.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Raises the soft limit on open files to the hard limit (each probe in flight holds one);
+/// returns the limit now in force.
+pub fn raise_fd_limit() -> std::io::Result<libc::rlim_t> {
+    sock::raise_fd_limit()
+}
