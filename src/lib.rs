@@ -5,8 +5,10 @@
 
 pub mod agent;
 pub mod cli;
+pub mod cluster;
 pub mod model;
 pub mod policy;
 pub mod probe;
+pub mod runner;
 pub mod sandbox;
 pub mod scenario;

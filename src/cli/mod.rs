@@ -4,6 +4,7 @@ pub mod agent;
 mod bench;
 mod offline;
 pub mod render;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -58,6 +59,13 @@ pub enum Command {
     Explain(offline::ExplainArgs),
     /// List the built-in scenarios and their tags.
     List(offline::ListArgs),
+    /// Run scenarios against a cluster (or the built-in sandbox) and judge the CNI.
+    Run(Box<run::RunArgs>),
+    /// Delete what runs left behind in a cluster.
+    Cleanup(run::CleanupArgs),
+    /// The built-in sandbox cluster (root, Linux).
+    #[command(subcommand)]
+    Sandbox(run::SandboxCommand),
     /// Runs inside probe pods (the harness starts it; you rarely need it by hand).
     #[command(subcommand)]
     Agent(agent::AgentCommand),
@@ -92,6 +100,9 @@ pub fn main() -> ExitCode {
         Command::Validate(a) => offline::validate(a),
         Command::Explain(a) => offline::explain(a),
         Command::List(a) => offline::list(a),
+        Command::Run(a) => run::run(*a),
+        Command::Cleanup(a) => run::cleanup(a),
+        Command::Sandbox(c) => run::sandbox(c),
         Command::Agent(cmd) => agent::run(cmd),
         Command::Bench(BenchCommand::Oracle(a)) => bench::oracle(a),
         Command::Bench(BenchCommand::Probe(a)) => agent::bench_probe(a),

@@ -10,8 +10,10 @@ pub mod api;
 pub mod compile;
 pub mod dataplane;
 pub mod fault;
+pub mod instance;
 
-// pub use fault::{Fault, FaultSet}; (enabled once fault.rs defines them)
+pub use fault::{Fault, FaultMemory, FaultSet};
+pub use instance::{Sandbox, SandboxError};
 
 use crate::model::{Labels, ServedPort};
 use std::net::IpAddr;

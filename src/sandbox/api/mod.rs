@@ -1,1 +1,285 @@
 //! The Kubernetes-API emulator: the subset netassay uses, served by axum on 127.0.0.1.
+//!
+//! Plain HTTP on a random port, so the ordinary kube-rs client (and kubectl) can talk to it via
+//! [`ApiServer::write_kubeconfig`] or a `kube::Config` for [`ApiServer::url`]. Served:
+//! namespaces, pods (with status, IPs and readiness from the dataplane), pods/exec over the
+//! v4/v5 websocket channel protocols, services with ClusterIPs from 10.96.0.0/16,
+//! networking.k8s.io/v1 networkpolicies (defaulted and validated like the API server),
+//! coordination.k8s.io/v1 leases (resourceVersion conflicts), nodes, `/version`, discovery, and
+//! just enough of `/openapi/v3` for kubectl to leave field validation to the server
+//! (`fieldValidation=Strict` rejects unknown fields). Errors are `Status` objects with upstream's
+//! codes and reasons.
+//!
+//! After every change that enforcement depends on (namespaces, pods, services, policies — not
+//! leases) the server hands a [`ClusterState`] snapshot to [`Dataplane::sync`], before it
+//! answers the request.
+//!
+//! Not served: **watch** (netassay polls; `?watch=true` gets 405 MethodNotAllowed with a message
+//! saying so), SPDY exec, tty resizing, protobuf bodies, server-side Table output (kubectl falls
+//! back to NAME/AGE columns), field managers and managedFields (server-side apply is approximated
+//! by a merge patch), list pagination (`limit` is ignored and everything is returned), and
+//! authentication (none: the server listens on loopback only).
+
+mod admission;
+mod discovery;
+mod exec;
+mod handlers;
+mod lifecycle;
+mod patch;
+mod selector;
+mod shared;
+mod status;
+mod store;
+
+use crate::sandbox::dataplane::Dataplane;
+use crate::sandbox::ClusterState;
+use axum::routing::get;
+use axum::Router;
+use handlers as h;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use shared::Shared;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The kubeconfig name of the sandbox's cluster, user and context.
+pub const CONTEXT: &str = "netassay-sandbox";
+
+/// Tunables of the emulator.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// How long a started pod may take to become ready before its `Ready` condition says it
+    /// timed out (it stays Running; netassay's fixture check reports it).
+    pub ready_timeout: Duration,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions {
+            ready_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running emulator. Dropping it stops serving; [`ApiServer::shutdown`] does so gracefully.
+/// The dataplane stays its owner's to shut down.
+pub struct ApiServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Starts the emulator with default options on 127.0.0.1 and a random port.
+pub async fn start(dataplane: Arc<dyn Dataplane>) -> std::io::Result<ApiServer> {
+    start_with(dataplane, ApiOptions::default()).await
+}
+
+pub async fn start_with(
+    dataplane: Arc<dyn Dataplane>,
+    options: ApiOptions,
+) -> std::io::Result<ApiServer> {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let addr = listener.local_addr()?;
+    let dataplane_for_node = Arc::clone(&dataplane);
+    let node = tokio::task::spawn_blocking(move || dataplane_for_node.node())
+        .await
+        .map_err(std::io::Error::other)?;
+    let shared = Arc::new(Shared::new(dataplane, node, options, addr));
+    // The dataplane learns the initial state (the system namespaces) before any request.
+    shared.sync().await;
+    let app = router(Arc::clone(&shared));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let serving = axum::serve(listener, app).with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
+        if let Err(e) = serving.await {
+            eprintln!("netassay sandbox: API server failed: {e}");
+        }
+    });
+    Ok(ApiServer {
+        addr,
+        shared,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+impl ApiServer {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, the cluster server URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig for kube-rs and kubectl: cluster, user (no credentials) and context all
+    /// named [`CONTEXT`], with `default` as the context's namespace.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {CONTEXT}\n  cluster:\n    server: {url}\ncontexts:\n- name: {CONTEXT}\n  context:\n    cluster: {CONTEXT}\n    user: {CONTEXT}\n    namespace: default\ncurrent-context: {CONTEXT}\nusers:\n- name: {CONTEXT}\n  user: {{}}\npreferences: {{}}\n",
+            url = self.url()
+        )
+    }
+
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig())
+    }
+
+    /// The state the dataplane was last asked to enforce (or is about to be: it is built from
+    /// the store now).
+    pub fn cluster_state(&self) -> ClusterState {
+        self.shared.cluster_state()
+    }
+
+    /// Dataplane failures seen so far (sync, pod deletion); pod start failures are in the pods'
+    /// status instead.
+    pub fn dataplane_errors(&self) -> Vec<String> {
+        self.shared.errors()
+    }
+
+    /// Stops accepting requests, ends background pod tasks and waits (briefly) for open
+    /// connections to finish.
+    pub async fn shutdown(mut self) {
+        self.shared.stopping.send_replace(true);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.shared.stopping.send_replace(true);
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+async fn no_route() -> status::ApiError {
+    status::ApiError::no_route()
+}
+
+async fn method_not_allowed() -> status::ApiError {
+    status::ApiError::method_not_allowed(
+        "the server does not allow this method on the requested resource",
+    )
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    const NP: &str = "/apis/networking.k8s.io/v1";
+    const LEASES: &str = "/apis/coordination.k8s.io/v1";
+    let exec_route = get(exec::exec)
+        .post(exec::exec)
+        .layer(axum::middleware::map_request(exec::post_upgrade_as_get));
+    Router::new()
+        .route("/version", get(discovery::version))
+        .route("/healthz", get(discovery::healthz))
+        .route("/livez", get(discovery::healthz))
+        .route("/readyz", get(discovery::healthz))
+        .route("/api", get(discovery::api_versions))
+        .route("/api/v1", get(discovery::core_v1))
+        .route("/apis", get(discovery::api_groups))
+        .route("/apis/{group}", get(discovery::api_group))
+        .route(NP, get(discovery::networking_v1))
+        .route(LEASES, get(discovery::coordination_v1))
+        .route("/openapi/v3", get(discovery::openapi_v3_root))
+        .route("/openapi/v3/api/v1", get(discovery::openapi_v3_core))
+        .route(
+            "/openapi/v3/apis/{group}/{version}",
+            get(discovery::openapi_v3_group),
+        )
+        .route("/api/v1/nodes", get(discovery::nodes))
+        .route("/api/v1/nodes/{name}", get(discovery::node))
+        .route(
+            "/api/v1/namespaces",
+            get(h::list::<Namespace>).post(h::create::<Namespace>),
+        )
+        .route(
+            "/api/v1/namespaces/{name}",
+            get(h::get::<Namespace>)
+                .patch(h::patch::<Namespace>)
+                .put(h::replace::<Namespace>)
+                .delete(h::delete_namespace),
+        )
+        .route("/api/v1/pods", get(h::list::<Pod>))
+        .route(
+            "/api/v1/namespaces/{namespace}/pods",
+            get(h::list::<Pod>)
+                .post(h::create_pod)
+                .delete(h::delete_pods),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}",
+            get(h::get::<Pod>).patch(h::patch_pod).delete(h::delete_pod),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/exec",
+            exec_route,
+        )
+        .route("/api/v1/services", get(h::list::<Service>))
+        .route(
+            "/api/v1/namespaces/{namespace}/services",
+            get(h::list::<Service>)
+                .post(h::create::<Service>)
+                .delete(h::delete_collection::<Service>),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/services/{name}",
+            get(h::get::<Service>)
+                .patch(h::patch::<Service>)
+                .put(h::replace::<Service>)
+                .delete(h::delete::<Service>),
+        )
+        .route(
+            &format!("{NP}/networkpolicies"),
+            get(h::list::<NetworkPolicy>),
+        )
+        .route(
+            &format!("{NP}/namespaces/{{namespace}}/networkpolicies"),
+            get(h::list::<NetworkPolicy>)
+                .post(h::create::<NetworkPolicy>)
+                .delete(h::delete_collection::<NetworkPolicy>),
+        )
+        .route(
+            &format!("{NP}/namespaces/{{namespace}}/networkpolicies/{{name}}"),
+            get(h::get::<NetworkPolicy>)
+                .put(h::replace::<NetworkPolicy>)
+                .patch(h::patch::<NetworkPolicy>)
+                .delete(h::delete::<NetworkPolicy>),
+        )
+        .route(&format!("{LEASES}/leases"), get(h::list::<Lease>))
+        .route(
+            &format!("{LEASES}/namespaces/{{namespace}}/leases"),
+            get(h::list::<Lease>)
+                .post(h::create::<Lease>)
+                .delete(h::delete_collection::<Lease>),
+        )
+        .route(
+            &format!("{LEASES}/namespaces/{{namespace}}/leases/{{name}}"),
+            get(h::get::<Lease>)
+                .put(h::replace::<Lease>)
+                .patch(h::patch::<Lease>)
+                .delete(h::delete::<Lease>),
+        )
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(shared)
+}

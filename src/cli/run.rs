@@ -1,0 +1,538 @@
+//! `netassay run` (the main job), `netassay cleanup` and `netassay sandbox up|down`.
+
+use super::exit;
+use crate::cluster::cleanup::{cleanup as cleanup_run, Selection};
+use crate::cluster::facts::{self, Environment};
+use crate::cluster::lock::RunLock;
+use crate::cluster::manifest::FixtureOptions;
+use crate::cluster::{connect, new_run_id};
+use crate::model::Via;
+use crate::probe::DenyRule;
+use crate::runner::suite::{failure_text, Pool, ScenarioOutcome, SuiteOptions};
+use crate::runner::Judging;
+use crate::sandbox::{Fault, FaultSet, Sandbox};
+use crate::scenario::{builtin, load_paths, Scenario};
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 1s or 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context.
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Run against the built-in sandbox cluster (root, Linux) instead of a kubeconfig.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Make the sandbox misbehave like a buggy CNI (repeatable): none, ingress-only, egress-only,
+    /// ignore-named-ports, ignore-endport, ignore-except, tcp-only, ignore-namespace-selector,
+    /// late[=5s], flaky, ignore-updates, ignore-relabel.
+    #[arg(long = "sandbox-fault", value_name = "NAME", requires = "sandbox")]
+    pub sandbox_faults: Vec<String>,
+    /// Built-in profiles to run (comma-separated): core, extended, k8tre.
+    #[arg(long, value_delimiter = ',', default_value = "core")]
+    pub profile: Vec<String>,
+    /// Also run the scenario files in these directories (repeatable).
+    #[arg(long = "scenarios", value_name = "DIR")]
+    pub scenarios: Vec<PathBuf>,
+    /// Only scenarios whose name contains FILTER.
+    pub filter: Option<String>,
+    /// Skip scenarios whose name contains PAT (repeatable).
+    #[arg(long)]
+    pub skip: Vec<String>,
+    /// FILTER and --skip must match names exactly.
+    #[arg(long)]
+    pub exact: bool,
+    /// List the selected scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Fixtures (deployed topologies) probed at once.
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
+    /// How long one probe waits for an answer.
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    pub probe_timeout: Duration,
+    /// How long disagreeing cells are re-probed before they count as wrong.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub converge_timeout: Duration,
+    /// Full re-probes after agreement; any flip is a failure (flapping).
+    #[arg(long, default_value_t = 1)]
+    pub confirm_rounds: u32,
+    /// Probe through these address kinds (comma-separated): pod-ip, service-ip, service-dns.
+    #[arg(long, value_delimiter = ',')]
+    pub via: Vec<Via>,
+    /// Denied traffic must be dropped (a TCP reset or ICMP unreachable counts as a failure).
+    #[arg(long)]
+    pub deny_must_drop: bool,
+    /// Judge loopback cells (a pod to itself) too; CNIs differ, so they are only reported by default.
+    #[arg(long)]
+    pub judge_loopback: bool,
+    /// Image of the probe pods (the netassay binary); ignored by the sandbox.
+    #[arg(long, default_value = "ghcr.io/netassay/netassay:latest")]
+    pub image: String,
+    /// Image pull secret for the probe pods.
+    #[arg(long)]
+    pub image_pull_secret: Option<String>,
+    /// Node selector for the probe pods, k=v (repeatable).
+    #[arg(long, value_name = "K=V")]
+    pub node_selector: Vec<String>,
+    /// How long probe pods may take to become Ready.
+    #[arg(long, default_value = "120s", value_parser = duration)]
+    pub ready_timeout: Duration,
+    /// Leave the fixtures in the cluster afterwards (remove them with `netassay cleanup --run ID`).
+    #[arg(long)]
+    pub keep: bool,
+    /// Write the results as JSON (schema netassay.results/v1).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Remove everything of this run id.
+    #[arg(long, conflicts_with = "all_expired")]
+    pub run: Option<String>,
+    /// Remove every netassay namespace whose expiry annotation has passed.
+    #[arg(long)]
+    pub all_expired: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Start a sandbox in the foreground and print its kubeconfig; Ctrl-C removes it.
+    Up {
+        /// Fault profiles, as for `run --sandbox-fault`.
+        #[arg(long = "sandbox-fault", value_name = "NAME")]
+        faults: Vec<String>,
+    },
+    /// Remove what sandboxes whose process is gone left behind (netns, links, tables).
+    Down,
+}
+
+fn faults(names: &[String]) -> anyhow::Result<FaultSet> {
+    let mut set = FaultSet::new();
+    for n in names {
+        let f: Fault = n
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--sandbox-fault {n:?}: {e}"))?;
+        set.insert(f);
+    }
+    Ok(set)
+}
+
+fn log_line(msg: String) {
+    eprintln!("[netassay] {msg}");
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn select(args: &RunArgs) -> Result<Vec<Scenario>, u8> {
+    for p in &args.profile {
+        if !builtin::PROFILES.contains(&p.as_str()) {
+            eprintln!(
+                "netassay: --profile {p:?}: known profiles are {}",
+                builtin::PROFILES.join(", ")
+            );
+            return Err(exit::BAD_INPUT);
+        }
+    }
+    let mut all = match builtin::select(&args.profile) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return Err(exit::BAD_INPUT);
+        }
+    };
+    if !args.scenarios.is_empty() {
+        match load_paths(&args.scenarios) {
+            Ok(s) => all.extend(s),
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                return Err(exit::BAD_INPUT);
+            }
+        }
+    }
+    Ok(all)
+}
+
+fn test_args(args: &RunArgs) -> libtest_mimic::Arguments {
+    libtest_mimic::Arguments {
+        filter: args.filter.clone(),
+        skip: args.skip.clone(),
+        exact: args.exact,
+        list: args.list,
+        test_threads: Some(args.parallel.max(1)),
+        ..libtest_mimic::Arguments::default()
+    }
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let scenarios = match select(&args) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    if args.list {
+        let trials = scenarios
+            .iter()
+            .map(|s| {
+                libtest_mimic::Trial::test(s.name.clone(), || Ok(()))
+                    .with_kind(s.tags.first().cloned().unwrap_or_default())
+            })
+            .collect();
+        let _ = libtest_mimic::run(&test_args(&args), trials);
+        return Ok(exit::OK);
+    }
+    let fault_set = faults(&args.sandbox_faults)?;
+    let mut node_selector = BTreeMap::new();
+    for kv in &args.node_selector {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--node-selector {kv:?}: expected k=v"))?;
+        node_selector.insert(k.to_string(), v.to_string());
+    }
+    let rt = runtime()?;
+    let started = Instant::now();
+    let run_id = new_run_id();
+    log_line(format!(
+        "run {run_id}: {} scenario(s) selected",
+        scenarios.len()
+    ));
+
+    // The cluster: the sandbox, or a kubeconfig.
+    let sandbox: Arc<Mutex<Option<Sandbox>>> = Arc::new(Mutex::new(None));
+    let kubeconfig = if args.sandbox {
+        log_line("starting the sandbox cluster".into());
+        match rt.block_on(Sandbox::start(fault_set.clone())) {
+            Ok(s) => {
+                let path = s.kubeconfig().to_path_buf();
+                log_line(format!("sandbox API at {}", s.url()));
+                if let Ok(mut slot) = sandbox.lock() {
+                    *slot = Some(s);
+                }
+                Some(path)
+            }
+            Err(e) => {
+                eprintln!("netassay: {e}");
+                return Ok(exit::ENVIRONMENT);
+            }
+        }
+    } else {
+        args.cluster.kubeconfig.clone()
+    };
+    let stop_sandbox = |rt: &tokio::runtime::Runtime, sandbox: &Arc<Mutex<Option<Sandbox>>>| {
+        let s = sandbox.lock().ok().and_then(|mut s| s.take());
+        if let Some(s) = s {
+            rt.block_on(s.stop());
+        }
+    };
+
+    let client = match rt.block_on(connect(
+        kubeconfig.as_deref(),
+        args.cluster.context.as_deref(),
+    )) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("netassay: {e}");
+            stop_sandbox(&rt, &sandbox);
+            return Ok(exit::ENVIRONMENT);
+        }
+    };
+    if let Err(e) = rt.block_on(client.apiserver_version()) {
+        eprintln!("netassay: the cluster is not reachable: {e}");
+        stop_sandbox(&rt, &sandbox);
+        return Ok(exit::ENVIRONMENT);
+    }
+    let lock = match rt.block_on(RunLock::acquire(client.clone(), &run_id)) {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            eprintln!("netassay: {e}");
+            stop_sandbox(&rt, &sandbox);
+            return Ok(exit::ENVIRONMENT);
+        }
+    };
+    let renewer = {
+        let lock = lock.clone();
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                if let Err(e) = lock.renew().await {
+                    log_line(format!("run lock: {e}"));
+                }
+            }
+        })
+    };
+    let environment: Environment = rt.block_on(facts::gather(&client));
+    log_line(format!(
+        "cluster: Kubernetes {}, {} node(s), CNI {}",
+        environment.kubernetes_version, environment.nodes, environment.cni
+    ));
+
+    // Ctrl-C / SIGTERM: stop, delete everything of the run, exit 130.
+    {
+        let client = client.clone();
+        let run_id = run_id.clone();
+        let sandbox = sandbox.clone();
+        let lock = lock.clone();
+        rt.spawn(async move {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => return,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            log_line("interrupted: deleting everything of this run".into());
+            if let Err(e) = cleanup_run(&client, &Selection::Run(run_id)).await {
+                log_line(format!("cleanup: {e}"));
+            }
+            let _ = lock.renew().await; // no-op if lost; release below needs ownership
+            let s = sandbox.lock().ok().and_then(|mut s| s.take());
+            if let Some(s) = s {
+                s.stop().await;
+            }
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        });
+    }
+
+    let judging = Judging {
+        deny_rule: if args.deny_must_drop {
+            DenyRule::DroppedOnly
+        } else {
+            DenyRule::DroppedOrRejected
+        },
+        judge_loopback: args.judge_loopback,
+        converge_timeout: args.converge_timeout,
+        confirm_rounds: args.confirm_rounds,
+        ..Judging::default()
+    };
+    let expires = k8s_openapi::jiff::Timestamp::now()
+        .checked_add(k8s_openapi::jiff::SignedDuration::from_hours(6))
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let options = SuiteOptions {
+        judging,
+        probe_timeout: args.probe_timeout,
+        ready_timeout: args.ready_timeout,
+        via: (!args.via.is_empty()).then(|| args.via.clone()),
+        fixture: FixtureOptions {
+            image: args.image.clone(),
+            image_pull_secret: args.image_pull_secret.clone(),
+            node_selector,
+            expires,
+        },
+        keep: args.keep,
+    };
+    let plain = !std::io::stderr().is_terminal();
+    let pool = Arc::new(Pool::new(
+        client.clone(),
+        &run_id,
+        args.parallel,
+        options,
+        Box::new(move |m| {
+            if plain || std::env::var_os("NETASSAY_VERBOSE").is_some() {
+                log_line(m)
+            }
+        }),
+    ));
+    let outcomes: Arc<Mutex<Vec<ScenarioOutcome>>> = Arc::new(Mutex::new(Vec::new()));
+    let handle = rt.handle().clone();
+    let trials = scenarios
+        .into_iter()
+        .map(|s| {
+            let pool = pool.clone();
+            let outcomes = outcomes.clone();
+            let handle = handle.clone();
+            let kind = s.tags.first().cloned().unwrap_or_default();
+            libtest_mimic::Trial::test(s.name.clone(), move || {
+                let o = handle.block_on(pool.run(&s));
+                let passed = o.passed();
+                let text = failure_text(&o);
+                if let Ok(mut v) = outcomes.lock() {
+                    v.push(o);
+                }
+                if passed {
+                    Ok(())
+                } else {
+                    Err(text.into())
+                }
+            })
+            .with_kind(kind)
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&test_args(&args), trials);
+
+    rt.block_on(pool.shutdown());
+    renewer.abort();
+    if let Ok(l) = Arc::try_unwrap(lock) {
+        if let Err(e) = rt.block_on(l.release()) {
+            log_line(format!("run lock: {e}"));
+        }
+    }
+    let outcomes = outcomes.lock().map(|v| v.clone()).unwrap_or_default();
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "schema": "netassay.results/v1",
+            "run": {
+                "id": run_id,
+                "netassay_version": env!("CARGO_PKG_VERSION"),
+                "sandbox": args.sandbox,
+                "sandbox_faults": args.sandbox_faults,
+                "profiles": args.profile,
+                "elapsed_ms": started.elapsed().as_millis() as u64,
+            },
+            "environment": environment,
+            "scenarios": outcomes,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let tte: Vec<u128> = outcomes
+        .iter()
+        .flat_map(|o| {
+            o.steps
+                .iter()
+                .filter_map(|s| s.result.time_to_enforce.map(|d| d.as_millis()))
+        })
+        .collect();
+    if let Some(max) = tte.iter().max() {
+        log_line(format!(
+            "time-to-enforce: max {max} ms over {} step(s)",
+            tte.len()
+        ));
+    }
+    log_line(format!(
+        "run {run_id} took {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    stop_sandbox(&rt, &sandbox);
+    let env_problem = outcomes.iter().any(|o| o.environment.is_some());
+    Ok(if env_problem {
+        exit::ENVIRONMENT
+    } else if conclusion.has_failed() {
+        exit::MISMATCH
+    } else {
+        exit::OK
+    })
+}
+
+pub fn cleanup(args: CleanupArgs) -> anyhow::Result<u8> {
+    let sel = match (&args.run, args.all_expired) {
+        (Some(r), _) => Selection::Run(r.clone()),
+        (None, true) => Selection::Expired,
+        (None, false) => anyhow::bail!("say what to remove: --run ID or --all-expired"),
+    };
+    let rt = runtime()?;
+    let client = match rt.block_on(connect(
+        args.cluster.kubeconfig.as_deref(),
+        args.cluster.context.as_deref(),
+    )) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("netassay: {e}");
+            return Ok(exit::ENVIRONMENT);
+        }
+    };
+    match rt.block_on(cleanup_run(&client, &sel)) {
+        Ok(removed) => {
+            for n in &removed {
+                println!("deleted namespace {n}");
+            }
+            println!("{} namespace(s) deleted", removed.len());
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            eprintln!("netassay: {e}");
+            Ok(exit::ENVIRONMENT)
+        }
+    }
+}
+
+pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
+    match cmd {
+        SandboxCommand::Up { faults: names } => {
+            let set = faults(&names)?;
+            let rt = runtime()?;
+            rt.block_on(async move {
+                let s = match Sandbox::start(set).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("netassay: {e}");
+                        return Ok(exit::ENVIRONMENT);
+                    }
+                };
+                println!("{}", s.kubeconfig().display());
+                eprintln!(
+                    "sandbox API at {}; use it with KUBECONFIG={} (Ctrl-C stops it and removes everything)",
+                    s.url(),
+                    s.kubeconfig().display()
+                );
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                s.stop().await;
+                Ok(exit::OK)
+            })
+        }
+        SandboxCommand::Down => {
+            let removed = crate::sandbox::dataplane::netns::NetnsDataplane::sweep_dead()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "removed {} abandoned sandbox instance(s){}",
+                removed.len(),
+                if removed.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", removed.join(", "))
+                }
+            );
+            Ok(exit::OK)
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Running scenarios on fixtures: a pool of deployed topologies reused across scenarios with the
+//! same topology (reset and re-checked with a baseline between them), at most `parallel` at once.
+
+use super::converge::{run_step, Judging};
+use super::result::{CellStatus, StepResult};
+use crate::cluster::fixture::{Deployment, Fixture, RejectCheck};
+use crate::cluster::manifest::FixtureOptions;
+use crate::cluster::ClusterError;
+use crate::model::{Topology, Verdict, Via};
+use crate::scenario::plan::{expand, Source};
+use crate::scenario::{walk, ExpectedCell, Matrix, PortRef, Scenario};
+use serde::Serialize;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    pub judging: Judging,
+    pub probe_timeout: Duration,
+    pub ready_timeout: Duration,
+    /// Replaces every matrix's `via` when set.
+    pub via: Option<Vec<Via>>,
+    pub fixture: FixtureOptions,
+    /// Leave fixtures in place at the end (for debugging).
+    pub keep: bool,
+}
+
+/// The result of one step of one scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepOutcome {
+    pub name: String,
+    #[serde(flatten)]
+    pub result: StepResult,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejects: Vec<RejectSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectSummary {
+    pub policy: String,
+    pub refused: bool,
+    pub detail: String,
+}
+
+impl From<RejectCheck> for RejectSummary {
+    fn from(r: RejectCheck) -> Self {
+        RejectSummary {
+            policy: r.policy,
+            refused: r.refused,
+            detail: r.detail,
+        }
+    }
+}
+
+/// Why a scenario could not be judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvironmentProblem {
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioOutcome {
+    pub name: String,
+    pub file: String,
+    pub tags: Vec<String>,
+    pub intent: bool,
+    pub baseline: Option<StepResult>,
+    pub steps: Vec<StepOutcome>,
+    /// Set when the environment, not the CNI, is at fault (exit 3).
+    pub environment: Option<EnvironmentProblem>,
+}
+
+impl ScenarioOutcome {
+    pub fn failed_cells(&self) -> usize {
+        self.steps.iter().map(|s| s.result.failures().count()).sum()
+    }
+    pub fn failed_rejects(&self) -> usize {
+        self.steps
+            .iter()
+            .flat_map(|s| &s.rejects)
+            .filter(|r| !r.refused)
+            .count()
+    }
+    pub fn errors(&self) -> usize {
+        self.steps
+            .iter()
+            .map(|s| s.result.count(CellStatus::Error))
+            .sum()
+    }
+    pub fn passed(&self) -> bool {
+        self.environment.is_none()
+            && self.failed_cells() == 0
+            && self.failed_rejects() == 0
+            && self.errors() == 0
+    }
+}
+
+/// Two scenarios can share a fixture when their topologies (names, labels, ports) are equal.
+fn key(t: &Topology, services: bool) -> String {
+    let mut k = format!("svc={services};");
+    for n in &t.namespaces {
+        k.push_str(&format!("ns {} {:?};", n.name, n.labels));
+    }
+    for p in &t.pods {
+        k.push_str(&format!("pod {} {:?} {:?};", p.id, p.labels, p.serve));
+    }
+    k
+}
+
+/// The scenario as this run probes it (the `--via` override applied).
+pub fn effective(scenario: &Scenario, via: Option<&[Via]>) -> Scenario {
+    let mut s = scenario.clone();
+    if let Some(v) = via {
+        for st in &mut s.steps {
+            st.matrix.via = v.to_vec();
+        }
+    }
+    s
+}
+
+fn needs_services(s: &Scenario) -> bool {
+    s.steps
+        .iter()
+        .any(|st| st.matrix.via.iter().any(|v| *v != Via::PodIp))
+}
+
+/// Everything allowed, everything served, by pod IP: proves a fixture is healthy.
+fn baseline_cells(t: &Topology) -> Vec<ExpectedCell> {
+    let mut ports: Vec<PortRef> = t
+        .pods
+        .iter()
+        .flat_map(|p| p.serve.iter().map(|s| PortRef::Number(s.port)))
+        .collect();
+    ports.sort_by_key(|p| p.to_string());
+    ports.dedup();
+    let m = Matrix {
+        ports,
+        ..Matrix::default()
+    };
+    expand(&m, t)
+        .into_iter()
+        .map(|cell| ExpectedCell {
+            cell,
+            verdict: Verdict::Allow,
+            ip_dependent: false,
+            source: Source::Oracle,
+        })
+        .collect()
+}
+
+/// Fixtures alive in the run, reused by topology.
+pub struct Pool {
+    client: kube::Client,
+    run: String,
+    opts: SuiteOptions,
+    idle: Mutex<Vec<(String, Fixture)>>,
+    permits: Semaphore,
+    next_id: Mutex<usize>,
+    log: Box<dyn Fn(String) + Send + Sync>,
+}
+
+impl Pool {
+    pub fn new(
+        client: kube::Client,
+        run: &str,
+        parallel: usize,
+        opts: SuiteOptions,
+        log: Box<dyn Fn(String) + Send + Sync>,
+    ) -> Self {
+        Pool {
+            client,
+            run: run.to_string(),
+            opts,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(parallel.max(1)),
+            next_id: Mutex::new(0),
+            log,
+        }
+    }
+
+    fn take_idle(&self, k: &str) -> Option<Fixture> {
+        let mut idle = self.idle.lock().ok()?;
+        let i = idle.iter().position(|(key, _)| key == k)?;
+        Some(idle.swap_remove(i).1)
+    }
+
+    fn put_idle(&self, k: String, f: Fixture) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push((k, f));
+        }
+    }
+
+    /// Any idle fixture of another topology, to make room.
+    fn evict(&self, keep: &str) -> Option<Fixture> {
+        let mut idle = self.idle.lock().ok()?;
+        let i = idle.iter().position(|(key, _)| key != keep)?;
+        Some(idle.swap_remove(i).1)
+    }
+
+    /// Runs one scenario on a fixture of its topology.
+    pub async fn run(&self, scenario: &Scenario) -> ScenarioOutcome {
+        let s = effective(scenario, self.opts.via.as_deref());
+        let mut outcome = ScenarioOutcome {
+            name: s.name.clone(),
+            file: s.file.clone(),
+            tags: s.tags.clone(),
+            intent: s.mode == crate::scenario::Mode::Intent,
+            baseline: None,
+            steps: Vec::new(),
+            environment: None,
+        };
+        let Ok(_permit) = self.permits.acquire().await else {
+            outcome.environment = Some(EnvironmentProblem {
+                what: "the run is shutting down".into(),
+            });
+            return outcome;
+        };
+        let services = needs_services(&s);
+        let k = key(&s.topology, services);
+        let mut fixture = match self.take_idle(&k) {
+            Some(mut f) => match f.reset().await {
+                Ok(()) => f,
+                Err(e) => {
+                    outcome.environment = Some(EnvironmentProblem {
+                        what: format!("resetting the fixture: {e}"),
+                    });
+                    let _ = f.teardown().await;
+                    return outcome;
+                }
+            },
+            None => {
+                if let Some(old) = self.evict(&k) {
+                    let _ = old.teardown().await;
+                }
+                let id = self.next_id.lock().map(|mut n| {
+                    *n += 1;
+                    *n
+                });
+                let id = id.unwrap_or_default();
+                (self.log)(format!(
+                    "{}: deploying fixture {id} ({} pods)",
+                    s.name,
+                    s.topology.pods.len()
+                ));
+                let name = s.name.clone();
+                let log = &self.log;
+                let mut last = usize::MAX;
+                let plan = Deployment {
+                    run: &self.run,
+                    fixture_id: id,
+                    topology: &s.topology,
+                    opts: &self.opts.fixture,
+                    services,
+                    ready_timeout: self.opts.ready_timeout,
+                };
+                let progress = |ready, total| {
+                    if ready != last {
+                        last = ready;
+                        log(format!("{name}: pods ready {ready}/{total}"));
+                    }
+                };
+                match Fixture::deploy(self.client.clone(), &plan, progress).await {
+                    Ok(f) => f,
+                    Err(e) => {
+                        outcome.environment = Some(EnvironmentProblem {
+                            what: e.to_string(),
+                        });
+                        return outcome;
+                    }
+                }
+            }
+        };
+        fixture.probe_timeout = self.opts.probe_timeout;
+        let result = self.run_on(&s, &mut fixture, &mut outcome).await;
+        if let Err(e) = result {
+            outcome.environment = Some(EnvironmentProblem {
+                what: e.to_string(),
+            });
+            let _ = fixture.teardown().await;
+        } else {
+            self.put_idle(k, fixture);
+        }
+        outcome
+    }
+
+    async fn run_on(
+        &self,
+        s: &Scenario,
+        fixture: &mut Fixture,
+        outcome: &mut ScenarioOutcome,
+    ) -> Result<(), ClusterError> {
+        let baseline = baseline_cells(&fixture.topology);
+        (self.log)(format!("{}: baseline ({} probes)", s.name, baseline.len()));
+        let b = run_step(fixture, &baseline, &self.opts.judging, Instant::now()).await;
+        let bad: Vec<String> = b
+            .cells
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.status,
+                    CellStatus::Fail | CellStatus::Flapping | CellStatus::Error
+                )
+            })
+            .take(5)
+            .map(|c| {
+                format!(
+                    "{} -> {} {}/{}: {}",
+                    c.expected.cell.from,
+                    c.expected.cell.to,
+                    c.expected.cell.port,
+                    c.expected.cell.protocol,
+                    c.attempts
+                        .last()
+                        .map(|a| format!("{} {}", a.outcome, a.detail))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        outcome.baseline = Some(b);
+        if !bad.is_empty() {
+            return Err(ClusterError::NotReady(format!(
+                "the fixture is unhealthy before any policy (baseline): {}",
+                bad.join("; ")
+            )));
+        }
+        let plans = walk(s, &fixture.topology).map_err(|e| ClusterError::Policy {
+            policy: e.path,
+            detail: e.message,
+        })?;
+        for (step, plan) in s.steps.iter().zip(plans) {
+            (self.log)(format!("{}: step {:?}: applying", s.name, step.name));
+            let rejects = fixture.apply_step(step).await?;
+            let started = Instant::now();
+            (self.log)(format!(
+                "{}: step {:?}: probing {} cells",
+                s.name,
+                step.name,
+                plan.cells.len()
+            ));
+            let result = run_step(fixture, &plan.cells, &self.opts.judging, started).await;
+            outcome.steps.push(StepOutcome {
+                name: step.name.clone(),
+                result,
+                rejects: rejects.into_iter().map(RejectSummary::from).collect(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Tears down every idle fixture (unless `--keep`).
+    pub async fn shutdown(&self) {
+        let idle: Vec<(String, Fixture)> = self
+            .idle
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        if self.opts.keep {
+            return;
+        }
+        for (_, f) in idle {
+            if let Err(e) = f.teardown().await {
+                (self.log)(format!("teardown: {e}"));
+            }
+        }
+    }
+}
+
+/// Human summary of a scenario's wrong paths, for test-runner output.
+pub fn failure_text(o: &ScenarioOutcome) -> String {
+    let mut out = String::new();
+    if let Some(e) = &o.environment {
+        out.push_str(&format!("environment problem: {}\n", e.what));
+    }
+    for st in &o.steps {
+        for r in st.rejects.iter().filter(|r| !r.refused) {
+            out.push_str(&format!(
+                "step {:?}: policy {} was accepted: {}\n",
+                st.name, r.policy, r.detail
+            ));
+        }
+        for c in st
+            .result
+            .cells
+            .iter()
+            .filter(|c| c.status.is_failure() || c.status == CellStatus::Error)
+        {
+            let e = &c.expected;
+            out.push_str(&format!(
+                "step {:?}: {} -> {} {}/{} via {}: expected {}, observed {} ({:?}, {} attempts){}\n",
+                st.name,
+                e.cell.from,
+                e.cell.to,
+                e.cell.port,
+                e.cell.protocol,
+                e.cell.via,
+                e.verdict,
+                c.observed().map(|o| o.to_string()).unwrap_or_else(|| "nothing".into()),
+                c.status,
+                c.attempts.len(),
+                c.attempts.last().map(|a| if a.detail.is_empty() { String::new() } else { format!(": {}", a.detail) }).unwrap_or_default()
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,580 @@
+//! What the API server does to each kind before storing it: defaulting, validation, immutable fields.
+
+use super::status::ApiError;
+use super::store::{Key, Kind, Store, METADATA_NAME_LABEL};
+use crate::policy::validate::{
+    is_dns1123_label, is_dns1123_subdomain, validate_labels, validate_network_policy, FieldError,
+    FieldErrorKind,
+};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    HostIP, Namespace, NamespaceSpec, NamespaceStatus, Pod, PodCondition, PodStatus, Service,
+};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPort};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::Resource;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+/// The Service ClusterIP range (kubeadm's default).
+pub(crate) const SERVICE_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 96, 0, 0), 16);
+const PROTOCOLS: [&str; 3] = ["TCP", "UDP", "SCTP"];
+
+fn error(path: &str, kind: FieldErrorKind, value: Option<String>, message: String) -> FieldError {
+    FieldError {
+        path: path.to_string(),
+        kind,
+        detail: String::new(),
+        value,
+        message,
+    }
+}
+
+pub(crate) fn required(path: &str, detail: &str) -> FieldError {
+    let mut message = "Required value".to_string();
+    if !detail.is_empty() {
+        message = format!("{message}: {detail}");
+    }
+    let mut e = error(path, FieldErrorKind::Required, None, message);
+    e.detail = detail.to_string();
+    e
+}
+
+/// `Invalid value: "v": detail` (Go's %q quoting equals Rust's Debug for these ASCII values).
+fn invalid_str(path: &str, value: &str, detail: &str) -> FieldError {
+    let mut e = error(
+        path,
+        FieldErrorKind::Invalid,
+        Some(value.to_string()),
+        format!("Invalid value: {value:?}: {detail}"),
+    );
+    e.detail = detail.to_string();
+    e
+}
+
+fn invalid_int(path: &str, value: i64, detail: &str) -> FieldError {
+    let mut e = error(
+        path,
+        FieldErrorKind::Invalid,
+        Some(value.to_string()),
+        format!("Invalid value: {value}: {detail}"),
+    );
+    e.detail = detail.to_string();
+    e
+}
+
+fn not_supported(path: &str, value: &str, supported: &[&str]) -> FieldError {
+    let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+    error(
+        path,
+        FieldErrorKind::NotSupported,
+        Some(value.to_string()),
+        format!(
+            "Unsupported value: {value:?}: supported values: {}",
+            list.join(", ")
+        ),
+    )
+}
+
+fn forbidden(path: &str, detail: &str) -> FieldError {
+    let mut e = error(
+        path,
+        FieldErrorKind::Forbidden,
+        None,
+        format!("Forbidden: {detail}"),
+    );
+    e.detail = detail.to_string();
+    e
+}
+
+/// Name (on create) and label checks shared by the kinds without their own meta validator.
+fn check_meta(
+    meta: &ObjectMeta,
+    creating: bool,
+    name_rule: fn(&str) -> Vec<String>,
+    errs: &mut Vec<FieldError>,
+) {
+    let name = meta.name.as_deref().unwrap_or("");
+    if creating {
+        for m in name_rule(name) {
+            errs.push(invalid_str("metadata.name", name, &m));
+        }
+    }
+    if let Some(labels) = &meta.labels {
+        errs.extend(validate_labels(labels, "metadata.labels"));
+    }
+}
+
+fn reject<K: Resource>(meta: &ObjectMeta, errs: Vec<FieldError>) -> Result<(), ApiError> {
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            K::GROUP,
+            K::KIND,
+            meta.name.as_deref().unwrap_or(""),
+            &errs,
+        ))
+    }
+}
+
+/// IsDNS1035Label (Service names): a DNS-1123 label that starts with a letter.
+fn is_dns1035_label(s: &str) -> Vec<String> {
+    let mut errs = is_dns1123_label(s);
+    if !s.starts_with(|c: char| c.is_ascii_lowercase()) && errs.is_empty() {
+        errs.push("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')".to_string());
+    }
+    errs
+}
+
+impl Kind for Namespace {
+    const NAMESPACED: bool = false;
+    const ENFORCED: bool = true;
+    const DELETE_RETURNS_STATUS: bool = false;
+    const FIELDS: &'static [&'static str] = &["metadata.name", "status.phase"];
+
+    fn table(store: &Store) -> &BTreeMap<Key, Self> {
+        &store.namespaces
+    }
+    fn table_mut(store: &mut Store) -> &mut BTreeMap<Key, Self> {
+        &mut store.namespaces
+    }
+
+    fn admit(_: &Store, ns: &mut Self, old: Option<&Self>) -> Result<(), ApiError> {
+        let mut errs = Vec::new();
+        check_meta(&ns.metadata, old.is_none(), is_dns1123_label, &mut errs);
+        reject::<Self>(&ns.metadata, errs)?;
+        // The server owns this label: it always equals the name, whatever the client sent.
+        let name = ns.metadata.name.clone().unwrap_or_default();
+        ns.metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(METADATA_NAME_LABEL.to_string(), name);
+        match old {
+            Some(old) => {
+                ns.spec = old.spec.clone();
+                ns.status = old.status.clone();
+            }
+            None => {
+                ns.spec = Some(NamespaceSpec {
+                    finalizers: Some(vec!["kubernetes".to_string()]),
+                });
+                ns.status = Some(NamespaceStatus {
+                    phase: Some("Active".to_string()),
+                    ..Default::default()
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn field(&self, label: &str) -> String {
+        match label {
+            "metadata.name" => self.metadata.name.clone().unwrap_or_default(),
+            "status.phase" => self
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+}
+
+impl Kind for Pod {
+    const NAMESPACED: bool = true;
+    const ENFORCED: bool = true;
+    const DELETE_RETURNS_STATUS: bool = false;
+    const FIELDS: &'static [&'static str] = &[
+        "metadata.name",
+        "metadata.namespace",
+        "spec.nodeName",
+        "status.phase",
+        "status.podIP",
+    ];
+
+    fn table(store: &Store) -> &BTreeMap<Key, Self> {
+        &store.pods
+    }
+    fn table_mut(store: &mut Store) -> &mut BTreeMap<Key, Self> {
+        &mut store.pods
+    }
+
+    fn admit(store: &Store, pod: &mut Self, old: Option<&Self>) -> Result<(), ApiError> {
+        let mut errs = Vec::new();
+        check_meta(
+            &pod.metadata,
+            old.is_none(),
+            is_dns1123_subdomain,
+            &mut errs,
+        );
+        if let Some(old) = old {
+            if pod.spec != old.spec {
+                errs.push(forbidden(
+                    "spec",
+                    "pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations), `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+                ));
+            }
+            reject::<Self>(&pod.metadata, errs)?;
+            // Status belongs to the kubelet (here: the pod lifecycle), not to clients.
+            pod.status = old.status.clone();
+            return Ok(());
+        }
+        match pod.spec.as_mut() {
+            None => errs.push(required("spec.containers", "")),
+            Some(spec) => {
+                if spec.containers.is_empty() {
+                    errs.push(required("spec.containers", ""));
+                }
+                for (i, c) in spec.containers.iter_mut().enumerate() {
+                    let path = format!("spec.containers[{i}]");
+                    if c.name.is_empty() {
+                        errs.push(required(&format!("{path}.name"), ""));
+                    }
+                    if c.image.as_deref().unwrap_or("").is_empty() {
+                        errs.push(required(&format!("{path}.image"), ""));
+                    }
+                    c.image_pull_policy
+                        .get_or_insert_with(|| "IfNotPresent".to_string());
+                    for (j, p) in c.ports.iter_mut().flatten().enumerate() {
+                        let ppath = format!("{path}.ports[{j}]");
+                        if !(1..=65535).contains(&p.container_port) {
+                            errs.push(invalid_int(
+                                &format!("{ppath}.containerPort"),
+                                p.container_port.into(),
+                                "must be between 1 and 65535, inclusive",
+                            ));
+                        }
+                        let protocol = p.protocol.get_or_insert_with(|| "TCP".to_string());
+                        if !PROTOCOLS.contains(&protocol.as_str()) {
+                            errs.push(not_supported(
+                                &format!("{ppath}.protocol"),
+                                protocol,
+                                &PROTOCOLS,
+                            ));
+                        }
+                    }
+                }
+                spec.node_name = Some(store.node.name.clone());
+                spec.restart_policy
+                    .get_or_insert_with(|| "Always".to_string());
+                spec.dns_policy
+                    .get_or_insert_with(|| "ClusterFirst".to_string());
+                spec.scheduler_name
+                    .get_or_insert_with(|| "default-scheduler".to_string());
+                spec.termination_grace_period_seconds.get_or_insert(30);
+            }
+        }
+        reject::<Self>(&pod.metadata, errs)?;
+        let host_ip = store.node.address.to_string();
+        pod.status = Some(PodStatus {
+            phase: Some("Pending".to_string()),
+            host_ip: Some(host_ip.clone()),
+            host_ips: Some(vec![HostIP { ip: host_ip }]),
+            qos_class: Some("BestEffort".to_string()),
+            conditions: Some(vec![PodCondition {
+                type_: "PodScheduled".to_string(),
+                status: "True".to_string(),
+                last_transition_time: Some(super::store::now()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    fn field(&self, label: &str) -> String {
+        let status = self.status.as_ref();
+        match label {
+            "metadata.name" => self.metadata.name.clone().unwrap_or_default(),
+            "metadata.namespace" => self.metadata.namespace.clone().unwrap_or_default(),
+            "spec.nodeName" => self
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default(),
+            "status.phase" => status.and_then(|s| s.phase.clone()).unwrap_or_default(),
+            "status.podIP" => status.and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// The first free address of the Service range (sequential, so runs are reproducible).
+fn allocate_cluster_ip(used: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    let base = u32::from(SERVICE_CIDR.0);
+    let size = 1u32 << (32 - SERVICE_CIDR.1);
+    // .0 is the network, .1 the `kubernetes` Service by convention, the last one broadcast.
+    (2..size - 1)
+        .map(|offset| Ipv4Addr::from(base + offset))
+        .find(|ip| !used.contains(ip))
+}
+
+fn in_service_range(ip: Ipv4Addr) -> bool {
+    let mask = u32::MAX << (32 - SERVICE_CIDR.1);
+    u32::from(ip) & mask == u32::from(SERVICE_CIDR.0)
+}
+
+fn used_cluster_ips(store: &Store) -> BTreeSet<Ipv4Addr> {
+    store
+        .services
+        .values()
+        .filter_map(|s| s.spec.as_ref()?.cluster_ip.as_deref()?.parse().ok())
+        .collect()
+}
+
+impl Kind for Service {
+    const NAMESPACED: bool = true;
+    const ENFORCED: bool = true;
+    const DELETE_RETURNS_STATUS: bool = false;
+
+    fn table(store: &Store) -> &BTreeMap<Key, Self> {
+        &store.services
+    }
+    fn table_mut(store: &mut Store) -> &mut BTreeMap<Key, Self> {
+        &mut store.services
+    }
+
+    fn admit(store: &Store, svc: &mut Self, old: Option<&Self>) -> Result<(), ApiError> {
+        let mut errs = Vec::new();
+        check_meta(&svc.metadata, old.is_none(), is_dns1035_label, &mut errs);
+        let spec = svc.spec.get_or_insert_with(Default::default);
+        let type_ = spec.type_.get_or_insert_with(|| "ClusterIP".to_string());
+        if type_ != "ClusterIP" {
+            errs.push(not_supported("spec.type", type_, &["ClusterIP"]));
+        }
+        let ports = spec.ports.get_or_insert_with(Vec::new);
+        let headless = spec.cluster_ip.as_deref() == Some("None");
+        if ports.is_empty() && !headless {
+            errs.push(required("spec.ports", ""));
+        }
+        for (i, p) in ports.iter_mut().enumerate() {
+            let path = format!("spec.ports[{i}]");
+            if !(1..=65535).contains(&p.port) {
+                errs.push(invalid_int(
+                    &format!("{path}.port"),
+                    p.port.into(),
+                    "must be between 1 and 65535, inclusive",
+                ));
+            }
+            let protocol = p.protocol.get_or_insert_with(|| "TCP".to_string());
+            if !PROTOCOLS.contains(&protocol.as_str()) {
+                errs.push(not_supported(
+                    &format!("{path}.protocol"),
+                    protocol,
+                    &PROTOCOLS,
+                ));
+            }
+            p.target_port.get_or_insert(IntOrString::Int(p.port));
+        }
+        spec.session_affinity
+            .get_or_insert_with(|| "None".to_string());
+        spec.internal_traffic_policy
+            .get_or_insert_with(|| "Cluster".to_string());
+        match old.and_then(|o| o.spec.as_ref()) {
+            Some(old_spec) => {
+                let old_ip = old_spec.cluster_ip.clone();
+                match spec.cluster_ip.as_deref() {
+                    None | Some("") => spec.cluster_ip = old_ip.clone(),
+                    Some(ip) if Some(ip) != old_ip.as_deref() => errs.push(invalid_str(
+                        "spec.clusterIPs[0]",
+                        ip,
+                        "may not change once set",
+                    )),
+                    Some(_) => {}
+                }
+                spec.cluster_ips = old_spec.cluster_ips.clone();
+                spec.ip_families = old_spec.ip_families.clone();
+                spec.ip_family_policy = old_spec.ip_family_policy.clone();
+            }
+            None => match spec.cluster_ip.as_deref() {
+                Some("None") => spec.cluster_ips = Some(vec!["None".to_string()]),
+                requested => {
+                    let used = used_cluster_ips(store);
+                    let ip = match requested.filter(|r| !r.is_empty()) {
+                        None => allocate_cluster_ip(&used).ok_or_else(|| {
+                            ApiError::internal("failed to allocate a serviceIP: range is full")
+                        })?,
+                        Some(text) => match text.parse::<Ipv4Addr>() {
+                            Ok(ip) if !in_service_range(ip) => {
+                                errs.push(invalid_str("spec.clusterIPs[0]", text, &format!("failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}/{}", SERVICE_CIDR.0, SERVICE_CIDR.1)));
+                                ip
+                            }
+                            Ok(ip) if used.contains(&ip) => {
+                                errs.push(invalid_str(
+                                    "spec.clusterIPs[0]",
+                                    text,
+                                    &format!("failed to allocate IP {ip}: provided IP is already allocated"),
+                                ));
+                                ip
+                            }
+                            Ok(ip) => ip,
+                            Err(_) => {
+                                errs.push(invalid_str(
+                                    "spec.clusterIPs[0]",
+                                    text,
+                                    "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                                ));
+                                Ipv4Addr::UNSPECIFIED
+                            }
+                        },
+                    };
+                    spec.cluster_ip = Some(ip.to_string());
+                    spec.cluster_ips = Some(vec![ip.to_string()]);
+                    spec.ip_families = Some(vec!["IPv4".to_string()]);
+                    spec.ip_family_policy = Some("SingleStack".to_string());
+                }
+            },
+        }
+        reject::<Self>(&svc.metadata, errs)?;
+        svc.status = old.map_or_else(|| Some(Default::default()), |o| o.status.clone());
+        Ok(())
+    }
+}
+
+/// API-server defaulting of networking/v1 (SetDefaults_NetworkPolicy and _NetworkPolicyPort):
+/// protocol TCP, policyTypes from the rules present, an absent podSelector as `{}`.
+pub(crate) fn default_network_policy(np: &mut NetworkPolicy) {
+    let spec = np.spec.get_or_insert_with(Default::default);
+    spec.pod_selector.get_or_insert_with(Default::default);
+    let default_port = |p: &mut NetworkPolicyPort| {
+        p.protocol.get_or_insert_with(|| "TCP".to_string());
+    };
+    for rule in spec.ingress.iter_mut().flatten() {
+        rule.ports.iter_mut().flatten().for_each(default_port);
+    }
+    for rule in spec.egress.iter_mut().flatten() {
+        rule.ports.iter_mut().flatten().for_each(default_port);
+    }
+    if spec.policy_types.as_ref().is_none_or(Vec::is_empty) {
+        let mut types = vec!["Ingress".to_string()];
+        if spec.egress.as_ref().is_some_and(|e| !e.is_empty()) {
+            types.push("Egress".to_string());
+        }
+        spec.policy_types = Some(types);
+    }
+}
+
+impl Kind for NetworkPolicy {
+    const NAMESPACED: bool = true;
+    const ENFORCED: bool = true;
+    const DELETE_RETURNS_STATUS: bool = true;
+
+    fn table(store: &Store) -> &BTreeMap<Key, Self> {
+        &store.policies
+    }
+    fn table_mut(store: &mut Store) -> &mut BTreeMap<Key, Self> {
+        &mut store.policies
+    }
+
+    fn admit(_: &Store, np: &mut Self, old: Option<&Self>) -> Result<(), ApiError> {
+        default_network_policy(np);
+        reject::<Self>(&np.metadata, validate_network_policy(np))?;
+        np.metadata.generation = Some(match old {
+            None => 1,
+            Some(old) if old.spec == np.spec => old.metadata.generation.unwrap_or(1),
+            Some(old) => old.metadata.generation.unwrap_or(1) + 1,
+        });
+        Ok(())
+    }
+}
+
+impl Kind for Lease {
+    const NAMESPACED: bool = true;
+    const ENFORCED: bool = false;
+    const DELETE_RETURNS_STATUS: bool = true;
+
+    fn table(store: &Store) -> &BTreeMap<Key, Self> {
+        &store.leases
+    }
+    fn table_mut(store: &mut Store) -> &mut BTreeMap<Key, Self> {
+        &mut store.leases
+    }
+
+    fn admit(_: &Store, lease: &mut Self, old: Option<&Self>) -> Result<(), ApiError> {
+        let mut errs = Vec::new();
+        check_meta(
+            &lease.metadata,
+            old.is_none(),
+            is_dns1123_subdomain,
+            &mut errs,
+        );
+        if let Some(d) = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.lease_duration_seconds)
+            .filter(|d| *d <= 0)
+        {
+            errs.push(invalid_int(
+                "spec.leaseDurationSeconds",
+                d.into(),
+                "must be greater than 0",
+            ));
+        }
+        reject::<Self>(&lease.metadata, errs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::networking::v1::{NetworkPolicyEgressRule, NetworkPolicySpec};
+
+    #[test]
+    fn policy_types_default_to_ingress_plus_egress_only_with_egress_rules() {
+        let mut np = NetworkPolicy {
+            spec: Some(NetworkPolicySpec {
+                egress: Some(vec![NetworkPolicyEgressRule {
+                    ports: Some(vec![NetworkPolicyPort::default()]),
+                    to: None,
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        default_network_policy(&mut np);
+        let spec = np.spec.unwrap();
+        assert_eq!(
+            spec.policy_types,
+            Some(vec!["Ingress".to_string(), "Egress".to_string()])
+        );
+        assert_eq!(spec.pod_selector, Some(Default::default()));
+        assert_eq!(
+            spec.egress.unwrap()[0].ports.as_ref().unwrap()[0]
+                .protocol
+                .as_deref(),
+            Some("TCP")
+        );
+
+        let mut empty_egress = NetworkPolicy {
+            spec: Some(NetworkPolicySpec {
+                egress: Some(vec![]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        default_network_policy(&mut empty_egress);
+        assert_eq!(
+            empty_egress.spec.unwrap().policy_types,
+            Some(vec!["Ingress".to_string()])
+        );
+    }
+
+    #[test]
+    fn cluster_ips_are_allocated_sequentially_skipping_used_ones() {
+        let used: BTreeSet<Ipv4Addr> = [Ipv4Addr::new(10, 96, 0, 2)].into();
+        assert_eq!(
+            allocate_cluster_ip(&used),
+            Some(Ipv4Addr::new(10, 96, 0, 3))
+        );
+        assert!(in_service_range(Ipv4Addr::new(10, 96, 200, 1)));
+        assert!(!in_service_range(Ipv4Addr::new(10, 97, 0, 1)));
+    }
+
+    #[test]
+    fn dns1035_names_must_start_with_a_letter() {
+        assert!(is_dns1035_label("svc-1").is_empty());
+        assert!(!is_dns1035_label("1svc").is_empty());
+    }
+}

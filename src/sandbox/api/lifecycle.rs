@@ -1,0 +1,257 @@
+//! The kubelet's part for pods: start in the dataplane, readiness into `Ready`, removal.
+
+use super::shared::Shared;
+use super::status::ApiError;
+use super::store::{container_ports, now, Key, Preconditions};
+use crate::sandbox::dataplane::PodSpec;
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStatus, Pod, PodCondition, PodIP, PodStatus,
+};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What the dataplane runs for a pod: the first container's command followed by its args.
+pub(crate) fn dataplane_spec(pod: &Pod) -> PodSpec {
+    let container = pod.spec.as_ref().and_then(|s| s.containers.first());
+    let command = container
+        .map(|c| {
+            c.command
+                .iter()
+                .flatten()
+                .chain(c.args.iter().flatten())
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    PodSpec {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        labels: pod.metadata.labels.clone().unwrap_or_default(),
+        command,
+        ports: container_ports(pod),
+    }
+}
+
+/// Sets a condition, keeping its transition time when its status does not change.
+fn set_condition(
+    status: &mut PodStatus,
+    type_: &str,
+    value: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+) {
+    let value = if value { "True" } else { "False" };
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    let previous = conditions.iter().position(|c| c.type_ == type_);
+    let transition = match previous.map(|i| &conditions[i]) {
+        Some(c) if c.status == value => c.last_transition_time.clone(),
+        _ => Some(now()),
+    };
+    let condition = PodCondition {
+        type_: type_.to_string(),
+        status: value.to_string(),
+        reason: reason.map(str::to_string),
+        message,
+        last_transition_time: transition,
+        ..Default::default()
+    };
+    match previous {
+        Some(i) => conditions[i] = condition,
+        None => conditions.push(condition),
+    }
+}
+
+fn unready_message(containers: &[String]) -> String {
+    format!("containers with unready status: [{}]", containers.join(" "))
+}
+
+fn mark_running(status: &mut PodStatus, ip: IpAddr, containers: &[(String, String)]) {
+    let started = now();
+    status.phase = Some("Running".to_string());
+    status.pod_ip = Some(ip.to_string());
+    status.pod_ips = Some(vec![PodIP { ip: ip.to_string() }]);
+    status.start_time = Some(started.clone());
+    let names: Vec<String> = containers.iter().map(|(n, _)| n.clone()).collect();
+    set_condition(status, "PodReadyToStartContainers", true, None, None);
+    set_condition(status, "Initialized", true, None, None);
+    set_condition(
+        status,
+        "ContainersReady",
+        false,
+        Some("ContainersNotReady"),
+        Some(unready_message(&names)),
+    );
+    set_condition(
+        status,
+        "Ready",
+        false,
+        Some("ContainersNotReady"),
+        Some(unready_message(&names)),
+    );
+    status.container_statuses = Some(
+        containers
+            .iter()
+            .map(|(name, image)| ContainerStatus {
+                name: name.clone(),
+                image: image.clone(),
+                image_id: String::new(),
+                ready: false,
+                started: Some(true),
+                restart_count: 0,
+                state: Some(ContainerState {
+                    running: Some(ContainerStateRunning {
+                        started_at: Some(started.clone()),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect(),
+    );
+}
+
+fn mark_ready(status: &mut PodStatus) {
+    set_condition(status, "ContainersReady", true, None, None);
+    set_condition(status, "Ready", true, None, None);
+    for c in status.container_statuses.iter_mut().flatten() {
+        c.ready = true;
+    }
+}
+
+fn mark_failed(status: &mut PodStatus, message: String) {
+    status.phase = Some("Failed".to_string());
+    status.reason = Some("DataplaneError".to_string());
+    status.message = Some(message.clone());
+    set_condition(
+        status,
+        "Ready",
+        false,
+        Some("DataplaneError"),
+        Some(message),
+    );
+}
+
+/// Starts a freshly stored pod in the background, as a kubelet would.
+pub(crate) fn start(shared: Arc<Shared>, pod: &Pod) {
+    let key = (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    );
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let containers: Vec<(String, String)> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+        .collect();
+    let spec = dataplane_spec(pod);
+    tokio::spawn(async move {
+        if create(&shared, &key, &uid, spec, &containers).await {
+            shared.sync().await;
+            poll_readiness(&shared, &key, &uid).await;
+        }
+    });
+}
+
+/// Creates the pod in the dataplane under its lock; true when it runs with an IP.
+async fn create(
+    shared: &Arc<Shared>,
+    key: &Key,
+    uid: &str,
+    spec: PodSpec,
+    containers: &[(String, String)],
+) -> bool {
+    shared
+        .with_pod_lock(key, || async {
+            if shared.store().pod_with_uid(key, uid).is_none() {
+                return false;
+            }
+            let dataplane = Arc::clone(&shared.dataplane);
+            let created = tokio::task::spawn_blocking(move || dataplane.create_pod(&spec))
+                .await
+                .map_err(|e| format!("the dataplane panicked: {e}"))
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            match created {
+                Ok(ip) => {
+                    let mut store = shared.store();
+                    store.update_pod_status(key, uid, |s| mark_running(s, ip, containers))
+                }
+                Err(message) => {
+                    let message =
+                        format!("the sandbox dataplane could not start the pod: {message}");
+                    shared
+                        .store()
+                        .update_pod_status(key, uid, |s| mark_failed(s, message));
+                    false
+                }
+            }
+        })
+        .await
+}
+
+/// Polls `Dataplane::pod_ready` with backoff until the pod is ready, gone, or out of time.
+async fn poll_readiness(shared: &Arc<Shared>, key: &Key, uid: &str) {
+    let deadline = Instant::now() + shared.options.ready_timeout;
+    let mut stopping = shared.stopping.subscribe();
+    let mut delay = Duration::from_millis(10);
+    loop {
+        if *stopping.borrow() || shared.store().pod_with_uid(key, uid).is_none() {
+            return;
+        }
+        let dataplane = Arc::clone(&shared.dataplane);
+        let (ns, name) = key.clone();
+        let ready = tokio::task::spawn_blocking(move || dataplane.pod_ready(&ns, &name))
+            .await
+            .unwrap_or(false);
+        if ready {
+            shared.store().update_pod_status(key, uid, mark_ready);
+            return;
+        }
+        if Instant::now() >= deadline {
+            let message = format!(
+                "the pod's container ports did not accept connections within {:?}",
+                shared.options.ready_timeout
+            );
+            shared.store().update_pod_status(key, uid, |s| {
+                set_condition(s, "Ready", false, Some("ReadinessTimeout"), Some(message));
+            });
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stopping.changed() => return,
+        }
+        delay = (delay * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Deletes a pod from the store and then from the dataplane, under its lock so that a
+/// re-created pod of the same name starts only after the old one is gone.
+pub(crate) async fn delete(
+    shared: &Arc<Shared>,
+    key: &Key,
+    pre: &Preconditions,
+    dry_run: bool,
+) -> Result<Pod, ApiError> {
+    shared
+        .with_pod_lock(key, || async {
+            let pod = shared.store().delete::<Pod>(&key.0, &key.1, pre, dry_run)?;
+            if !dry_run {
+                let dataplane = Arc::clone(&shared.dataplane);
+                let (ns, name) = key.clone();
+                match tokio::task::spawn_blocking(move || dataplane.delete_pod(&ns, &name)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => shared.record_error(format!(
+                        "deleting pod {ns}/{name}: {e}",
+                        ns = key.0,
+                        name = key.1
+                    )),
+                    Err(e) => shared.record_error(format!("deleting pod {}/{}: {e}", key.0, key.1)),
+                }
+            }
+            Ok(pod)
+        })
+        .await
+}
