@@ -67,8 +67,8 @@ pub struct RunArgs {
     /// Also run the scenario files in these directories (repeatable).
     #[arg(long = "scenarios", value_name = "DIR")]
     pub scenarios: Vec<PathBuf>,
-    /// Only scenarios whose name contains FILTER.
-    pub filter: Option<String>,
+    /// Only scenarios whose name contains one of these (exactly equals, with --exact).
+    pub filter: Vec<String>,
     /// Skip scenarios whose name contains PAT (repeatable).
     #[arg(long)]
     pub skip: Vec<String>,
@@ -195,12 +195,25 @@ fn select(args: &RunArgs) -> Result<Vec<Scenario>, u8> {
             }
         }
     }
+    if args.filter.len() > 1 {
+        all.retain(|s| {
+            args.filter.iter().any(|f| {
+                if args.exact {
+                    s.name == *f
+                } else {
+                    s.name.contains(f.as_str())
+                }
+            })
+        });
+    }
     Ok(all)
 }
 
 fn test_args(args: &RunArgs) -> libtest_mimic::Arguments {
     libtest_mimic::Arguments {
-        filter: args.filter.clone(),
+        // One filter goes to the test runner (it reports "N filtered out"); several are applied
+        // by `select` before.
+        filter: (args.filter.len() == 1).then(|| args.filter[0].clone()),
         skip: args.skip.clone(),
         exact: args.exact,
         list: args.list,
@@ -248,7 +261,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         match rt.block_on(Sandbox::start(fault_set.clone())) {
             Ok(s) => {
                 let path = s.kubeconfig().to_path_buf();
-                log_line(format!("sandbox API at {}", s.url()));
+                log_line(format!(
+                    "sandbox instance {} with its API at {}",
+                    s.instance(),
+                    s.url()
+                ));
                 if let Ok(mut slot) = sandbox.lock() {
                     *slot = Some(s);
                 }
@@ -507,7 +524,8 @@ pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
                 };
                 println!("{}", s.kubeconfig().display());
                 eprintln!(
-                    "sandbox API at {}; use it with KUBECONFIG={} (Ctrl-C stops it and removes everything)",
+                    "sandbox instance {} with its API at {}; use it with KUBECONFIG={} (Ctrl-C stops it and removes everything)",
+                    s.instance(),
                     s.url(),
                     s.kubeconfig().display()
                 );

@@ -96,6 +96,9 @@ impl ScenarioOutcome {
     }
 }
 
+/// The least time the baseline step may take to agree.
+const BASELINE_DEADLINE: Duration = Duration::from_secs(20);
+
 /// Two scenarios can share a fixture when their topologies (names, labels, ports) are equal.
 fn key(t: &Topology, services: bool) -> String {
     let mut k = format!("svc={services};");
@@ -292,16 +295,18 @@ impl Pool {
     ) -> Result<(), ClusterError> {
         let baseline = baseline_cells(&fixture.topology);
         (self.log)(format!("{}: baseline ({} probes)", s.name, baseline.len()));
-        let b = run_step(fixture, &baseline, &self.opts.judging, Instant::now()).await;
+        // Fresh pods may take a moment to answer: the baseline gets at least BASELINE_DEADLINE.
+        let judging = Judging {
+            converge_timeout: self.opts.judging.converge_timeout.max(BASELINE_DEADLINE),
+            ..self.opts.judging.clone()
+        };
+        let b = run_step(fixture, &baseline, &judging, Instant::now()).await;
+        // Unreachable pods mean a broken fixture (environment); connectivity that comes and goes
+        // with no policy at all is the dataplane's fault and is judged like any other step.
         let bad: Vec<String> = b
             .cells
             .iter()
-            .filter(|c| {
-                matches!(
-                    c.status,
-                    CellStatus::Fail | CellStatus::Flapping | CellStatus::Error
-                )
-            })
+            .filter(|c| matches!(c.status, CellStatus::Fail | CellStatus::Error))
             .take(5)
             .map(|c| {
                 format!(
@@ -317,6 +322,13 @@ impl Pool {
                 )
             })
             .collect();
+        if b.count(CellStatus::Flapping) > 0 {
+            outcome.steps.push(StepOutcome {
+                name: "baseline (no policies)".into(),
+                result: b.clone(),
+                rejects: Vec::new(),
+            });
+        }
         outcome.baseline = Some(b);
         if !bad.is_empty() {
             return Err(ClusterError::NotReady(format!(

@@ -60,6 +60,11 @@ impl Sandbox {
         &self.kubeconfig
     }
 
+    /// The per-instance prefix of every netns, link and nft table of this sandbox.
+    pub fn instance(&self) -> &str {
+        self.dataplane.prefix()
+    }
+
     pub fn url(&self) -> String {
         self.api.as_ref().map(|a| a.url()).unwrap_or_default()
     }
