@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod model;
 pub mod policy;
 pub mod probe;
+pub mod report;
 pub mod runner;
 pub mod sandbox;
 pub mod scenario;

@@ -7,28 +7,6 @@ use crate::scenario::{ExpectedCell, StepPlan};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// One line: why the verdict is what it is.
-pub fn explanation_summary(e: &Explanation) -> String {
-    let side = |s: &SideReport| {
-        if s.isolated_by.is_empty() {
-            format!("{} not isolated", s.direction.as_str())
-        } else if s.admitted_by.is_empty() {
-            format!(
-                "{} isolated by {} and no rule admits it",
-                s.direction.as_str(),
-                list(&s.isolated_by)
-            )
-        } else {
-            format!(
-                "{} admitted by {}",
-                s.direction.as_str(),
-                rule_name(&s.admitted_by[0])
-            )
-        }
-    };
-    format!("{}; {}", side(&e.egress), side(&e.ingress))
-}
-
 fn list<T: std::fmt::Display>(items: &[T]) -> String {
     items
         .iter()

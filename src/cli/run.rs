@@ -14,7 +14,6 @@ use crate::sandbox::{Fault, FaultSet, Sandbox};
 use crate::scenario::{builtin, load_paths, Scenario};
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -248,6 +247,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     }
     let rt = runtime()?;
     let started = Instant::now();
+    let started_at = k8s_openapi::jiff::Timestamp::now().to_string();
     let run_id = new_run_id();
     log_line(format!(
         "run {run_id}: {} scenario(s) selected",
@@ -431,21 +431,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
     }
     let outcomes = outcomes.lock().map(|v| v.clone()).unwrap_or_default();
+    let report = crate::report::RunReport {
+        run_id: run_id.clone(),
+        netassay_version: env!("CARGO_PKG_VERSION").to_string(),
+        started: started_at,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        sandbox: args.sandbox,
+        sandbox_faults: args.sandbox_faults.clone(),
+        profiles: args.profile.clone(),
+        environment,
+        scenarios: outcomes.clone(),
+    };
     if let Some(path) = &args.json {
-        let doc = json!({
-            "schema": "netassay.results/v1",
-            "run": {
-                "id": run_id,
-                "netassay_version": env!("CARGO_PKG_VERSION"),
-                "sandbox": args.sandbox,
-                "sandbox_faults": args.sandbox_faults,
-                "profiles": args.profile,
-                "elapsed_ms": started.elapsed().as_millis() as u64,
-            },
-            "environment": environment,
-            "scenarios": outcomes,
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+        std::fs::write(path, crate::report::json::render(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let tte: Vec<u128> = outcomes

@@ -177,6 +177,24 @@ pub struct Explanation {
     pub ingress: SideReport,
 }
 
+impl Explanation {
+    /// One line: why the verdict is what it is.
+    pub fn summary(&self) -> String {
+        let side = |s: &SideReport| {
+            let dir = s.direction.as_str();
+            if s.isolated_by.is_empty() {
+                format!("{dir} not isolated")
+            } else if let Some(m) = s.admitted_by.first() {
+                format!("{dir} admitted by {} spec.{dir}[{}]", m.policy, m.rule)
+            } else {
+                let by: Vec<String> = s.isolated_by.iter().map(|p| p.to_string()).collect();
+                format!("{dir} isolated by {} and no rule admits it", by.join(", "))
+            }
+        };
+        format!("{}; {}", side(&self.egress), side(&self.ingress))
+    }
+}
+
 /// NetworkPolicy semantics over one topology and one set of policies.
 #[derive(Debug, Clone)]
 pub struct Oracle<'t> {

@@ -144,6 +144,7 @@ pub async fn run_step<P: Prober>(
                 expected: c.clone(),
                 status,
                 attempts: tries,
+                explanation: None,
             }
         })
         .collect();

@@ -50,6 +50,9 @@ pub struct CellResult {
     pub expected: ExpectedCell,
     pub status: CellStatus,
     pub attempts: Vec<Attempt>,
+    /// The oracle's reasons, for cells that went wrong (oracle mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
 }
 
 impl CellResult {

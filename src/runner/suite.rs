@@ -350,7 +350,12 @@ impl Pool {
                 step.name,
                 plan.cells.len()
             ));
-            let result = run_step(fixture, &plan.cells, &self.opts.judging, started).await;
+            let mut result = run_step(fixture, &plan.cells, &self.opts.judging, started).await;
+            if s.mode == crate::scenario::Mode::Oracle {
+                for c in result.cells.iter_mut().filter(|c| c.status.is_failure()) {
+                    c.explanation = plan.explain(&c.expected.cell).map(|e| e.summary());
+                }
+            }
             outcome.steps.push(StepOutcome {
                 name: step.name.clone(),
                 result,

@@ -356,7 +356,7 @@ fn cross_check(ctx: &mut Ctx, scenario: &Scenario) {
                 .map(|c| {
                     let why = plan
                         .explain(&c.cell)
-                        .map(|e| crate::cli::render::explanation_summary(&e))
+                        .map(|e| e.summary())
                         .unwrap_or_default();
                     format!(
                         "{} -> {} {}/{} via {}: pinned {}, oracle says {} ({why})",
