@@ -142,3 +142,117 @@ pub fn oracle(args: OracleArgs) -> anyhow::Result<u8> {
     );
     Ok(exit::OK)
 }
+
+#[derive(Debug, Args)]
+pub struct RunBenchArgs {
+    /// Fixtures probed at once.
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
+    /// Built-in profile(s) to run.
+    #[arg(long, default_value = "core")]
+    pub profile: String,
+    /// Probe timeout, as for `run`.
+    #[arg(long, default_value = "1s")]
+    pub probe_timeout: String,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Runs `netassay run --sandbox` as a child (the real product path) and prints how close the
+/// wall time is to the physical lower bound.
+pub fn run(args: RunBenchArgs) -> anyhow::Result<u8> {
+    use anyhow::Context;
+    let dir = std::env::temp_dir().join(format!("netassay-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let json_path = dir.join("results.json");
+    let exe = std::env::current_exe().context("locating the netassay binary")?;
+    let parallel = args.parallel.max(1);
+    let t = Instant::now();
+    let status = std::process::Command::new(exe)
+        .args([
+            "run",
+            "--sandbox",
+            "--profile",
+            &args.profile,
+            "--parallel",
+            &parallel.to_string(),
+        ])
+        .args(["--probe-timeout", &args.probe_timeout, "--json"])
+        .arg(&json_path)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running netassay run --sandbox")?;
+    let wall = t.elapsed().as_secs_f64();
+    let text = std::fs::read_to_string(&json_path).context("reading the run's results")?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let doc: serde_json::Value = serde_json::from_str(&text)?;
+    let timeout = parse_secs(&args.probe_timeout)?;
+    let mut steps = 0u64;
+    let mut attempts = 0u64;
+    let mut tte: Vec<u64> = Vec::new();
+    for s in doc["scenarios"].as_array().into_iter().flatten() {
+        for b in s["baseline"]["cells"].as_array().into_iter().flatten() {
+            attempts += b["attempts"].as_array().map_or(0, |a| a.len() as u64);
+        }
+        for st in s["steps"].as_array().into_iter().flatten() {
+            steps += 1;
+            if let Some(ms) = st["time_to_enforce"].as_u64() {
+                tte.push(ms);
+            }
+            for c in st["cells"].as_array().into_iter().flatten() {
+                attempts += c["attempts"].as_array().map_or(0, |a| a.len() as u64);
+            }
+        }
+    }
+    tte.sort_unstable();
+    // Every step needs a full round and a confirmation round, each as long as one probe timeout
+    // when anything is denied.
+    let rounds = 2.0;
+    let bound = steps as f64 * rounds * timeout / parallel as f64;
+    println!(
+        "profile {} on the sandbox, --parallel {parallel}: run exited {}",
+        args.profile,
+        status.code().unwrap_or(-1)
+    );
+    println!(
+        "wall time:      {wall:.1} s (including sandbox start, fixture deployment and teardown)"
+    );
+    println!(
+        "lower bound:    {bound:.1} s = {steps} steps x {rounds} rounds x {timeout} s / {parallel} fixtures"
+    );
+    println!(
+        "ratio:          {:.2} (goal: at most 1.5)",
+        wall / bound.max(f64::EPSILON)
+    );
+    println!(
+        "probes:         {attempts} in all, {:.0} probes/s",
+        attempts as f64 / wall
+    );
+    println!(
+        "time-to-enforce over {} steps: min {} ms, median {} ms, p90 {} ms, max {} ms",
+        tte.len(),
+        percentile(&tte, 0.0),
+        percentile(&tte, 0.5),
+        percentile(&tte, 0.9),
+        percentile(&tte, 1.0)
+    );
+    Ok(if status.success() {
+        exit::OK
+    } else {
+        exit::MISMATCH
+    })
+}
+
+fn parse_secs(s: &str) -> anyhow::Result<f64> {
+    let s = s.trim();
+    if let Some(ms) = s.strip_suffix("ms") {
+        return Ok(ms.parse::<f64>()? / 1000.0);
+    }
+    Ok(s.trim_end_matches('s').parse::<f64>()?)
+}

@@ -80,6 +80,8 @@ pub enum BenchCommand {
     Oracle(bench::OracleArgs),
     /// Probes per second and round latency against local agents.
     Probe(agent::BenchProbeArgs),
+    /// The core profile on the sandbox: wall time against the physical lower bound.
+    Run(bench::RunBenchArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -106,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Agent(cmd) => agent::run(cmd),
         Command::Bench(BenchCommand::Oracle(a)) => bench::oracle(a),
         Command::Bench(BenchCommand::Probe(a)) => agent::bench_probe(a),
+        Command::Bench(BenchCommand::Run(a)) => bench::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

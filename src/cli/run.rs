@@ -384,16 +384,29 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         },
         keep: args.keep,
     };
-    let plain = !std::io::stderr().is_terminal();
+    // On a terminal: a live progress line (scenarios done, and the latest fixture/pods/step
+    // news). Otherwise, or with NETASSAY_VERBOSE: plain log lines.
+    let plain = !std::io::stderr().is_terminal() || std::env::var_os("NETASSAY_VERBOSE").is_some();
+    let bar = (!plain).then(|| {
+        let pb = indicatif::ProgressBar::new(scenarios.len() as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] scenarios {pos}/{len} {wide_msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        pb.enable_steady_tick(Duration::from_millis(200));
+        pb
+    });
+    let bar_for_log = bar.clone();
     let pool = Arc::new(Pool::new(
         client.clone(),
         &run_id,
         args.parallel,
         options,
-        Box::new(move |m| {
-            if plain || std::env::var_os("NETASSAY_VERBOSE").is_some() {
-                log_line(m)
-            }
+        Box::new(move |m| match &bar_for_log {
+            Some(pb) => pb.set_message(m),
+            None => log_line(m),
         }),
     ));
     let outcomes: Arc<Mutex<Vec<ScenarioOutcome>>> = Arc::new(Mutex::new(Vec::new()));
@@ -404,9 +417,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             let pool = pool.clone();
             let outcomes = outcomes.clone();
             let handle = handle.clone();
+            let bar = bar.clone();
             let kind = s.tags.first().cloned().unwrap_or_default();
             libtest_mimic::Trial::test(s.name.clone(), move || {
                 let o = handle.block_on(pool.run(&s));
+                if let Some(pb) = &bar {
+                    pb.inc(1);
+                }
                 let passed = o.passed();
                 let text = failure_text(&o);
                 if let Ok(mut v) = outcomes.lock() {
@@ -423,6 +440,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .collect();
     let conclusion = libtest_mimic::run(&test_args(&args), trials);
 
+    if let Some(pb) = &bar {
+        pb.finish_and_clear();
+    }
     rt.block_on(pool.shutdown());
     renewer.abort();
     if let Ok(l) = Arc::try_unwrap(lock) {

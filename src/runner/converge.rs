@@ -45,6 +45,9 @@ impl Default for Judging {
     }
 }
 
+/// How often a confirmation round retries probes that erred (not verdicts) before judging.
+const CONFIRM_ERROR_RETRIES: u32 = 3;
+
 fn agrees(outcome: Outcome, expected: Verdict, rule: DenyRule) -> bool {
     outcome.satisfies(expected, rule)
 }
@@ -114,19 +117,36 @@ pub async fn run_step<P: Prober>(
     let converged = (0..cells.len()).all(|i| settled(&attempts, i));
     let time_to_enforce = converged.then(|| started.elapsed());
 
-    // 3. Confirmation: the whole matrix again; a cell whose outcome class changes flaps.
+    // 3. Confirmation: the whole matrix again; a cell whose verdict changes flaps. A probe that
+    //    errs is not a verdict: it is retried a few times before the round is judged.
     let before: Vec<Option<Outcome>> = (0..cells.len()).map(|i| last(&attempts, i)).collect();
     let mut flapped = vec![false; cells.len()];
     if converged {
         for _ in 0..judging.confirm_rounds {
             round += 1;
             record(&mut attempts, prober.probe(&all).await, round);
+            let mut pause = judging.backoff;
+            for _ in 0..CONFIRM_ERROR_RETRIES {
+                let erring: Vec<(usize, &ExpectedCell)> = all
+                    .iter()
+                    .filter(|(i, _)| {
+                        last(&attempts, *i)
+                            .is_some_and(|o| o.verdict().is_none() && o != Outcome::Unsupported)
+                    })
+                    .copied()
+                    .collect();
+                if erring.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(judging.max_backoff);
+                round += 1;
+                record(&mut attempts, prober.probe(&erring).await, round);
+            }
             for (i, f) in flapped.iter_mut().enumerate() {
-                let now = last(&attempts, i);
-                let class = |o: Option<Outcome>| o.and_then(|o| o.verdict());
-                if class(now) != class(before[i])
-                    || (now == Some(Outcome::Error)) != (before[i] == Some(Outcome::Error))
-                {
+                let was = before[i].and_then(|o| o.verdict());
+                let now = last(&attempts, i).and_then(|o| o.verdict());
+                if was.is_some() && now.is_some() && was != now {
                     *f = true;
                 }
             }
@@ -347,6 +367,36 @@ mod tests {
         });
         let r = run_step(&fake, &cells, &fast(), Instant::now()).await;
         assert_eq!(statuses(&r), [CellStatus::Flapping]);
+    }
+
+    #[tokio::test]
+    async fn a_probe_error_during_confirmation_is_retried_not_called_flapping() {
+        let cells = [cell("x/a", "y/b", Verdict::Deny)];
+        // Agrees in round 1; the confirmation probe errs once (a lost exec), then agrees again.
+        let fake = Fake::new(|_, call| {
+            if call == 1 {
+                Outcome::Error
+            } else {
+                Outcome::Dropped
+            }
+        });
+        let r = run_step(&fake, &cells, &fast(), Instant::now()).await;
+        assert_eq!(statuses(&r), [CellStatus::Pass]);
+        assert_eq!(r.cells[0].attempts.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_keeps_erring_during_confirmation_is_an_error() {
+        let cells = [cell("x/a", "y/b", Verdict::Deny)];
+        let fake = Fake::new(|_, call| {
+            if call == 0 {
+                Outcome::Dropped
+            } else {
+                Outcome::Error
+            }
+        });
+        let r = run_step(&fake, &cells, &fast(), Instant::now()).await;
+        assert_eq!(statuses(&r), [CellStatus::Error]);
     }
 
     #[tokio::test]
