@@ -116,6 +116,27 @@ pub struct RunArgs {
     /// Write the results as JSON (schema netassay.results/v1).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write JUnit XML (one testsuite per scenario, one testcase per step).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// JUnit testcases per `step`, or per `path` (step, from, to, port, protocol).
+    #[arg(long, default_value = "step", value_name = "step|path")]
+    pub junit_granularity: crate::report::Granularity,
+    /// Write the self-contained HTML sign-off report.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Write the conformance report (YAML, Gateway API style).
+    #[arg(long, value_name = "FILE")]
+    pub conformance: Option<PathBuf>,
+    /// Write every report into DIR (junit.xml, results.json, report.html, conformance.yaml).
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Write results for Sonobuoy (also implied by SONOBUOY_RESULTS_DIR).
+    #[arg(long)]
+    pub sonobuoy: bool,
+    /// The implementation named in the conformance report, NAME[:VERSION] (default: the detected CNI).
+    #[arg(long, value_name = "NAME[:VERSION]")]
+    pub implementation: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -271,10 +292,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                 }
                 Some(path)
             }
-            Err(e) => {
-                eprintln!("netassay: {e}");
-                return Ok(exit::ENVIRONMENT);
-            }
+            Err(e) => return Ok(environment_failure(&args, &e.to_string())),
         }
     } else {
         args.cluster.kubeconfig.clone()
@@ -292,22 +310,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     )) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("netassay: {e}");
             stop_sandbox(&rt, &sandbox);
-            return Ok(exit::ENVIRONMENT);
+            return Ok(environment_failure(&args, &e.to_string()));
         }
     };
     if let Err(e) = rt.block_on(client.apiserver_version()) {
-        eprintln!("netassay: the cluster is not reachable: {e}");
         stop_sandbox(&rt, &sandbox);
-        return Ok(exit::ENVIRONMENT);
+        return Ok(environment_failure(
+            &args,
+            &format!("the cluster is not reachable: {e}"),
+        ));
     }
     let lock = match rt.block_on(RunLock::acquire(client.clone(), &run_id)) {
         Ok(l) => Arc::new(l),
         Err(e) => {
-            eprintln!("netassay: {e}");
             stop_sandbox(&rt, &sandbox);
-            return Ok(exit::ENVIRONMENT);
+            return Ok(environment_failure(&args, &e.to_string()));
         }
     };
     let renewer = {
@@ -462,9 +480,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         environment,
         scenarios: outcomes.clone(),
     };
-    if let Some(path) = &args.json {
-        std::fs::write(path, crate::report::json::render(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+    let outputs = report_outputs(&args);
+    match crate::report::write_all(&report, &outputs) {
+        Ok(files) => {
+            for f in files {
+                log_line(format!("wrote {}", f.display()));
+            }
+        }
+        Err(e) => log_line(format!("reports: {e}")),
+    }
+    let tables = crate::report::summary_tables(&report, std::io::stdout().is_terminal());
+    if !tables.is_empty() {
+        println!("{tables}");
     }
     let tte: Vec<u128> = outcomes
         .iter()
@@ -493,6 +520,30 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     } else {
         exit::OK
     })
+}
+
+fn report_outputs(args: &RunArgs) -> crate::report::Outputs {
+    crate::report::Outputs {
+        junit: args.junit.clone(),
+        junit_granularity: args.junit_granularity,
+        json: args.json.clone(),
+        html: args.html.clone(),
+        conformance: args.conformance.clone(),
+        report_dir: args.report_dir.clone(),
+        sonobuoy_dir: crate::report::sonobuoy::results_dir_from_env(args.sonobuoy),
+        implementation: args.implementation.clone(),
+    }
+}
+
+/// An unusable environment still tells Sonobuoy (which would otherwise wait for its timeout).
+fn environment_failure(args: &RunArgs, message: &str) -> u8 {
+    eprintln!("netassay: {message}");
+    if let Some(dir) = crate::report::sonobuoy::results_dir_from_env(args.sonobuoy) {
+        if let Err(e) = crate::report::sonobuoy::write_error(&dir, message) {
+            eprintln!("netassay: sonobuoy results: {e}");
+        }
+    }
+    exit::ENVIRONMENT
 }
 
 pub fn cleanup(args: CleanupArgs) -> anyhow::Result<u8> {

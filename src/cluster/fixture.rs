@@ -481,45 +481,66 @@ impl Fixture {
         let mut stderr = proc.stderr().ok_or("exec gave no stderr")?;
         let status = proc.take_status();
         let line = batch.to_json_line();
-        let write = async move {
+        // stdin stays open: the agent does not wait for EOF, and closing it races with the end
+        // of the session (kube-rs then never ends stdout), so the end is the summary line.
+        let write = async {
             stdin.write_all(line.as_bytes()).await?;
             stdin.write_all(b"\n").await?;
-            stdin.shutdown().await
+            stdin.flush().await
         };
-        // Read stdout and stderr concurrently: the exec pipes are small.
         let read_out = async move {
             let mut results = Vec::new();
+            let mut finished = false;
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(l)) = lines.next_line().await {
-                if let Ok(AgentLine::Result(r)) = AgentLine::parse(&l) {
-                    results.push(r);
+                match AgentLine::parse(&l) {
+                    Ok(AgentLine::Result(r)) => results.push(r),
+                    Ok(AgentLine::Summary { .. }) => {
+                        finished = true;
+                        break;
+                    }
+                    Err(_) => {}
                 }
             }
-            results
+            (results, finished)
         };
-        let read_err = async move {
+        // stderr is read on the side (its pipe is small) and only consulted on failure.
+        let read_err = tokio::spawn(async move {
             let mut s = String::new();
             let _ = stderr.read_to_string(&mut s).await;
             s
-        };
-        let (w, results, err) = tokio::join!(write, read_out, read_err);
-        let st = match status {
-            Some(s) => s.await,
-            None => None,
-        };
+        });
+        let (w, (results, finished)) = tokio::join!(write, read_out);
+        drop(stdin);
         if let Err(e) = w {
             if results.is_empty() {
                 return Err(format!("writing the batch to {from}: {e}"));
             }
         }
-        if let Some(st) = st {
-            if st.status.as_deref() == Some("Failure") && results.is_empty() {
-                return Err(format!(
-                    "agent probe in {from} failed: {} {}",
-                    st.message.unwrap_or_default(),
-                    err.trim()
-                ));
-            }
+        if finished {
+            return Ok(results);
+        }
+        // No summary: the agent died or could not start. Say why, from its status and stderr.
+        let st = match status {
+            Some(s) => tokio::time::timeout(Duration::from_secs(1), s)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        let err = tokio::time::timeout(Duration::from_millis(500), read_err)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        if results.is_empty() {
+            let why = st
+                .and_then(|s| s.message)
+                .unwrap_or_else(|| "no summary line".into());
+            return Err(format!(
+                "agent probe in {from} failed: {why} {}",
+                err.trim()
+            ));
         }
         Ok(results)
     }

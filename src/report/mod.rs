@@ -1,7 +1,16 @@
 //! Reports: the runner's results turned into JUnit, JSON, truth tables, HTML, a conformance
 //! report and Sonobuoy output. Reports only read results; they never probe or decide.
 
+pub mod conformance;
+pub mod html;
 pub mod json;
+pub mod junit;
+pub mod outputs;
+pub mod sonobuoy;
+pub mod table;
+
+pub use junit::Granularity;
+pub use outputs::{summary_tables, write_all, Outputs, ReportError};
 
 use crate::cluster::facts::Environment;
 use crate::runner::suite::ScenarioOutcome;

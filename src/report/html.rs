@@ -1,0 +1,718 @@
+//! The HTML report (`--html`): one self-contained page for sign-off, with inline CSS and SVG only.
+
+use super::conformance::{
+    run_verdict, scenario_reason, scenario_verdict, RunVerdict, ScenarioVerdict,
+};
+use super::table::{
+    self, diff_mark, expected_mark, grids, observed_mark, path, status_name, Grid, View,
+};
+use super::RunReport;
+use crate::runner::result::{CellResult, CellStatus, StepResult};
+use crate::runner::suite::{ScenarioOutcome, StepOutcome};
+use std::fmt::Write as _;
+
+/// Every string from the run (scenario names, files, details) is user input.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // Control characters are not allowed in HTML text; keep tabs and newlines.
+            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = r#"
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;margin:0;padding:24px 32px;color:#1f2430;background:#f4f5f7;line-height:1.4}
+h1{font-size:22px;margin:0 0 12px}
+h2{font-size:18px;margin:28px 0 10px;border-bottom:1px solid #d7dbe0;padding-bottom:4px}
+h3{font-size:15px;margin:16px 0 6px}
+code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}
+.verdict{display:flex;align-items:center;gap:24px;padding:18px 24px;border-radius:10px;color:#fff}
+.verdict .word{font-size:30px;font-weight:800;letter-spacing:.5px}
+.verdict.conformant{background:#1b7f3b}.verdict.not-conformant{background:#b3261e}.verdict.incomplete{background:#a15c00}
+.cards{display:flex;flex-wrap:wrap;gap:10px;margin-top:12px}
+.card{background:#fff;border:1px solid #d7dbe0;border-radius:8px;padding:8px 14px;min-width:110px}
+.card .n{font-size:22px;font-weight:700}.card .l{font-size:12px;color:#5b6270}
+.card.bad .n{color:#b3261e}.card.warn .n{color:#a15c00}.card.good .n{color:#1b7f3b}
+table.kv,table.list{border-collapse:collapse;background:#fff;border:1px solid #d7dbe0}
+table.kv td,table.list td,table.list th{padding:4px 10px;border-bottom:1px solid #eceef1;text-align:left;vertical-align:top;font-size:13px}
+table.kv td:first-child{color:#5b6270;white-space:nowrap}
+table.list th{background:#eef0f3;font-size:12px}
+details.scenario{background:#fff;border:1px solid #d7dbe0;border-radius:8px;margin:10px 0;padding:6px 14px}
+details.scenario>summary{cursor:pointer;font-weight:600;padding:4px 0}
+.badge{display:inline-block;font-size:11px;font-weight:700;padding:1px 8px;border-radius:10px;color:#fff;margin-right:8px;text-transform:uppercase}
+.badge.passed{background:#1b7f3b}.badge.failed{background:#b3261e}.badge.incomplete{background:#a15c00}.badge.skipped{background:#6b7280}
+.meta{color:#5b6270;font-size:12px;font-weight:400}
+.step{border-top:1px solid #eceef1;padding:6px 0 10px}
+.maps{display:flex;flex-wrap:wrap;gap:22px;align-items:flex-start}
+figure{margin:6px 0}figcaption{font-size:12px;color:#5b6270}
+.compact{background:#fff4f2;border:1px solid #f1c6c0;border-radius:6px;padding:8px;white-space:pre-wrap;margin:6px 0}
+.reject{font-size:13px}.reject.accepted{color:#b3261e;font-weight:600}
+.legend span{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:middle;margin:0 4px 0 12px}
+svg text{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:11px}
+"#;
+
+const CELL: usize = 22;
+const CHAR_W: usize = 7;
+const ALLOW: &str = "#a5d6a7";
+const DENY: &str = "#546e7a";
+const ERROR: &str = "#ffb74d";
+const UNSUPPORTED: &str = "#cfd8dc";
+const MISSING: &str = "#ffffff";
+const WRONG: &str = "#d50000";
+const ERROR_EDGE: &str = "#e65100";
+
+/// How many attempts a tooltip lists; the JSON results keep them all.
+const TOOLTIP_ATTEMPTS: usize = 8;
+
+#[derive(Default)]
+struct Counts {
+    scenarios: [usize; 4],
+    cells: [usize; 6],
+    rejects_refused: usize,
+    rejects_accepted: usize,
+}
+
+const STATUSES: [CellStatus; 6] = [
+    CellStatus::Pass,
+    CellStatus::Fail,
+    CellStatus::Flapping,
+    CellStatus::Error,
+    CellStatus::Unsupported,
+    CellStatus::NotJudged,
+];
+
+fn counts(report: &RunReport) -> Counts {
+    let mut c = Counts::default();
+    for o in &report.scenarios {
+        c.scenarios[scenario_verdict(o) as usize] += 1;
+        for s in &o.steps {
+            for (i, st) in STATUSES.iter().enumerate() {
+                c.cells[i] += s.result.count(*st);
+            }
+            for r in &s.rejects {
+                if r.refused {
+                    c.rejects_refused += 1;
+                } else {
+                    c.rejects_accepted += 1;
+                }
+            }
+        }
+    }
+    c
+}
+
+pub fn render(report: &RunReport) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>netassay report — {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        esc(&report.run_id)
+    );
+    summary(&mut out, report);
+    environment(&mut out, report);
+    enforcement_chart(&mut out, report);
+    out.push_str("<h2>Scenarios</h2>\n");
+    legend(&mut out);
+    for o in &report.scenarios {
+        scenario(&mut out, o);
+    }
+    not_judged(&mut out, report);
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+fn summary(out: &mut String, report: &RunReport) {
+    let v = run_verdict(report);
+    let class = match v {
+        RunVerdict::Conformant => "conformant",
+        RunVerdict::NotConformant => "not-conformant",
+        RunVerdict::Incomplete => "incomplete",
+    };
+    let c = counts(report);
+    let total: usize = c.scenarios.iter().sum();
+    let _ = write!(
+        out,
+        "<h1>netassay report <span class=\"meta mono\">{}</span></h1>\n\
+         <div class=\"verdict {class}\" id=\"verdict\"><div class=\"word\">{}</div>\
+         <div>{} of {total} scenario(s) passed, {} failed, {} incomplete, {} skipped</div></div>\n",
+        esc(&report.run_id),
+        v.as_str(),
+        c.scenarios[ScenarioVerdict::Passed as usize],
+        c.scenarios[ScenarioVerdict::Failed as usize],
+        c.scenarios[ScenarioVerdict::Incomplete as usize],
+        c.scenarios[ScenarioVerdict::Skipped as usize],
+    );
+    out.push_str("<div class=\"cards\">");
+    let mut card = |n: usize, label: &str, tone: &str| {
+        let tone = if n == 0 { "" } else { tone };
+        let _ = write!(
+            out,
+            "<div class=\"card {tone}\"><div class=\"n\">{n}</div><div class=\"l\">{}</div></div>",
+            esc(label)
+        );
+    };
+    card(c.cells[0], "paths passed", "good");
+    card(c.cells[1], "paths failed", "bad");
+    card(c.cells[2], "paths flapping", "bad");
+    card(c.cells[3], "probe errors", "warn");
+    card(c.cells[4], "unsupported", "");
+    card(c.cells[5], "not judged", "");
+    card(c.rejects_refused, "rejects refused", "good");
+    card(c.rejects_accepted, "rejects accepted", "bad");
+    out.push_str("</div>\n");
+}
+
+fn environment(out: &mut String, report: &RunReport) {
+    let e = &report.environment;
+    out.push_str("<h2>Environment</h2>\n<table class=\"kv\">\n");
+    let sandbox = if report.sandbox {
+        if report.sandbox_faults.is_empty() {
+            "yes".to_string()
+        } else {
+            format!("yes, faults: {}", report.sandbox_faults.join(", "))
+        }
+    } else {
+        "no".to_string()
+    };
+    for (k, v) in [
+        ("run id", report.run_id.clone()),
+        ("netassay", report.netassay_version.clone()),
+        ("started", report.started.clone()),
+        (
+            "elapsed",
+            format!("{:.1} s", report.elapsed_ms as f64 / 1000.0),
+        ),
+        ("Kubernetes", e.kubernetes_version.clone()),
+        ("nodes", e.nodes.to_string()),
+        ("CNI", e.cni.clone()),
+        ("profiles", report.profiles.join(", ")),
+        ("sandbox", sandbox),
+    ] {
+        let _ = writeln!(out, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(&v));
+    }
+    out.push_str("</table>\n");
+}
+
+/// Horizontal bars, one per step that probed anything; steps that never agreed show in red.
+fn enforcement_chart(out: &mut String, report: &RunReport) {
+    let rows: Vec<(String, Option<u128>)> = report
+        .scenarios
+        .iter()
+        .flat_map(|o| {
+            o.steps
+                .iter()
+                .filter(|s| !s.result.cells.is_empty())
+                .map(move |s| {
+                    (
+                        format!("{} › {}", o.name, s.name),
+                        s.result.time_to_enforce.map(|d| d.as_millis()),
+                    )
+                })
+        })
+        .collect();
+    out.push_str("<h2>Time to enforce</h2>\n");
+    if rows.is_empty() {
+        out.push_str("<p class=\"meta\">No step probed anything.</p>\n");
+        return;
+    }
+    let max = rows
+        .iter()
+        .filter_map(|(_, v)| *v)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let (label_w, bar_w, row_h, top) = (330usize, 520usize, 18usize, 22usize);
+    let width = label_w + bar_w + 90;
+    let height = top + rows.len() * row_h + 6;
+    let _ = writeln!(
+        out,
+        "<svg id=\"tte-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+         viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"time to enforce per step\">"
+    );
+    for frac in [0.0, 0.5, 1.0] {
+        let x = label_w as f64 + frac * bar_w as f64;
+        let _ = writeln!(
+            out,
+            "<line x1=\"{x:.1}\" y1=\"{}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#d7dbe0\"/>\
+             <text x=\"{x:.1}\" y=\"14\" text-anchor=\"middle\" fill=\"#5b6270\">{} ms</text>",
+            top - 4,
+            height - 2,
+            (frac * max as f64).round() as u128
+        );
+    }
+    for (i, (label, value)) in rows.iter().enumerate() {
+        let y = top + i * row_h;
+        let shown: String = if label.chars().count() > 46 {
+            format!("{}…", label.chars().take(45).collect::<String>())
+        } else {
+            label.clone()
+        };
+        let (w, fill, text) = match value {
+            Some(ms) => (
+                ((*ms as f64 / max as f64) * bar_w as f64).max(1.0),
+                "#3f7fbf",
+                format!("{ms} ms"),
+            ),
+            None => (bar_w as f64, WRONG, "never".to_string()),
+        };
+        let _ = writeln!(
+            out,
+            "<g><title>{}: {}</title>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
+             <rect x=\"{label_w}\" y=\"{}\" width=\"{w:.1}\" height=\"{}\" rx=\"2\" fill=\"{fill}\"/>\
+             <text x=\"{:.1}\" y=\"{}\" fill=\"#1f2430\">{}</text></g>",
+            esc(label),
+            esc(&text),
+            label_w - 8,
+            y + 12,
+            esc(&shown),
+            y + 2,
+            row_h - 4,
+            label_w as f64 + w + 6.0,
+            y + 12,
+            esc(&text)
+        );
+    }
+    out.push_str("</svg>\n");
+}
+
+fn legend(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "<p class=\"legend meta\">Cells: <span style=\"background:{ALLOW}\"></span>allow / connected\
+         <span style=\"background:{DENY}\"></span>deny / dropped or rejected\
+         <span style=\"background:{ERROR}\"></span>error or wrong peer\
+         <span style=\"background:{UNSUPPORTED}\"></span>unsupported\
+         <span style=\"background:{MISSING};border:1px solid #999\"></span>no result\
+         <span style=\"border:3px solid {WRONG}\"></span>wrong (dashed: flapping). \
+         Hover a cell for its attempts and the oracle's explanation.</p>"
+    );
+}
+
+fn scenario(out: &mut String, o: &ScenarioOutcome) {
+    let v = scenario_verdict(o);
+    let _ = write!(
+        out,
+        "<details class=\"scenario\" data-verdict=\"{}\"{}>\n<summary><span class=\"badge {}\">{}</span>{} \
+         <span class=\"meta\">{} · {}{}</span></summary>\n",
+        v.as_str(),
+        if v == ScenarioVerdict::Passed { "" } else { " open" },
+        v.as_str(),
+        v.as_str(),
+        esc(&o.name),
+        esc(&o.file),
+        esc(&o.tags.join(", ")),
+        if o.intent { " · intent" } else { "" }
+    );
+    if let Some(reason) = scenario_reason(o) {
+        let _ = writeln!(out, "<p><strong>{}</strong></p>", esc(&reason));
+    }
+    for s in &o.steps {
+        step(out, s);
+    }
+    out.push_str("</details>\n");
+}
+
+fn step(out: &mut String, s: &StepOutcome) {
+    let r = &s.result;
+    let parts: Vec<String> = STATUSES
+        .iter()
+        .filter(|st| r.count(**st) > 0)
+        .map(|st| format!("{} {}", r.count(*st), status_name(*st)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "<div class=\"step\"><h3>{}</h3><div class=\"meta\">{} · time to enforce: {} · {} round(s)</div>",
+        esc(&s.name),
+        esc(&parts.join(", ")),
+        r.time_to_enforce
+            .map(|d| format!("{} ms", d.as_millis()))
+            .unwrap_or_else(|| "never".into()),
+        r.rounds
+    );
+    for x in &s.rejects {
+        let _ = writeln!(
+            out,
+            "<div class=\"reject {}\">reject check {}: {} — {}</div>",
+            if x.refused { "refused" } else { "accepted" },
+            esc(&x.policy),
+            if x.refused {
+                "refused"
+            } else {
+                "ACCEPTED (should have been refused)"
+            },
+            esc(&x.detail)
+        );
+    }
+    let wrong = table::compact_diff(r, false);
+    if !wrong.is_empty() {
+        let _ = writeln!(out, "<div class=\"compact mono\">{}</div>", esc(&wrong));
+    }
+    for g in grids(r) {
+        let _ = writeln!(
+            out,
+            "<figure><figcaption>{}</figcaption><div class=\"maps\">{}{}</div></figure>",
+            esc(&g.key.to_string()),
+            heat_map(&g, View::Expected),
+            heat_map(&g, View::Observed)
+        );
+    }
+    out.push_str("</div>\n");
+}
+
+fn fill(view: View, c: &CellResult) -> (&'static str, char) {
+    let mark = match view {
+        View::Expected => expected_mark(c),
+        View::Observed => observed_mark(c),
+        View::Diff => diff_mark(c),
+    };
+    let colour = match mark {
+        '.' => ALLOW,
+        'X' => DENY,
+        'E' => ERROR,
+        'U' | '_' => UNSUPPORTED,
+        _ => MISSING,
+    };
+    (colour, mark)
+}
+
+fn tooltip(view: View, c: &CellResult) -> String {
+    let mut t = format!(
+        "{}\nexpected: {}",
+        path(&c.expected.cell),
+        c.expected.verdict
+    );
+    if view == View::Expected {
+        return t;
+    }
+    let _ = write!(
+        t,
+        "\nobserved: {} ({})\nattempts: {}",
+        table::observed_text(c),
+        status_name(c.status),
+        c.attempts.len()
+    );
+    for a in c.attempts.iter().take(TOOLTIP_ATTEMPTS) {
+        let _ = write!(
+            t,
+            "\n  round {} at {} ms: {} in {} ms",
+            a.round, a.at_ms, a.outcome, a.elapsed_ms
+        );
+        if !a.detail.is_empty() {
+            let _ = write!(t, ", {}", a.detail);
+        }
+    }
+    if c.attempts.len() > TOOLTIP_ATTEMPTS {
+        let _ = write!(t, "\n  … {} more", c.attempts.len() - TOOLTIP_ATTEMPTS);
+    }
+    if let Some(why) = &c.explanation {
+        let _ = write!(t, "\nwhy: {why}");
+    }
+    t
+}
+
+/// One grid as an inline SVG: sources down, destinations across, wrong cells outlined in red.
+fn heat_map(g: &Grid<'_>, view: View) -> String {
+    let longest = |v: &[crate::model::PodRef]| {
+        v.iter()
+            .map(|p| p.to_string().chars().count())
+            .max()
+            .unwrap_or(1)
+    };
+    let left = longest(&g.sources) * CHAR_W + 10;
+    let top = longest(&g.destinations) * CHAR_W + 24;
+    let width = left + g.destinations.len() * CELL + 6;
+    let height = top + g.sources.len() * CELL + 6;
+    let mut s = format!(
+        "<svg class=\"heatmap {}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+         viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"{} {}\">\
+         <text x=\"0\" y=\"12\" font-weight=\"bold\">{}</text>",
+        view.as_str(),
+        view.as_str(),
+        esc(&g.key.to_string()),
+        view.as_str()
+    );
+    for (i, d) in g.destinations.iter().enumerate() {
+        let x = left + i * CELL + CELL / 2 + 4;
+        let _ = write!(
+            s,
+            "<text transform=\"translate({x},{}) rotate(-90)\">{}</text>",
+            top - 4,
+            esc(&d.to_string())
+        );
+    }
+    for (r, src) in g.sources.iter().enumerate() {
+        let y = top + r * CELL;
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+            left - 6,
+            y + CELL / 2 + 4,
+            esc(&src.to_string())
+        );
+        for c in 0..g.destinations.len() {
+            let x = left + c * CELL;
+            let Some(cell) = g.get(r, c) else {
+                let _ = write!(
+                    s,
+                    "<rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{w}\" rx=\"3\" fill=\"#f1f3f5\"/>",
+                    w = CELL - 2
+                );
+                continue;
+            };
+            let (colour, mark) = fill(view, cell);
+            let edge = match cell.status {
+                CellStatus::Fail => format!(" stroke=\"{WRONG}\" stroke-width=\"3\""),
+                CellStatus::Flapping => {
+                    format!(" stroke=\"{WRONG}\" stroke-width=\"3\" stroke-dasharray=\"4 2\"")
+                }
+                CellStatus::Error => format!(" stroke=\"{ERROR_EDGE}\" stroke-width=\"2\""),
+                _ if mark == '?' => " stroke=\"#999\"".to_string(),
+                _ => String::new(),
+            };
+            let class = match cell.status {
+                CellStatus::Fail | CellStatus::Flapping => " class=\"wrong\"",
+                // Faded: shown for completeness, not part of the verdict.
+                CellStatus::NotJudged | CellStatus::Unsupported => " opacity=\"0.45\"",
+                _ => "",
+            };
+            let ink = if colour == DENY { "#ffffff" } else { "#1f2430" };
+            let _ = write!(
+                s,
+                "<g{class}><title>{}</title><rect x=\"{}\" y=\"{}\" width=\"{w}\" height=\"{w}\" rx=\"3\" \
+                 fill=\"{colour}\"{edge}/><text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{ink}\">{}</text></g>",
+                esc(&tooltip(view, cell)),
+                x + 1,
+                y + 1,
+                x + CELL / 2,
+                y + CELL / 2 + 4,
+                esc(&mark.to_string()),
+                w = CELL - 4
+            );
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Everything that was not judged, and why: environment problems, skipped scenarios, probe
+/// errors, unsupported and not-judged cells.
+fn not_judged(out: &mut String, report: &RunReport) {
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    for o in &report.scenarios {
+        if let Some(e) = &o.environment {
+            rows.push([
+                o.name.clone(),
+                String::new(),
+                "whole scenario".into(),
+                "environment".into(),
+                e.what.clone(),
+            ]);
+        }
+        if scenario_verdict(o) == ScenarioVerdict::Skipped {
+            rows.push([
+                o.name.clone(),
+                String::new(),
+                "whole scenario".into(),
+                "skipped".into(),
+                scenario_reason(o).unwrap_or_default(),
+            ]);
+        }
+        for s in &o.steps {
+            for c in unjudged(&s.result) {
+                let detail = c
+                    .attempts
+                    .last()
+                    .map(|a| a.detail.clone())
+                    .unwrap_or_default();
+                let reason = match c.status {
+                    CellStatus::NotJudged if c.expected.cell.loopback => {
+                        format!("loopback (a pod to itself) is reported, not judged. {detail}")
+                    }
+                    CellStatus::Unsupported => format!("protocol not available: {detail}"),
+                    CellStatus::Error => format!(
+                        "probe kept failing ({}): {detail}",
+                        c.observed().map(|o| o.as_str()).unwrap_or("no attempt")
+                    ),
+                    _ => detail,
+                };
+                rows.push([
+                    o.name.clone(),
+                    s.name.clone(),
+                    path(&c.expected.cell),
+                    status_name(c.status).into(),
+                    reason.trim().to_string(),
+                ]);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "<h2 id=\"not-judged\">Not judged ({})</h2>",
+        rows.len()
+    );
+    if rows.is_empty() {
+        out.push_str("<p class=\"meta\">Every path of every scenario was judged.</p>\n");
+        return;
+    }
+    out.push_str(
+        "<table class=\"list\" id=\"not-judged-table\"><tr><th>scenario</th><th>step</th><th>item</th>\
+         <th>status</th><th>reason</th></tr>\n",
+    );
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&row[0]),
+            esc(&row[1]),
+            esc(&row[2]),
+            esc(&row[3]),
+            esc(&row[4])
+        );
+    }
+    out.push_str("</table>\n");
+}
+
+fn unjudged(r: &StepResult) -> impl Iterator<Item = &CellResult> {
+    r.cells.iter().filter(|c| {
+        matches!(
+            c.status,
+            CellStatus::Error | CellStatus::Unsupported | CellStatus::NotJudged
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::facts::Environment;
+    use crate::model::Verdict;
+    use crate::probe::Outcome;
+    use crate::report::table::fixtures::{cell, pass, step};
+    use crate::runner::suite::EnvironmentProblem;
+
+    fn report(name: &str, cells: Vec<CellResult>) -> RunReport {
+        RunReport {
+            run_id: "run-<1>".into(),
+            netassay_version: "0.1.0".into(),
+            started: "2025-01-01T00:00:00Z".into(),
+            elapsed_ms: 1,
+            sandbox: true,
+            sandbox_faults: vec![],
+            profiles: vec!["core".into()],
+            environment: Environment::default(),
+            scenarios: vec![ScenarioOutcome {
+                name: name.into(),
+                file: "f.yaml".into(),
+                tags: vec!["core".into()],
+                intent: false,
+                baseline: None,
+                steps: vec![StepOutcome {
+                    name: "s".into(),
+                    result: step(cells),
+                    rejects: vec![],
+                }],
+                environment: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_document_title_names_the_run_and_every_string_is_escaped() {
+        let html = render(&report(
+            "<script>alert(1)</script>",
+            vec![pass("x/a", "x/b", Verdict::Allow)],
+        ));
+        assert!(html.contains("<title>netassay report — run-&lt;1&gt;</title>"));
+        assert!(!html.contains("<script>alert"), "user text must be escaped");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    }
+
+    #[test]
+    fn nothing_external_is_loaded() {
+        let html = render(&report("s", vec![pass("x/a", "x/b", Verdict::Allow)]));
+        for needle in ["<link", "src=", "@import", "url(", "http://", "https://"] {
+            let hits: Vec<_> = html
+                .match_indices(needle)
+                .filter(|(i, _)| !html[..*i].ends_with("xmlns=\""))
+                .collect();
+            assert!(hits.is_empty(), "{needle} found");
+        }
+    }
+
+    #[test]
+    fn the_verdict_banner_follows_the_run_verdict() {
+        let ok = render(&report("s", vec![pass("x/a", "x/b", Verdict::Allow)]));
+        assert!(ok.contains("<div class=\"word\">CONFORMANT</div>"));
+        let mut wrong = cell(
+            "x/a",
+            "x/b",
+            Verdict::Deny,
+            CellStatus::Fail,
+            &[Outcome::Connected],
+        );
+        wrong.explanation = Some("ingress isolated by x/deny".into());
+        let bad = render(&report("s", vec![wrong]));
+        assert!(bad.contains("<div class=\"word\">NOT CONFORMANT</div>"));
+        assert!(bad.contains("class=\"wrong\""), "wrong cells stand out");
+        assert!(
+            bad.contains("why: ingress isolated by x/deny"),
+            "tooltips explain"
+        );
+        let mut env = report("s", vec![]);
+        env.scenarios[0].environment = Some(EnvironmentProblem {
+            what: "no nodes".into(),
+        });
+        assert!(render(&env).contains("<div class=\"word\">INCOMPLETE</div>"));
+    }
+
+    #[test]
+    fn unjudged_items_are_listed_with_their_reason() {
+        let mut u = cell(
+            "x/a",
+            "x/b",
+            Verdict::Allow,
+            CellStatus::Unsupported,
+            &[Outcome::Unsupported],
+        );
+        u.attempts[0].detail = "SCTP: protocol not supported by kernel".into();
+        let html = render(&report(
+            "s",
+            vec![
+                u,
+                cell(
+                    "x/a",
+                    "x/a",
+                    Verdict::Allow,
+                    CellStatus::NotJudged,
+                    &[Outcome::Connected],
+                ),
+                pass("x/b", "x/a", Verdict::Allow),
+            ],
+        ));
+        assert!(html.contains("<h2 id=\"not-judged\">Not judged (2)</h2>"));
+        assert!(html.contains("SCTP: protocol not supported by kernel"));
+        assert!(html.contains("loopback (a pod to itself)"));
+    }
+
+    #[test]
+    fn steps_that_never_agreed_show_as_never_in_the_chart() {
+        let mut r = report("s", vec![pass("x/a", "x/b", Verdict::Allow)]);
+        r.scenarios[0].steps[0].result.time_to_enforce = None;
+        let html = render(&r);
+        assert!(html.contains("id=\"tte-chart\""));
+        assert!(html.contains("s › s: never"));
+    }
+}

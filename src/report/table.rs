@@ -1,0 +1,550 @@
+//! Upstream-style truth tables of a step (expected, observed, diff) and the list of wrong cells.
+
+use crate::model::{PodRef, Protocol, Via};
+use crate::probe::Outcome;
+use crate::runner::result::{CellResult, CellStatus, StepResult};
+use crate::scenario::Cell;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::{self, Write as _};
+
+/// What one grid is about: a step's cells on one port, protocol and address kind.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GridKey {
+    pub port: u16,
+    pub port_name: Option<String>,
+    pub protocol: Protocol,
+    pub via: Via,
+}
+
+impl GridKey {
+    pub fn of(cell: &Cell) -> Self {
+        GridKey {
+            port: cell.port,
+            port_name: cell.port_name.clone(),
+            protocol: cell.protocol,
+            via: cell.via,
+        }
+    }
+}
+
+impl fmt::Display for GridKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.port, self.protocol)?;
+        if let Some(name) = &self.port_name {
+            write!(f, " ({name})")?;
+        }
+        write!(f, " via {}", self.via)
+    }
+}
+
+/// `x/a -> x/b 80/TCP via pod-ip`: how every report names one path.
+pub fn path(cell: &Cell) -> String {
+    format!("{} -> {} {}", cell.from, cell.to, GridKey::of(cell))
+}
+
+/// Which of the three upstream grids to draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Expected,
+    Observed,
+    Diff,
+}
+
+impl View {
+    pub const ALL: [View; 3] = [View::Expected, View::Observed, View::Diff];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            View::Expected => "expected",
+            View::Observed => "observed",
+            View::Diff => "diff",
+        }
+    }
+}
+
+/// A cell that went wrong: a mismatch, or a probe that kept failing.
+pub fn is_wrong(status: CellStatus) -> bool {
+    status.is_failure() || status == CellStatus::Error
+}
+
+/// `.` allow, `X` deny.
+pub fn expected_mark(cell: &CellResult) -> char {
+    if cell.expected.verdict.is_allow() {
+        '.'
+    } else {
+        'X'
+    }
+}
+
+/// `.` connected, `X` dropped or rejected, `E` error or wrong peer, `U` unsupported, `?` no result.
+pub fn observed_mark(cell: &CellResult) -> char {
+    match cell.observed() {
+        None => '?',
+        Some(Outcome::Connected) => '.',
+        Some(Outcome::Dropped | Outcome::Rejected) => 'X',
+        Some(Outcome::WrongPeer | Outcome::DnsFailed | Outcome::Error) => 'E',
+        Some(Outcome::Unsupported) => 'U',
+    }
+}
+
+/// `.` match, `X` mismatch (fail or flapping), `E` probe error, `U` unsupported, `_` not judged.
+pub fn diff_mark(cell: &CellResult) -> char {
+    match cell.status {
+        CellStatus::Pass => '.',
+        CellStatus::Fail | CellStatus::Flapping => 'X',
+        CellStatus::Error => 'E',
+        CellStatus::Unsupported => 'U',
+        CellStatus::NotJudged => '_',
+    }
+}
+
+/// Marks for a pair the step did not probe on this port.
+const ABSENT: char = '-';
+
+pub const LEGEND: &str =
+    "legend: expected . allow X deny | observed . connected X dropped/rejected \
+E error/wrong peer U unsupported ? no result | diff . match X mismatch E error U unsupported \
+_ not judged | - not probed";
+
+const RED: &str = "\x1b[1;31m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const DIM: &str = "\x1b[2m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+/// The ANSI colour a mark gets in a view, if any: only what needs attention stands out.
+fn colour(view: View, cell: &CellResult) -> Option<&'static str> {
+    match (view, cell.status) {
+        (View::Expected, _) => None,
+        (_, CellStatus::Fail | CellStatus::Flapping) => Some(RED),
+        (_, CellStatus::Error) => Some(YELLOW),
+        (_, CellStatus::Unsupported | CellStatus::NotJudged) => Some(DIM),
+        (View::Diff, CellStatus::Pass) => Some(GREEN),
+        (View::Observed, CellStatus::Pass) => None,
+    }
+}
+
+/// One port's cells of a step, laid out as sources × destinations.
+#[derive(Debug, Clone)]
+pub struct Grid<'a> {
+    pub key: GridKey,
+    pub sources: Vec<PodRef>,
+    pub destinations: Vec<PodRef>,
+    cells: HashMap<(usize, usize), &'a CellResult>,
+}
+
+impl<'a> Grid<'a> {
+    /// The cell at row `source`, column `destination`, when it was probed.
+    pub fn get(&self, source: usize, destination: usize) -> Option<&'a CellResult> {
+        self.cells.get(&(source, destination)).copied()
+    }
+
+    pub fn cells(&self) -> impl Iterator<Item = &'a CellResult> + '_ {
+        self.cells.values().copied()
+    }
+
+    pub fn has_wrong(&self) -> bool {
+        self.cells().any(|c| is_wrong(c.status))
+    }
+
+    fn mark(&self, view: View, r: usize, c: usize, color: bool) -> String {
+        let Some(cell) = self.get(r, c) else {
+            return ABSENT.to_string();
+        };
+        let m = match view {
+            View::Expected => expected_mark(cell),
+            View::Observed => observed_mark(cell),
+            View::Diff => diff_mark(cell),
+        };
+        match colour(view, cell).filter(|_| color) {
+            Some(code) => format!("{code}{m}{RESET}"),
+            None => m.to_string(),
+        }
+    }
+
+    /// The grid as upstream prints it: a `-` corner, destinations across, sources down.
+    pub fn render(&self, view: View, color: bool) -> String {
+        let row_w = self
+            .sources
+            .iter()
+            .map(|p| p.to_string().len())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let col_w = self
+            .destinations
+            .iter()
+            .map(|p| p.to_string().len())
+            .max()
+            .unwrap_or(1);
+        let mut out = String::new();
+        let title = format!("{} ({}):", view.as_str(), self.key);
+        if color {
+            let _ = writeln!(out, "{BOLD}{title}{RESET}");
+        } else {
+            let _ = writeln!(out, "{title}");
+        }
+        let _ = write!(out, "{:<row_w$}", "-");
+        for d in &self.destinations {
+            let _ = write!(out, "  {:<col_w$}", d.to_string());
+        }
+        out.push('\n');
+        for (r, s) in self.sources.iter().enumerate() {
+            let _ = write!(out, "{:<row_w$}", s.to_string());
+            for c in 0..self.destinations.len() {
+                // Pad outside the colour codes so columns stay aligned.
+                let _ = write!(
+                    out,
+                    "  {}{}",
+                    self.mark(view, r, c, color),
+                    " ".repeat(col_w - 1)
+                );
+            }
+            // Trailing spaces would be noise in JUnit bodies and diffs.
+            let trimmed = out.trim_end_matches(' ').len();
+            out.truncate(trimmed);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// The step's grids, one per port/protocol/address kind, in port order. Sources and destinations
+/// follow one order (first appearance in the step), so a square matrix keeps its diagonal.
+pub fn grids(step: &StepResult) -> Vec<Grid<'_>> {
+    let mut order: Vec<&PodRef> = Vec::new();
+    for c in &step.cells {
+        for p in [&c.expected.cell.from, &c.expected.cell.to] {
+            if !order.contains(&p) {
+                order.push(p);
+            }
+        }
+    }
+    let mut by_key: BTreeMap<GridKey, Vec<&CellResult>> = BTreeMap::new();
+    for cell in &step.cells {
+        by_key
+            .entry(GridKey::of(&cell.expected.cell))
+            .or_default()
+            .push(cell);
+    }
+    by_key
+        .into_iter()
+        .map(|(key, cells)| {
+            let pick = |side: fn(&CellResult) -> &PodRef| -> Vec<PodRef> {
+                order
+                    .iter()
+                    .filter(|p| cells.iter().any(|c| side(c) == **p))
+                    .map(|p| (*p).clone())
+                    .collect()
+            };
+            let sources = pick(|c| &c.expected.cell.from);
+            let destinations = pick(|c| &c.expected.cell.to);
+            let at = |list: &[PodRef], p: &PodRef| list.iter().position(|q| q == p);
+            let cells = cells
+                .into_iter()
+                .filter_map(|c| {
+                    let r = at(&sources, &c.expected.cell.from)?;
+                    let d = at(&destinations, &c.expected.cell.to)?;
+                    Some(((r, d), c))
+                })
+                .collect();
+            Grid {
+                key,
+                sources,
+                destinations,
+                cells,
+            }
+        })
+        .collect()
+}
+
+/// Expected, observed and diff grids for each port of the step (only ports with wrong cells
+/// when `only_wrong`), followed by the legend.
+pub fn truth_tables(step: &StepResult, color: bool, only_wrong: bool) -> String {
+    let mut out = String::new();
+    for grid in grids(step).iter().filter(|g| !only_wrong || g.has_wrong()) {
+        for view in View::ALL {
+            out.push_str(&grid.render(view, color));
+            out.push('\n');
+        }
+    }
+    if !out.is_empty() {
+        out.push_str(LEGEND);
+        out.push('\n');
+    }
+    out
+}
+
+/// The attempt count and last outcome of a cell, as `connected ("detail")`.
+pub fn observed_text(cell: &CellResult) -> String {
+    match cell.attempts.last() {
+        None => "nothing (no attempt)".to_string(),
+        Some(a) if a.detail.is_empty() => a.outcome.to_string(),
+        Some(a) => format!("{} ({:?})", a.outcome, a.detail),
+    }
+}
+
+/// One line per wrong cell: path, expected, observed, status and attempts; the oracle's reason
+/// indented below when there is one. Empty when nothing went wrong.
+pub fn compact_diff(step: &StepResult, color: bool) -> String {
+    let mut out = String::new();
+    for cell in step.cells.iter().filter(|c| is_wrong(c.status)) {
+        let status = status_name(cell.status);
+        let status = if !color {
+            status.to_string()
+        } else if cell.status == CellStatus::Error {
+            format!("{YELLOW}{status}{RESET}")
+        } else {
+            format!("{RED}{status}{RESET}")
+        };
+        let _ = writeln!(
+            out,
+            "{}: expected {}, observed {} [{}, {} attempt{}]",
+            path(&cell.expected.cell),
+            cell.expected.verdict,
+            observed_text(cell),
+            status,
+            cell.attempts.len(),
+            if cell.attempts.len() == 1 { "" } else { "s" }
+        );
+        if let Some(why) = &cell.explanation {
+            let _ = writeln!(out, "    because: {why}");
+        }
+    }
+    out
+}
+
+/// The kebab-case name of a status, as the JSON results spell it.
+pub fn status_name(status: CellStatus) -> &'static str {
+    match status {
+        CellStatus::Pass => "pass",
+        CellStatus::Fail => "fail",
+        CellStatus::Flapping => "flapping",
+        CellStatus::Error => "error",
+        CellStatus::Unsupported => "unsupported",
+        CellStatus::NotJudged => "not-judged",
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    //! The smallest worlds the report tests need: single cells and steps built from them.
+
+    use crate::model::{PodRef, Protocol, Verdict, Via};
+    use crate::probe::Outcome;
+    use crate::runner::result::{Attempt, CellResult, CellStatus, StepResult};
+    use crate::scenario::plan::Source;
+    use crate::scenario::{Cell, ExpectedCell};
+    use std::time::Duration;
+
+    pub fn cell(
+        from: &str,
+        to: &str,
+        verdict: Verdict,
+        status: CellStatus,
+        outcomes: &[Outcome],
+    ) -> CellResult {
+        let (from, to): (PodRef, PodRef) = (from.parse().unwrap(), to.parse().unwrap());
+        CellResult {
+            expected: ExpectedCell {
+                cell: Cell {
+                    loopback: from == to,
+                    from,
+                    to,
+                    port: 80,
+                    port_name: None,
+                    protocol: Protocol::Tcp,
+                    via: Via::PodIp,
+                },
+                verdict,
+                ip_dependent: false,
+                source: Source::Oracle,
+            },
+            status,
+            attempts: outcomes
+                .iter()
+                .enumerate()
+                .map(|(i, o)| Attempt {
+                    round: i as u32 + 1,
+                    at_ms: 100 * i as u64,
+                    outcome: *o,
+                    detail: String::new(),
+                    elapsed_ms: 3,
+                    peer_identity: None,
+                })
+                .collect(),
+            explanation: None,
+        }
+    }
+
+    pub fn step(cells: Vec<CellResult>) -> StepResult {
+        StepResult {
+            cells,
+            time_to_enforce: Some(Duration::from_millis(250)),
+            rounds: 2,
+        }
+    }
+
+    pub fn pass(from: &str, to: &str, verdict: Verdict) -> CellResult {
+        let o = if verdict.is_allow() {
+            Outcome::Connected
+        } else {
+            Outcome::Dropped
+        };
+        cell(from, to, verdict, CellStatus::Pass, &[o])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{cell, pass, step};
+    use super::*;
+    use crate::model::Verdict;
+
+    #[test]
+    fn grids_put_sources_down_and_destinations_across() {
+        let s = step(vec![
+            pass("x/a", "x/a", Verdict::Allow),
+            pass("x/a", "x/b", Verdict::Deny),
+            pass("x/b", "x/a", Verdict::Allow),
+            pass("x/b", "x/b", Verdict::Allow),
+        ]);
+        let g = grids(&s);
+        assert_eq!(g.len(), 1);
+        assert_eq!(
+            g[0].render(View::Expected, false),
+            "expected (80/TCP via pod-ip):\n-    x/a  x/b\nx/a  .    X\nx/b  .    .\n"
+        );
+    }
+
+    #[test]
+    fn observed_marks_say_what_happened_not_what_was_judged() {
+        let s = step(vec![
+            cell(
+                "x/a",
+                "x/b",
+                Verdict::Deny,
+                CellStatus::Fail,
+                &[Outcome::Connected],
+            ),
+            cell(
+                "x/a",
+                "x/c",
+                Verdict::Deny,
+                CellStatus::Pass,
+                &[Outcome::Rejected],
+            ),
+            cell(
+                "x/a",
+                "x/d",
+                Verdict::Allow,
+                CellStatus::Error,
+                &[Outcome::WrongPeer],
+            ),
+            cell(
+                "x/a",
+                "x/e",
+                Verdict::Allow,
+                CellStatus::Unsupported,
+                &[Outcome::Unsupported],
+            ),
+            cell("x/a", "x/f", Verdict::Allow, CellStatus::Error, &[]),
+        ]);
+        let g = grids(&s);
+        let row = g[0].render(View::Observed, false);
+        assert!(row.ends_with("x/a  .    X    E    U    ?\n"), "{row}");
+        let diff = g[0].render(View::Diff, false);
+        assert!(diff.ends_with("x/a  X    .    E    U    E\n"), "{diff}");
+    }
+
+    #[test]
+    fn pairs_not_probed_on_a_port_show_a_dash() {
+        let mut other = pass("x/b", "x/a", Verdict::Allow);
+        other.expected.cell.port = 81;
+        let s = step(vec![
+            pass("x/a", "x/b", Verdict::Allow),
+            pass("x/b", "x/a", Verdict::Allow),
+            other,
+        ]);
+        let g = grids(&s);
+        assert_eq!(g.len(), 2, "one grid per port");
+        assert!(g[0].render(View::Expected, false).contains("x/a  -    ."));
+        assert!(g[1].render(View::Expected, false).contains("81/TCP"));
+    }
+
+    #[test]
+    fn colour_codes_appear_only_when_asked_and_keep_columns_aligned() {
+        let s = step(vec![
+            cell(
+                "x/a",
+                "x/b",
+                Verdict::Deny,
+                CellStatus::Fail,
+                &[Outcome::Connected],
+            ),
+            pass("x/a", "x/c", Verdict::Allow),
+        ]);
+        let plain = truth_tables(&s, false, false);
+        assert!(!plain.contains('\x1b'));
+        let coloured = truth_tables(&s, true, false);
+        assert!(coloured.contains("\x1b[1;31mX\x1b[0m"));
+        let stripped: String = coloured
+            .replace(RED, "")
+            .replace(GREEN, "")
+            .replace(BOLD, "")
+            .replace(RESET, "");
+        assert_eq!(stripped, plain);
+    }
+
+    #[test]
+    fn compact_diff_lists_only_wrong_cells_with_the_oracles_reason() {
+        let mut wrong = cell(
+            "x/a",
+            "x/b",
+            Verdict::Deny,
+            CellStatus::Flapping,
+            &[Outcome::Dropped, Outcome::Connected],
+        );
+        wrong.explanation = Some("ingress isolated by x/deny and no rule admits it".into());
+        let s = step(vec![wrong, pass("x/a", "x/c", Verdict::Allow)]);
+        assert_eq!(
+            compact_diff(&s, false),
+            "x/a -> x/b 80/TCP via pod-ip: expected deny, observed connected [flapping, 2 attempts]\n    because: ingress isolated by x/deny and no rule admits it\n"
+        );
+        assert_eq!(
+            compact_diff(&step(vec![pass("x/a", "x/c", Verdict::Allow)]), false),
+            ""
+        );
+    }
+
+    #[test]
+    fn only_wrong_keeps_just_the_ports_that_went_wrong() {
+        let mut ok = pass("x/a", "x/b", Verdict::Allow);
+        ok.expected.cell.port = 81;
+        let s = step(vec![
+            ok,
+            cell(
+                "x/a",
+                "x/b",
+                Verdict::Deny,
+                CellStatus::Fail,
+                &[Outcome::Connected],
+            ),
+        ]);
+        let t = truth_tables(&s, false, true);
+        assert!(t.contains("80/TCP") && !t.contains("81/TCP"), "{t}");
+        assert_eq!(truth_tables(&step(vec![]), false, false), "");
+    }
+
+    #[test]
+    fn named_ports_are_shown_with_their_number() {
+        let mut c = pass("x/a", "x/b", Verdict::Allow);
+        c.expected.cell.port_name = Some("serve-80-tcp".into());
+        c.expected.cell.via = Via::ServiceDns;
+        assert_eq!(
+            path(&c.expected.cell),
+            "x/a -> x/b 80/TCP (serve-80-tcp) via service-dns"
+        );
+    }
+}
