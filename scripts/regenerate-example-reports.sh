@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Regenerates reports/example/: a real sandbox run (root, Linux) with a CNI bug switched on, so
+# the sample shows passing and failing scenarios side by side. CI runs it into a scratch folder
+# so the script, and the reports it shows, cannot go stale.
+# Usage: scripts/regenerate-example-reports.sh [OUT_DIR] [PATH/TO/netassay]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-reports/example}
+bin=${2:-target/release/netassay}
+[ -x "$bin" ] || { cargo build --release --locked && bin=target/release/netassay; }
+rm -rf "$out"
+mkdir -p "$out"
+# ignore-named-ports: the named-port scenarios fail, the others pass.
+"$bin" run --sandbox --sandbox-fault ignore-named-ports --profile core,extended --exact \
+  default-deny-ingress allow-ingress-on-one-named-port policy-based-on-ports-udp \
+  --converge-timeout 3s --report-dir "$out" --implementation "netassay-sandbox (ignore-named-ports)" \
+  > "$out/run.txt" 2>&1
+rc=$?
+# Exit 1 is the expected verdict (a mismatch); anything else means the example is broken.
+if [ "$rc" -ne 1 ]; then
+  echo "expected the example run to find the injected bug (exit 1), got $rc:" >&2
+  tail -30 "$out/run.txt" >&2
+  exit 1
+fi
+for f in junit.xml results.json report.html conformance.yaml run.txt; do
+  [ -s "$out/$f" ] || { echo "missing $out/$f" >&2; exit 1; }
+done
+echo "wrote $out"
