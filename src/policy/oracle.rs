@@ -110,6 +110,15 @@ struct CompiledPolicy {
     egress_ip_block: bool,
 }
 
+impl CompiledPolicy {
+    fn rules(&self, direction: Direction) -> &[CompiledRule] {
+        match direction {
+            Direction::Egress => self.egress.as_deref().unwrap_or(&[]),
+            Direction::Ingress => self.ingress.as_deref().unwrap_or(&[]),
+        }
+    }
+}
+
 /// The verdict of one cell plus whether it depends on live pod IPs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CellVerdict {
@@ -494,6 +503,15 @@ impl<'t> Oracle<'t> {
         self.topology
     }
 
+    /// Policies that isolate `pod` for `direction`.
+    #[inline]
+    fn isolating(&self, direction: Direction, pod: usize) -> &[u32] {
+        match direction {
+            Direction::Egress => &self.egress_of[pod],
+            Direction::Ingress => &self.ingress_of[pod],
+        }
+    }
+
     /// Does a port entry cover (port, protocol) on the destination pod? Named ports resolve there.
     #[inline]
     fn port_matches(&self, p: &CompiledPort, dst: usize, port: u16, protocol: Protocol) -> bool {
@@ -542,31 +560,21 @@ impl<'t> Oracle<'t> {
         port: u16,
         protocol: Protocol,
     ) -> bool {
-        let isolating = match direction {
-            Direction::Egress => &self.egress_of[pod],
-            Direction::Ingress => &self.ingress_of[pod],
-        };
+        let isolating = self.isolating(direction, pod);
         if isolating.is_empty() {
             return true;
         }
         isolating.iter().any(|&pi| {
             let pol = &self.policies[pi as usize];
-            let rules = match direction {
-                Direction::Egress => pol.egress.as_deref(),
-                Direction::Ingress => pol.ingress.as_deref(),
-            };
+            let rules = pol.rules(direction);
             rules
-                .unwrap_or(&[])
                 .iter()
                 .any(|r| self.rule_admits(r, peer, dst, port, protocol))
         })
     }
 
     fn side_ip_dependent(&self, direction: Direction, pod: usize) -> bool {
-        let isolating = match direction {
-            Direction::Egress => &self.egress_of[pod],
-            Direction::Ingress => &self.ingress_of[pod],
-        };
+        let isolating = self.isolating(direction, pod);
         isolating.iter().any(|&pi| {
             let pol = &self.policies[pi as usize];
             match direction {
@@ -602,10 +610,7 @@ impl<'t> Oracle<'t> {
         port: u16,
         protocol: Protocol,
     ) -> SideReport {
-        let isolating = match direction {
-            Direction::Egress => &self.egress_of[pod],
-            Direction::Ingress => &self.ingress_of[pod],
-        };
+        let isolating = self.isolating(direction, pod);
         let mut report = SideReport {
             direction,
             isolated_by: Vec::new(),
@@ -615,11 +620,8 @@ impl<'t> Oracle<'t> {
         for &pi in isolating {
             let pol = &self.policies[pi as usize];
             report.isolated_by.push(pol.id.clone());
-            let rules = match direction {
-                Direction::Egress => pol.egress.as_deref(),
-                Direction::Ingress => pol.ingress.as_deref(),
-            };
-            for (ri, rule) in rules.unwrap_or(&[]).iter().enumerate() {
+            let rules = pol.rules(direction);
+            for (ri, rule) in rules.iter().enumerate() {
                 let peer_hit = match &rule.peers {
                     None => Some(None),
                     Some(peers) => peers.iter().position(|p| p.pods.contains(peer)).map(Some),
