@@ -8,7 +8,8 @@ use crate::cluster::manifest::FixtureOptions;
 use crate::cluster::{connect, new_run_id};
 use crate::model::Via;
 use crate::probe::DenyRule;
-use crate::runner::suite::{failure_text, Pool, ScenarioOutcome, SuiteOptions};
+use crate::report::conformance::{scenario_verdict, ScenarioVerdict};
+use crate::runner::suite::{Pool, ScenarioOutcome, SuiteOptions};
 use crate::runner::Judging;
 use crate::sandbox::{Fault, FaultSet, Sandbox};
 use crate::scenario::{builtin, load_paths, Scenario};
@@ -442,8 +443,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                 if let Some(pb) = &bar {
                     pb.inc(1);
                 }
-                let passed = o.passed();
-                let text = failure_text(&o);
+                // Skipped (nothing judgeable, e.g. SCTP absent) is not a failure of the run.
+                let passed = matches!(
+                    scenario_verdict(&o),
+                    ScenarioVerdict::Passed | ScenarioVerdict::Skipped
+                );
+                let text = crate::report::scenario_summary(&o, false);
                 if let Ok(mut v) = outcomes.lock() {
                     v.push(o);
                 }
@@ -488,10 +493,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             }
         }
         Err(e) => log_line(format!("reports: {e}")),
-    }
-    let tables = crate::report::summary_tables(&report, std::io::stdout().is_terminal());
-    if !tables.is_empty() {
-        println!("{tables}");
     }
     let tte: Vec<u128> = outcomes
         .iter()

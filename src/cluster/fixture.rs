@@ -3,7 +3,7 @@
 
 use super::manifest::{self, FixtureOptions, RUN_LABEL};
 use super::{status_code, ClusterError};
-use crate::model::{PodRef, Topology, Via};
+use crate::model::{Labels, PodRef, Topology, Via};
 use crate::probe::{AgentLine, Outcome, ProbeBatch, ProbeKind, ProbeResult, ProbeSpec};
 use crate::runner::Prober;
 use crate::scenario::policies::{resolve_policy, NamespaceMap};
@@ -186,15 +186,6 @@ impl Fixture {
             }
             progress(ready.len(), total);
             if ready.len() == total {
-                for pod in &mut self.topology.pods {
-                    let key = (
-                        self.names.real(&pod.id.namespace).to_string(),
-                        pod.id.name.clone(),
-                    );
-                    if let Some(Some(ip)) = ready.get(&key) {
-                        pod.ip = *ip;
-                    }
-                }
                 for pod in &mut self.original.pods {
                     let key = (
                         self.names.real(&pod.id.namespace).to_string(),
@@ -204,6 +195,7 @@ impl Fixture {
                         pod.ip = *ip;
                     }
                 }
+                self.topology = self.original.clone();
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -274,23 +266,13 @@ impl Fixture {
             self.apply_policy(&np).await?;
         }
         for (pod, edit) in &step.label_pods {
-            let real = self.names.real(&pod.namespace).to_string();
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), &real);
-            let patch = serde_json::json!({"metadata": {"labels": edit}});
-            api.patch(&pod.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(|e| ClusterError::api(format!("relabelling pod {pod}"), e))?;
+            self.patch_pod_labels(pod, edit).await?;
             if let Some(p) = self.topology.pod_mut(pod) {
                 crate::model::edit_labels(&mut p.labels, edit);
             }
         }
         for (ns, edit) in &step.label_namespaces {
-            let real = self.names.real(ns).to_string();
-            let api: Api<Namespace> = Api::all(self.client.clone());
-            let patch = serde_json::json!({"metadata": {"labels": edit}});
-            api.patch(&real, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(|e| ClusterError::api(format!("relabelling namespace {ns}"), e))?;
+            self.patch_namespace_labels(ns, edit).await?;
             if let Some(n) = self.topology.namespace_mut(ns) {
                 crate::model::edit_labels(&mut n.labels, edit);
             }
@@ -365,56 +347,48 @@ impl Fixture {
                 }
             }
         }
-        let current = self.topology.clone();
         for pod in &self.original.pods {
-            let now = current
-                .pod(&pod.id)
-                .map(|p| p.labels.clone())
-                .unwrap_or_default();
-            if now != pod.labels {
-                let mut edit: BTreeMap<String, Option<String>> =
-                    now.keys().map(|k| (k.clone(), None)).collect();
-                edit.extend(pod.labels.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
-                let real = self.names.real(&pod.id.namespace).to_string();
-                let api: Api<Pod> = Api::namespaced(self.client.clone(), &real);
-                let patch = serde_json::json!({"metadata": {"labels": edit}});
-                api.patch(&pod.id.name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map_err(|e| ClusterError::api(format!("resetting labels of {}", pod.id), e))?;
+            let now = self.topology.pod(&pod.id).map(|p| &p.labels);
+            if now != Some(&pod.labels) {
+                let edit = restoring(now.unwrap_or(&Labels::new()), &pod.labels);
+                self.patch_pod_labels(&pod.id, &edit).await?;
             }
         }
         for ns in &self.original.namespaces {
-            let now = current
-                .namespace(&ns.name)
-                .map(|n| n.labels.clone())
-                .unwrap_or_default();
-            if now != ns.labels {
-                let mut edit: BTreeMap<String, Option<String>> = now
-                    .keys()
-                    .filter(|k| k.as_str() != crate::model::NAMESPACE_NAME_LABEL)
-                    .map(|k| (k.clone(), None))
-                    .collect();
-                edit.extend(
-                    ns.labels
-                        .iter()
-                        .filter(|(k, _)| k.as_str() != crate::model::NAMESPACE_NAME_LABEL)
-                        .map(|(k, v)| (k.clone(), Some(v.clone()))),
-                );
-                let api: Api<Namespace> = Api::all(self.client.clone());
-                let patch = serde_json::json!({"metadata": {"labels": edit}});
-                api.patch(
-                    self.names.real(&ns.name),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-                .map_err(|e| {
-                    ClusterError::api(format!("resetting labels of namespace {}", ns.name), e)
-                })?;
+            let now = self.topology.namespace(&ns.name).map(|n| &n.labels);
+            if now != Some(&ns.labels) {
+                let mut edit = restoring(now.unwrap_or(&Labels::new()), &ns.labels);
+                // The API server owns the name label; it is never patched.
+                edit.remove(crate::model::NAMESPACE_NAME_LABEL);
+                self.patch_namespace_labels(&ns.name, &edit).await?;
             }
         }
         self.topology = self.original.clone();
         Ok(())
+    }
+
+    /// Merge-patches a pod's labels (`None` removes a key).
+    async fn patch_pod_labels(&self, pod: &PodRef, edit: &LabelEdit) -> Result<(), ClusterError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), self.names.real(&pod.namespace));
+        let patch = serde_json::json!({"metadata": {"labels": edit}});
+        api.patch(&pod.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| ClusterError::api(format!("relabelling pod {pod}"), e))
+    }
+
+    /// Merge-patches a namespace's labels (`None` removes a key).
+    async fn patch_namespace_labels(&self, ns: &str, edit: &LabelEdit) -> Result<(), ClusterError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let patch = serde_json::json!({"metadata": {"labels": edit}});
+        api.patch(
+            self.names.real(ns),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| ClusterError::api(format!("relabelling namespace {ns}"), e))
     }
 
     /// Deletes the fixture's namespaces (which cascades to everything in them).
@@ -546,6 +520,19 @@ impl Fixture {
     }
 }
 
+type LabelEdit = BTreeMap<String, Option<String>>;
+
+/// The merge-patch edit that turns labels `now` into `want`: keys only in `now` are removed.
+fn restoring(now: &Labels, want: &Labels) -> LabelEdit {
+    let mut edit: LabelEdit = now
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .map(|k| (k.clone(), None))
+        .collect();
+    edit.extend(want.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
+    edit
+}
+
 /// Time an exec may take beyond its probes' own timeouts (pod exec start-up, streaming).
 const EXEC_SLACK_MS: u64 = 10_000;
 
@@ -588,14 +575,9 @@ impl Prober for Fixture {
             let budget = Duration::from_millis(timeout_ms * waves + EXEC_SLACK_MS);
             let ran = match tokio::time::timeout(budget, self.exec_batch(from, &batch)).await {
                 Ok(r) => r,
-                Err(_) => {
-                    let msg =
-                        format!("exec of agent probe in {from} did not finish within {budget:?}");
-                    eprintln!(
-                        "[netassay] warning: {msg}; its probes count as errors and are retried"
-                    );
-                    Err(msg)
-                }
+                Err(_) => Err(format!(
+                    "exec of agent probe in {from} did not finish within {budget:?}"
+                )),
             };
             match ran {
                 Ok(results) => {
@@ -636,4 +618,27 @@ pub fn run_selector(run: &str) -> String {
         manifest::MANAGED_BY,
         manifest::MANAGER
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn restoring_removes_added_keys_and_resets_changed_ones() {
+        let now = labels(&[("pod", "c"), ("extra", "1"), ("kept", "k")]);
+        let want = labels(&[("pod", "b"), ("kept", "k"), ("gone", "g")]);
+        let edit = restoring(&now, &want);
+        let mut after = now.clone();
+        crate::model::edit_labels(&mut after, &edit);
+        assert_eq!(after, want);
+        assert_eq!(edit.get("extra"), Some(&None));
+    }
 }

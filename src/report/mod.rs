@@ -10,7 +10,7 @@ pub mod sonobuoy;
 pub mod table;
 
 pub use junit::Granularity;
-pub use outputs::{summary_tables, write_all, Outputs, ReportError};
+pub use outputs::{scenario_summary, summary_tables, write_all, Outputs, ReportError};
 
 use crate::cluster::facts::Environment;
 use crate::runner::suite::ScenarioOutcome;

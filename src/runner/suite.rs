@@ -88,12 +88,6 @@ impl ScenarioOutcome {
             .map(|s| s.result.count(CellStatus::Error))
             .sum()
     }
-    pub fn passed(&self) -> bool {
-        self.environment.is_none()
-            && self.failed_cells() == 0
-            && self.failed_rejects() == 0
-            && self.errors() == 0
-    }
 }
 
 /// The least time the baseline step may take to agree.
@@ -381,43 +375,4 @@ impl Pool {
             }
         }
     }
-}
-
-/// Human summary of a scenario's wrong paths, for test-runner output.
-pub fn failure_text(o: &ScenarioOutcome) -> String {
-    let mut out = String::new();
-    if let Some(e) = &o.environment {
-        out.push_str(&format!("environment problem: {}\n", e.what));
-    }
-    for st in &o.steps {
-        for r in st.rejects.iter().filter(|r| !r.refused) {
-            out.push_str(&format!(
-                "step {:?}: policy {} was accepted: {}\n",
-                st.name, r.policy, r.detail
-            ));
-        }
-        for c in st
-            .result
-            .cells
-            .iter()
-            .filter(|c| c.status.is_failure() || c.status == CellStatus::Error)
-        {
-            let e = &c.expected;
-            out.push_str(&format!(
-                "step {:?}: {} -> {} {}/{} via {}: expected {}, observed {} ({:?}, {} attempts){}\n",
-                st.name,
-                e.cell.from,
-                e.cell.to,
-                e.cell.port,
-                e.cell.protocol,
-                e.cell.via,
-                e.verdict,
-                c.observed().map(|o| o.to_string()).unwrap_or_else(|| "nothing".into()),
-                c.status,
-                c.attempts.len(),
-                c.attempts.last().map(|a| if a.detail.is_empty() { String::new() } else { format!(": {}", a.detail) }).unwrap_or_default()
-            ));
-        }
-    }
-    out
 }
