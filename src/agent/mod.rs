@@ -12,12 +12,20 @@
 //! protocol `unsupported` instead of probing them, and `agent probe` independently reports
 //! `unsupported` for an SCTP probe where the source lacks SCTP. Any other bind failure (port
 //! taken, permission) is fatal: the agent exits 3 before writing the ready file.
+//!
+//! Two more subcommands run as sandbox infrastructure rather than in probe pods: `agent dns`
+//! ([`dns_server`], the cluster DNS answering from a zone file) and `agent gateway`
+//! ([`gateway`], the HTTP reverse proxy routing by Host). Both answer from a small text file
+//! that the sandbox rewrites on every cluster change; [`watched`] re-reads it when it changes.
 
 pub mod bench;
 mod classify;
+pub mod dns_server;
+pub mod gateway;
 pub mod prober;
 pub mod serve;
 mod sock;
+pub mod watched;
 
 pub use prober::{prepare, run_batch, PreparedBatch};
 pub use serve::{bind_all, BoundAgent, ServeConfig, ServeError};

@@ -2,14 +2,17 @@
 
 use super::exit;
 use crate::agent::bench::{Bench, BenchConfig};
+use crate::agent::dns_server::{self, DnsConfig, DnsError};
+use crate::agent::gateway::{self, GatewayConfig, GatewayError};
 use crate::agent::serve::write_ready_file;
+use crate::agent::watched::{self, LineTable as _};
 use crate::agent::{bind_all, prepare, run_batch, ServeConfig, ServeError};
 use crate::probe::{AgentLine, ListenSpec, ListenerState, Outcome, ProbeBatch, ProbeKind};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use std::io::{BufRead, Write};
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// What the agent can do inside a probe pod.
@@ -21,6 +24,12 @@ pub enum AgentCommand {
     /// Read one JSON probe batch on stdin and write one JSON result line per probe.
     #[command(long_about = PROBE_ABOUT, after_help = PROBE_AFTER)]
     Probe(ProbeArgs),
+    /// Serve the sandbox's cluster DNS: authoritative answers from a zone file.
+    #[command(long_about = DNS_ABOUT, after_help = DNS_AFTER)]
+    Dns(DnsArgs),
+    /// Serve the sandbox's ingress gateway: an HTTP reverse proxy routing by Host.
+    #[command(long_about = GATEWAY_ABOUT, after_help = GATEWAY_AFTER)]
+    Gateway(GatewayArgs),
 }
 
 const SERVE_ABOUT: &str = "\
@@ -97,6 +106,101 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct ProbeArgs {}
 
+const DNS_ABOUT: &str = "\
+Serve the sandbox's cluster DNS: an authoritative server over UDP and TCP on the same port,
+answering from a zone file that it re-reads whenever the file changes (no restart, no signal).
+
+Zone file: one record per line, `<name> <IPv4-or-IPv6>`; a name may have several lines; `#`
+starts a comment; blank lines are ignored; names are case-insensitive, the trailing dot is
+optional. A line that does not parse is skipped with a warning on stderr naming file:line.
+
+Answers (all authoritative, TTL 5 s):
+  A / AAAA of a name in the zone      NOERROR with its addresses of that family
+  a name in the zone, no such record  NOERROR with no answers
+  any other name                      NXDOMAIN
+  id.server / hostname.bind CH TXT    the --identity
+  undecodable question                FORMERR (nothing at all if not even the header decodes)
+A UDP answer too large for the client's buffer is sent truncated, so the client retries on TCP.
+
+Readiness: once both sockets are bound and the zone is read, the address (`IP:PORT`, the port
+actually bound when 0 was asked) is written to --ready-file. An unreadable zone file at start
+exits 2; a socket that cannot be bound exits 3. Later, an unreadable zone file keeps the last
+one read. SIGTERM or SIGINT stops the server cleanly (exit 0) and removes the ready file.";
+
+const DNS_AFTER: &str = "\
+Example:
+  printf 'web.shop.svc.cluster.local 10.96.0.7\\ninternet.example.org 203.0.113.10\\n' > zone
+  netassay agent dns --listen 127.0.0.1:5353 --zone zone --identity kube-system/coredns &
+  dig @127.0.0.1 -p 5353 web.shop.svc.cluster.local A";
+
+#[derive(Debug, Args)]
+pub struct DnsArgs {
+    /// Address and port for both UDP and TCP (port 0 picks one free for both).
+    #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:53")]
+    pub listen: SocketAddr,
+
+    /// The zone file (`<name> <address>` per line), re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub zone: PathBuf,
+
+    /// This server's identity, NAMESPACE/POD, answered to `id.server` CH TXT and logged.
+    #[arg(long, value_name = "NS/POD")]
+    pub identity: Option<String>,
+
+    /// Write the bound address (IP:PORT) here once serving.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+}
+
+const GATEWAY_ABOUT: &str = "\
+Serve the sandbox's ingress gateway: an HTTP/1.1 reverse proxy that picks the backend by the
+request's Host header (port stripped, case-insensitive) from a routes file it re-reads whenever
+the file changes.
+
+Routes file: one route per line, `<host> <ip>:<port>` (IPv6 backend as [addr]:port); `#` starts
+a comment. A host on several lines has its requests sent to each backend in turn. A host
+`*.example.org` matches names ending in .example.org when no exact host does. A line that does
+not parse is skipped with a warning on stderr naming file:line.
+
+Each request goes to the backend over a new connection (none is kept, so every request meets
+the network policies in force now); hop-by-hop headers are dropped both ways, Host is kept and
+the client's address is appended to x-forwarded-for. The backend's status, headers and body
+come back as they are. The gateway answers itself:
+  400  the request has no Host
+  404  no route for the host
+  502  the backend refused, is unreachable, or sent no response head within 5 s
+Every response carries `x-netassay-gateway: <identity>`.
+
+Readiness: once listening with the routes read, the address (`IP:PORT`, the port actually bound
+when 0 was asked) is written to --ready-file. An unreadable routes file at start exits 2; a port
+that cannot be bound exits 3. SIGTERM or SIGINT stops the gateway (requests in flight get up to
+5 s to finish; exit 0) and removes the ready file.";
+
+const GATEWAY_AFTER: &str = "\
+Example:
+  echo 'shop.example.org 10.96.0.7:80' > routes
+  netassay agent gateway --listen 127.0.0.1:8080 --routes routes --identity tre-gateway/gateway &
+  curl -H 'Host: shop.example.org' http://127.0.0.1:8080/";
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address and port to listen on (port 0 picks a free one).
+    #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// The routes file (`<host> <ip>:<port>` per line), re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub routes: PathBuf,
+
+    /// This gateway's identity, NAMESPACE/POD, sent as x-netassay-gateway on every response.
+    #[arg(long, value_name = "NS/POD")]
+    pub identity: String,
+
+    /// Write the bound address (IP:PORT) here once serving.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+}
+
 /// Options of `netassay bench probe`.
 #[derive(Debug, Args)]
 #[command(
@@ -134,6 +238,8 @@ pub fn run(cmd: AgentCommand) -> anyhow::Result<u8> {
     match cmd {
         AgentCommand::Serve(args) => serve(args),
         AgentCommand::Probe(_) => probe(),
+        AgentCommand::Dns(args) => serve_dns(args),
+        AgentCommand::Gateway(args) => serve_gateway(args),
     }
 }
 
@@ -223,6 +329,115 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => {}
         }
     })
+}
+
+fn serve_dns(args: DnsArgs) -> anyhow::Result<u8> {
+    const SPEAKER: &str = "netassay agent dns";
+    let config = DnsConfig {
+        listen: args.listen,
+        zone: args.zone,
+        identity: args.identity,
+    };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let server = match dns_server::bind(&config).await {
+            Ok(server) => server,
+            Err(e @ (DnsError::Identity(_) | DnsError::Zone { .. })) => {
+                eprintln!("{SPEAKER}: {e}");
+                return Ok(exit::BAD_INPUT);
+            }
+            Err(e @ DnsError::Bind { .. }) => {
+                eprintln!("{SPEAKER}: {e}");
+                return Ok(exit::ENVIRONMENT);
+            }
+        };
+        let local = server.local_addr();
+        let shutdown = shutdown_signal().context("cannot install signal handlers")?;
+        if let Err(code) = announce_ready(SPEAKER, args.ready_file.as_deref(), local) {
+            return Ok(code);
+        }
+        eprintln!(
+            "{SPEAKER}: {}ready on udp and tcp {local}, zone {} ({})",
+            config
+                .identity
+                .as_deref()
+                .map(|id| format!("{id} "))
+                .unwrap_or_default(),
+            config.zone.display(),
+            server.zone().summary()
+        );
+        server.run(shutdown).await;
+        remove_ready_file(args.ready_file.as_deref());
+        eprintln!("{SPEAKER}: stopped");
+        Ok(exit::OK)
+    })
+}
+
+fn serve_gateway(args: GatewayArgs) -> anyhow::Result<u8> {
+    const SPEAKER: &str = "netassay agent gateway";
+    let config = GatewayConfig {
+        listen: args.listen,
+        routes: args.routes,
+        identity: args.identity,
+    };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let gateway = match gateway::bind(&config).await {
+            Ok(gateway) => gateway,
+            Err(e @ (GatewayError::Identity(_) | GatewayError::Routes { .. })) => {
+                eprintln!("{SPEAKER}: {e}");
+                return Ok(exit::BAD_INPUT);
+            }
+            Err(e @ (GatewayError::Bind { .. } | GatewayError::Client(_))) => {
+                eprintln!("{SPEAKER}: {e}");
+                return Ok(exit::ENVIRONMENT);
+            }
+        };
+        let local = gateway.local_addr();
+        let shutdown = shutdown_signal().context("cannot install signal handlers")?;
+        if let Err(code) = announce_ready(SPEAKER, args.ready_file.as_deref(), local) {
+            return Ok(code);
+        }
+        eprintln!(
+            "{SPEAKER}: {} ready on http {local}, routes {} ({})",
+            config.identity,
+            config.routes.display(),
+            gateway.routes().summary()
+        );
+        let served = gateway.run(shutdown).await;
+        remove_ready_file(args.ready_file.as_deref());
+        match served {
+            Ok(()) => {
+                eprintln!("{SPEAKER}: stopped");
+                Ok(exit::OK)
+            }
+            Err(e) => {
+                eprintln!("{SPEAKER}: serving failed: {e}");
+                Ok(exit::ENVIRONMENT)
+            }
+        }
+    })
+}
+
+/// Writes the bound address to the ready file, if one was asked; on failure says why and
+/// gives the exit code.
+fn announce_ready(speaker: &str, ready_file: Option<&Path>, local: SocketAddr) -> Result<(), u8> {
+    let Some(path) = ready_file else {
+        return Ok(());
+    };
+    watched::write_atomically(path, &format!("{local}\n")).map_err(|e| {
+        eprintln!(
+            "{speaker}: cannot write the ready file {}: {e}",
+            path.display()
+        );
+        exit::ENVIRONMENT
+    })
+}
+
+fn remove_ready_file(ready_file: Option<&Path>) {
+    if let Some(path) = ready_file {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 fn probe() -> anyhow::Result<u8> {

@@ -66,7 +66,7 @@ pub enum Command {
     /// The built-in sandbox cluster (root, Linux).
     #[command(subcommand)]
     Sandbox(run::SandboxCommand),
-    /// Runs inside probe pods (the harness starts it; you rarely need it by hand).
+    /// What runs inside probe pods, and the sandbox's DNS and gateway (the harness starts them).
     #[command(subcommand)]
     Agent(agent::AgentCommand),
     /// Benchmarks that print figures.
