@@ -390,6 +390,7 @@ async fn a_pod_the_dataplane_cannot_start_is_failed_with_the_message() {
 async fn a_pod_that_never_gets_ready_says_why_in_its_ready_condition() {
     let sb = sandbox_with(ApiOptions {
         ready_timeout: Duration::from_millis(300),
+        ..ApiOptions::default()
     })
     .await;
     sb.namespace("x", json!({})).await;
@@ -1205,4 +1206,951 @@ async fn the_written_kubeconfig_works_for_kube_rs_and_shutdown_stops_serving() {
         "shutdown is prompt"
     );
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+// ---- exposure kinds: Ingress, HTTPRoute, Gateway ----------------------------------------------
+
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use netassay::sandbox::api::Object;
+use netassay::sandbox::preset::{Preset, PresetProfile};
+use netassay::sandbox::system;
+
+fn ingress_manifest(name: &str, host: &str) -> Ingress {
+    obj(json!({
+        "metadata": {"name": name},
+        "spec": {"rules": [{"host": host, "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"name": "http"}}}}
+        ]}}]},
+    }))
+}
+
+/// The ApiResource kube-rs discovers for a Gateway API kind.
+async fn gateway_api_resource(sb: &Sandbox, kind: &str) -> ApiResource {
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", kind);
+    let (resource, caps) = kube::discovery::pinned_kind(&sb.client, &gvk)
+        .await
+        .expect("discovered");
+    assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
+    resource
+}
+
+fn dynamic(resource: &ApiResource, name: &str, spec: serde_json::Value) -> DynamicObject {
+    DynamicObject::new(name, resource).data(json!({ "spec": spec }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingresses_are_created_listed_replaced_and_deleted() {
+    let sb = sandbox().await;
+    sb.namespace("x", json!({})).await;
+    sb.namespace("y", json!({})).await;
+    let x: Api<Ingress> = Api::namespaced(sb.client.clone(), "x");
+    let y: Api<Ingress> = Api::namespaced(sb.client.clone(), "y");
+    let created = x
+        .create(
+            &PostParams::default(),
+            &ingress_manifest("web", "web.example.org"),
+        )
+        .await
+        .expect("created");
+    assert_eq!(created.metadata.generation, Some(1));
+    assert!(created.status.is_some(), "status is the server's");
+    y.create(
+        &PostParams::default(),
+        &ingress_manifest("web", "web.example.org"),
+    )
+    .await
+    .expect("same name, other namespace");
+    let all: Api<Ingress> = Api::all(sb.client.clone());
+    let listed: Vec<String> = all
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|i| {
+            format!(
+                "{}/{}",
+                i.metadata.namespace.as_deref().unwrap(),
+                i.metadata.name.as_deref().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(listed, ["x/web", "y/web"]);
+    assert_eq!(x.list(&ListParams::default()).await.unwrap().items.len(), 1);
+
+    let mut changed = x.get("web").await.unwrap();
+    changed.spec.as_mut().unwrap().rules.as_mut().unwrap()[0].host = Some("www.example.org".into());
+    let replaced = x
+        .replace("web", &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    assert_eq!(replaced.metadata.generation, Some(2));
+    assert_eq!(replaced.metadata.uid, created.metadata.uid);
+    // A stale resourceVersion is a conflict, as for every kind.
+    let err = api_error(x.replace("web", &PostParams::default(), &changed).await);
+    assert_eq!(err.code, 409);
+
+    let err = api_error(
+        x.create(
+            &PostParams::default(),
+            &obj(json!({"metadata": {"name": "bad"}, "spec": {"rules": [{"host": "a.example.org", "http": {"paths": [
+                {"path": "/", "backend": {"service": {"name": "web", "port": {"number": 80}}}}
+            ]}}]}})),
+        )
+        .await,
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert!(
+        err.message
+            .contains("spec.rules[0].http.paths[0].pathType: Required value"),
+        "{}",
+        err.message
+    );
+
+    x.delete("web", &DeleteParams::default()).await.unwrap();
+    assert_eq!(api_error(x.get("web").await).code, 404);
+    assert_eq!(
+        all.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_routes_and_gateways_work_through_dynamic_objects() {
+    let sb = sandbox().await;
+    sb.namespace("x", json!({})).await;
+    let routes_ar = gateway_api_resource(&sb, "HTTPRoute").await;
+    assert_eq!(routes_ar.plural, "httproutes");
+    let gateways_ar = gateway_api_resource(&sb, "Gateway").await;
+    let routes: Api<DynamicObject> = Api::namespaced_with(sb.client.clone(), "x", &routes_ar);
+    let route_spec = json!({
+        "parentRefs": [{"name": "tre-gateway", "namespace": "tre-gateway"}],
+        "hostnames": ["web.example.org"],
+        "rules": [{"backendRefs": [{"name": "web", "port": 80}]}],
+    });
+    let created = routes
+        .create(
+            &PostParams::default(),
+            &dynamic(&routes_ar, "web", route_spec.clone()),
+        )
+        .await
+        .expect("created");
+    assert_eq!(created.types.as_ref().unwrap().kind, "HTTPRoute");
+    assert_eq!(created.metadata.generation, Some(1));
+    assert_eq!(
+        created.data["spec"]["rules"][0]["backendRefs"][0]["kind"], "Service",
+        "defaulted like the CRD"
+    );
+    let got = routes.get("web").await.unwrap();
+    assert_eq!(got.metadata.uid, created.metadata.uid);
+    let all_routes: Api<DynamicObject> = Api::all_with(sb.client.clone(), &routes_ar);
+    assert_eq!(
+        all_routes
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+
+    let mut changed = got.clone();
+    changed.data["spec"]["hostnames"] = json!(["www.example.org"]);
+    let replaced = routes
+        .replace("web", &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    assert_eq!(
+        replaced.data["spec"]["hostnames"],
+        json!(["www.example.org"])
+    );
+    assert_eq!(replaced.metadata.generation, Some(2));
+
+    // Validated like the CRD schema: a Service backendRef needs a port.
+    let err = api_error(
+        routes
+            .create(
+                &PostParams::default(),
+                &dynamic(
+                    &routes_ar,
+                    "bad",
+                    json!({"rules": [{"backendRefs": [{"name": "web"}]}]}),
+                ),
+            )
+            .await,
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.contains("Must have port for Service reference"),
+        "{}",
+        err.message
+    );
+    // A body of another kind is refused.
+    let mut wrong = dynamic(&routes_ar, "wrong", route_spec);
+    wrong.types.as_mut().unwrap().kind = "Gateway".into();
+    assert_eq!(
+        api_error(routes.create(&PostParams::default(), &wrong).await).code,
+        400
+    );
+
+    let gateways: Api<DynamicObject> = Api::namespaced_with(sb.client.clone(), "x", &gateways_ar);
+    let listener = json!([{"name": "http", "port": 80, "protocol": "HTTP"}]);
+    let ours = gateways
+        .create(
+            &PostParams::default(),
+            &dynamic(
+                &gateways_ar,
+                "ours",
+                json!({"gatewayClassName": "netassay-sandbox", "listeners": listener}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ours.data["status"]["addresses"],
+        json!([{"type": "IPAddress", "value": "127.0.0.1"}]),
+        "the sandbox class is programmed at the node's address"
+    );
+    let other = gateways
+        .create(
+            &PostParams::default(),
+            &dynamic(
+                &gateways_ar,
+                "other",
+                json!({"gatewayClassName": "istio", "listeners": listener}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(
+        other.data.get("status").is_none(),
+        "no controller for other classes"
+    );
+    let err = api_error(
+        gateways
+            .create(
+                &PostParams::default(),
+                &dynamic(&gateways_ar, "bad", json!({"listeners": []})),
+            )
+            .await,
+    );
+    assert_eq!(err.code, 422);
+
+    routes
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    gateways
+        .delete("ours", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(routes
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert_eq!(
+        gateways
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_lists_ingresses_httproutes_and_gateways() {
+    let sb = sandbox().await;
+    let discovery = kube::Discovery::new(sb.client.clone()).run().await.unwrap();
+    let mut kinds: Vec<(String, String)> = discovery
+        .groups()
+        .flat_map(|g| g.recommended_resources())
+        .map(|(r, _)| (r.group, r.kind))
+        .collect();
+    kinds.sort();
+    for (group, kind) in [
+        ("networking.k8s.io", "Ingress"),
+        ("gateway.networking.k8s.io", "HTTPRoute"),
+        ("gateway.networking.k8s.io", "Gateway"),
+    ] {
+        assert!(
+            kinds.contains(&(group.to_string(), kind.to_string())),
+            "{kind} missing from {kinds:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_routes_follow_http_routes_ingresses_and_services() {
+    let sb = sandbox().await;
+    sb.namespace("p1", json!({})).await;
+    let services: Api<Service> = Api::namespaced(sb.client.clone(), "p1");
+    let web = services
+        .create(
+            &PostParams::default(),
+            &obj(json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]}})),
+        )
+        .await
+        .unwrap();
+    let ip = web.spec.unwrap().cluster_ip.unwrap();
+    let routes_ar = gateway_api_resource(&sb, "HTTPRoute").await;
+    let routes: Api<DynamicObject> = Api::namespaced_with(sb.client.clone(), "p1", &routes_ar);
+    routes
+        .create(
+            &PostParams::default(),
+            &dynamic(
+                &routes_ar,
+                "web",
+                json!({
+                    "parentRefs": [{"name": "tre-gateway", "namespace": "tre-gateway"}],
+                    "hostnames": ["web.example.org"],
+                    "rules": [{"backendRefs": [{"name": "web", "port": 80}]}],
+                }),
+            ),
+        )
+        .await
+        .unwrap();
+    let ingresses: Api<Ingress> = Api::namespaced(sb.client.clone(), "p1");
+    ingresses
+        .create(
+            &PostParams::default(),
+            &ingress_manifest("web", "ing.example.org"),
+        )
+        .await
+        .unwrap();
+    let routes_of = |sb: &Sandbox| -> Vec<String> {
+        sb.last_sync()
+            .gateway_routes
+            .iter()
+            .map(|r| format!("{} {} {}", r.host, r.backend, r.origin))
+            .collect()
+    };
+    assert_eq!(
+        routes_of(&sb),
+        [
+            format!("ing.example.org {ip}:80 Ingress p1/web"),
+            format!("web.example.org {ip}:80 HTTPRoute p1/web"),
+        ]
+    );
+    ingresses
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        routes_of(&sb),
+        [format!("web.example.org {ip}:80 HTTPRoute p1/web")]
+    );
+    services
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(routes_of(&sb).is_empty(), "no Service, no route");
+}
+
+// ---- Services of type NodePort and LoadBalancer -----------------------------------------------
+
+fn node_port_service(name: &str, type_: &str, node_port: Option<i32>) -> Service {
+    let mut port = json!({"name": "http", "port": 80, "targetPort": 8080});
+    if let Some(n) = node_port {
+        port["nodePort"] = json!(n);
+    }
+    obj(
+        json!({"metadata": {"name": name}, "spec": {"type": type_, "selector": {"app": "web"}, "ports": [port]}}),
+    )
+}
+
+fn node_ports(svc: &Service) -> Vec<i32> {
+    svc.spec
+        .iter()
+        .flat_map(|s| s.ports.iter().flatten())
+        .filter_map(|p| p.node_port)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ports_are_allocated_kept_and_refused_like_the_api_server() {
+    let sb = sandbox().await;
+    sb.namespace("x", json!({})).await;
+    let services: Api<Service> = Api::namespaced(sb.client.clone(), "x");
+    let create = |svc: Service| {
+        let services = services.clone();
+        async move { services.create(&PostParams::default(), &svc).await }
+    };
+    let allocated = create(node_port_service("a", "NodePort", None))
+        .await
+        .unwrap();
+    assert_eq!(node_ports(&allocated), [30000]);
+    assert_eq!(
+        allocated
+            .spec
+            .as_ref()
+            .unwrap()
+            .external_traffic_policy
+            .as_deref(),
+        Some("Cluster")
+    );
+    let given = create(node_port_service("b", "NodePort", Some(31000)))
+        .await
+        .unwrap();
+    assert_eq!(node_ports(&given), [31000]);
+    let next = create(node_port_service("c", "NodePort", None))
+        .await
+        .unwrap();
+    assert_eq!(node_ports(&next), [30001]);
+
+    for (name, node_port, why) in [
+        ("d", 31000, "provided port is already allocated"),
+        (
+            "e",
+            80,
+            "provided port is not in the valid range. The range of valid ports is 30000-32767",
+        ),
+        ("f", 32768, "provided port is not in the valid range"),
+    ] {
+        let err = api_error(create(node_port_service(name, "NodePort", Some(node_port))).await);
+        assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"), "{name}");
+        assert!(
+            err.message.contains(&format!(
+                "spec.ports[0].nodePort: Invalid value: {node_port}: {why}"
+            )),
+            "{}",
+            err.message
+        );
+    }
+    let err = api_error(create(node_port_service("g", "ClusterIP", Some(30500))).await);
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message
+            .contains("may not be used when `type` is 'ClusterIP'"),
+        "{}",
+        err.message
+    );
+    let err = api_error(create(node_port_service("h", "ExternalName", None)).await);
+    assert_eq!(err.code, 422);
+
+    // A replace without node ports keeps them; a change of type to ClusterIP drops them.
+    let mut again = services.get("a").await.unwrap();
+    again.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].node_port = None;
+    let kept = services
+        .replace("a", &PostParams::default(), &again)
+        .await
+        .unwrap();
+    assert_eq!(node_ports(&kept), [30000]);
+    let mut cluster_ip = kept.clone();
+    cluster_ip.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
+    let dropped = services
+        .replace("a", &PostParams::default(), &cluster_ip)
+        .await
+        .unwrap();
+    assert!(node_ports(&dropped).is_empty());
+    // ... and the port is free again.
+    let reused = create(node_port_service("i", "NodePort", Some(30000)))
+        .await
+        .unwrap();
+    assert_eq!(node_ports(&reused), [30000]);
+
+    let state = sb.last_sync();
+    let synced = state.services.iter().find(|s| s.name == "b").unwrap();
+    assert_eq!(synced.ports[0].node_port, Some(31000));
+    assert_eq!(state.node_address, Some("127.0.0.1".parse().unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancers_are_exposed_at_the_node_address() {
+    let sb = sandbox().await;
+    sb.namespace("x", json!({})).await;
+    let services: Api<Service> = Api::namespaced(sb.client.clone(), "x");
+    let lb = services
+        .create(
+            &PostParams::default(),
+            &node_port_service("lb", "LoadBalancer", None),
+        )
+        .await
+        .unwrap();
+    let nodes: Api<Node> = Api::all(sb.client.clone());
+    let node_ip = nodes.list(&ListParams::default()).await.unwrap().items[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .addresses
+        .as_ref()
+        .unwrap()[0]
+        .address
+        .clone();
+    assert_eq!(
+        node_ports(&lb),
+        [30000],
+        "allocateLoadBalancerNodePorts defaults to true"
+    );
+    let ingress = lb.status.unwrap().load_balancer.unwrap().ingress.unwrap();
+    assert_eq!(ingress[0].ip.as_deref(), Some(node_ip.as_str()));
+    let mut without = node_port_service("lb2", "LoadBalancer", None);
+    without
+        .spec
+        .as_mut()
+        .unwrap()
+        .allocate_load_balancer_node_ports = Some(false);
+    let lb2 = services
+        .create(&PostParams::default(), &without)
+        .await
+        .unwrap();
+    assert!(node_ports(&lb2).is_empty());
+    let plain = services
+        .create(
+            &PostParams::default(),
+            &node_port_service("plain", "ClusterIP", None),
+        )
+        .await
+        .unwrap();
+    assert!(plain
+        .status
+        .unwrap()
+        .load_balancer
+        .unwrap()
+        .ingress
+        .is_none());
+    let state = sb.last_sync();
+    let synced = state.services.iter().find(|s| s.name == "lb2").unwrap();
+    assert_eq!(
+        synced.load_balancer_ips,
+        [node_ip.parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(synced.ports[0].node_port, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_keep_host_network_and_host_ports_as_given() {
+    let sb = sandbox().await;
+    sb.namespace("x", json!({})).await;
+    let mut manifest = pod_manifest("h", json!({}));
+    let spec = manifest.spec.as_mut().unwrap();
+    spec.host_network = Some(true);
+    spec.containers[0].ports.as_mut().unwrap()[0].host_port = Some(8080);
+    let created = sb
+        .pods("x")
+        .create(&PostParams::default(), &manifest)
+        .await
+        .unwrap();
+    for pod in [created, sb.pods("x").get("h").await.unwrap()] {
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.host_network, Some(true));
+        assert_eq!(
+            spec.containers[0].ports.as_ref().unwrap()[0].host_port,
+            Some(8080)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_namespace_removes_its_ingresses_routes_and_gateways() {
+    let sb = sandbox().await;
+    sb.namespace("doomed", json!({})).await;
+    let ingresses: Api<Ingress> = Api::namespaced(sb.client.clone(), "doomed");
+    ingresses
+        .create(
+            &PostParams::default(),
+            &ingress_manifest("web", "web.example.org"),
+        )
+        .await
+        .unwrap();
+    let routes_ar = gateway_api_resource(&sb, "HTTPRoute").await;
+    let gateways_ar = gateway_api_resource(&sb, "Gateway").await;
+    let routes: Api<DynamicObject> = Api::namespaced_with(sb.client.clone(), "doomed", &routes_ar);
+    let gateways: Api<DynamicObject> =
+        Api::namespaced_with(sb.client.clone(), "doomed", &gateways_ar);
+    routes
+        .create(
+            &PostParams::default(),
+            &dynamic(&routes_ar, "r", json!({"parentRefs": [{"name": "g"}]})),
+        )
+        .await
+        .unwrap();
+    gateways
+        .create(
+            &PostParams::default(),
+            &dynamic(&gateways_ar, "g", json!({"gatewayClassName": "c", "listeners": [{"name": "l", "port": 80, "protocol": "HTTP"}]})),
+        )
+        .await
+        .unwrap();
+    sb.namespaces()
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
+    // Recreated empty: nothing of the old namespace's survives.
+    sb.namespace("doomed", json!({})).await;
+    assert!(ingresses
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(routes
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(gateways
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+
+// ---- cluster DNS and the K8TRE preset ---------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_dns_is_pinned_and_its_address_is_never_handed_out() {
+    let sb = sandbox().await;
+    let started = sb
+        .server
+        .bootstrap(system::dns_objects(std::path::Path::new("/tmp/zone")))
+        .await
+        .expect("bootstrapped");
+    assert_eq!(
+        started,
+        [("kube-system".to_string(), "coredns".to_string())]
+    );
+    let dns: Api<Service> = Api::namespaced(sb.client.clone(), "kube-system");
+    let kube_dns = dns.get("kube-dns").await.unwrap();
+    assert_eq!(
+        kube_dns.spec.unwrap().cluster_ip.as_deref(),
+        Some("10.96.0.10")
+    );
+    sb.ready_pod("kube-system", "coredns").await;
+    let coredns = sb.dataplane.created();
+    assert_eq!(coredns[0].command[..3], ["netassay", "agent", "dns"]);
+    // Bootstrapping again leaves what exists alone.
+    assert!(sb
+        .server
+        .bootstrap(system::dns_objects(std::path::Path::new("/tmp/zone")))
+        .await
+        .is_ok());
+
+    sb.namespace("x", json!({})).await;
+    let services: Api<Service> = Api::namespaced(sb.client.clone(), "x");
+    let mut allocated = Vec::new();
+    for i in 0..12 {
+        let svc = services
+            .create(
+                &PostParams::default(),
+                &node_port_service(&format!("s{i}"), "ClusterIP", None),
+            )
+            .await
+            .unwrap();
+        allocated.push(svc.spec.unwrap().cluster_ip.unwrap());
+    }
+    assert_eq!(allocated[0], "10.96.0.2");
+    assert!(
+        !allocated.contains(&"10.96.0.10".to_string()),
+        "{allocated:?}"
+    );
+    assert!(
+        !allocated.contains(&"10.96.0.1".to_string()),
+        "{allocated:?}"
+    );
+    assert_eq!(allocated[8], "10.96.0.11", "{allocated:?}");
+    for taken in ["10.96.0.1", "10.96.0.10"] {
+        let mut svc = node_port_service("pinned", "ClusterIP", None);
+        svc.spec.as_mut().unwrap().cluster_ip = Some(taken.into());
+        let err = api_error(services.create(&PostParams::default(), &svc).await);
+        assert_eq!(err.code, 422, "{taken}");
+        assert!(
+            err.message.contains("provided IP is already allocated"),
+            "{}",
+            err.message
+        );
+    }
+}
+
+async fn preset_sandbox(faults: &str) -> Sandbox {
+    sandbox_with(ApiOptions {
+        preset: Some(PresetProfile::new(
+            Preset::K8tre,
+            &faults.parse().expect("faults"),
+        )),
+        ..ApiOptions::default()
+    })
+    .await
+}
+
+async fn policy_names(sb: &Sandbox, ns: &str) -> Vec<String> {
+    let policies: Api<NetworkPolicy> = Api::namespaced(sb.client.clone(), ns);
+    policies
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect()
+}
+
+const K8TRE_POLICIES: [&str; 5] = [
+    "k8tre-allow-dns",
+    "k8tre-allow-from-gateway",
+    "k8tre-allow-mirror",
+    "k8tre-allow-same-namespace",
+    "k8tre-default-deny",
+];
+
+// Contract: a namespace created with, or relabelled to, a persona label gets the preset's
+// policies (if absent), created through the store like a user's: stored, labelled, synced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preset_gives_persona_namespaces_their_policies_on_create_and_relabel() {
+    let sb = preset_sandbox("").await;
+    sb.namespace("p1", json!({"k8tre.io/resource-type": "project-namespace"}))
+        .await;
+    assert_eq!(policy_names(&sb, "p1").await, K8TRE_POLICIES);
+    let synced: Vec<String> = sb
+        .last_sync()
+        .policies
+        .iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some("p1"))
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    assert_eq!(synced, K8TRE_POLICIES, "in the same sync as the namespace");
+    let policies: Api<NetworkPolicy> = Api::namespaced(sb.client.clone(), "p1");
+    let deny = policies.get("k8tre-default-deny").await.unwrap();
+    assert_eq!(
+        label(&deny.metadata.labels, "app.kubernetes.io/managed-by").as_deref(),
+        Some("netassay-sandbox-preset")
+    );
+    assert_eq!(deny.metadata.generation, Some(1), "admitted like a user's");
+
+    sb.namespace("plain", json!({})).await;
+    assert!(policy_names(&sb, "plain").await.is_empty());
+    sb.namespaces()
+        .patch(
+            "plain",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"k8tre.io/resource-type": "infrastructure"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(policy_names(&sb, "plain").await, K8TRE_POLICIES);
+
+    // A deleted preset policy comes back only with the next change of the namespace; a user's
+    // policy of a preset name is left alone.
+    policies
+        .delete("k8tre-allow-mirror", &DeleteParams::default())
+        .await
+        .unwrap();
+    policies
+        .delete("k8tre-allow-dns", &DeleteParams::default())
+        .await
+        .unwrap();
+    policies
+        .create(
+            &PostParams::default(),
+            &obj(json!({"metadata": {"name": "k8tre-allow-dns"}, "spec": {"podSelector": {"matchLabels": {"mine": "yes"}}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(policy_names(&sb, "p1").await.len(), 4);
+    sb.namespaces()
+        .patch(
+            "p1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(policy_names(&sb, "p1").await, K8TRE_POLICIES);
+    let mine = policies.get("k8tre-allow-dns").await.unwrap();
+    assert!(mine.metadata.labels.is_none(), "the user's policy stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_preset_persona_labels_mean_nothing() {
+    let sb = sandbox().await;
+    sb.namespace("p1", json!({"k8tre.io/resource-type": "project-namespace"}))
+        .await;
+    assert!(policy_names(&sb, "p1").await.is_empty());
+}
+
+// Fault k8tre-allow-all: project namespaces (only) also get `allow-all`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_allow_all_fault_adds_allow_all_to_project_namespaces() {
+    let sb = preset_sandbox("k8tre-allow-all").await;
+    sb.namespace("p1", json!({"k8tre.io/resource-type": "project-namespace"}))
+        .await;
+    sb.namespace("i1", json!({"k8tre.io/resource-type": "infrastructure"}))
+        .await;
+    let mut want: Vec<&str> = K8TRE_POLICIES.to_vec();
+    want.insert(0, "allow-all");
+    assert_eq!(policy_names(&sb, "p1").await, want);
+    assert_eq!(policy_names(&sb, "i1").await, K8TRE_POLICIES);
+}
+
+// Fault k8tre-ports-only-egress: the mirror rule is split, its second half opens 443 anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ports_only_fault_splits_the_mirror_rule() {
+    let sb = preset_sandbox("k8tre-ports-only-egress").await;
+    sb.namespace("p1", json!({"k8tre.io/resource-type": "project-namespace"}))
+        .await;
+    let policies: Api<NetworkPolicy> = Api::namespaced(sb.client.clone(), "p1");
+    let mirror = policies.get("k8tre-allow-mirror").await.unwrap();
+    let egress = serde_json::to_value(mirror.spec.unwrap().egress.unwrap()).unwrap();
+    assert_eq!(
+        egress,
+        json!([{"to": [{"ipBlock": {"cidr": "203.0.113.20/32"}}]}, {"ports": [{"protocol": "TCP", "port": 443}]}])
+    );
+}
+
+// Fault k8tre-nodeport: project namespaces also get the NodePort Service exposed-web.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodeport_fault_exposes_an_app_on_a_node_port() {
+    let sb = preset_sandbox("k8tre-nodeport").await;
+    sb.namespace("p1", json!({"k8tre.io/resource-type": "project-namespace"}))
+        .await;
+    sb.namespace("i1", json!({"k8tre.io/resource-type": "infrastructure"}))
+        .await;
+    let p1: Api<Service> = Api::namespaced(sb.client.clone(), "p1");
+    let exposed = p1.get("exposed-web").await.expect("created");
+    let spec = exposed.spec.as_ref().unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+    assert_eq!(node_ports(&exposed), [30000]);
+    let i1: Api<Service> = Api::namespaced(sb.client.clone(), "i1");
+    assert!(i1
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let synced = sb.last_sync();
+    assert!(synced
+        .services
+        .iter()
+        .any(|s| s.name == "exposed-web" && s.ports[0].node_port == Some(30000)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preset_gateway_is_bootstrapped_as_objects() {
+    let sb = preset_sandbox("").await;
+    let profile = PresetProfile::new(Preset::K8tre, &Default::default());
+    let objects = profile.bootstrap_objects(std::path::Path::new("/tmp/routes"));
+    assert!(matches!(objects[0], Object::Namespace(_)));
+    let started = sb.server.bootstrap(objects).await.expect("bootstrapped");
+    assert_eq!(
+        started,
+        [("tre-gateway".to_string(), "gateway".to_string())]
+    );
+    let services: Api<Service> = Api::namespaced(sb.client.clone(), "tre-gateway");
+    let lb = services.get("tre-gateway").await.unwrap();
+    assert_eq!(
+        lb.spec.as_ref().unwrap().type_.as_deref(),
+        Some("LoadBalancer")
+    );
+    assert!(
+        node_ports(&lb).is_empty(),
+        "exposed at the load balancer only"
+    );
+    assert!(lb.status.unwrap().load_balancer.unwrap().ingress.is_some());
+    let gateways_ar = gateway_api_resource(&sb, "Gateway").await;
+    let gateways: Api<DynamicObject> =
+        Api::namespaced_with(sb.client.clone(), "tre-gateway", &gateways_ar);
+    let gateway = gateways.get("tre-gateway").await.unwrap();
+    assert_eq!(gateway.data["spec"]["gatewayClassName"], "netassay-sandbox");
+    assert!(gateway.data["status"]["addresses"].is_array());
+    // tre-gateway has no persona label: no preset policies there.
+    assert!(policy_names(&sb, "tre-gateway").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_lists_ingresses_httproutes_and_gateways() {
+    let Ok(found) = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+    else {
+        eprintln!("skipped: kubectl is not installed");
+        return;
+    };
+    assert!(found.status.success());
+    let sb = sandbox().await;
+    sb.namespace("x", json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sb.server.write_kubeconfig(&kubeconfig).unwrap();
+    let manifest = dir.path().join("objects.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: web\n  namespace: x\nspec:\n  parentRefs:\n  - name: tre-gateway\n    namespace: tre-gateway\n  hostnames: [web.example.org]\n  rules:\n  - backendRefs:\n    - name: web\n      port: 80\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\n  namespace: x\nspec:\n  rules:\n  - host: web.example.org\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend:\n          service:\n            name: web\n            port:\n              number: 80\n",
+    )
+    .unwrap();
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .env("KUBECONFIG", &kubeconfig)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    kubectl(&["create", "-f", manifest.to_str().unwrap()]);
+    let listed = kubectl(&["get", "httproutes,ingresses", "-A", "-o", "name"]);
+    assert!(
+        listed.contains("httproute.gateway.networking.k8s.io/web"),
+        "{listed}"
+    );
+    assert!(listed.contains("ingress.networking.k8s.io/web"), "{listed}");
+    kubectl(&["delete", "httproute", "web", "-n", "x"]);
+    let listed = kubectl(&["get", "httproutes", "-n", "x", "-o", "name"]);
+    assert!(listed.trim().is_empty(), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_objects_are_in_the_first_sync_and_their_pods_start() {
+    let sb = sandbox_with(ApiOptions {
+        bootstrap: system::dns_objects(std::path::Path::new("/tmp/zone")),
+        ..ApiOptions::default()
+    })
+    .await;
+    assert_eq!(
+        sb.server.bootstrapped_pods(),
+        [("kube-system".to_string(), "coredns".to_string())]
+    );
+    // The first sync comes with the pod's address (and `sync` waits for it).
+    sb.server.sync().await;
+    let first = &sb.dataplane.syncs()[0];
+    assert!(
+        first.services.iter().any(|s| s.name == "kube-dns"),
+        "{first:?}"
+    );
+    sb.ready_pod("kube-system", "coredns").await;
+
+    // An object the API server refuses stops the start, saying which.
+    let dataplane = Arc::new(FakeDataplane::new());
+    let mut bad = system::dns_objects(std::path::Path::new("/tmp/zone"));
+    if let Object::Service(svc) = &mut bad[1] {
+        svc.spec.as_mut().unwrap().cluster_ip = Some("192.0.2.1".into());
+    }
+    let err = match api::start_with(
+        dataplane,
+        ApiOptions {
+            bootstrap: bad,
+            ..ApiOptions::default()
+        },
+    )
+    .await
+    {
+        Ok(_) => panic!("started with an invalid object"),
+        Err(e) => e,
+    };
+    assert!(
+        err.to_string()
+            .contains("creating Service kube-system/kube-dns"),
+        "{err}"
+    );
 }

@@ -37,10 +37,14 @@ fn ip(s: &str) -> IpAddr {
 }
 
 /// Every feature the compiler renders at once: the standard model plus an IPv6 pod, a pod
-/// without an address, multi-endpoint and named-targetPort Services, and policies with every
-/// kind of peer and port.
+/// without an address, multi-endpoint and named-targetPort Services (one a NodePort, one a
+/// LoadBalancer at the node's address, as the sandbox makes them), and policies with every kind
+/// of peer and port.
 fn rich_state() -> ClusterState {
-    let mut state = ClusterState::default();
+    let mut state = ClusterState {
+        node_address: Some(ip("203.0.113.1")),
+        ..ClusterState::default()
+    };
     for (i, ns) in ["x", "y", "z"].into_iter().enumerate() {
         state.namespaces.push(NamespaceState {
             name: ns.into(),
@@ -80,6 +84,7 @@ fn rich_state() -> ClusterState {
                 namespace: ns.into(),
                 name: name.into(),
                 cluster_ip: ip(vip),
+                load_balancer_ips: vec![],
                 selector: labels(sel),
                 ports,
             }
@@ -88,6 +93,7 @@ fn rich_state() -> ClusterState {
         port,
         protocol,
         target_port: target,
+        node_port: None,
     };
     state.services = vec![
         svc(
@@ -106,12 +112,24 @@ fn rich_state() -> ClusterState {
             "web",
             "10.96.0.11",
             &[("app", "web")],
-            vec![port(
-                8080,
-                Protocol::Tcp,
-                TargetPort::Name("serve-80-tcp".into()),
-            )],
+            vec![ServicePortState {
+                node_port: Some(30080),
+                ..port(8080, Protocol::Tcp, TargetPort::Name("serve-80-tcp".into()))
+            }],
         ),
+        ServiceState {
+            load_balancer_ips: vec![ip("203.0.113.1")],
+            ..svc(
+                "z",
+                "gateway",
+                "10.96.0.13",
+                &[("pod", "a")],
+                vec![ServicePortState {
+                    node_port: Some(30081),
+                    ..port(80, Protocol::Tcp, TargetPort::Number(80))
+                }],
+            )
+        },
         svc(
             "z",
             "nobody",
@@ -323,6 +341,19 @@ fn batches_load_and_replace_each_other_in_a_private_netns() {
     assert!(first.contains("chain egress_x_a"), "{first}");
     assert!(
         first.contains("dnat ip to numgen random mod 3 map"),
+        "{first}"
+    );
+    // Node ports and the load balancer at the node's address, and their hairpin.
+    assert!(
+        first.contains("ip daddr 203.0.113.1 tcp dport 30080 dnat ip to numgen random mod 3 map"),
+        "{first}"
+    );
+    assert!(
+        first.contains("ip daddr 203.0.113.1 tcp dport 80 dnat ip to 10.244.2.10:80"),
+        "{first}"
+    );
+    assert!(
+        first.contains("ct original ip daddr 203.0.113.1 ip saddr 10.244.2.10 ip daddr 10.244.2.10 snat ip to 203.0.113.1"),
         "{first}"
     );
 

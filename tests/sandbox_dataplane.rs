@@ -7,12 +7,14 @@
 
 use netassay::model::{Labels, Protocol, ServedPort, NAMESPACE_NAME_LABEL};
 use netassay::sandbox::dataplane::netns::{
-    NetnsConfig, NetnsDataplane, EXTERNAL_ADDRESS, NODE_ADDRESS, STATE_DIR,
+    NetnsConfig, NetnsDataplane, ETC_NETNS, EXTERNAL_ADDRESS, METADATA_ADDRESS, MIRROR_ADDRESS,
+    NODE_ADDRESS, OUTSIDE_ADDRESS, STATE_DIR,
 };
 use netassay::sandbox::dataplane::{Dataplane, DataplaneError, PodSpec};
 use netassay::sandbox::fault::{Fault, FaultSet};
 use netassay::sandbox::{
-    ClusterState, NamespaceState, PodState, ServicePortState, ServiceState, TargetPort,
+    ClusterState, GatewayRoute, NamespaceState, PodState, ServicePortState, ServiceState,
+    TargetPort,
 };
 use serde_json::{json, Value};
 use std::future::Future;
@@ -249,6 +251,19 @@ fn leftovers(prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// The `/etc/netns` entries of an instance.
+fn etc_netns(prefix: &str) -> Vec<String> {
+    std::fs::read_dir(ETC_NETNS)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with(&format!("{prefix}-")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Whether process `pid` still runs (a zombie does not).
 fn running(pid: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -430,11 +445,13 @@ async fn a_cluster_ip_is_dnatted_to_its_endpoint() {
         namespace: "x".into(),
         name: "s-b".into(),
         cluster_ip: "10.96.0.10".parse().unwrap(),
+        load_balancer_ips: vec![],
         selector: Labels::from([("pod".to_string(), "b".to_string())]),
         ports: vec![ServicePortState {
             port: 8080,
             protocol: Protocol::Tcp,
             target_port: TargetPort::Number(80),
+            node_port: None,
         }],
     });
     dp.sync(&cluster).expect("sync");
@@ -618,6 +635,11 @@ async fn shutdown_leaves_no_namespace_link_table_process_or_file() {
     assert!(still.is_empty(), "processes survived: {still:?}");
     assert!(!std::path::Path::new(&format!("{STATE_DIR}/{prefix}.json")).exists());
     assert!(!std::path::Path::new(&format!("{STATE_DIR}/{prefix}")).exists());
+    assert_eq!(
+        etc_netns(&prefix),
+        Vec::<String>::new(),
+        "resolv.conf folders"
+    );
     dp.shutdown();
     assert!(dp.create_pod(&agent_pod("x", "b", "x/b")).is_err());
 }
@@ -681,9 +703,372 @@ async fn the_sweep_removes_an_instance_whose_owner_died() {
 
     // Any `new` (another test's, another process's) may sweep it first: either way, after a
     // sweep it is gone.
+    assert!(
+        !etc_netns(&prefix).is_empty(),
+        "the pod's resolv.conf folder is left"
+    );
     let swept = NetnsDataplane::sweep_dead().expect("sweep");
     assert_eq!(leftovers(&prefix), Vec::<String>::new(), "swept: {swept:?}");
+    assert_eq!(etc_netns(&prefix), Vec::<String>::new(), "swept: {swept:?}");
     let still: Vec<&String> = pids.iter().filter(|pid| running(pid)).collect();
     assert!(still.is_empty(), "processes survived the sweep: {still:?}");
     assert!(!std::path::Path::new(&format!("{STATE_DIR}/{prefix}.json")).exists());
+}
+
+// ---- beyond the cluster: external addresses, the outside vantage, node ports -------------------
+
+/// A pod running the agent on `listen` (e.g. `tcp:8080`), waited for until ready.
+fn serving_pod(dp: &NetnsDataplane, namespace: &str, name: &str, port: u16) -> (PodSpec, IpAddr) {
+    let mut spec = agent_pod(namespace, name, &format!("{namespace}/{name}"));
+    spec.command = strings(&[
+        "netassay",
+        "agent",
+        "serve",
+        "--identity",
+        &format!("{namespace}/{name}"),
+        "--listen",
+        &format!("tcp:{port}"),
+    ]);
+    spec.ports = vec![ServedPort::standard(port, Protocol::Tcp)];
+    let ip = dp.create_pod(&spec).expect("pod created");
+    let deadline = Instant::now() + CONVERGE;
+    while !dp.pod_ready(namespace, name) {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            dp.pod_log(namespace, name)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (spec, ip)
+}
+
+fn egress_policy(
+    namespace: &str,
+    egress: Value,
+) -> k8s_openapi::api::networking::v1::NetworkPolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "egress", "namespace": namespace, "uid": "uid-egress"},
+        "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": egress},
+    }))
+    .unwrap()
+}
+
+fn ingress_policy(
+    namespace: &str,
+    ingress: Value,
+) -> k8s_openapi::api::networking::v1::NetworkPolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "ingress", "namespace": namespace, "uid": "uid-ingress"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": ingress},
+    }))
+    .unwrap()
+}
+
+/// A Service selecting pod `pod` of `namespace`: `port` -> `target`, with a node port if given.
+fn service(
+    namespace: &str,
+    pod: &str,
+    ip: &str,
+    port: u16,
+    target: u16,
+    node_port: Option<u16>,
+) -> ServiceState {
+    ServiceState {
+        namespace: namespace.into(),
+        name: format!("s-{pod}"),
+        cluster_ip: ip.parse().unwrap(),
+        selector: Labels::from([("pod".to_string(), pod.to_string())]),
+        ports: vec![ServicePortState {
+            port,
+            protocol: Protocol::Tcp,
+            target_port: TargetPort::Number(target),
+            node_port,
+        }],
+        load_balancer_ips: vec![],
+    }
+}
+
+/// Polls a probe until it gives `want`, then asserts it (with the ruleset on failure).
+async fn expect(
+    dp: &NetnsDataplane,
+    from: Vantage<'_>,
+    target: &str,
+    identity: &str,
+    want: (String, Option<String>),
+) {
+    let got = eventually(want.clone(), move || probe(dp, from, target, identity)).await;
+    assert_eq!(
+        got,
+        want,
+        "{target} from {}; ruleset:\n{}",
+        match from {
+            Vantage::Pod(ns, name) => format!("{ns}/{name}"),
+            Vantage::Outside => "outside".into(),
+        },
+        dp.node_ruleset().unwrap_or_default()
+    );
+}
+
+// Pods reach the internet, the mirror and the metadata address via the node, each through the
+// pod's egress chain: a deny-all egress policy blocks all three, an ipBlock for the mirror
+// admits the mirror alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_traffic_to_external_addresses_goes_through_the_pod_egress_chain() {
+    if !privileged() {
+        return;
+    }
+    let dp = &start(FaultSet::new());
+    let (a, a_ip) = ready_pod(dp, "x", "a");
+    let open = state(&[(&a, a_ip)]);
+    dp.sync(&open).unwrap();
+    let internet = format!("{EXTERNAL_ADDRESS}:80");
+    let mirror = format!("{MIRROR_ADDRESS}:80");
+    let metadata = format!("{METADATA_ADDRESS}:80");
+    let me = Vantage::Pod("x", "a");
+    for target in [&internet, &mirror, &metadata] {
+        expect(
+            dp,
+            me,
+            target,
+            "external/internet",
+            connected("external/internet"),
+        )
+        .await;
+    }
+
+    let mut deny = open.clone();
+    deny.policies.push(egress_policy("x", json!([])));
+    dp.sync(&deny).unwrap();
+    for target in [&internet, &mirror, &metadata] {
+        expect(dp, me, target, "external/internet", dropped()).await;
+    }
+
+    let mut mirror_only = open.clone();
+    mirror_only.policies.push(egress_policy(
+        "x",
+        json!([{"to": [{"ipBlock": {"cidr": "203.0.113.20/32"}}]}]),
+    ));
+    dp.sync(&mirror_only).unwrap();
+    expect(
+        dp,
+        me,
+        &mirror,
+        "external/internet",
+        connected("external/internet"),
+    )
+    .await;
+    expect(dp, me, &internet, "external/internet", dropped()).await;
+    expect(dp, me, &metadata, "external/internet", dropped()).await;
+}
+
+// The outside vantage routes the pod range and the ClusterIP range via the node: with no policy
+// a pod and its ClusterIP answer from outside; a deny-all ingress policy makes both drop.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_outside_vantage_reaches_pod_and_cluster_ips_unless_policies_deny() {
+    if !privileged() {
+        return;
+    }
+    let dp = &start(FaultSet::new());
+    let (a, a_ip) = ready_pod(dp, "x", "a");
+    let mut open = state(&[(&a, a_ip)]);
+    open.services
+        .push(service("x", "a", "10.96.0.20", 8080, 80, None));
+    dp.sync(&open).unwrap();
+    let pod = format!("{a_ip}:80");
+    for target in [pod.as_str(), "10.96.0.20:8080"] {
+        expect(dp, Vantage::Outside, target, "x/a", connected("x/a")).await;
+    }
+    let mut denied = open.clone();
+    denied.policies.push(deny_all_ingress("x"));
+    dp.sync(&denied).unwrap();
+    for target in [pod.as_str(), "10.96.0.20:8080"] {
+        expect(dp, Vantage::Outside, target, "x/a", dropped()).await;
+    }
+}
+
+// A NodePort is DNATed at the node's address to the endpoint without SNAT: the endpoint's
+// ingress policy sees the outside vantage's own address (an ipBlock for it admits, an except
+// for it drops).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_port_reaches_its_endpoint_with_the_client_address() {
+    if !privileged() {
+        return;
+    }
+    let dp = &start(FaultSet::new());
+    let (a, a_ip) = ready_pod(dp, "x", "a");
+    let mut cluster = state(&[(&a, a_ip)]);
+    cluster.node_address = Some(IpAddr::V4(NODE_ADDRESS));
+    cluster
+        .services
+        .push(service("x", "a", "10.96.0.20", 8080, 80, Some(30080)));
+    dp.sync(&cluster).unwrap();
+    let node_port = format!("{NODE_ADDRESS}:30080");
+    expect(dp, Vantage::Outside, &node_port, "x/a", connected("x/a")).await;
+
+    let mut only_outside = cluster.clone();
+    only_outside.policies.push(ingress_policy(
+        "x",
+        json!([{"from": [{"ipBlock": {"cidr": format!("{OUTSIDE_ADDRESS}/32")}}]}]),
+    ));
+    dp.sync(&only_outside).unwrap();
+    expect(dp, Vantage::Outside, &node_port, "x/a", connected("x/a")).await;
+
+    let mut all_but_outside = cluster.clone();
+    all_but_outside.policies.push(ingress_policy(
+        "x",
+        json!([{"from": [{"ipBlock": {"cidr": "203.0.113.0/24", "except": [format!("{OUTSIDE_ADDRESS}/32")]}}]}]),
+    ));
+    dp.sync(&all_but_outside).unwrap();
+    expect(dp, Vantage::Outside, &node_port, "x/a", dropped()).await;
+    // A port of the node nothing is exposed on answers with a reset, from the node itself.
+    let closed = probe(
+        dp,
+        Vantage::Outside,
+        &format!("{NODE_ADDRESS}:30081"),
+        "x/a",
+    )
+    .await;
+    assert_eq!(closed.0, "rejected");
+}
+
+// A LoadBalancer Service at the node's address: <node>:80 reaches the endpoint's 8080 (the
+// preset's gateway exposure), from outside and from pods.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_load_balancer_port_is_served_at_the_node_address() {
+    if !privileged() {
+        return;
+    }
+    let dp = &start(FaultSet::new());
+    let (gw, gw_ip) = serving_pod(dp, "tre-gateway", "gw", 8080);
+    let (a, a_ip) = ready_pod(dp, "x", "a");
+    let mut cluster = state(&[(&gw, gw_ip), (&a, a_ip)]);
+    cluster.node_address = Some(IpAddr::V4(NODE_ADDRESS));
+    let mut lb = service("tre-gateway", "gw", "10.96.0.30", 80, 8080, None);
+    lb.load_balancer_ips = vec![IpAddr::V4(NODE_ADDRESS)];
+    cluster.services.push(lb);
+    dp.sync(&cluster).unwrap();
+    let exposed = format!("{NODE_ADDRESS}:80");
+    expect(
+        dp,
+        Vantage::Outside,
+        &exposed,
+        "tre-gateway/gw",
+        connected("tre-gateway/gw"),
+    )
+    .await;
+    expect(
+        dp,
+        Vantage::Pod("x", "a"),
+        &exposed,
+        "tre-gateway/gw",
+        connected("tre-gateway/gw"),
+    )
+    .await;
+    // Hairpin through the node's address.
+    expect(
+        dp,
+        Vantage::Pod("tre-gateway", "gw"),
+        &exposed,
+        "tre-gateway/gw",
+        connected("tre-gateway/gw"),
+    )
+    .await;
+}
+
+// ---- cluster DNS files -------------------------------------------------------------------------
+
+// Each pod gets /etc/netns/<netns>/resolv.conf naming cluster DNS with its namespace's search
+// path; `ip netns exec` shows it as /etc/resolv.conf; it goes with the pod.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_pod_resolves_through_cluster_dns_and_its_resolv_conf_goes_with_it() {
+    if !privileged() {
+        return;
+    }
+    let dp = &start(FaultSet::new());
+    ready_pod(dp, "team-a", "a");
+    let netns = dp.pod_netns("team-a", "a").unwrap();
+    let file = std::path::Path::new(ETC_NETNS)
+        .join(&netns)
+        .join("resolv.conf");
+    let want = "nameserver 10.96.0.10\nsearch team-a.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n";
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), want);
+    let child = dp
+        .exec("team-a", "a", &strings(&["cat", "/etc/resolv.conf"]))
+        .unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        want,
+        "what the pod sees"
+    );
+    dp.delete_pod("team-a", "a").unwrap();
+    assert!(!file.parent().unwrap().exists(), "removed with the pod");
+}
+
+// Every sync renders the cluster DNS zone and the gateway's routes from the state, replacing
+// the files atomically (no temporary file is left).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_sync_writes_the_zone_and_the_routes() {
+    if !privileged() {
+        return;
+    }
+    let dp = &start(FaultSet::new());
+    let mut cluster = ClusterState::default();
+    cluster
+        .services
+        .push(service("p1", "web", "10.96.0.20", 80, 80, None));
+    cluster.gateway_routes.push(GatewayRoute {
+        host: "web.example.org".into(),
+        backend: "10.96.0.20:80".parse().unwrap(),
+        origin: "HTTPRoute p1/web".into(),
+    });
+    dp.sync(&cluster).unwrap();
+    let zone = std::fs::read_to_string(dp.zone_file()).unwrap();
+    assert!(
+        zone.contains("\ns-web.p1.svc.cluster.local 10.96.0.20\n"),
+        "{zone}"
+    );
+    assert!(
+        zone.contains("\ninternet.example.org 203.0.113.10\n"),
+        "{zone}"
+    );
+    let routes = std::fs::read_to_string(dp.routes_file()).unwrap();
+    assert!(
+        routes.ends_with("\nweb.example.org 10.96.0.20:80\n"),
+        "{routes}"
+    );
+
+    cluster.services.clear();
+    cluster.gateway_routes.clear();
+    dp.sync(&cluster).unwrap();
+    let zone = std::fs::read_to_string(dp.zone_file()).unwrap();
+    assert!(!zone.contains("s-web"), "{zone}");
+    let routes = std::fs::read_to_string(dp.routes_file()).unwrap();
+    assert!(!routes.contains("web.example.org"), "{routes}");
+    let dir = dp.zone_file().parent().unwrap().to_path_buf();
+    let temporary: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(temporary.is_empty(), "{temporary:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_outside_command_runs_in_the_outside_vantage() {
+    if !privileged() {
+        return;
+    }
+    let dp = &start(FaultSet::new());
+    let mut argv = dp.outside_command();
+    assert_eq!(argv, ["ip", "netns", "exec", &dp.outside_netns()]);
+    argv.extend(strings(&["ip", "-o", "-4", "addr", "show", "dev", "eth0"]));
+    let out = run(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains(&format!("{OUTSIDE_ADDRESS}/32")), "{out}");
 }

@@ -7,9 +7,13 @@
 //!
 //! Shape of the batch (one table, replaced atomically):
 //! - `nat_prerouting`: ClusterIP:port/proto -> endpoint pod:targetPort (`numgen random` over
-//!   several endpoints, like kube-proxy's nftables mode);
-//! - `nat_postrouting`: hairpin (a pod reaching itself through its ClusterIP) is SNATed to the
-//!   ClusterIP so the reply comes back through the node instead of over the pod's loopback;
+//!   several endpoints, like kube-proxy's nftables mode); likewise the node's address:nodePort
+//!   of NodePort and LoadBalancer Services, and a LoadBalancer's ingress address:port. Sources
+//!   are never rewritten, so a connection from outside the cluster meets the endpoint's ingress
+//!   policies with its own address (as with `externalTrafficPolicy: Local`);
+//! - `nat_postrouting`: hairpin (a pod reaching itself through one of its Service's addresses)
+//!   is SNATed to that address so the reply comes back through the node instead of over the
+//!   pod's loopback;
 //! - `services`: packets still addressed to a ClusterIP after DNAT (no endpoints, unknown port)
 //!   are rejected, as kube-proxy does, instead of being routed out of the node;
 //! - `forward`: conntrack shortcuts, then `ip saddr vmap` into the source pod's egress chain and
@@ -42,9 +46,10 @@ pub fn compile(state: &ClusterState, faults: &FaultSet, table: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ruleset {
     pub table: String,
-    /// One entry per Service port that has endpoints.
+    /// One entry per Service port and address it is exposed at (ClusterIP, node port, load
+    /// balancer) that has endpoints; an address:port two Services claim goes to the first.
     pub dnat: Vec<Dnat>,
-    /// One entry per Service with endpoints of its address family.
+    /// One entry per Service address with endpoints of its address family.
     pub hairpin: Vec<Hairpin>,
     /// Every ClusterIP: forwarded packets still addressed to one are rejected.
     pub cluster_ips: Vec<IpAddr>,
@@ -54,16 +59,29 @@ pub struct Ruleset {
     pub notes: Vec<String>,
 }
 
-/// ClusterIP:port/protocol to one of the endpoints, chosen at random per connection.
+/// address:port/protocol to one of the endpoints, chosen at random per connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dnat {
     /// `namespace/name` of the Service.
     pub service: String,
-    pub cluster_ip: IpAddr,
+    pub exposure: Exposure,
+    /// The ClusterIP, the node's address, or the load balancer's.
+    pub address: IpAddr,
     pub protocol: Protocol,
+    /// The Service port (the node port for [`Exposure::NodePort`]).
     pub port: u16,
     /// Sorted by pod; never empty.
     pub endpoints: Vec<Endpoint>,
+}
+
+/// Where a Service port is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Exposure {
+    ClusterIp,
+    /// The node's address, at the node port.
+    NodePort,
+    /// A `status.loadBalancer.ingress` address, at the Service port.
+    LoadBalancer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,11 +93,12 @@ pub struct Endpoint {
     pub port: u16,
 }
 
-/// Connections from an endpoint to itself through the ClusterIP are SNATed to the ClusterIP.
+/// Connections from an endpoint to itself through a Service address are SNATed to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hairpin {
     pub service: String,
-    pub cluster_ip: IpAddr,
+    /// The ClusterIP, the node's address or the load balancer's.
+    pub address: IpAddr,
     /// Sorted, distinct.
     pub endpoints: Vec<IpAddr>,
 }
@@ -255,6 +274,7 @@ struct Rule {
 
 struct Builder<'a> {
     faults: &'a FaultSet,
+    node_address: Option<IpAddr>,
     namespaces: BTreeMap<&'a str, Labels>,
     /// Pods with an address, sorted by namespace/name, addresses distinct.
     pods: Vec<&'a PodState>,
@@ -289,6 +309,7 @@ impl<'a> Builder<'a> {
         });
         Builder {
             faults,
+            node_address: state.node_address,
             namespaces,
             pods,
             notes,
@@ -315,10 +336,13 @@ impl<'a> Builder<'a> {
         let mut dnat = Vec::new();
         let mut hairpin = Vec::new();
         let mut cluster_ips = BTreeSet::new();
+        // (address, protocol, port) already DNATed, and by which Service.
+        let mut claimed: BTreeMap<(IpAddr, Protocol, u16), String> = BTreeMap::new();
         for svc in sorted {
             cluster_ips.insert(svc.cluster_ip);
             let id = format!("{}/{}", svc.namespace, svc.name);
-            let mut all_endpoints = BTreeSet::new();
+            // Endpoint addresses per Service address, for the hairpin SNAT.
+            let mut by_address: BTreeMap<IpAddr, BTreeSet<IpAddr>> = BTreeMap::new();
             for sp in &svc.ports {
                 let endpoints: Vec<Endpoint> = self
                     .pods
@@ -348,20 +372,48 @@ impl<'a> Builder<'a> {
                 if endpoints.is_empty() {
                     continue;
                 }
-                all_endpoints.extend(endpoints.iter().map(|e| e.ip));
-                dnat.push(Dnat {
-                    service: id.clone(),
-                    cluster_ip: svc.cluster_ip,
-                    protocol: sp.protocol,
-                    port: sp.port,
-                    endpoints,
-                });
+                let family = svc.cluster_ip.is_ipv4();
+                let mut frontends = vec![(Exposure::ClusterIp, svc.cluster_ip, sp.port)];
+                if let (Some(node), Some(node_port)) = (self.node_address, sp.node_port) {
+                    frontends.push((Exposure::NodePort, node, node_port));
+                }
+                for &lb in &svc.load_balancer_ips {
+                    frontends.push((Exposure::LoadBalancer, lb, sp.port));
+                }
+                for (exposure, address, port) in frontends {
+                    if address.is_ipv4() != family {
+                        continue;
+                    }
+                    let key = (address, sp.protocol, port);
+                    if let Some(owner) = claimed.get(&key) {
+                        if *owner != id {
+                            self.notes.push(format!(
+                                "service {id}: {address} {} {port} is already {owner}'s; not exposed there",
+                                sp.protocol.lower()
+                            ));
+                        }
+                        continue;
+                    }
+                    claimed.insert(key, id.clone());
+                    by_address
+                        .entry(address)
+                        .or_default()
+                        .extend(endpoints.iter().map(|e| e.ip));
+                    dnat.push(Dnat {
+                        service: id.clone(),
+                        exposure,
+                        address,
+                        protocol: sp.protocol,
+                        port,
+                        endpoints: endpoints.clone(),
+                    });
+                }
             }
-            if !all_endpoints.is_empty() {
+            for (address, endpoints) in by_address {
                 hairpin.push(Hairpin {
-                    service: id,
-                    cluster_ip: svc.cluster_ip,
-                    endpoints: all_endpoints.into_iter().collect(),
+                    service: id.clone(),
+                    address,
+                    endpoints: endpoints.into_iter().collect(),
                 });
             }
         }
@@ -887,7 +939,7 @@ fn allow_rules(a: &Allow, field: &str) -> Vec<String> {
 }
 
 fn dnat_rule(d: &Dnat) -> String {
-    let fam = family(&d.cluster_ip);
+    let fam = family(&d.address);
     let target = match d.endpoints.as_slice() {
         [one] => match one.ip {
             IpAddr::V4(ip) => format!("{ip}:{}", one.port),
@@ -906,17 +958,22 @@ fn dnat_rule(d: &Dnat) -> String {
             )
         }
     };
+    let what = match d.exposure {
+        Exposure::ClusterIp => d.service.clone(),
+        Exposure::NodePort => format!("{} nodePort", d.service),
+        Exposure::LoadBalancer => format!("{} loadBalancer", d.service),
+    };
     format!(
         "{fam} daddr {} {} dport {} dnat {fam} to {target} {}",
-        d.cluster_ip,
+        d.address,
         d.protocol.lower(),
         d.port,
-        comment(&d.service)
+        comment(&what)
     )
 }
 
 fn hairpin_rule(h: &Hairpin) -> String {
-    let fam = family(&h.cluster_ip);
+    let fam = family(&h.address);
     let pair = match h.endpoints.as_slice() {
         [one] => format!("{fam} saddr {one} {fam} daddr {one}"),
         many => {
@@ -926,8 +983,8 @@ fn hairpin_rule(h: &Hairpin) -> String {
     };
     format!(
         "ct original {fam} daddr {} {pair} snat {fam} to {} {}",
-        h.cluster_ip,
-        h.cluster_ip,
+        h.address,
+        h.address,
         comment(&format!("hairpin {}", h.service))
     )
 }
@@ -1189,7 +1246,7 @@ mod tests {
         let targets: Vec<(IpAddr, u16)> = match rs
             .dnat
             .iter()
-            .find(|d| d.cluster_ip == dst && d.protocol == proto && d.port == port)
+            .find(|d| d.address == dst && d.protocol == proto && d.port == port)
         {
             Some(d) => d.endpoints.iter().map(|e| (e.ip, e.port)).collect(),
             None => vec![(dst, port)],
@@ -1714,17 +1771,20 @@ mod tests {
                 namespace: "x".into(),
                 name: "web".into(),
                 cluster_ip: addr("10.96.0.10"),
+                load_balancer_ips: vec![],
                 selector: labels(&[("pod", "a")]),
                 ports: vec![
                     ServicePortState {
                         port: 80,
                         protocol: Tcp,
                         target_port: TargetPort::Number(81),
+                        node_port: None,
                     },
                     ServicePortState {
                         port: 53,
                         protocol: Udp,
                         target_port: TargetPort::Name("dns".into()),
+                        node_port: None,
                     },
                 ],
             },
@@ -1732,22 +1792,26 @@ mod tests {
                 namespace: "x".into(),
                 name: "all".into(),
                 cluster_ip: addr("10.96.0.11"),
+                load_balancer_ips: vec![],
                 selector: labels(&[("app", "x")]),
                 ports: vec![ServicePortState {
                     port: 80,
                     protocol: Tcp,
                     target_port: TargetPort::Name("web".into()),
+                    node_port: None,
                 }],
             },
             ServiceState {
                 namespace: "y".into(),
                 name: "empty".into(),
                 cluster_ip: addr("10.96.0.12"),
+                load_balancer_ips: vec![],
                 selector: labels(&[("pod", "nobody")]),
                 ports: vec![ServicePortState {
                     port: 80,
                     protocol: Tcp,
                     target_port: TargetPort::Number(80),
+                    node_port: None,
                 }],
             },
         ];
@@ -1845,6 +1909,222 @@ mod tests {
         assert_eq!(
             connect(&rs, a, addr("10.96.0.10"), Tcp, 80),
             vec![(a, 81, true)]
+        );
+    }
+
+    // ----- exposure beyond the cluster: node ports, load balancers, external addresses -----
+
+    const NODE: &str = "203.0.113.1";
+    const OUTSIDE: &str = "203.0.113.100";
+    const MIRROR: &str = "203.0.113.20";
+
+    /// x/web as NodePort (TCP 80 -> 81 at node port 30080, UDP 53 -> `dns` at 30053) and y/gw as
+    /// a LoadBalancer at the node's address (TCP 80 -> 80 on y/b), the node at 203.0.113.1.
+    fn exposed(policies: Vec<NetworkPolicy>) -> ClusterState {
+        let mut state = with_services(named_port_world(policies));
+        state.node_address = Some(addr(NODE));
+        state.services[0].ports[0].node_port = Some(30080);
+        state.services[0].ports[1].node_port = Some(30053);
+        state.services.push(ServiceState {
+            namespace: "y".into(),
+            name: "gw".into(),
+            cluster_ip: addr("10.96.0.13"),
+            load_balancer_ips: vec![addr(NODE)],
+            selector: labels(&[("pod", "b")]),
+            ports: vec![ServicePortState {
+                port: 80,
+                protocol: Tcp,
+                target_port: TargetPort::Number(80),
+                node_port: None,
+            }],
+        });
+        state
+    }
+
+    /// Where a connection to `dst` ends up and whether the filter lets it through, one fate.
+    fn reach(
+        state: &ClusterState,
+        from: &str,
+        dst: &str,
+        proto: Protocol,
+        port: u16,
+    ) -> (IpAddr, u16, bool) {
+        let rs = build(state, &compliant(), "t");
+        let fates = connect(&rs, addr(from), addr(dst), proto, port);
+        assert_eq!(fates.len(), 1, "one endpoint: {fates:?}");
+        fates[0]
+    }
+
+    // Rule (kube-proxy): a NodePort Service port is reached at <node address>:<nodePort> as well
+    // as at its ClusterIP, and DNATed to the same endpoints and target ports.
+    #[test]
+    fn node_ports_are_dnatted_at_the_node_address() {
+        let state = exposed(vec![]);
+        let rs = build(&state, &compliant(), "t");
+        let nat = chain_lines(&rs.render(), "nat_prerouting");
+        assert!(has_line(
+            &nat,
+            "ip daddr 203.0.113.1 tcp dport 30080 dnat ip to 10.244.0.10:81 comment \"x/web nodePort\""
+        ));
+        assert!(has_line(
+            &nat,
+            "ip daddr 203.0.113.1 udp dport 30053 dnat ip to 10.244.0.10:81 comment \"x/web nodePort\""
+        ));
+        assert!(has_line(
+            &nat,
+            "ip daddr 10.96.0.10 tcp dport 80 dnat ip to 10.244.0.10:81 comment \"x/web\""
+        ));
+        let exposures: Vec<(Exposure, String, u16)> = rs
+            .dnat
+            .iter()
+            .filter(|d| d.service == "x/web")
+            .map(|d| (d.exposure, d.address.to_string(), d.port))
+            .collect();
+        assert_eq!(
+            exposures,
+            [
+                (Exposure::ClusterIp, "10.96.0.10".to_string(), 80),
+                (Exposure::NodePort, NODE.to_string(), 30080),
+                (Exposure::ClusterIp, "10.96.0.10".to_string(), 53),
+                (Exposure::NodePort, NODE.to_string(), 30053),
+            ]
+        );
+        assert_eq!(
+            reach(&state, OUTSIDE, NODE, Tcp, 30080),
+            (ip_of(&state, "x/a"), 81, true)
+        );
+        // Without a node address (a state made by hand) there is nowhere to serve node ports.
+        let mut nowhere = state.clone();
+        nowhere.node_address = None;
+        let rs = build(&nowhere, &compliant(), "t");
+        assert!(rs.dnat.iter().all(|d| d.exposure != Exposure::NodePort));
+    }
+
+    // Rule (Service type LoadBalancer): each port is reached at every status.loadBalancer
+    // ingress address; the sandbox's load balancer address is the node's.
+    #[test]
+    fn load_balancer_ports_are_dnatted_at_their_ingress_address() {
+        let state = exposed(vec![]);
+        let nat = chain_lines(&compile(&state, &compliant(), "t"), "nat_prerouting");
+        assert!(has_line(
+            &nat,
+            "ip daddr 203.0.113.1 tcp dport 80 dnat ip to 10.244.1.11:80 comment \"y/gw loadBalancer\""
+        ));
+        assert_eq!(
+            reach(&state, OUTSIDE, NODE, Tcp, 80),
+            (ip_of(&state, "y/b"), 80, true)
+        );
+    }
+
+    // Rule: the endpoint's ingress policies judge node-port traffic with the client's own
+    // address (no SNAT): an ipBlock for the outside vantage admits it, an except or a deny-all
+    // does not.
+    #[test]
+    fn node_port_traffic_meets_the_endpoint_ingress_policies_with_the_client_address() {
+        let from_outside = exposed(vec![np(
+            "x",
+            "outside",
+            serde_json::json!({"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [
+                {"from": [{"ipBlock": {"cidr": "203.0.113.0/24", "except": ["203.0.113.10/32"]}}]}
+            ]}),
+        )]);
+        assert!(reach(&from_outside, OUTSIDE, NODE, Tcp, 30080).2);
+        assert!(
+            !reach(&from_outside, EXTERNAL, NODE, Tcp, 30080).2,
+            "the except"
+        );
+        let deny = exposed(vec![np(
+            "x",
+            "deny",
+            serde_json::json!({"podSelector": {}}),
+        )]);
+        assert_eq!(
+            reach(&deny, OUTSIDE, NODE, Tcp, 30080),
+            (ip_of(&deny, "x/a"), 81, false)
+        );
+        assert!(
+            reach(&deny, OUTSIDE, NODE, Tcp, 80).2,
+            "y/b behind the load balancer is not isolated"
+        );
+    }
+
+    // A pod reaching itself through its node port is SNATed to the node address, as hairpin
+    // traffic through a ClusterIP is to the ClusterIP.
+    #[test]
+    fn hairpin_through_the_node_address_is_snatted_to_it() {
+        let state = exposed(vec![]);
+        let rs = build(&state, &compliant(), "t");
+        let hp = chain_lines(&rs.render(), "nat_postrouting");
+        assert!(has_line(
+            &hp,
+            "ct original ip daddr 203.0.113.1 ip saddr 10.244.0.10 ip daddr 10.244.0.10 snat ip to 203.0.113.1 comment \"hairpin x/web\""
+        ));
+        assert!(has_line(
+            &hp,
+            "ct original ip daddr 203.0.113.1 ip saddr 10.244.1.11 ip daddr 10.244.1.11 snat ip to 203.0.113.1 comment \"hairpin y/gw\""
+        ));
+        let a = ip_of(&state, "x/a");
+        assert_eq!(connect(&rs, a, addr(NODE), Tcp, 30080), vec![(a, 81, true)]);
+    }
+
+    // Two Services claiming one address:port: the first (by namespace/name) gets it, the other
+    // is noted, and the batch stays valid.
+    #[test]
+    fn an_address_and_port_claimed_twice_goes_to_the_first_service() {
+        let mut state = exposed(vec![]);
+        let mut second = state.services[3].clone();
+        second.name = "gw2".into();
+        second.cluster_ip = addr("10.96.0.14");
+        second.selector = labels(&[("pod", "c")]);
+        state.services.push(second);
+        let rs = build(&state, &compliant(), "t");
+        let lb: Vec<&str> = rs
+            .dnat
+            .iter()
+            .filter(|d| d.exposure == Exposure::LoadBalancer)
+            .map(|d| d.service.as_str())
+            .collect();
+        assert_eq!(lb, ["y/gw"]);
+        assert_eq!(
+            rs.notes,
+            ["service y/gw2: 203.0.113.1 tcp 80 is already y/gw's; not exposed there"]
+        );
+        assert!(rs
+            .dnat
+            .iter()
+            .any(|d| d.service == "y/gw2" && d.exposure == Exposure::ClusterIp));
+    }
+
+    // Rule: pod traffic to addresses outside the cluster meets the pod's egress chain: deny-all
+    // egress blocks the internet and the mirror; an ipBlock for the mirror admits it alone.
+    #[test]
+    fn egress_to_external_addresses_is_judged_by_ip_blocks() {
+        let deny = with(vec![np(
+            "x",
+            "deny",
+            serde_json::json!({"podSelector": {}, "policyTypes": ["Egress"]}),
+        )]);
+        for dst in [EXTERNAL, MIRROR, "169.254.169.254"] {
+            assert!(!allowed(&deny, "x/a", dst, Tcp, 443), "{dst}");
+        }
+        let mirror_only = with(vec![np(
+            "x",
+            "mirror",
+            serde_json::json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [
+                {"to": [{"ipBlock": {"cidr": "203.0.113.20/32"}}], "ports": [{"port": 443}]}
+            ]}),
+        )]);
+        assert!(has_line(
+            &chain_lines(&compile(&mirror_only, &compliant(), "t"), "egress_x_a"),
+            "ip daddr 203.0.113.20/32 tcp dport 443 return"
+        ));
+        assert!(allowed(&mirror_only, "x/a", MIRROR, Tcp, 443));
+        assert!(!allowed(&mirror_only, "x/a", MIRROR, Tcp, 80));
+        assert!(!allowed(&mirror_only, "x/a", EXTERNAL, Tcp, 443));
+        assert!(!allowed(&mirror_only, "x/a", "169.254.169.254", Tcp, 80));
+        assert!(
+            allowed(&mirror_only, "y/a", EXTERNAL, Tcp, 443),
+            "y is not isolated"
         );
     }
 
@@ -2158,6 +2438,7 @@ mod tests {
                         labels: p.labels.clone(),
                         ip: p.ip?,
                         serve: p.ports.clone(),
+                        http: None,
                     })
                 })
                 .collect(),
@@ -2271,7 +2552,7 @@ mod tests {
                 }
             }
             for dn in &rs.dnat {
-                for (ep, port, ok) in connect(&rs, src.ip, dn.cluster_ip, dn.protocol, dn.port) {
+                for (ep, port, ok) in connect(&rs, src.ip, dn.address, dn.protocol, dn.port) {
                     let d = index(ep).ok_or_else(|| TestCaseError::fail("endpoint is no pod"))?;
                     prop_assert_eq!(
                         ok,
@@ -2407,7 +2688,8 @@ mod tests {
     }
 
     /// Up to 5 pods over namespaces x, y (labelled team=a/b), with random labels, named ports
-    /// that differ per pod, sometimes no address; random policies; two Services.
+    /// that differ per pod, sometimes no address; random policies; two Services, one also a
+    /// LoadBalancer at the node's address, the other also a NodePort.
     fn arb_state() -> impl Strategy<Value = ClusterState> {
         let pod = (
             prop::sample::select(vec!["x", "y"]),
@@ -2474,22 +2756,26 @@ mod tests {
                     p.metadata.name = Some(format!("p{i}"));
                     state.policies.push(p);
                 }
+                state.node_address = Some(addr("203.0.113.1"));
                 state.services = vec![
                     ServiceState {
                         namespace: "x".into(),
                         name: "s0".into(),
                         cluster_ip: addr("10.96.0.10"),
+                        load_balancer_ips: vec![addr("203.0.113.1")],
                         selector: labels(&[("pod", "a")]),
                         ports: vec![
                             ServicePortState {
                                 port: 80,
                                 protocol: Tcp,
                                 target_port: TargetPort::Number(81),
+                                node_port: None,
                             },
                             ServicePortState {
                                 port: 53,
                                 protocol: Udp,
                                 target_port: TargetPort::Name("dns".into()),
+                                node_port: None,
                             },
                         ],
                     },
@@ -2497,11 +2783,13 @@ mod tests {
                         namespace: "y".into(),
                         name: "s1".into(),
                         cluster_ip: addr("10.96.0.11"),
+                        load_balancer_ips: vec![],
                         selector: labels(&[("role", "a")]),
                         ports: vec![ServicePortState {
                             port: 8080,
                             protocol: Tcp,
                             target_port: TargetPort::Name("http".into()),
+                            node_port: Some(30080),
                         }],
                     },
                 ];

@@ -2,8 +2,11 @@
 //!
 //! Most faults are deviations inside `compile`; `late` is a delay the runtime applies; the two
 //! history faults (`ignore-updates`, `ignore-relabel`) rewrite the state the compiler sees, via
-//! [`FaultMemory`].
+//! [`FaultMemory`]. A [`FaultSet`] also carries the preset faults ([`PresetFault`], e.g.
+//! `k8tre-allow-all`): mistakes in the cluster's own configuration rather than CNI bugs, parsed
+//! from the same names and applied by the preset.
 
+use super::preset::PresetFault;
 use super::ClusterState;
 use crate::model::Labels;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -127,8 +130,17 @@ impl fmt::Display for Fault {
 /// Why a fault name does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FaultParseError {
-    #[error("unknown sandbox fault {0:?}: expected one of {names}", names = Fault::ALL_NAMES.join(", "))]
+    #[error(
+        "unknown sandbox fault {0:?}: expected one of {names}, or with --sandbox-preset k8tre one of {presets}",
+        names = Fault::ALL_NAMES.join(", "),
+        presets = PresetFault::ALL_NAMES.join(", ")
+    )]
     Unknown(String),
+    /// A preset fault's name where only CNI faults are accepted (`Fault::from_str`).
+    #[error(
+        "{0:?} is a fault of the k8tre sandbox preset, not a CNI fault (parse it into a FaultSet)"
+    )]
+    PresetFault(String),
     #[error("fault {name:?} takes no parameter (got {param:?})")]
     UnexpectedParameter { name: String, param: String },
     #[error("invalid duration {0:?} for late: expected e.g. 7s, 500ms, 1.5s or 2m")]
@@ -163,6 +175,9 @@ impl FromStr for Fault {
             "flaky" => Fault::Flaky,
             "ignore-updates" => Fault::IgnoreUpdates,
             "ignore-relabel" => Fault::IgnoreRelabel,
+            _ if s.parse::<PresetFault>().is_ok() => {
+                return Err(FaultParseError::PresetFault(s.to_string()))
+            }
             _ => return Err(FaultParseError::Unknown(s.to_string())),
         };
         match param {
@@ -209,6 +224,8 @@ fn format_duration(d: Duration) -> String {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FaultSet {
     faults: Vec<Fault>,
+    /// Sorted, distinct; they need the preset they belong to (see `SandboxOptions::validate`).
+    preset_faults: Vec<PresetFault>,
 }
 
 impl FaultSet {
@@ -227,6 +244,30 @@ impl FaultSet {
         }
     }
 
+    /// Adds a preset fault.
+    pub fn insert_preset(&mut self, fault: PresetFault) {
+        if !self.preset_faults.contains(&fault) {
+            self.preset_faults.push(fault);
+            self.preset_faults.sort();
+        }
+    }
+
+    /// Adds one fault by its `--sandbox-fault` name: a CNI fault (`tcp-only`, `late=2s`) or a
+    /// preset fault (`k8tre-allow-all`).
+    pub fn insert_name(&mut self, name: &str) -> Result<(), FaultParseError> {
+        match name.parse::<Fault>() {
+            Ok(fault) => self.insert(fault),
+            Err(FaultParseError::PresetFault(_)) => self.insert_preset(name.trim().parse()?),
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// The preset faults, sorted.
+    pub fn preset_faults(&self) -> &[PresetFault] {
+        &self.preset_faults
+    }
+
     /// Whether the set holds this fault; `Late` matches whatever its delay.
     pub fn contains(&self, fault: &Fault) -> bool {
         self.faults.iter().any(|f| f.same_kind(fault))
@@ -240,10 +281,12 @@ impl FaultSet {
         })
     }
 
+    /// No fault of either kind: the compliant profile.
     pub fn is_empty(&self) -> bool {
-        self.faults.is_empty()
+        self.faults.is_empty() && self.preset_faults.is_empty()
     }
 
+    /// The CNI faults (not the preset ones).
     pub fn iter(&self) -> impl Iterator<Item = &Fault> {
         self.faults.iter()
     }
@@ -265,28 +308,42 @@ impl From<Fault> for FaultSet {
     }
 }
 
-/// A comma-separated list of fault names: `ingress-only,late=2s`. Empty is the compliant profile.
+impl From<PresetFault> for FaultSet {
+    fn from(f: PresetFault) -> Self {
+        let mut set = FaultSet::new();
+        set.insert_preset(f);
+        set
+    }
+}
+
+/// A comma-separated list of fault names: `ingress-only,late=2s,k8tre-nodeport`. Empty is the
+/// compliant profile.
 impl FromStr for FaultSet {
     type Err = FaultParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(Fault::from_str)
-            .collect()
+        let mut set = FaultSet::new();
+        for name in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            set.insert_name(name)?;
+        }
+        Ok(set)
     }
 }
 
 impl fmt::Display for FaultSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.faults.is_empty() {
+        if self.is_empty() {
             return f.write_str("compliant");
         }
-        for (i, fault) in self.faults.iter().enumerate() {
+        let names = self
+            .faults
+            .iter()
+            .map(Fault::to_string)
+            .chain(self.preset_faults.iter().map(PresetFault::to_string));
+        for (i, name) in names.enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }
-            write!(f, "{fault}")?;
+            f.write_str(&name)?;
         }
         Ok(())
     }
@@ -440,6 +497,41 @@ mod tests {
         let twice: FaultSet = "late=1s,late=3s".parse().expect("parses");
         assert_eq!(twice.late_delay(), Some(Duration::from_secs(3)));
         assert_eq!(twice.iter().count(), 1);
+    }
+
+    #[test]
+    fn preset_faults_parse_into_sets_but_not_as_cni_faults() {
+        let set: FaultSet = "k8tre-nodeport, tcp-only,k8tre-allow-all,k8tre-nodeport"
+            .parse()
+            .expect("parses");
+        assert_eq!(
+            set.preset_faults(),
+            [PresetFault::AllowAll, PresetFault::NodePort]
+        );
+        assert!(set.contains(&Fault::TcpOnly));
+        assert_eq!(set.iter().count(), 1, "iter yields CNI faults only");
+        assert!(!set.is_empty());
+        assert_eq!(set.to_string(), "tcp-only,k8tre-allow-all,k8tre-nodeport");
+        assert_eq!(set.to_string().parse::<FaultSet>(), Ok(set));
+        let only_preset = FaultSet::from(PresetFault::PortsOnlyEgress);
+        assert_eq!(only_preset.to_string(), "k8tre-ports-only-egress");
+
+        let err = "k8tre-allow-all"
+            .parse::<Fault>()
+            .expect_err("not a CNI fault");
+        assert_eq!(err, FaultParseError::PresetFault("k8tre-allow-all".into()));
+        assert!(err.to_string().contains("preset"), "{err}");
+        let mut set = FaultSet::new();
+        set.insert_name("k8tre-ports-only-egress").expect("by name");
+        set.insert_name("late=1s").expect("by name");
+        assert_eq!(set.preset_faults(), [PresetFault::PortsOnlyEgress]);
+        assert_eq!(set.late_delay(), Some(Duration::from_secs(1)));
+        let unknown = set.insert_name("k8tre-everything").expect_err("unknown");
+        assert!(
+            unknown.to_string().contains("k8tre-nodeport")
+                && unknown.to_string().contains("tcp-only"),
+            "the message lists both kinds: {unknown}"
+        );
     }
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {

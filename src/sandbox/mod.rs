@@ -2,21 +2,29 @@
 //! with fault profiles that model real CNI bugs (DESIGN §7).
 //!
 //! Shape: `api` serves the Kubernetes API subset netassay uses and keeps the objects; after every
-//! change it hands a [`ClusterState`] snapshot to a [`Dataplane`]. `compile` turns a snapshot into
-//! one nftables ruleset (a pure function, where the fault profiles live); `dataplane` makes pods
-//! real (network namespaces, veths, processes) and applies rulesets atomically.
+//! change it hands a [`ClusterState`] snapshot to a [`Dataplane`](dataplane::Dataplane).
+//! `compile` turns a snapshot into one nftables ruleset (a pure function, where the fault
+//! profiles live); `dataplane` makes pods real (network namespaces, veths, processes), applies
+//! rulesets atomically and writes the files the cluster add-ons read (`system`: cluster DNS
+//! always, the gateway with the K8TRE `preset`).
 
 pub mod api;
 pub mod compile;
 pub mod dataplane;
 pub mod fault;
 pub mod instance;
+pub mod preset;
+pub mod system;
 
 pub use fault::{Fault, FaultMemory, FaultSet};
-pub use instance::{Sandbox, SandboxError};
+pub use instance::{Sandbox, SandboxError, SandboxOptions};
+pub use preset::{Preset, PresetFault};
 
 use crate::model::{Labels, ServedPort};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// The Service ClusterIP range (kubeadm's default).
+pub const SERVICE_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 96, 0, 0), 16);
 
 /// A pod as the dataplane needs it (real namespace names).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,13 +38,15 @@ pub struct PodState {
     pub ports: Vec<ServedPort>,
 }
 
-/// One port of a ClusterIP Service.
+/// One port of a Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePortState {
     pub port: u16,
     pub protocol: crate::model::Protocol,
     /// A number, or a container port name resolved on each endpoint pod.
     pub target_port: TargetPort,
+    /// NodePort and LoadBalancer Services: the port served at the node's address.
+    pub node_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +63,9 @@ pub struct ServiceState {
     /// Pods of the same namespace whose labels contain all of these.
     pub selector: Labels,
     pub ports: Vec<ServicePortState>,
+    /// LoadBalancer Services: the addresses in `status.loadBalancer.ingress`, where each port is
+    /// served too (the sandbox's load balancer is the node itself, as k3s' servicelb).
+    pub load_balancer_ips: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +75,17 @@ pub struct NamespaceState {
     pub labels: Labels,
 }
 
+/// One line of the gateway's routes file: requests for `host` go to `backend`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GatewayRoute {
+    /// Lower case, without a trailing dot.
+    pub host: String,
+    /// A Service's ClusterIP and port.
+    pub backend: std::net::SocketAddr,
+    /// Where it comes from: `HTTPRoute ns/name` or `Ingress ns/name`.
+    pub origin: String,
+}
+
 /// Everything enforcement depends on, at one instant. Policies have real namespace names.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterState {
@@ -69,4 +93,8 @@ pub struct ClusterState {
     pub pods: Vec<PodState>,
     pub services: Vec<ServiceState>,
     pub policies: Vec<k8s_openapi::api::networking::v1::NetworkPolicy>,
+    /// Where NodePorts are served; `None` serves none.
+    pub node_address: Option<IpAddr>,
+    /// What the sandbox gateway routes, from HTTPRoutes and Ingresses (sorted, distinct).
+    pub gateway_routes: Vec<GatewayRoute>,
 }

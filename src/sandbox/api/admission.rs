@@ -8,7 +8,8 @@ use crate::policy::validate::{
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    HostIP, Namespace, NamespaceSpec, NamespaceStatus, Pod, PodCondition, PodStatus, Service,
+    HostIP, LoadBalancerIngress, LoadBalancerStatus, Namespace, NamespaceSpec, NamespaceStatus,
+    Pod, PodCondition, PodStatus, Service, ServicePort, ServiceStatus,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -17,9 +18,15 @@ use k8s_openapi::Resource;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-/// The Service ClusterIP range (kubeadm's default).
-pub(crate) const SERVICE_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 96, 0, 0), 16);
+// The `kubernetes` Service's address is never allocated and refused when asked for; cluster
+// DNS's is never allocated, only given when asked for (kube-dns asks for it).
+use crate::sandbox::system::{DNS_SERVICE_IP, KUBERNETES_SERVICE_IP};
+use crate::sandbox::SERVICE_CIDR;
+
 const PROTOCOLS: [&str; 3] = ["TCP", "UDP", "SCTP"];
+const SERVICE_TYPES: [&str; 3] = ["ClusterIP", "NodePort", "LoadBalancer"];
+/// The API server's default `--service-node-port-range`.
+const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 
 fn error(path: &str, kind: FieldErrorKind, value: Option<String>, message: String) -> FieldError {
     FieldError {
@@ -42,7 +49,7 @@ pub(crate) fn required(path: &str, detail: &str) -> FieldError {
 }
 
 /// `Invalid value: "v": detail` (Go's %q quoting equals Rust's Debug for these ASCII values).
-fn invalid_str(path: &str, value: &str, detail: &str) -> FieldError {
+pub(super) fn invalid_str(path: &str, value: &str, detail: &str) -> FieldError {
     let mut e = error(
         path,
         FieldErrorKind::Invalid,
@@ -53,7 +60,7 @@ fn invalid_str(path: &str, value: &str, detail: &str) -> FieldError {
     e
 }
 
-fn invalid_int(path: &str, value: i64, detail: &str) -> FieldError {
+pub(super) fn invalid_int(path: &str, value: i64, detail: &str) -> FieldError {
     let mut e = error(
         path,
         FieldErrorKind::Invalid,
@@ -64,7 +71,7 @@ fn invalid_int(path: &str, value: i64, detail: &str) -> FieldError {
     e
 }
 
-fn not_supported(path: &str, value: &str, supported: &[&str]) -> FieldError {
+pub(super) fn not_supported(path: &str, value: &str, supported: &[&str]) -> FieldError {
     let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
     error(
         path,
@@ -89,7 +96,7 @@ fn forbidden(path: &str, detail: &str) -> FieldError {
 }
 
 /// Name (on create) and label checks shared by the kinds without their own meta validator.
-fn check_meta(
+pub(super) fn check_meta(
     meta: &ObjectMeta,
     creating: bool,
     name_rule: fn(&str) -> Vec<String>,
@@ -106,7 +113,10 @@ fn check_meta(
     }
 }
 
-fn reject<K: Resource>(meta: &ObjectMeta, errs: Vec<FieldError>) -> Result<(), ApiError> {
+pub(super) fn reject<K: Resource>(
+    meta: &ObjectMeta,
+    errs: Vec<FieldError>,
+) -> Result<(), ApiError> {
     if errs.is_empty() {
         Ok(())
     } else {
@@ -120,7 +130,7 @@ fn reject<K: Resource>(meta: &ObjectMeta, errs: Vec<FieldError>) -> Result<(), A
 }
 
 /// IsDNS1035Label (Service names): a DNS-1123 label that starts with a letter.
-fn is_dns1035_label(s: &str) -> Vec<String> {
+pub(super) fn is_dns1035_label(s: &str) -> Vec<String> {
     let mut errs = is_dns1123_label(s);
     if !s.starts_with(|c: char| c.is_ascii_lowercase()) && errs.is_empty() {
         errs.push("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')".to_string());
@@ -167,6 +177,10 @@ impl Kind for Namespace {
             }
         }
         Ok(())
+    }
+
+    fn stored(store: &mut Store, ns: &Self) {
+        store.apply_preset(ns);
     }
 
     fn field(&self, label: &str) -> String {
@@ -301,14 +315,15 @@ impl Kind for Pod {
     }
 }
 
-/// The first free address of the Service range (sequential, so runs are reproducible).
+/// The first free address of the Service range (sequential, so runs are reproducible), never
+/// one of the reserved addresses (the `kubernetes` Service's and cluster DNS's).
 fn allocate_cluster_ip(used: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
     let base = u32::from(SERVICE_CIDR.0);
     let size = 1u32 << (32 - SERVICE_CIDR.1);
-    // .0 is the network, .1 the `kubernetes` Service by convention, the last one broadcast.
-    (2..size - 1)
+    // .0 is the network, the last one broadcast.
+    (1..size - 1)
         .map(|offset| Ipv4Addr::from(base + offset))
-        .find(|ip| !used.contains(ip))
+        .find(|ip| !used.contains(ip) && *ip != KUBERNETES_SERVICE_IP && *ip != DNS_SERVICE_IP)
 }
 
 fn in_service_range(ip: Ipv4Addr) -> bool {
@@ -317,11 +332,135 @@ fn in_service_range(ip: Ipv4Addr) -> bool {
 }
 
 fn used_cluster_ips(store: &Store) -> BTreeSet<Ipv4Addr> {
-    store
+    let mut used: BTreeSet<Ipv4Addr> = store
         .services
         .values()
         .filter_map(|s| s.spec.as_ref()?.cluster_ip.as_deref()?.parse().ok())
+        .collect();
+    used.insert(KUBERNETES_SERVICE_IP);
+    used
+}
+
+/// Node ports of every Service but `(namespace, name)`.
+fn used_node_ports(store: &Store, namespace: &str, name: &str) -> BTreeSet<u16> {
+    store
+        .services
+        .iter()
+        .filter(|((ns, n), _)| !(ns == namespace && n == name))
+        .flat_map(|(_, s)| s.spec.iter().flat_map(|spec| spec.ports.iter().flatten()))
+        .filter_map(|p| u16::try_from(p.node_port?).ok())
         .collect()
+}
+
+/// Node ports the way the API server's Service REST storage assigns them: kept when given (422
+/// when out of range or taken), carried over from the stored object on update, shared between
+/// two ports of one number (TCP and UDP), otherwise the first free one; cleared when the type no
+/// longer has them.
+fn assign_node_ports(
+    store: &Store,
+    meta: &ObjectMeta,
+    ports: &mut [ServicePort],
+    old: Option<&[ServicePort]>,
+    wanted: NodePorts,
+    errs: &mut Vec<FieldError>,
+) {
+    let taken = used_node_ports(
+        store,
+        meta.namespace.as_deref().unwrap_or(""),
+        meta.name.as_deref().unwrap_or(""),
+    );
+    let old = old.unwrap_or(&[]);
+    // (port, protocol, node port) assigned so far in this object.
+    let mut mine: Vec<(i32, String, u16)> = Vec::new();
+    for (i, p) in ports.iter_mut().enumerate() {
+        let path = format!("spec.ports[{i}].nodePort");
+        let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".to_string());
+        let given = p.node_port.filter(|n| *n != 0);
+        if wanted == NodePorts::Never {
+            match given {
+                // Left over from the old type (upstream drops type-dependent fields).
+                Some(n) if old.iter().any(|o| o.node_port == Some(n)) => p.node_port = None,
+                Some(_) => errs.push(forbidden(
+                    &path,
+                    "may not be used when `type` is 'ClusterIP'",
+                )),
+                None => p.node_port = None,
+            }
+            continue;
+        }
+        let free = |n: u16, mine: &[(i32, String, u16)]| {
+            !taken.contains(&n)
+                && !mine
+                    .iter()
+                    .any(|(_, proto, m)| *m == n && *proto == protocol)
+        };
+        let assigned = match given {
+            Some(n) => match u16::try_from(n).ok().filter(|n| NODE_PORTS.contains(n)) {
+                None => {
+                    errs.push(invalid_int(
+                        &path,
+                        n.into(),
+                        &format!(
+                            "provided port is not in the valid range. The range of valid ports is {}-{}",
+                            NODE_PORTS.start(),
+                            NODE_PORTS.end()
+                        ),
+                    ));
+                    continue;
+                }
+                Some(n) if !free(n, &mine) => {
+                    errs.push(invalid_int(
+                        &path,
+                        n.into(),
+                        "provided port is already allocated",
+                    ));
+                    continue;
+                }
+                Some(n) => n,
+            },
+            None if wanted == NodePorts::IfGiven => continue,
+            None => {
+                let carried = old
+                    .iter()
+                    .find(|o| {
+                        o.port == p.port && o.protocol.as_deref().unwrap_or("TCP") == protocol
+                    })
+                    .and_then(|o| u16::try_from(o.node_port?).ok());
+                let shared = mine
+                    .iter()
+                    .find(|(port, proto, _)| *port == p.port && *proto != protocol)
+                    .map(|(_, _, n)| *n);
+                let candidate = carried
+                    .or(shared)
+                    .filter(|n| NODE_PORTS.contains(n) && free(*n, &mine))
+                    .or_else(|| NODE_PORTS.clone().find(|n| free(*n, &mine)));
+                match candidate {
+                    Some(n) => n,
+                    None => {
+                        errs.push(invalid_int(
+                            &path,
+                            0,
+                            "failed to allocate a nodePort: range is full",
+                        ));
+                        continue;
+                    }
+                }
+            }
+        };
+        p.node_port = Some(assigned.into());
+        mine.push((p.port, protocol, assigned));
+    }
+}
+
+/// Which ports of a Service get node ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodePorts {
+    /// ClusterIP: none (a given one is an error).
+    Never,
+    /// LoadBalancer with `allocateLoadBalancerNodePorts: false`: only the ones given.
+    IfGiven,
+    /// NodePort, LoadBalancer: every port.
+    Always,
 }
 
 impl Kind for Service {
@@ -339,10 +478,32 @@ impl Kind for Service {
     fn admit(store: &Store, svc: &mut Self, old: Option<&Self>) -> Result<(), ApiError> {
         let mut errs = Vec::new();
         check_meta(&svc.metadata, old.is_none(), is_dns1035_label, &mut errs);
+        let meta = svc.metadata.clone();
         let spec = svc.spec.get_or_insert_with(Default::default);
-        let type_ = spec.type_.get_or_insert_with(|| "ClusterIP".to_string());
-        if type_ != "ClusterIP" {
-            errs.push(not_supported("spec.type", type_, &["ClusterIP"]));
+        let type_ = spec
+            .type_
+            .get_or_insert_with(|| "ClusterIP".to_string())
+            .clone();
+        if !SERVICE_TYPES.contains(&type_.as_str()) {
+            errs.push(not_supported("spec.type", &type_, &SERVICE_TYPES));
+        }
+        let load_balancer = type_ == "LoadBalancer";
+        let node_ports = match type_.as_str() {
+            "NodePort" => NodePorts::Always,
+            "LoadBalancer" => match *spec.allocate_load_balancer_node_ports.get_or_insert(true) {
+                true => NodePorts::Always,
+                false => NodePorts::IfGiven,
+            },
+            _ => NodePorts::Never,
+        };
+        if !load_balancer {
+            spec.allocate_load_balancer_node_ports = None;
+        }
+        if node_ports == NodePorts::Never {
+            spec.external_traffic_policy = None;
+        } else {
+            spec.external_traffic_policy
+                .get_or_insert_with(|| "Cluster".to_string());
         }
         let ports = spec.ports.get_or_insert_with(Vec::new);
         let headless = spec.cluster_ip.as_deref() == Some("None");
@@ -368,6 +529,10 @@ impl Kind for Service {
             }
             p.target_port.get_or_insert(IntOrString::Int(p.port));
         }
+        let old_ports = old
+            .and_then(|o| o.spec.as_ref())
+            .and_then(|s| s.ports.as_deref());
+        assign_node_ports(store, &meta, ports, old_ports, node_ports, &mut errs);
         spec.session_affinity
             .get_or_insert_with(|| "None".to_string());
         spec.internal_traffic_policy
@@ -428,7 +593,19 @@ impl Kind for Service {
             },
         }
         reject::<Self>(&svc.metadata, errs)?;
-        svc.status = old.map_or_else(|| Some(Default::default()), |o| o.status.clone());
+        // The sandbox's load balancer is the node (as k3s' servicelb): the Service is exposed on
+        // the node's address at once.
+        let ingress = load_balancer.then(|| {
+            vec![LoadBalancerIngress {
+                ip: Some(store.node.address.to_string()),
+                ip_mode: Some("VIP".to_string()),
+                ..Default::default()
+            }]
+        });
+        svc.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus { ingress }),
+            ..Default::default()
+        });
         Ok(())
     }
 }

@@ -74,6 +74,9 @@ fn kind_singular(kind: &str) -> &'static str {
         "Node" => "node",
         "NetworkPolicy" => "networkpolicy",
         "Lease" => "lease",
+        "Ingress" => "ingress",
+        "Gateway" => "gateway",
+        "HTTPRoute" => "httproute",
         _ => "",
     }
 }
@@ -112,7 +115,11 @@ pub(crate) async fn core_v1() -> Json<Value> {
 }
 
 /// The API groups beyond core, each with its one version and resources.
-const GROUPS: [(&str, &str); 2] = [("coordination.k8s.io", "v1"), ("networking.k8s.io", "v1")];
+const GROUPS: [(&str, &str); 3] = [
+    ("coordination.k8s.io", "v1"),
+    ("gateway.networking.k8s.io", "v1"),
+    ("networking.k8s.io", "v1"),
+];
 
 fn group_doc(name: &str, version: &str) -> Value {
     let gv = json!({"groupVersion": format!("{name}/{version}"), "version": version});
@@ -141,7 +148,22 @@ pub(crate) async fn networking_v1() -> Json<Value> {
         "kind": "APIResourceList",
         "apiVersion": "v1",
         "groupVersion": "networking.k8s.io/v1",
-        "resources": [resource("networkpolicies", "NetworkPolicy", true, RW_UPDATE, &["netpol"])],
+        "resources": [
+            resource("ingresses", "Ingress", true, RW_UPDATE, &["ing"]),
+            resource("networkpolicies", "NetworkPolicy", true, RW_UPDATE, &["netpol"]),
+        ],
+    }))
+}
+
+pub(crate) async fn gateway_v1() -> Json<Value> {
+    Json(json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "gateway.networking.k8s.io/v1",
+        "resources": [
+            resource("gateways", "Gateway", true, RW_UPDATE, &["gtw"]),
+            resource("httproutes", "HTTPRoute", true, RW_UPDATE, &[]),
+        ],
     }))
 }
 
@@ -215,7 +237,7 @@ pub(crate) async fn node(
 }
 
 /// The kinds of each group-version, with the path their PATCH is served on.
-const OPENAPI_KINDS: [(&str, &str, &str, &str); 5] = [
+const OPENAPI_KINDS: [(&str, &str, &str, &str); 8] = [
     ("", "v1", "Namespace", "/api/v1/namespaces/{name}"),
     (
         "",
@@ -236,10 +258,28 @@ const OPENAPI_KINDS: [(&str, &str, &str, &str); 5] = [
         "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/{name}",
     ),
     (
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses/{name}",
+    ),
+    (
         "coordination.k8s.io",
         "v1",
         "Lease",
         "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}",
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "v1",
+        "Gateway",
+        "/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/gateways/{name}",
+    ),
+    (
+        "gateway.networking.k8s.io",
+        "v1",
+        "HTTPRoute",
+        "/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/httproutes/{name}",
     ),
 ];
 

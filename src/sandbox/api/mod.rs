@@ -2,17 +2,24 @@
 //!
 //! Plain HTTP on a random port, so the ordinary kube-rs client (and kubectl) can talk to it via
 //! [`ApiServer::write_kubeconfig`] or a `kube::Config` for [`ApiServer::url`]. Served:
-//! namespaces, pods (with status, IPs and readiness from the dataplane), pods/exec over the
-//! v4/v5 websocket channel protocols, services with ClusterIPs from 10.96.0.0/16,
-//! networking.k8s.io/v1 networkpolicies (defaulted and validated like the API server),
-//! coordination.k8s.io/v1 leases (resourceVersion conflicts), nodes, `/version`, discovery, and
-//! just enough of `/openapi/v3` for kubectl to leave field validation to the server
-//! (`fieldValidation=Strict` rejects unknown fields). Errors are `Status` objects with upstream's
-//! codes and reasons.
+//! namespaces, pods (with status, IPs and readiness from the dataplane; the spec is kept as
+//! given, hostNetwork and hostPort included), pods/exec over the v4/v5 websocket channel
+//! protocols, services with ClusterIPs from 10.96.0.0/16 (10.96.0.1 and 10.96.0.10 are never
+//! allocated) and node ports from 30000-32767 (types ClusterIP, NodePort and LoadBalancer, whose
+//! load balancer is the node's address), networking.k8s.io/v1 networkpolicies (defaulted and
+//! validated like the API server) and ingresses, gateway.networking.k8s.io/v1 httproutes and
+//! gateways (kept as JSON; Gateways of class `netassay-sandbox` are programmed at the node's
+//! address), coordination.k8s.io/v1 leases (resourceVersion conflicts), nodes, `/version`,
+//! discovery, and just enough of `/openapi/v3` for kubectl to leave field validation to the
+//! server (`fieldValidation=Strict` rejects unknown fields). Errors are `Status` objects with
+//! upstream's codes and reasons.
 //!
-//! After every change that enforcement depends on (namespaces, pods, services, policies — not
-//! leases) the server hands a [`ClusterState`] snapshot to [`Dataplane::sync`], before it
-//! answers the request.
+//! After every change that enforcement or the gateway depends on (everything but leases) the
+//! server hands a [`ClusterState`] snapshot to [`Dataplane::sync`], before it answers the
+//! request. With a preset ([`ApiOptions::preset`]), a namespace created or relabelled into a
+//! persona gets the preset's objects in the same change, through the same admission as a
+//! client's. [`ApiServer::bootstrap`] creates the sandbox's own objects (cluster DNS, the
+//! gateway) the same way.
 //!
 //! Not served: **watch** (netassay polls; `?watch=true` gets 405 MethodNotAllowed with a message
 //! saying so), SPDY exec, tty resizing, protobuf bodies, server-side Table output (kubectl falls
@@ -23,6 +30,8 @@
 mod admission;
 mod discovery;
 mod exec;
+mod exposure;
+pub mod gateway_api;
 mod handlers;
 mod lifecycle;
 mod patch;
@@ -32,13 +41,16 @@ mod status;
 mod store;
 
 use crate::sandbox::dataplane::Dataplane;
+use crate::sandbox::preset::PresetProfile;
 use crate::sandbox::ClusterState;
 use axum::routing::get;
 use axum::Router;
+pub use exposure::SANDBOX_GATEWAY_CLASS;
+use gateway_api::{Gateway, HttpRoute};
 use handlers as h;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use shared::Shared;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -56,12 +68,56 @@ pub struct ApiOptions {
     /// How long a started pod may take to become ready before its `Ready` condition says it
     /// timed out (it stays Running; netassay's fixture check reports it).
     pub ready_timeout: Duration,
+    /// The sandbox preset whose objects every persona namespace gets; `None`: no preset.
+    pub preset: Option<PresetProfile>,
+    /// Objects created at start, before the first request (see [`ApiServer::bootstrap`]).
+    pub bootstrap: Vec<Object>,
 }
 
 impl Default for ApiOptions {
     fn default() -> Self {
         ApiOptions {
             ready_timeout: Duration::from_secs(60),
+            preset: None,
+            bootstrap: Vec::new(),
+        }
+    }
+}
+
+/// An object the sandbox itself creates (system add-ons, preset objects), admitted like a
+/// client's.
+// A handful are made per namespace or per start: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    Namespace(Namespace),
+    Pod(Pod),
+    Service(Service),
+    NetworkPolicy(NetworkPolicy),
+    Ingress(Ingress),
+    HttpRoute(HttpRoute),
+    Gateway(Gateway),
+}
+
+impl Object {
+    /// `Kind namespace/name` (or `Kind name`), for messages.
+    pub fn describe(&self) -> String {
+        fn name<K: store::Kind>(obj: &K) -> String {
+            let meta = obj.metadata();
+            let name = meta.name.as_deref().unwrap_or("");
+            match meta.namespace.as_deref() {
+                Some(ns) if !ns.is_empty() => format!("{} {ns}/{name}", K::KIND),
+                _ => format!("{} {name}", K::KIND),
+            }
+        }
+        match self {
+            Object::Namespace(o) => name(o),
+            Object::Pod(o) => name(o),
+            Object::Service(o) => name(o),
+            Object::NetworkPolicy(o) => name(o),
+            Object::Ingress(o) => name(o),
+            Object::HttpRoute(o) => name(o),
+            Object::Gateway(o) => name(o),
         }
     }
 }
@@ -73,6 +129,8 @@ pub struct ApiServer {
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// The pods of [`ApiOptions::bootstrap`], started at start.
+    bootstrapped: Vec<(String, String)>,
 }
 
 /// Starts the emulator with default options on 127.0.0.1 and a random port.
@@ -80,9 +138,13 @@ pub async fn start(dataplane: Arc<dyn Dataplane>) -> std::io::Result<ApiServer> 
     start_with(dataplane, ApiOptions::default()).await
 }
 
+/// Starts the emulator on 127.0.0.1 and a random port. The objects of
+/// [`ApiOptions::bootstrap`] are created first (an error stops the start) and their pods
+/// started; the dataplane learns the initial state before the first request, or, with bootstrap
+/// pods, once the first of them has its address ([`ApiServer::sync`] waits for it).
 pub async fn start_with(
     dataplane: Arc<dyn Dataplane>,
-    options: ApiOptions,
+    mut options: ApiOptions,
 ) -> std::io::Result<ApiServer> {
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     let addr = listener.local_addr()?;
@@ -90,9 +152,17 @@ pub async fn start_with(
     let node = tokio::task::spawn_blocking(move || dataplane_for_node.node())
         .await
         .map_err(std::io::Error::other)?;
+    let bootstrap = std::mem::take(&mut options.bootstrap);
     let shared = Arc::new(Shared::new(dataplane, node, options, addr));
-    // The dataplane learns the initial state (the system namespaces) before any request.
-    shared.sync().await;
+    let pods = create_objects(&shared, bootstrap)
+        .map_err(|e| std::io::Error::other(format!("creating the sandbox's own objects: {e}")))?;
+    let bootstrapped = start_pods(&shared, pods);
+    // The dataplane learns the initial state (system namespaces, bootstrap objects): now, or,
+    // when bootstrap pods start, as each of them has its address (the first sync that can
+    // route to it), without a sync of no use before.
+    if bootstrapped.is_empty() {
+        shared.sync().await;
+    }
     let app = router(Arc::clone(&shared));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -108,7 +178,38 @@ pub async fn start_with(
         shared,
         stop: Some(stop),
         task: Some(task),
+        bootstrapped,
     })
+}
+
+/// Creates objects in order through the store (one that exists already is left alone); returns
+/// the pods created.
+fn create_objects(shared: &Shared, objects: Vec<Object>) -> Result<Vec<Pod>, String> {
+    let mut store = shared.store();
+    let mut pods = Vec::new();
+    for object in objects {
+        let what = object.describe();
+        match store.create_object(object) {
+            Ok(Object::Pod(pod)) => pods.push(pod),
+            Ok(_) => {}
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(format!("creating {what}: {}", e.message)),
+        }
+    }
+    Ok(pods)
+}
+
+/// Starts freshly stored pods in the background; their (namespace, name).
+fn start_pods(shared: &Arc<Shared>, pods: Vec<Pod>) -> Vec<(String, String)> {
+    pods.iter()
+        .map(|pod| {
+            lifecycle::start(Arc::clone(shared), pod);
+            (
+                pod.metadata.namespace.clone().unwrap_or_default(),
+                pod.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 impl ApiServer {
@@ -138,6 +239,46 @@ impl ApiServer {
     /// the store now).
     pub fn cluster_state(&self) -> ClusterState {
         self.shared.cluster_state()
+    }
+
+    /// Creates the sandbox's own objects in order, through the same admission as a client's
+    /// (an object that exists already is left alone), starts the new pods (concurrently, in the
+    /// background) and hands the result to the dataplane in one sync. Returns the
+    /// (namespace, name) of the pods it started.
+    pub async fn bootstrap(&self, objects: Vec<Object>) -> Result<Vec<(String, String)>, String> {
+        let pods = create_objects(&self.shared, objects)?;
+        let started = start_pods(&self.shared, pods);
+        self.shared.sync().await;
+        Ok(started)
+    }
+
+    /// Hands the current state to the dataplane now (and waits for a sync in progress).
+    pub async fn sync(&self) {
+        self.shared.sync().await;
+    }
+
+    /// The pods [`ApiOptions::bootstrap`] created, started in the background.
+    pub fn bootstrapped_pods(&self) -> &[(String, String)] {
+        &self.bootstrapped
+    }
+
+    /// The pod's `Ready` condition: `Some(true)` ready, `Some(false)` not (yet), `None` no such
+    /// pod, or it failed to start (then `Err` with the reason).
+    pub fn pod_ready(&self, namespace: &str, name: &str) -> Result<Option<bool>, String> {
+        let pod = match self.shared.store().get::<Pod>(namespace, name) {
+            Ok(pod) => pod,
+            Err(_) => return Ok(None),
+        };
+        let status = pod.status.unwrap_or_default();
+        if status.phase.as_deref() == Some("Failed") {
+            return Err(status.message.unwrap_or_default());
+        }
+        let ready = status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        Ok(Some(ready))
     }
 
     /// Dataplane failures seen so far (sync, pod deletion); pod start failures are in the pods'
@@ -186,6 +327,7 @@ async fn method_not_allowed() -> status::ApiError {
 fn router(shared: Arc<Shared>) -> Router {
     const NP: &str = "/apis/networking.k8s.io/v1";
     const LEASES: &str = "/apis/coordination.k8s.io/v1";
+    const GW: &str = "/apis/gateway.networking.k8s.io/v1";
     let exec_route = get(exec::exec)
         .post(exec::exec)
         .layer(axum::middleware::map_request(exec::post_upgrade_as_get));
@@ -200,6 +342,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/apis/{group}", get(discovery::api_group))
         .route(NP, get(discovery::networking_v1))
         .route(LEASES, get(discovery::coordination_v1))
+        .route(GW, get(discovery::gateway_v1))
         .route("/openapi/v3", get(discovery::openapi_v3_root))
         .route("/openapi/v3/api/v1", get(discovery::openapi_v3_core))
         .route(
@@ -264,6 +407,48 @@ fn router(shared: Arc<Shared>) -> Router {
                 .put(h::replace::<NetworkPolicy>)
                 .patch(h::patch::<NetworkPolicy>)
                 .delete(h::delete::<NetworkPolicy>),
+        )
+        .route(&format!("{NP}/ingresses"), get(h::list::<Ingress>))
+        .route(
+            &format!("{NP}/namespaces/{{namespace}}/ingresses"),
+            get(h::list::<Ingress>)
+                .post(h::create::<Ingress>)
+                .delete(h::delete_collection::<Ingress>),
+        )
+        .route(
+            &format!("{NP}/namespaces/{{namespace}}/ingresses/{{name}}"),
+            get(h::get::<Ingress>)
+                .put(h::replace::<Ingress>)
+                .patch(h::patch::<Ingress>)
+                .delete(h::delete::<Ingress>),
+        )
+        .route(&format!("{GW}/httproutes"), get(h::list::<HttpRoute>))
+        .route(
+            &format!("{GW}/namespaces/{{namespace}}/httproutes"),
+            get(h::list::<HttpRoute>)
+                .post(h::create::<HttpRoute>)
+                .delete(h::delete_collection::<HttpRoute>),
+        )
+        .route(
+            &format!("{GW}/namespaces/{{namespace}}/httproutes/{{name}}"),
+            get(h::get::<HttpRoute>)
+                .put(h::replace::<HttpRoute>)
+                .patch(h::patch::<HttpRoute>)
+                .delete(h::delete::<HttpRoute>),
+        )
+        .route(&format!("{GW}/gateways"), get(h::list::<Gateway>))
+        .route(
+            &format!("{GW}/namespaces/{{namespace}}/gateways"),
+            get(h::list::<Gateway>)
+                .post(h::create::<Gateway>)
+                .delete(h::delete_collection::<Gateway>),
+        )
+        .route(
+            &format!("{GW}/namespaces/{{namespace}}/gateways/{{name}}"),
+            get(h::get::<Gateway>)
+                .put(h::replace::<Gateway>)
+                .patch(h::patch::<Gateway>)
+                .delete(h::delete::<Gateway>),
         )
         .route(&format!("{LEASES}/leases"), get(h::list::<Lease>))
         .route(

@@ -36,8 +36,10 @@ impl Shared {
         options: ApiOptions,
         addr: SocketAddr,
     ) -> Self {
+        let mut store = Store::new(node.clone());
+        store.preset = options.preset.clone();
         Shared {
-            store: Mutex::new(Store::new(node.clone())),
+            store: Mutex::new(store),
             dataplane,
             node,
             options,

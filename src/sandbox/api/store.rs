@@ -3,17 +3,20 @@
 // Generic create/get/list/replace/patch/delete with the API server's preconditions. No I/O;
 // callers hold it behind one mutex and never across an await.
 
+use super::gateway_api::{Gateway, HttpRoute};
 use super::patch::{self, PatchKind};
 use super::selector::{FieldQuery, LabelQuery};
 use super::status::ApiError;
+use super::Object;
 use crate::model::{Protocol, ServedPort};
 use crate::sandbox::dataplane::NodeInfo;
+use crate::sandbox::preset::PresetProfile;
 use crate::sandbox::{
-    ClusterState, NamespaceState, PodState, ServicePortState, ServiceState, TargetPort,
+    system, ClusterState, NamespaceState, PodState, ServicePortState, ServiceState, TargetPort,
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, NamespaceStatus, Pod, PodStatus, Service};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::{Metadata, Resource};
@@ -51,6 +54,10 @@ pub(crate) trait Kind:
     /// Defaulting and validation before storing; `old` is the stored object on update.
     fn admit(store: &Store, obj: &mut Self, old: Option<&Self>) -> Result<(), ApiError>;
 
+    /// What the server does once an object is stored (never on dry runs): for namespaces, the
+    /// preset's policies.
+    fn stored(_store: &mut Store, _obj: &Self) {}
+
     /// A field label's value for `fieldSelector` ("" when unset).
     fn field(&self, label: &str) -> String {
         let meta = self.metadata();
@@ -78,6 +85,11 @@ pub(crate) struct Store {
     pub(crate) services: BTreeMap<Key, Service>,
     pub(crate) policies: BTreeMap<Key, NetworkPolicy>,
     pub(crate) leases: BTreeMap<Key, Lease>,
+    pub(crate) ingresses: BTreeMap<Key, Ingress>,
+    pub(crate) http_routes: BTreeMap<Key, HttpRoute>,
+    pub(crate) gateways: BTreeMap<Key, Gateway>,
+    /// The sandbox preset whose objects every persona namespace gets.
+    pub(crate) preset: Option<PresetProfile>,
 }
 
 /// Now, at the one-second precision `metav1.Time` has on the wire, so that stored objects (and
@@ -164,6 +176,10 @@ impl Store {
             services: BTreeMap::new(),
             policies: BTreeMap::new(),
             leases: BTreeMap::new(),
+            ingresses: BTreeMap::new(),
+            http_routes: BTreeMap::new(),
+            gateways: BTreeMap::new(),
+            preset: None,
         };
         for name in SYSTEM_NAMESPACES {
             let ns = Namespace {
@@ -332,8 +348,43 @@ impl Store {
         if !dry_run {
             obj.metadata_mut().resource_version = Some(self.next_revision());
             K::table_mut(self).insert(key, obj.clone());
+            K::stored(self, &obj);
         }
         Ok(obj)
+    }
+
+    /// Creates one of the objects the sandbox itself makes (system add-ons, preset objects) in
+    /// its metadata's namespace, through the same admission as a client's.
+    pub fn create_object(&mut self, object: Object) -> Result<Object, ApiError> {
+        fn ns<K: Kind>(obj: &K) -> String {
+            obj.metadata().namespace.clone().unwrap_or_default()
+        }
+        Ok(match object {
+            Object::Namespace(o) => Object::Namespace(self.create("", o, false)?),
+            Object::Pod(o) => Object::Pod(self.create(&ns(&o), o, false)?),
+            Object::Service(o) => Object::Service(self.create(&ns(&o), o, false)?),
+            Object::NetworkPolicy(o) => Object::NetworkPolicy(self.create(&ns(&o), o, false)?),
+            Object::Ingress(o) => Object::Ingress(self.create(&ns(&o), o, false)?),
+            Object::HttpRoute(o) => Object::HttpRoute(self.create(&ns(&o), o, false)?),
+            Object::Gateway(o) => Object::Gateway(self.create(&ns(&o), o, false)?),
+        })
+    }
+
+    /// The preset's objects for a namespace just created or updated, each created if absent (an
+    /// object of that name, the preset's or a user's, is left alone).
+    pub fn apply_preset(&mut self, namespace: &Namespace) {
+        let Some(preset) = self.preset.clone() else {
+            return;
+        };
+        if namespace.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        let name = namespace.metadata.name.clone().unwrap_or_default();
+        let labels = namespace.metadata.labels.clone().unwrap_or_default();
+        for object in preset.namespace_objects(&name, &labels) {
+            // AlreadyExists is "if absent"; the preset's objects are valid (a unit test says so).
+            let _ = self.create_object(object);
+        }
     }
 
     /// PUT: optimistic concurrency on resourceVersion (an empty one means unconditional).
@@ -403,6 +454,7 @@ impl Store {
         if !dry_run {
             obj.metadata_mut().resource_version = Some(self.next_revision());
             K::table_mut(self).insert(key, obj.clone());
+            K::stored(self, &obj);
         }
         Ok(obj)
     }
@@ -541,6 +593,9 @@ impl Store {
         self.services.retain(|(ns, _), _| ns != name);
         self.policies.retain(|(ns, _), _| ns != name);
         self.leases.retain(|(ns, _), _| ns != name);
+        self.ingresses.retain(|(ns, _), _| ns != name);
+        self.http_routes.retain(|(ns, _), _| ns != name);
+        self.gateways.retain(|(ns, _), _| ns != name);
         self.namespaces.remove(&key_of("", name));
         self.next_revision();
     }
@@ -582,11 +637,18 @@ impl Store {
             .collect();
         let pods = self.pods.values().map(pod_state).collect();
         let services = self.services.values().filter_map(service_state).collect();
+        let gateway_routes = system::gateway_routes(
+            self.http_routes.values(),
+            self.ingresses.values(),
+            self.services.values(),
+        );
         ClusterState {
             namespaces,
             pods,
             services,
             policies: self.policies.values().cloned().collect(),
+            node_address: Some(self.node.address),
+            gateway_routes,
         }
     }
 }
@@ -647,8 +709,21 @@ fn service_state(svc: &Service) -> Option<ServiceState> {
                 port,
                 protocol: protocol_of(p.protocol.as_deref())?,
                 target_port,
+                node_port: p
+                    .node_port
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|n| *n != 0),
             })
         })
+        .collect();
+    let load_balancer_ips = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.as_deref()?.parse::<IpAddr>().ok())
         .collect();
     Some(ServiceState {
         namespace: svc.metadata.namespace.clone().unwrap_or_default(),
@@ -656,6 +731,7 @@ fn service_state(svc: &Service) -> Option<ServiceState> {
         cluster_ip,
         selector: spec.selector.clone().unwrap_or_default(),
         ports,
+        load_balancer_ips,
     })
 }
 

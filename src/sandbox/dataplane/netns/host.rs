@@ -3,10 +3,33 @@
 
 use super::super::DataplaneError;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 /// Runs `argv` to completion, feeding `stdin` if given; returns stdout.
 pub fn run(argv: &[&str], stdin: Option<&str>) -> Result<String, DataplaneError> {
+    let child = start(argv, stdin)?;
+    finish(argv, child)
+}
+
+/// Runs independent commands side by side (each as [`run`] would) and waits for all of them;
+/// the first failure in the given order is the error.
+pub fn run_concurrently(commands: &[(&[&str], Option<&str>)]) -> Result<(), DataplaneError> {
+    let started: Vec<Result<Child, DataplaneError>> = commands
+        .iter()
+        .map(|(argv, stdin)| start(argv, *stdin))
+        .collect();
+    let mut first_error = None;
+    for ((argv, _), child) in commands.iter().zip(started) {
+        let finished = child.and_then(|child| finish(argv, child));
+        if let Err(e) = finished {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Spawns `argv` with stdout and stderr piped and `stdin` written (then closed).
+fn start(argv: &[&str], stdin: Option<&str>) -> Result<Child, DataplaneError> {
     let what = command_line(argv);
     let mut command = Command::new(argv[0]);
     command
@@ -19,14 +42,20 @@ pub fn run(argv: &[&str], stdin: Option<&str>) -> Result<String, DataplaneError>
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = command.spawn().map_err(|e| DataplaneError::Command {
-        what: what.clone(),
+        what,
         detail: spawn_hint(argv[0], &e),
     })?;
     if let Some(text) = stdin {
-        // A write error (the command exited early) shows up as its exit status below.
+        // A write error (the command exited early) shows up as its exit status.
         let mut pipe = child.stdin.take().expect("stdin is piped");
         let _ = pipe.write_all(text.as_bytes());
     }
+    Ok(child)
+}
+
+/// Waits for a command [`start`]ed; its stdout, or an error with its stderr.
+fn finish(argv: &[&str], child: Child) -> Result<String, DataplaneError> {
+    let what = command_line(argv);
     let output = child.wait_with_output()?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
@@ -183,6 +212,31 @@ mod tests {
                 ("ip".to_string(), "na12ab-egress".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn concurrent_commands_all_run_and_the_first_failure_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let touch = format!("sleep 0.1; touch {}", marker.display());
+        let started = std::time::Instant::now();
+        let err = run_concurrently(&[
+            (&["sh", "-c", "sleep 0.1; echo first >&2; exit 1"], None),
+            (&["sh", "-c", &touch], None),
+            (
+                &["sh", "-c", "read line; test \"$line\" = fed"],
+                Some("fed\n"),
+            ),
+            (&["sh", "-c", "echo second >&2; exit 2"], None),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("first"), "{err}");
+        assert!(marker.exists(), "every command ran to its end");
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(300),
+            "side by side"
+        );
+        run_concurrently(&[(&["true"], None), (&["sh", "-c", "read l"], Some("x\n"))]).unwrap();
     }
 
     #[test]

@@ -1,23 +1,34 @@
 //! The reference dataplane: one node network namespace routing /32s to pod namespaces over veths, nftables enforcement, an external host.
 //!
-//! Layout of one instance (prefix `naXXXX`, see [`names`] for the whole scheme):
+//! Layout of one instance (prefix `naXXXX`, see `names` for the whole scheme):
 //! - `naXXXX-node` routes: IP forwarding on, a `/32` route per pod over the node end of its
 //!   veth (`naXXXXp<N>`, MAC ee:ee:ee:ee:ee:ee), no default route, so nothing ever leaves the
 //!   instance. It holds the compiler's table `naXXXX_policy` and our `naXXXX_egress`
 //!   (masquerade of pod traffic leaving the cluster).
 //! - `naXXXX-p<N>` is pod N: `eth0` with the pod IP/32, default route via 169.254.1.1 (a static
 //!   neighbour entry to the node end's MAC, as Calico does), the pod command as a process.
-//! - `naXXXX-ext` is the internet: 203.0.113.10/32 (and any extra address), running the agent.
-//! - `naXXXX-out` is a host outside the cluster that reaches the node at 203.0.113.1.
+//! - `naXXXX-ext` is the internet: 203.0.113.10/32, the mirror 203.0.113.20/32 and the cloud
+//!   metadata address 169.254.169.254/32 (and any extra address), running the agent. The node
+//!   routes each of them to it, so pod traffic to them crosses the pods' egress chains.
+//! - `naXXXX-out` is a host outside the cluster that reaches the node at 203.0.113.1, and routes
+//!   the pod range and the ClusterIP range via the node: whether they answer from outside is
+//!   for the node's forwarding and the policies to decide.
 //!
-//! Nothing is created in the root namespace except `/run/netns/<name>` mounts and the files
-//! under `/run/netassay`; deleting the namespaces removes every veth and table with them.
+//! Every pod resolves through cluster DNS: `/etc/netns/naXXXX-p<N>/resolv.conf` (which
+//! `ip netns exec` bind-mounts over /etc/resolv.conf) names 10.96.0.10. Every sync also writes
+//! the cluster DNS zone and the gateway's routes under `/run/netassay/naXXXX/` (atomically, when
+//! they change; see [`crate::sandbox::system`]).
 //!
-//! Cleanup: [`NetnsDataplane::shutdown`] (also run by `Drop`, so on panic unwinding) kills every
-//! process and removes everything by name. Signals are the caller's: the `sandbox`/`run`
-//! commands must catch SIGINT/SIGTERM and call `shutdown` (or drop the dataplane) before
-//! exiting; `std::process::exit` and `panic = "abort"` skip `Drop`. Whatever survives (SIGKILL,
-//! power loss) is removed by [`NetnsDataplane::sweep_dead`], which every `new` runs first.
+//! Nothing is created in the root namespace except `/run/netns/<name>` mounts, the files under
+//! `/run/netassay` and the `/etc/netns/<name>` folders of pod namespaces; deleting the
+//! namespaces removes every veth and table with them.
+//!
+//! Cleanup: [`Dataplane::shutdown`](super::Dataplane::shutdown) (also run by `Drop`, so on panic unwinding) kills every
+//! process and removes everything by name (`/etc/netns` entries too, only those of its own
+//! namespaces). Signals are the caller's: the `sandbox`/`run` commands must catch SIGINT/SIGTERM
+//! and call `shutdown` (or drop the dataplane) before exiting; `std::process::exit` and
+//! `panic = "abort"` skip `Drop`. Whatever survives (SIGKILL, power loss) is removed by
+//! [`NetnsDataplane::sweep_dead`], which every `new` runs (while it builds its own instance).
 
 mod egress;
 mod host;
@@ -26,13 +37,16 @@ mod names;
 mod ownership;
 mod procnet;
 
-pub use names::{EXTERNAL_ADDRESS, GATEWAY, NODE_ADDRESS, OUTSIDE_ADDRESS, POD_CIDR, STATE_DIR};
+pub use names::{
+    ETC_NETNS, EXTERNAL_ADDRESS, GATEWAY, METADATA_ADDRESS, MIRROR_ADDRESS, NODE_ADDRESS,
+    OUTSIDE_ADDRESS, POD_CIDR, STATE_DIR,
+};
 
 use super::{DataplaneError, NodeInfo, PodSpec};
 use crate::model::Protocol;
 use crate::sandbox::compile::compile;
 use crate::sandbox::fault::{FaultMemory, FaultSet};
-use crate::sandbox::ClusterState;
+use crate::sandbox::{system, ClusterState, SERVICE_CIDR};
 use late::LateApplier;
 use names::{cidr_text, pod_address, Prefix, OUTSIDE_CIDR};
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,7 +65,8 @@ use std::sync::Mutex;
 pub struct NetnsConfig {
     /// The CNI bugs to model; empty is the compliant profile.
     pub faults: FaultSet,
-    /// Addresses the external host answers on besides [`EXTERNAL_ADDRESS`].
+    /// Addresses the external host answers on besides [`EXTERNAL_ADDRESS`] (by default the
+    /// mirror and the cloud metadata address).
     pub external_addresses: Vec<Ipv4Addr>,
     /// What runs on the external host; `None` runs nothing.
     pub external_command: Option<Vec<String>>,
@@ -63,7 +78,7 @@ impl NetnsConfig {
     pub fn new(faults: FaultSet) -> Result<NetnsConfig, DataplaneError> {
         Ok(NetnsConfig {
             faults,
-            external_addresses: Vec::new(),
+            external_addresses: vec![MIRROR_ADDRESS, METADATA_ADDRESS],
             external_command: Some(default_external_command()),
             executable: std::env::current_exe()?,
         })
@@ -91,11 +106,14 @@ pub struct NetnsDataplane {
     state_dir: PathBuf,
     executable: PathBuf,
     faults: FaultSet,
-    /// Also serialises syncs, so rulesets are applied in the order they were computed.
-    memory: Mutex<FaultMemory>,
+    /// Also serialises syncs, so rulesets are applied in the order they were computed; with the
+    /// ruleset last applied (a sync that changes nothing nft sees, e.g. an HTTPRoute, skips nft).
+    memory: Mutex<(FaultMemory, Option<String>)>,
     late: Option<LateApplier>,
     pods: Mutex<Pods>,
     external: Mutex<Option<Child>>,
+    /// What each generated file (zone, routes) last had written into it.
+    written: Mutex<BTreeMap<PathBuf, String>>,
     closed: AtomicBool,
 }
 
@@ -117,14 +135,24 @@ struct Pod {
 }
 
 impl NetnsDataplane {
-    /// Sweeps dead instances, claims a fresh prefix, and builds the node, the external host and
-    /// the outside vantage. On failure everything built so far is removed.
+    /// Sweeps dead instances and, meanwhile, claims a fresh prefix and builds the node, the
+    /// external host and the outside vantage. On failure everything built so far is removed.
     pub fn new(config: NetnsConfig) -> Result<NetnsDataplane, DataplaneError> {
         require_root()?;
+        // The sweep runs while this instance is built: it never takes this instance for dead
+        // (see `ownership` for why), and the claim skips prefixes it is still removing.
+        let sweep = std::thread::spawn(Self::sweep_dead);
+        let built = Self::build(config);
         // Someone else's leftovers that resist removal must not stop this run: say so, go on.
-        if let Err(e) = Self::sweep_dead() {
-            eprintln!("netassay sandbox: warning: {e}");
+        match sweep.join() {
+            Ok(Err(e)) => eprintln!("netassay sandbox: warning: {e}"),
+            Err(_) => eprintln!("netassay sandbox: warning: sweeping dead instances panicked"),
+            Ok(Ok(_)) => {}
         }
+        built
+    }
+
+    fn build(config: NetnsConfig) -> Result<NetnsDataplane, DataplaneError> {
         let state_dir = PathBuf::from(STATE_DIR);
         let prefix = claim_prefix(&state_dir).map_err(|e| DataplaneError::Command {
             what: format!("claiming a sandbox instance in {}", state_dir.display()),
@@ -145,24 +173,44 @@ impl NetnsDataplane {
             state_dir,
             executable: config.executable,
             faults: config.faults,
-            memory: Mutex::new(FaultMemory::new()),
+            memory: Mutex::new((FaultMemory::new(), None)),
             late,
             pods: Mutex::new(Pods {
                 next_index: 1,
                 ..Pods::default()
             }),
             external: Mutex::new(None),
+            written: Mutex::new(BTreeMap::new()),
             closed: AtomicBool::new(false),
         };
         std::fs::create_dir_all(dataplane.log_dir())?;
-        dataplane.build_node()?;
-        dataplane.build_external(&config.external_addresses)?;
-        dataplane.build_outside()?;
-        if let Some(command) = &config.external_command {
-            let netns = dataplane.prefix.external_netns();
-            let child = dataplane.spawn(&netns, command, "external")?;
-            *dataplane.external.lock().unwrap() = Some(child);
-        }
+        // The add-ons' files exist before any add-on starts (they read them at start).
+        dataplane.write_files(&ClusterState::default())?;
+        let node = dataplane.prefix.node_netns();
+        host::run(&["ip", "netns", "add", &node], None)?;
+        // Everything else only needs the node's namespace: the node's own settings and the two
+        // hosts are built side by side.
+        let (node, external, outside) = std::thread::scope(|scope| {
+            let node = scope.spawn(|| dataplane.build_node());
+            let external = scope.spawn(|| {
+                dataplane.build_external(&config.external_addresses)?;
+                if let Some(command) = &config.external_command {
+                    let netns = dataplane.prefix.external_netns();
+                    let child = dataplane.spawn(&netns, command, "external")?;
+                    *dataplane.external.lock().unwrap() = Some(child);
+                }
+                Ok::<(), DataplaneError>(())
+            });
+            let outside = dataplane.build_outside();
+            (node.join(), external.join(), outside)
+        });
+        let panicked = |what: &str| DataplaneError::Command {
+            what: format!("building {what}"),
+            detail: "the builder thread panicked".into(),
+        };
+        node.map_err(|_| panicked("the node"))??;
+        external.map_err(|_| panicked("the external host"))??;
+        outside?;
         Ok(dataplane)
     }
 
@@ -224,6 +272,37 @@ impl NetnsDataplane {
         let pods = self.pods.lock().unwrap();
         let pod = pods.live.get(&key(namespace, name))?;
         Some(self.prefix.pod_netns(pod.index))
+    }
+
+    /// The cluster DNS zone every sync writes (what the `coredns` pod serves).
+    pub fn zone_file(&self) -> PathBuf {
+        self.log_dir().join("cluster.zone")
+    }
+
+    /// The gateway's routes file every sync writes (what `agent gateway` serves).
+    pub fn routes_file(&self) -> PathBuf {
+        self.log_dir().join("gateway.routes")
+    }
+
+    /// Why the pod's process has exited, if it has (`None` while it runs, or no such pod).
+    pub fn pod_exited(&self, namespace: &str, name: &str) -> Option<String> {
+        let mut pods = self.pods.lock().unwrap();
+        let pod = pods.live.get_mut(&key(namespace, name))?;
+        match pod.child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
+    /// The argv prefix that runs a command on the outside vantage:
+    /// `ip netns exec naXXXX-out`.
+    pub fn outside_command(&self) -> Vec<String> {
+        ["ip", "netns", "exec"]
+            .into_iter()
+            .map(String::from)
+            .chain([self.prefix.outside_netns()])
+            .collect()
     }
 
     /// The name of the nft table `sync` replaces in the node namespace.
@@ -318,34 +397,69 @@ impl NetnsDataplane {
         }
     }
 
+    /// The node's settings in its (existing) namespace: loopback, forwarding, masquerade
+    /// (independent, so side by side).
     fn build_node(&self) -> Result<(), DataplaneError> {
         let node = self.prefix.node_netns();
-        host::run(&["ip", "netns", "add", &node], None)?;
-        host::ip_batch(&node, "link set lo up\n")?;
-        sysctl(
-            &node,
-            &["net.ipv4.ip_forward=1", "net.ipv4.conf.all.forwarding=1"],
-        )?;
-        host::nft_apply(&node, &egress::ruleset(&self.prefix))
+        let egress = egress::ruleset(&self.prefix);
+        host::run_concurrently(&[
+            (
+                &["ip", "-n", &node, "-batch", "-"],
+                Some("link set lo up\n"),
+            ),
+            (
+                &[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &node,
+                    "sysctl",
+                    "-q",
+                    "-w",
+                    "net.ipv4.ip_forward=1",
+                    "net.ipv4.conf.all.forwarding=1",
+                ],
+                None,
+            ),
+            (
+                &["ip", "netns", "exec", &node, "nft", "-f", "-"],
+                Some(&egress),
+            ),
+        ])
     }
 
-    /// A host namespace hanging off the node by a veth: `eth0` with `address`/32 on its side,
-    /// the node's address on the node's side, routes both ways.
+    /// Creates namespace `netns` and a veth with `node_link` (given `mac`, if any) in the
+    /// node and `eth0` in `netns`, in one `ip` process.
+    fn add_netns_with_veth(
+        &self,
+        netns: &str,
+        node_link: &str,
+        mac: Option<&str>,
+    ) -> Result<(), DataplaneError> {
+        let address = mac.map(|m| format!(" address {m}")).unwrap_or_default();
+        host::run(
+            &["ip", "-batch", "-"],
+            Some(&format!(
+                "netns add {netns}\n\
+                 link add name {node_link}{address} netns {node} type veth peer name eth0 netns {netns}\n",
+                node = self.prefix.node_netns()
+            )),
+        )
+        .map(drop)
+    }
+
+    /// A host namespace hanging off the node by a veth: `eth0` with `addresses` (/32) on its
+    /// side, the node's address on the node's side, routes both ways; the host also routes
+    /// `via_node` through the node.
     fn build_host(
         &self,
         netns: &str,
         node_link: &str,
         addresses: &[Ipv4Addr],
+        via_node: &[(Ipv4Addr, u8)],
     ) -> Result<(), DataplaneError> {
         let node = self.prefix.node_netns();
-        host::run(&["ip", "netns", "add", netns], None)?;
-        host::run(
-            &[
-                "ip", "link", "add", "name", node_link, "netns", &node, "type", "veth", "peer",
-                "name", "eth0", "netns", netns,
-            ],
-            None,
-        )?;
+        self.add_netns_with_veth(netns, node_link, None)?;
         let mut node_side =
             format!("addr add {NODE_ADDRESS}/32 dev {node_link}\nlink set {node_link} up\n");
         let mut host_side = String::from("link set lo up\n");
@@ -355,12 +469,18 @@ impl NetnsDataplane {
         }
         host_side += &format!(
             "link set eth0 up\n\
-             route add {NODE_ADDRESS} dev eth0 scope link\n\
-             route add {} via {NODE_ADDRESS} dev eth0\n",
-            cidr_text(OUTSIDE_CIDR)
+             route add {NODE_ADDRESS} dev eth0 scope link\n"
         );
-        host::ip_batch(&node, &node_side)?;
-        host::ip_batch(netns, &host_side)
+        for &cidr in std::iter::once(&OUTSIDE_CIDR).chain(via_node) {
+            host_side += &format!(
+                "route add {} via {NODE_ADDRESS} dev eth0\n",
+                cidr_text(cidr)
+            );
+        }
+        host::run_concurrently(&[
+            (&["ip", "-n", &node, "-batch", "-"], Some(&node_side)),
+            (&["ip", "-n", netns, "-batch", "-"], Some(&host_side)),
+        ])
     }
 
     fn build_external(&self, extra: &[Ipv4Addr]) -> Result<(), DataplaneError> {
@@ -375,15 +495,48 @@ impl NetnsDataplane {
             &self.prefix.external_netns(),
             &self.prefix.external_link(),
             &addresses,
+            &[],
         )
     }
 
+    /// The outside vantage routes the pod and ClusterIP ranges via the node, as a host next to
+    /// a real cluster could: whether they answer is the node's (and the policies') decision.
     fn build_outside(&self) -> Result<(), DataplaneError> {
         self.build_host(
             &self.prefix.outside_netns(),
             &self.prefix.outside_link(),
             &[OUTSIDE_ADDRESS],
+            &[POD_CIDR, SERVICE_CIDR],
         )
+    }
+
+    /// `/etc/netns/<netns>/resolv.conf`: `ip netns exec` mounts it over /etc/resolv.conf for
+    /// the pod's command and every exec in the pod.
+    fn write_resolv_conf(&self, netns: &str, namespace: &str) -> Result<(), DataplaneError> {
+        let dir = Path::new(ETC_NETNS).join(netns);
+        std::fs::create_dir_all(&dir)?;
+        // A plain write: nothing runs in the namespace yet, and `ip netns exec` would try to
+        // mount a temporary file in this folder over /etc too.
+        std::fs::write(dir.join("resolv.conf"), system::resolv_conf(namespace))?;
+        Ok(())
+    }
+
+    /// Writes the generated files for `state`, each only when its text changed.
+    fn write_files(&self, state: &ClusterState) -> Result<(), DataplaneError> {
+        let mut written = self.written.lock().unwrap();
+        for (path, text) in [
+            (self.zone_file(), system::zone(state)),
+            (self.routes_file(), system::routes(state)),
+        ] {
+            if written.get(&path) != Some(&text) {
+                write_atomically(&path, &text).map_err(|e| DataplaneError::Command {
+                    what: format!("writing {}", path.display()),
+                    detail: e.to_string(),
+                })?;
+                written.insert(path, text);
+            }
+        }
+        Ok(())
     }
 
     /// The pod's namespace, veth, addresses, routes and sysctls.
@@ -391,51 +544,36 @@ impl NetnsDataplane {
         let node = self.prefix.node_netns();
         let netns = self.prefix.pod_netns(index);
         let link = self.prefix.pod_link(index);
-        host::run(&["ip", "netns", "add", &netns], None)?;
-        host::run(
-            &[
-                "ip",
-                "link",
-                "add",
-                "name",
-                &link,
-                "address",
-                names::GATEWAY_MAC,
-                "netns",
-                &node,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                &netns,
-            ],
-            None,
-        )?;
-        host::ip_batch(
-            &netns,
-            &format!(
-                "link set lo up\n\
-                 addr add {ip}/32 dev eth0\n\
-                 link set eth0 up\n\
-                 route add {GATEWAY} dev eth0 scope link\n\
-                 route add default via {GATEWAY} dev eth0\n\
-                 neigh replace {GATEWAY} lladdr {} dev eth0 nud permanent\n",
-                names::GATEWAY_MAC
+        self.add_netns_with_veth(&netns, &link, Some(names::GATEWAY_MAC))?;
+        // The two ends and the pod's sysctls are independent: configured side by side.
+        let pod_side = format!(
+            "link set lo up\n\
+             addr add {ip}/32 dev eth0\n\
+             link set eth0 up\n\
+             route add {GATEWAY} dev eth0 scope link\n\
+             route add default via {GATEWAY} dev eth0\n\
+             neigh replace {GATEWAY} lladdr {} dev eth0 nud permanent\n",
+            names::GATEWAY_MAC
+        );
+        let node_side = format!("link set {link} up\nroute add {ip}/32 dev {link} scope link\n");
+        host::run_concurrently(&[
+            (&["ip", "-n", &netns, "-batch", "-"], Some(&pod_side)),
+            (&["ip", "-n", &node, "-batch", "-"], Some(&node_side)),
+            (
+                &[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &netns,
+                    "sysctl",
+                    "-q",
+                    "-w",
+                    "net.ipv4.ip_unprivileged_port_start=0",
+                    "net.ipv4.ping_group_range=0 2147483647",
+                ],
+                None,
             ),
-        )?;
-        host::ip_batch(
-            &node,
-            &format!("link set {link} up\nroute add {ip}/32 dev {link} scope link\n"),
-        )?;
-        sysctl(
-            &netns,
-            &[
-                "net.ipv4.ip_unprivileged_port_start=0",
-                "net.ipv4.ping_group_range=0 2147483647",
-            ],
-        )?;
+        ])?;
         Ok(netns)
     }
 
@@ -453,6 +591,7 @@ impl NetnsDataplane {
             &self.prefix.pod_link(index),
         ])?;
         host::remove(&["ip", "netns", "delete", &netns])?;
+        ownership::remove_netns_etc(Path::new(ETC_NETNS), &netns)?;
         let _ = std::fs::remove_file(self.log_file(&netns));
         Ok(())
     }
@@ -558,6 +697,7 @@ impl super::Dataplane for NetnsDataplane {
             })
             .and_then(|ip| {
                 let netns = self.build_pod_network(index, ip)?;
+                self.write_resolv_conf(&netns, &pod.namespace)?;
                 Ok((ip, self.spawn(&netns, &pod.command, &pod.name)?))
             });
         let mut pods = self.pods.lock().unwrap();
@@ -642,18 +782,29 @@ impl super::Dataplane for NetnsDataplane {
 
     fn sync(&self, state: &ClusterState) -> Result<(), DataplaneError> {
         self.ensure_open()?;
-        let mut memory = self.memory.lock().unwrap();
+        let mut guard = self.memory.lock().unwrap();
+        let (memory, applied_last) = &mut *guard;
+        // The add-ons' files follow the API at once (no CNI fault applies to them); a failure
+        // to write them does not keep the ruleset from being applied.
+        let files = self.write_files(state);
         let effective = memory.effective(&self.faults, state);
         let script = compile(&effective, &self.faults, &self.prefix.policy_table());
-        match &self.late {
+        let applied = match &self.late {
+            // Every ruleset is queued: the delay runs from each sync.
             Some(late) => late
                 .submit(script)
                 .map_err(|detail| DataplaneError::Command {
                     what: format!("nft -f - in {}", self.prefix.node_netns()),
                     detail,
                 }),
-            None => host::nft_apply(&self.prefix.node_netns(), &script),
-        }
+            None if applied_last.as_ref() == Some(&script) => Ok(()),
+            None => {
+                let result = host::nft_apply(&self.prefix.node_netns(), &script);
+                *applied_last = result.is_ok().then_some(script);
+                result
+            }
+        };
+        applied.and(files)
     }
 
     fn node(&self) -> NodeInfo {
@@ -731,10 +882,16 @@ fn check_external_address(address: Ipv4Addr) -> Result<(), DataplaneError> {
     Ok(())
 }
 
-fn sysctl(netns: &str, settings: &[&str]) -> Result<(), DataplaneError> {
-    let mut argv = vec!["ip", "netns", "exec", netns, "sysctl", "-q", "-w"];
-    argv.extend_from_slice(settings);
-    host::run(&argv, None).map(drop)
+/// Writes `text` to a temporary file next to `path` and renames it over `path`, so a reader sees
+/// the old or the new text, never part of one.
+fn write_atomically(path: &Path, text: &str) -> Result<(), DataplaneError> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&temporary, text)?;
+    std::fs::rename(&temporary, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })?;
+    Ok(())
 }
 
 /// SIGKILLs the child's process group (it leads one) and reaps the child.

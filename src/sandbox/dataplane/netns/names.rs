@@ -20,6 +20,12 @@ pub const GATEWAY_MAC: &str = "ee:ee:ee:ee:ee:ee";
 pub const NODE_ADDRESS: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 /// The external host ("the internet").
 pub const EXTERNAL_ADDRESS: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+/// An approved package mirror, served by the external host too.
+pub const MIRROR_ADDRESS: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
+/// The cloud metadata address, served by the external host too (pods reach it via the node).
+pub const METADATA_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
+/// Where `ip netns exec NAME` finds files to bind-mount over `/etc` (`NAME/resolv.conf`).
+pub const ETC_NETNS: &str = "/etc/netns";
 /// The outside vantage point.
 pub const OUTSIDE_ADDRESS: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 100);
 /// The range the external host and the outside vantage route back through the node.
@@ -103,6 +109,11 @@ impl Prefix {
     /// Routing-side NAT owned by the dataplane: masquerade out of the cluster.
     pub fn egress_table(&self) -> String {
         format!("{}_egress", self.0)
+    }
+
+    /// Whether `netns` is one of this instance's namespaces by the naming scheme.
+    pub fn owns_netns(&self, netns: &str) -> bool {
+        Prefix::of_netns(netns).as_ref() == Some(self)
     }
 
     pub fn state_file(&self, dir: &Path) -> PathBuf {

@@ -7,7 +7,7 @@
 
 use super::super::DataplaneError;
 use super::host;
-use super::names::Prefix;
+use super::names::{Prefix, ETC_NETNS};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -108,9 +108,9 @@ pub fn sweep_targets(netns_before: &[String], owners: &[Owner]) -> Vec<Prefix> {
 }
 
 /// Removes every trace of instance `prefix` by name: processes in its namespaces, the
-/// namespaces (their veths and nft tables go with them), any link or table in the root
-/// namespace carrying the prefix, its log folder, and finally its state file. Keeps going after
-/// a failure and reports all of them.
+/// namespaces (their veths and nft tables go with them), their `/etc/netns` folders, any link or
+/// table in the root namespace carrying the prefix, its log folder, and finally its state file.
+/// Keeps going after a failure and reports all of them.
 pub fn remove_instance(dir: &Path, prefix: &Prefix) -> Result<(), DataplaneError> {
     let mut failures = Vec::new();
     let mut note = |result: Result<(), DataplaneError>| {
@@ -131,6 +131,7 @@ pub fn remove_instance(dir: &Path, prefix: &Prefix) -> Result<(), DataplaneError
     for netns in &namespaces {
         note(host::remove(&["ip", "netns", "delete", netns]));
     }
+    note(remove_etc_of(Path::new(ETC_NETNS), prefix));
     match host::list_links() {
         Ok(links) => {
             for link in links.iter().filter(|link| prefix.owns(link)) {
@@ -159,6 +160,52 @@ pub fn remove_instance(dir: &Path, prefix: &Prefix) -> Result<(), DataplaneError
     } else {
         Err(DataplaneError::Command {
             what: format!("removing sandbox instance {prefix}"),
+            detail: failures.join("; "),
+        })
+    }
+}
+
+/// Removes `<etc>/<netns>/resolv.conf` and then the folder (only if that leaves it empty: what
+/// someone else put there stays, and the failure says so).
+pub fn remove_netns_etc(etc: &Path, netns: &str) -> Result<(), DataplaneError> {
+    let dir = etc.join(netns);
+    remove_path(&dir.join("resolv.conf"), false)?;
+    match std::fs::remove_dir(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DataplaneError::Command {
+            what: format!("removing {}", dir.display()),
+            detail: e.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The `<etc>/<netns>` folders of the instance's namespaces (by the naming scheme, whether or
+/// not the namespace still exists); nothing else in `etc` is touched.
+pub fn remove_etc_of(etc: &Path, prefix: &Prefix) -> Result<(), DataplaneError> {
+    let entries = match std::fs::read_dir(etc) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(DataplaneError::Command {
+                what: format!("listing {}", etc.display()),
+                detail: e.to_string(),
+            })
+        }
+    };
+    let mut failures = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if prefix.owns_netns(&name) {
+            if let Err(e) = remove_netns_etc(etc, &name) {
+                failures.push(e.to_string());
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(DataplaneError::Command {
+            what: format!("removing {}/{prefix}-*", etc.display()),
             detail: failures.join("; "),
         })
     }
@@ -237,6 +284,43 @@ mod tests {
         let targets = sweep_targets(&netns, &[alive, dead]);
         let names: Vec<&str> = targets.iter().map(Prefix::as_str).collect();
         assert_eq!(names, ["na0002", "na0003"]);
+    }
+
+    #[test]
+    fn etc_netns_folders_are_removed_by_name_and_only_the_instances_own() {
+        let etc = tempfile::tempdir().unwrap();
+        let prefix = Prefix::parse("na12ab").unwrap();
+        for name in [
+            "na12ab-p1",
+            "na12ab-p22",
+            "na12ab-out",
+            "na12ac-p1",
+            "na12ab-mine",
+            "cni-1",
+        ] {
+            std::fs::create_dir(etc.path().join(name)).unwrap();
+            std::fs::write(
+                etc.path().join(name).join("resolv.conf"),
+                "nameserver 10.96.0.10\n",
+            )
+            .unwrap();
+        }
+        remove_etc_of(etc.path(), &prefix).expect("removed");
+        let mut left: Vec<String> = std::fs::read_dir(etc.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["cni-1", "na12ab-mine", "na12ac-p1"]);
+        // Someone else's file in one of ours: the folder stays, and the failure says so.
+        std::fs::create_dir(etc.path().join("na12ab-p3")).unwrap();
+        std::fs::write(etc.path().join("na12ab-p3").join("hosts"), "").unwrap();
+        let err = remove_etc_of(etc.path(), &prefix).expect_err("not empty");
+        assert!(err.to_string().contains("na12ab-p3"), "{err}");
+        assert!(etc.path().join("na12ab-p3").join("hosts").exists());
+        // Nothing to remove is fine, as is a missing /etc/netns.
+        remove_netns_etc(etc.path(), "na12ab-p9").expect("absent");
+        remove_etc_of(&etc.path().join("nope"), &prefix).expect("no folder");
     }
 
     #[test]
