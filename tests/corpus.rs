@@ -13,6 +13,10 @@ fn every_builtin_scenario_loads_and_its_pins_agree_with_the_oracle() {
         }
     };
     assert!(!scenarios.is_empty());
+    // Intent scenarios that need a profile config are planned under the built-in one.
+    let mut scenarios = scenarios;
+    netassay::scenario::bind_profiles(&mut scenarios, None)
+        .unwrap_or_else(|e| panic!("binding to the built-in profile config: {e:?}"));
     for s in &scenarios {
         let plans = s
             .plan()

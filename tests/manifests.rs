@@ -93,15 +93,45 @@ fn api_calls() -> Vec<Grant> {
         // fixture.rs teardown; cleanup.rs.
         grant("", "namespaces", "delete", Cluster, None),
         // fixture.rs: probe pods; wait_ready lists them for Ready and IPs; label edits.
+        // inventory.rs also lists pods in all namespaces (hostPort, hostNetwork).
         grant("", "pods", "create", AnyNamespace, None),
         grant("", "pods", "list", AnyNamespace, None),
         grant("", "pods", "patch", AnyNamespace, None),
         // fixture.rs exec_batch: websocket GET ("get"), plus "create" checked since 1.35.
         grant("", "pods/exec", "create", AnyNamespace, None),
         grant("", "pods/exec", "get", AnyNamespace, None),
-        // fixture.rs: one Service per pod, read back for its ClusterIP.
+        // fixture.rs: one Service per pod, read back for its ClusterIP; NodePorts that select
+        // a fixture pod (listed in its namespace) for probes from outside the cluster.
         grant("", "services", "create", AnyNamespace, None),
         grant("", "services", "get", AnyNamespace, None),
+        // fixture.rs: the K8TRE web app's route through the gateway (an HTTPRoute or an
+        // Ingress, as the profile config says), in the run's own namespace; it goes with it.
+        grant(
+            "networking.k8s.io",
+            "ingresses",
+            "create",
+            AnyNamespace,
+            None,
+        ),
+        grant(
+            "gateway.networking.k8s.io",
+            "httproutes",
+            "create",
+            AnyNamespace,
+            None,
+        ),
+        // inventory.rs: the exposure inventory (K8TRE: external access only via the
+        // ingress/gateway) lists Services (NodePort, LoadBalancer, externalIPs), Ingresses and
+        // Gateways in all namespaces. Read-only.
+        grant("", "services", "list", AnyNamespace, None),
+        grant("networking.k8s.io", "ingresses", "list", AnyNamespace, None),
+        grant(
+            "gateway.networking.k8s.io",
+            "gateways",
+            "list",
+            AnyNamespace,
+            None,
+        ),
         // fixture.rs: create-or-replace, step deletes, reset lists and deletes.
         grant(
             "networking.k8s.io",
@@ -189,7 +219,14 @@ const KINDS: &[(&str, &str, &str, bool)] = &[
     ),
     ("Lease", "coordination.k8s.io", "leases", true),
     ("DaemonSet", "apps", "daemonsets", true),
+    ("Ingress", "networking.k8s.io", "ingresses", true),
+    // Through `Api<DynamicObject>` with an `ApiResource` literal (no k8s-openapi type).
+    ("Gateway", "gateway.networking.k8s.io", "gateways", true),
+    ("HTTPRoute", "gateway.networking.k8s.io", "httproutes", true),
 ];
+
+/// The type of dynamic handles: their kind comes from the `ApiResource` they are built with.
+const DYNAMIC: &str = "DynamicObject";
 
 /// Resources that are namespaced, for reading RBAC rules (subresources included).
 fn namespaced(resource: &str) -> bool {
@@ -874,9 +911,17 @@ fn rbac_has_no_wildcards_and_no_escalation() {
 // - Failing loudly: a kube-rs method on a receiver it cannot resolve whose arguments carry
 //   kube-rs params (`PostParams`, `ListParams`, `WatchParams`, …), or any unresolved `.exec(`
 //   in a file that uses kube; kube-rs methods it has no verbs for (watch, patch_status, logs,
-//   portforward, …) on an Api handle; and raw or dynamic access (`DynamicObject`,
-//   `ApiResource`, `watcher(`, `.request::<`, `request_text`, discovery) in a file that uses
-//   kube. When that happens, teach the scanner or restructure the call.
+//   portforward, …) on an Api handle; and raw access (`watcher(`, `.request::<`,
+//   `request_text`, discovery) in a file that uses kube. When that happens, teach the scanner
+//   or restructure the call.
+// - Dynamic handles (`Api<DynamicObject>`, for kinds without a k8s-openapi type such as the
+//   Gateway API's): the kind is read from the `ApiResource` they are built with, which must be
+//   a call of `fn NAME() -> ApiResource { ApiResource { group: "…".into(), …, kind: "…".into(),
+//   plural: "…".into() } }` (string literals only; kind, group and plural as in KINDS), passed
+//   as the last argument of `Api::all_with` / `Api::namespaced_with`. Any other mention of
+//   `ApiResource` outside `use` (discovery, `ApiResource::from_gvk`, a parameter, a computed
+//   field) fails, and so does a call on an `Api<DynamicObject>` whose resource is not known
+//   (a struct field, a parameter, an unresolved constructor).
 // - Not seen: a call on a handle the scanner cannot follow whose arguments carry no params
 //   type (e.g. `h.pods().get(name)` through some other struct), and verbs of calls made by a
 //   dependency on netassay's behalf (kube-rs itself makes none beyond the called method).
@@ -1137,35 +1182,45 @@ fn api_types(src: &Source) -> Vec<(usize, String)> {
     out
 }
 
+/// The top-level arguments of the call whose `(` is at `open` in `masked`: (start, end) spans.
+fn call_args(masked: &str, open: usize) -> Vec<(usize, usize)> {
+    let close = matching(masked.as_bytes(), open);
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut from = open + 1;
+    for (i, c) in masked[open + 1..close].char_indices() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push((from, open + 1 + i));
+                from = open + 2 + i;
+            }
+            _ => {}
+        }
+    }
+    if !masked[from..close].trim().is_empty() {
+        out.push((from, close));
+    }
+    out
+}
+
 /// Where the handle an expression constructs points (`expr_code`: comments blanked, strings
 /// kept); `None` when the expression constructs no handle the scanner understands.
 fn constructor_scopes(expr_code: &str, consts: &BTreeMap<String, String>) -> Option<Scope> {
     let (_, masked) = lex(expr_code);
     let find = |what: &str| masked.find(what);
-    if find("::all_with(").is_some() || find("::namespaced_with(").is_some() {
-        return None; // dynamic types
-    }
-    if find("::all(").is_some() {
+    if find("::all(").is_some() || find("::all_with(").is_some() {
         return Some(Scope::AnyNamespace); // Cluster, for cluster-scoped kinds (see calls_of)
     }
-    if let Some(p) = find("::namespaced(") {
-        let open = p + "::namespaced".len();
-        let close = matching(masked.as_bytes(), open);
-        // The second top-level argument.
-        let mut depth = 0;
-        let mut comma = None;
-        for (i, c) in masked[open + 1..close].char_indices() {
-            match c {
-                '(' | '[' | '{' => depth += 1,
-                ')' | ']' | '}' => depth -= 1,
-                ',' if depth == 0 => {
-                    comma = Some(open + 1 + i);
-                    break;
-                }
-                _ => {}
-            }
-        }
-        let arg = expr_code[comma? + 1..close].trim();
+    // `namespaced(client, ns)` and `namespaced_with(client, ns, &resource)`: the namespace is
+    // the second argument.
+    let namespaced = find("::namespaced(")
+        .map(|p| p + "::namespaced".len())
+        .or_else(|| find("::namespaced_with(").map(|p| p + "::namespaced_with".len()));
+    if let Some(open) = namespaced {
+        let (from, to) = *call_args(&masked, open).get(1)?;
+        let arg = expr_code[from..to].trim();
         let arg = arg.trim_start_matches('&');
         if let Some(lit) = arg.strip_prefix('"').and_then(|a| a.strip_suffix('"')) {
             return Some(Scope::Namespace(lit.to_string()));
@@ -1180,6 +1235,210 @@ fn constructor_scopes(expr_code: &str, consts: &BTreeMap<String, String>) -> Opt
         return Some(Scope::AnyNamespace);
     }
     None
+}
+
+/// The kind of an `Api<DynamicObject>` an expression constructs: its `ApiResource` (the last
+/// argument of `Api::all_with` / `Api::namespaced_with`) must be a call of a fn that returns an
+/// `ApiResource` literal (`resources`: fn name -> kind). `None` otherwise.
+fn dynamic_kind(expr_code: &str, resources: &BTreeMap<String, String>) -> Option<String> {
+    let (_, masked) = lex(expr_code);
+    let open = masked
+        .find("::all_with(")
+        .map(|p| p + "::all_with".len())
+        .or_else(|| {
+            masked
+                .find("::namespaced_with(")
+                .map(|p| p + "::namespaced_with".len())
+        })?;
+    let (from, to) = *call_args(&masked, open).last()?;
+    // Exactly `&f()` / `&path::f()` (the `&` optional): nothing before or after the call.
+    let b = masked.as_bytes();
+    let mut a = from;
+    while a < to && (b[a].is_ascii_whitespace() || b[a] == b'&') {
+        a += 1;
+    }
+    let mut paren = a;
+    while paren < to && (is_ident(b[paren]) || b[paren] == b':') {
+        paren += 1;
+    }
+    if paren == a
+        || b.get(paren) != Some(&b'(')
+        || !masked[matching(b, paren) + 1..to].trim().is_empty()
+    {
+        return None;
+    }
+    let path = &masked[a..paren];
+    let name = path.rsplit("::").next().unwrap_or(path);
+    resources.get(name).cloned()
+}
+
+/// The value of a field in an `ApiResource` literal: a string literal, as is or with
+/// `.into()`, `.to_string()`, `.to_owned()`, or `String::from("…")`.
+fn literal_string(code: &str) -> Option<String> {
+    let (_, masked) = lex(code);
+    let t = masked.trim();
+    let lead = masked.len() - masked.trim_start().len();
+    let code = &code[lead..lead + t.len()];
+    let (inner, rest) = if let Some(arg) = t
+        .strip_prefix("String::from(")
+        .and_then(|a| a.strip_suffix(')'))
+    {
+        let at = "String::from(".len();
+        (&code[at..at + arg.len()], "")
+    } else {
+        let end = t.get(1..)?.find('"')? + 2;
+        (&code[..end], &t[end..])
+    };
+    if !inner.starts_with('"') || !inner.ends_with('"') || inner.len() < 2 {
+        return None;
+    }
+    if !["", ".into()", ".to_string()", ".to_owned()"].contains(&rest.trim()) {
+        return None;
+    }
+    Some(inner[1..inner.len() - 1].to_string())
+}
+
+/// Every `fn NAME(…) -> ApiResource { ApiResource { group: "…".into(), …, kind: "…".into(),
+/// plural: "…".into() } }` in the sources: NAME -> kind, checked against KINDS. Every other
+/// mention of `ApiResource` outside a `use` (from discovery, `ApiResource::from_gvk`, a
+/// parameter, a non-literal field) is a resource the scanner cannot read: a problem.
+fn api_resources(sources: &[Source], problems: &mut Vec<String>) -> BTreeMap<String, String> {
+    const AR: &str = "ApiResource";
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for s in sources {
+        let at = |p: usize| format!("{}:{}", s.file, s.line(p));
+        let b = s.masked.as_bytes();
+        // `use …;` spans.
+        let mut uses = Vec::new();
+        let mut from = 0;
+        while let Some(p) = s.masked[from..].find("use ") {
+            let u = from + p;
+            from = u + 4;
+            if u > 0 && is_ident(b[u - 1]) {
+                continue;
+            }
+            let end = s.masked[u..].find(';').map_or(b.len(), |e| u + e);
+            uses.push((u, end));
+        }
+        let mut read_literals = BTreeSet::new();
+        let mut from = 0;
+        while let Some(p) = s.masked[from..].find(AR) {
+            let at_ar = from + p;
+            from = at_ar + AR.len();
+            let after = at_ar + AR.len();
+            if (at_ar > 0 && is_ident(b[at_ar - 1])) || b.get(after).is_some_and(|&c| is_ident(c)) {
+                continue;
+            }
+            if uses.iter().any(|(u, e)| *u <= at_ar && at_ar < *e) || read_literals.contains(&at_ar)
+            {
+                continue;
+            }
+            let refuse = |problems: &mut Vec<String>| {
+                problems.push(format!(
+                    "{}: an `ApiResource` the scanner cannot read; build it in \
+                     `fn name() -> ApiResource {{ ApiResource {{ group: \"…\".into(), …, \
+                     kind: \"…\".into(), plural: \"…\".into() }} }}`",
+                    at(at_ar)
+                ))
+            };
+            // A return type: `fn NAME(…) -> ApiResource { ApiResource { … } }`.
+            if !s.masked[..at_ar].trim_end().ends_with("->") {
+                refuse(problems);
+                continue;
+            }
+            let body = s.masked[after..].trim_start();
+            let open = b.len() - body.len();
+            let Some(fn_at) = s.masked[..at_ar].rfind("fn ") else {
+                refuse(problems);
+                continue;
+            };
+            let (name_end, name) = {
+                let start = fn_at + 3;
+                let end = start
+                    + s.masked[start..]
+                        .bytes()
+                        .take_while(|&c| is_ident(c))
+                        .count();
+                (end, s.masked[start..end].to_string())
+            };
+            if !body.starts_with('{') || name_end == fn_at + 3 {
+                refuse(problems);
+                continue;
+            }
+            let close = matching(b, open);
+            let inner = s.masked[open + 1..close].trim();
+            let lit_at = open
+                + 1
+                + (s.masked[open + 1..close].len() - s.masked[open + 1..close].trim_start().len());
+            let lit_open = lit_at + AR.len();
+            let lit_open =
+                lit_open + (s.masked[lit_open..].len() - s.masked[lit_open..].trim_start().len());
+            if !inner.starts_with(AR)
+                || b.get(lit_open) != Some(&b'{')
+                || matching(b, lit_open) + 1 != lit_at + inner.len()
+            {
+                refuse(problems);
+                continue;
+            }
+            read_literals.insert(lit_at);
+            let lit_close = matching(b, lit_open);
+            let mut fields: BTreeMap<String, Option<String>> = BTreeMap::new();
+            let mut all_literal = true;
+            let mut piece_from = lit_open + 1;
+            let mut depth = 0;
+            for (i, &c) in b.iter().enumerate().take(lit_close + 1).skip(lit_open + 1) {
+                match c {
+                    b'(' | b'[' | b'{' => depth += 1,
+                    b')' | b']' | b'}' if i < lit_close => depth -= 1,
+                    _ => {}
+                }
+                if (c == b',' && depth == 0) || i == lit_close {
+                    let piece = s.masked[piece_from..i].trim();
+                    if !piece.is_empty() {
+                        let colon = s.masked[piece_from..i].find(':');
+                        match colon {
+                            Some(c) if !s.masked[piece_from..piece_from + c].contains('.') => {
+                                let field = s.masked[piece_from..piece_from + c].trim();
+                                let value = literal_string(&s.code[piece_from + c + 1..i]);
+                                all_literal &= value.is_some();
+                                fields.insert(field.to_string(), value);
+                            }
+                            _ => all_literal = false, // `..base`, shorthand `group,`
+                        }
+                    }
+                    piece_from = i + 1;
+                }
+            }
+            let field = |f: &str| fields.get(f).cloned().flatten();
+            let (Some(group), Some(kind), Some(plural), true) =
+                (field("group"), field("kind"), field("plural"), all_literal)
+            else {
+                refuse(problems);
+                continue;
+            };
+            match KINDS.iter().find(|(k, ..)| *k == kind) {
+                Some((_, g, r, _)) if *g == group && *r == plural => {}
+                _ => {
+                    problems.push(format!(
+                        "{}: ApiResource {kind} ({group}/{plural}): add it to KINDS (and its \
+                         calls to api_calls())",
+                        at(at_ar)
+                    ));
+                    continue;
+                }
+            }
+            match out.get(&name) {
+                Some(k) if *k != kind => problems.push(format!(
+                    "{}: fn {name} returns ApiResource {kind} here and {k} elsewhere; rename one",
+                    at(at_ar)
+                )),
+                _ => {
+                    out.insert(name, kind);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// What a name refers to at some point of a file.
@@ -1242,13 +1501,14 @@ const OTHER_KUBE_METHODS: &[&str] = &[
 
 /// Text that means API access the scanner cannot attribute.
 const UNATTRIBUTABLE: &[&str] = &[
-    "DynamicObject",
-    "ApiResource",
     "watcher(",
     "metadata_watcher(",
     "reflector(",
     "Controller::",
     "Discovery::",
+    "pinned_kind(",
+    "pinned_group(",
+    "oneshot::",
     ".request::<",
     ".request(",
     ".request_text(",
@@ -1276,7 +1536,7 @@ const KUBE_PARAMS: &[&str] = &[
 /// The grants one resolved call needs, one per verb and scope.
 fn calls_of(at: &str, kind: &str, scopes: &BTreeSet<Scope>, method: &str) -> Vec<Found> {
     let Some((_, group, resource, namespaced)) = KINDS.iter().find(|(k, ..)| *k == kind) else {
-        return Vec::new(); // reported as an unknown kind
+        return Vec::new(); // the caller checks the kind first
     };
     let verbs = METHODS
         .iter()
@@ -1340,6 +1600,8 @@ fn handle_of(
 fn scan(sources: &[Source]) -> Result<Vec<Found>, Vec<String>> {
     let mut problems = Vec::new();
     let mut found = Vec::new();
+    // `fn NAME() -> ApiResource { ApiResource { … } }` across all files, for dynamic handles.
+    let resources = api_resources(sources, &mut problems);
     // `const NAME: &str = "value";` across all files, for namespace arguments.
     let mut consts = BTreeMap::new();
     for s in sources {
@@ -1385,7 +1647,8 @@ fn scan(sources: &[Source]) -> Result<Vec<Found>, Vec<String>> {
         let types = api_types(s);
         let known_kind = |k: &str| KINDS.iter().any(|(kind, ..)| *kind == k);
         for (p, kind) in &types {
-            if !known_kind(kind) {
+            // A dynamic handle's kind is its ApiResource's, resolved where it is built.
+            if !known_kind(kind) && kind != DYNAMIC {
                 problems.push(format!(
                     "{}: Api<{kind}>: add {kind} to KINDS and its calls to api_calls()",
                     at(*p)
@@ -1415,6 +1678,20 @@ fn scan(sources: &[Source]) -> Result<Vec<Found>, Vec<String>> {
             };
             let close = matching(b, open);
             let scope = constructor_scopes(&s.code[open..=close], &consts);
+            let kind = if kind == DYNAMIC {
+                match dynamic_kind(&s.code[open..=close], &resources) {
+                    Some(k) => k,
+                    None => {
+                        problems.push(format!(
+                            "{}: cannot tell which resource the Api<{DYNAMIC}> of this fn is",
+                            at(arrow)
+                        ));
+                        continue;
+                    }
+                }
+            } else {
+                kind
+            };
             match scope {
                 Some(sc) => {
                     fns.insert(
@@ -1483,6 +1760,22 @@ fn scan(sources: &[Source]) -> Result<Vec<Found>, Vec<String>> {
             });
             let init = init_abs.map(|i| handle_of(s, i, end, &fns, &consts));
             let api = match (ty_kind, init.flatten()) {
+                (Some(kind), Some(_)) | (None, Some((kind, _))) if kind == DYNAMIC => {
+                    let expr = &s.code[init_abs.unwrap_or(end)..end];
+                    let scope = constructor_scopes(expr, &consts);
+                    match (dynamic_kind(expr, &resources), scope) {
+                        (Some(k), Some(sc)) => Some((k, BTreeSet::from([sc]))),
+                        _ => {
+                            problems.push(format!(
+                                "{}: cannot tell which resource this Api<{DYNAMIC}> is; build it \
+                                 with Api::all_with / Api::namespaced_with from a fn returning \
+                                 an ApiResource literal",
+                                at(at_let)
+                            ));
+                            None
+                        }
+                    }
+                }
                 (Some(kind), Some((_, scope))) => Some((kind, BTreeSet::from([scope]))),
                 (None, Some((kind, _))) if kind.is_empty() => {
                     problems.push(format!(
@@ -1597,8 +1890,13 @@ fn scan(sources: &[Source]) -> Result<Vec<Found>, Vec<String>> {
                 }
                 let head = &s.masked[head_start..head_end];
                 if head.starts_with("Api::<") {
+                    let expr = &s.code[head_start..end];
                     let kind = api_kind_at(&s.masked, head_start).map(|(k, _)| k);
-                    let scope = constructor_scopes(&s.code[head_start..end], &consts);
+                    let kind = match kind {
+                        Some(k) if k == DYNAMIC => dynamic_kind(expr, &resources),
+                        k => k,
+                    };
+                    let scope = constructor_scopes(expr, &consts);
                     match (kind, scope) {
                         (Some(k), Some(sc)) => Some((k, BTreeSet::from([sc]))),
                         _ => None,
@@ -1623,9 +1921,14 @@ fn scan(sources: &[Source]) -> Result<Vec<Found>, Vec<String>> {
                 }
             };
             match resolved {
-                Some((kind, scopes)) if known => {
+                Some((kind, scopes)) if known && known_kind(&kind) => {
                     found.extend(calls_of(&at(dot), &kind, &scopes, method))
                 }
+                Some((kind, _)) if known => problems.push(format!(
+                    "{}: .{method}( on an Api<{kind}> the scanner cannot map to a resource \
+                     (a dynamic handle passed around, or a kind missing from KINDS)",
+                    at(dot)
+                )),
                 Some((kind, _)) => problems.push(format!(
                     "{}: Api<{kind}>::{method} is not mapped to RBAC verbs by the scanner",
                     at(dot)
@@ -1796,6 +2099,50 @@ fn scanner_attributes_calls_through_every_kind_of_handle() {
 }
 
 #[test]
+fn scanner_attributes_dynamic_handles_to_their_api_resource_literal() {
+    let found = scan_snippet(
+        r#"
+        use kube::core::{ApiResource, DynamicObject};
+        use kube::Api;
+        fn gateways() -> ApiResource {
+            ApiResource {
+                group: "gateway.networking.k8s.io".into(),
+                version: "v1".into(),
+                api_version: String::from("gateway.networking.k8s.io/v1"),
+                kind: "Gateway".to_string(),
+                plural: "gateways".into(),
+            }
+        }
+        fn home_gateways(c: kube::Client) -> Api<DynamicObject> {
+            Api::namespaced_with(c, "home", &gateways())
+        }
+        async fn f(c: kube::Client, ns: &str) {
+            let all: Api<DynamicObject> = Api::all_with(c.clone(), &gateways());
+            all.list(&ListParams::default()).await;
+            let one = Api::<DynamicObject>::namespaced_with(c.clone(), ns, &self::gateways());
+            one.create(&PostParams::default(), &obj).await;
+            Api::<DynamicObject>::all_with(c.clone(), &gateways())
+                .get("x")
+                .await;
+            home_gateways(c.clone()).delete("x", &DeleteParams::default()).await;
+            let gw: &DynamicObject = &list.items[0]; // data, not access
+        }
+        "#,
+    )
+    .expect("every dynamic call attributed");
+    let expected: BTreeSet<String> = [
+        "list gateway.networking.k8s.io/gateways AnyNamespace",
+        "create gateway.networking.k8s.io/gateways AnyNamespace",
+        "get gateway.networking.k8s.io/gateways AnyNamespace",
+        "delete gateway.networking.k8s.io/gateways Namespace(\"home\")",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(found, expected);
+}
+
+#[test]
 fn scanner_refuses_calls_it_cannot_attribute() {
     let cases = [
         // A new kind.
@@ -1806,8 +2153,18 @@ fn scanner_refuses_calls_it_cannot_attribute() {
         "use kube::Api; fn f(c: kube::Client) { let p: Api<Pod> = Api::all(c); p.watch(&WatchParams::default(), \"0\"); }",
         // A handle whose kind is left to inference.
         "use kube::Api; fn f(c: kube::Client) { let p = Api::namespaced(c, \"x\"); p.list(&ListParams::default()); }",
-        // Dynamic and raw access.
-        "use kube::core::DynamicObject; fn f() {}",
+        // Dynamic access whose resource the scanner cannot read: from elsewhere, from
+        // discovery, from a GVK, with a field that is not a literal, of a kind not in KINDS,
+        // with struct update syntax, through a field, or built inline from something else.
+        "use kube::core::{ApiResource, DynamicObject}; fn f(c: kube::Client, ar: &ApiResource) { let d: Api<DynamicObject> = Api::all_with(c, ar); d.list(&ListParams::default()); }",
+        "use kube::discovery; fn f(c: kube::Client) { let (ar, _) = discovery::pinned_kind(&c, &gvk).await; let d: Api<DynamicObject> = Api::all_with(c, &ar); d.list(&ListParams::default()); }",
+        "use kube::core::ApiResource; fn ar() -> ApiResource { ApiResource::from_gvk(&gvk) } fn f(c: kube::Client) { let d: Api<DynamicObject> = Api::all_with(c, &ar()); d.list(&ListParams::default()); }",
+        r#"use kube::core::ApiResource; fn ar(g: &str) -> ApiResource { ApiResource { group: g.into(), version: "v1".into(), api_version: "gateway.networking.k8s.io/v1".into(), kind: "Gateway".into(), plural: "gateways".into() } } fn f(c: kube::Client) { let d: Api<DynamicObject> = Api::all_with(c, &ar("x")); d.list(&ListParams::default()); }"#,
+        r#"use kube::core::ApiResource; fn routes() -> ApiResource { ApiResource { group: "gateway.networking.k8s.io".into(), version: "v1".into(), api_version: "gateway.networking.k8s.io/v1".into(), kind: "GRPCRoute".into(), plural: "grpcroutes".into() } } fn f(c: kube::Client) { let d: Api<DynamicObject> = Api::all_with(c, &routes()); d.list(&ListParams::default()); }"#,
+        r#"use kube::core::ApiResource; fn gw() -> ApiResource { ApiResource { group: "gateway.networking.k8s.io".into(), kind: "Gateway".into(), plural: "gateways".into(), ..base() } } fn f(c: kube::Client) { let d: Api<DynamicObject> = Api::all_with(c, &gw()); d.list(&ListParams::default()); }"#,
+        "use kube::Api; struct S { gw: Api<DynamicObject> } impl S { async fn f(&self) { self.gw.list(&ListParams::default()).await; } }",
+        "use kube::Api; fn f(c: kube::Client) { Api::<DynamicObject>::all_with(c, &ars[0]).list(&ListParams::default()); }",
+        // Raw access.
         "fn f(c: kube::Client) { c.request::<Status>(req); }",
     ];
     for text in cases {

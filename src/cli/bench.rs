@@ -50,6 +50,7 @@ fn cluster(args: &OracleArgs) -> Topology {
             let ns = k % nss;
             let j = k / nss;
             Pod {
+                http: None,
                 id: PodRef::new(format!("ns{ns}"), format!("p{j}")),
                 labels: Labels::from([
                     ("app".to_string(), format!("app{}", j % 7)),

@@ -104,6 +104,10 @@ fn load(paths: &[String]) -> Result<Vec<Scenario>, Vec<LoadError>> {
             Err(e) => errors.extend(e),
         }
     }
+    // Offline, intent scenarios are planned under the built-in profile config.
+    if let Err(e) = crate::scenario::bind_profiles(&mut scenarios, None) {
+        errors.extend(e);
+    }
     if errors.is_empty() {
         Ok(scenarios)
     } else {

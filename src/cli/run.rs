@@ -11,7 +11,7 @@ use crate::probe::DenyRule;
 use crate::report::conformance::{scenario_verdict, ScenarioVerdict};
 use crate::runner::suite::{Pool, ScenarioOutcome, SuiteOptions};
 use crate::runner::Judging;
-use crate::sandbox::{Fault, FaultSet, Sandbox};
+use crate::sandbox::{FaultSet, Preset, Sandbox, SandboxOptions};
 use crate::scenario::{builtin, load_paths, Scenario};
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -58,9 +58,19 @@ pub struct RunArgs {
     pub sandbox: bool,
     /// Make the sandbox misbehave like a buggy CNI (repeatable): none, ingress-only, egress-only,
     /// ignore-named-ports, ignore-endport, ignore-except, tcp-only, ignore-namespace-selector,
-    /// late[=5s], flaky, ignore-updates, ignore-relabel.
+    /// late[=5s], flaky, ignore-updates, ignore-relabel; with `--sandbox-preset k8tre`, also the
+    /// TRE configuration mistakes k8tre-allow-all, k8tre-ports-only-egress, k8tre-nodeport.
     #[arg(long = "sandbox-fault", value_name = "NAME", requires = "sandbox")]
     pub sandbox_faults: Vec<String>,
+    /// Make the sandbox look like a configured cluster: `k8tre` adds a TRE's cluster-wide
+    /// policies to every persona namespace, a gateway on the node address and cluster DNS.
+    #[arg(long = "sandbox-preset", value_name = "NAME", requires = "sandbox")]
+    pub sandbox_preset: Option<Preset>,
+    /// The profile config of intent profiles (k8tre): persona labels, external endpoints,
+    /// gateway, allowed exposures. Default: the built-in one, which describes the sandbox's
+    /// k8tre preset. See scenarios/k8tre/profile-config.yaml.
+    #[arg(long = "profile-config", value_name = "FILE")]
+    pub profile_config: Option<PathBuf>,
     /// Built-in profiles to run (comma-separated): core, extended, k8tre.
     #[arg(long, value_delimiter = ',', default_value = "core")]
     pub profile: Vec<String>,
@@ -159,6 +169,9 @@ pub enum SandboxCommand {
         /// Fault profiles, as for `run --sandbox-fault`.
         #[arg(long = "sandbox-fault", value_name = "NAME")]
         faults: Vec<String>,
+        /// A preset, as for `run --sandbox-preset` (k8tre).
+        #[arg(long = "sandbox-preset", value_name = "NAME")]
+        preset: Option<Preset>,
     },
     /// Remove what sandboxes whose process is gone left behind (netns, links, tables).
     Down,
@@ -167,12 +180,38 @@ pub enum SandboxCommand {
 fn faults(names: &[String]) -> anyhow::Result<FaultSet> {
     let mut set = FaultSet::new();
     for n in names {
-        let f: Fault = n
-            .parse()
+        set.insert_name(n)
             .map_err(|e| anyhow::anyhow!("--sandbox-fault {n:?}: {e}"))?;
-        set.insert(f);
     }
     Ok(set)
+}
+
+/// How this run reaches "outside the cluster": the sandbox's outside host, or this machine
+/// when the profile says netassay runs outside the cluster.
+fn outside_vantage(
+    args: &RunArgs,
+    scenarios: &[Scenario],
+    sandbox: &Arc<Mutex<Option<Sandbox>>>,
+) -> anyhow::Result<Option<Vec<String>>> {
+    let exe = std::env::current_exe()
+        .context("finding the netassay executable for probes from outside the cluster")?
+        .display()
+        .to_string();
+    if args.sandbox {
+        let prefix = sandbox
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(Sandbox::outside_command));
+        return Ok(prefix.map(|mut p| {
+            p.push(exe);
+            p
+        }));
+    }
+    let local = scenarios
+        .iter()
+        .filter_map(|s| s.profile.as_ref())
+        .any(|p| p.outside == crate::scenario::profile::OutsideVantage::Local);
+    Ok(local.then(|| vec![exe]))
 }
 
 fn log_line(msg: String) {
@@ -215,6 +254,13 @@ fn select(args: &RunArgs) -> Result<Vec<Scenario>, u8> {
                 return Err(exit::BAD_INPUT);
             }
         }
+    }
+    // Intent scenarios that need a profile config are bound to it here.
+    if let Err(errors) = crate::scenario::bind_profiles(&mut all, args.profile_config.as_deref()) {
+        for e in errors {
+            eprintln!("{e}");
+        }
+        return Err(exit::BAD_INPUT);
     }
     if args.filter.len() > 1 {
         all.retain(|s| {
@@ -280,7 +326,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let sandbox: Arc<Mutex<Option<Sandbox>>> = Arc::new(Mutex::new(None));
     let kubeconfig = if args.sandbox {
         log_line("starting the sandbox cluster".into());
-        match rt.block_on(Sandbox::start(fault_set.clone())) {
+        let options = SandboxOptions {
+            faults: fault_set.clone(),
+            preset: args.sandbox_preset,
+        };
+        if let Err(e) = options.validate() {
+            eprintln!("netassay: {e}");
+            return Ok(exit::BAD_INPUT);
+        }
+        match rt.block_on(Sandbox::start_with(options)) {
             Ok(s) => {
                 let path = s.kubeconfig().to_path_buf();
                 log_line(format!(
@@ -402,6 +456,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             expires,
         },
         keep: args.keep,
+        outside: outside_vantage(&args, &scenarios, &sandbox)?,
     };
     // On a terminal: a live progress line (scenarios done, and the latest fixture/pods/step
     // news). Otherwise, or with NETASSAY_VERBOSE: plain log lines.
@@ -485,6 +540,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         environment,
         scenarios: outcomes.clone(),
     };
+    if let Some(rows) = crate::report::statements::k8tre(&report) {
+        print!("{}", crate::report::statements::render_text(&rows));
+    }
     let outputs = report_outputs(&args);
     match crate::report::write_all(&report, &outputs) {
         Ok(files) => {
@@ -581,11 +639,21 @@ pub fn cleanup(args: CleanupArgs) -> anyhow::Result<u8> {
 
 pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
     match cmd {
-        SandboxCommand::Up { faults: names } => {
-            let set = faults(&names)?;
+        SandboxCommand::Up {
+            faults: names,
+            preset,
+        } => {
+            let options = SandboxOptions {
+                faults: faults(&names)?,
+                preset,
+            };
+            if let Err(e) = options.validate() {
+                eprintln!("netassay: {e}");
+                return Ok(exit::BAD_INPUT);
+            }
             let rt = runtime()?;
             rt.block_on(async move {
-                let s = match Sandbox::start(set).await {
+                let s = match Sandbox::start_with(options).await {
                     Ok(s) => s,
                     Err(e) => {
                         eprintln!("netassay: {e}");

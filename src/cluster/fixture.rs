@@ -7,10 +7,14 @@ use crate::model::{Labels, PodRef, Topology, Via};
 use crate::probe::{AgentLine, Outcome, ProbeBatch, ProbeKind, ProbeResult, ProbeSpec};
 use crate::runner::Prober;
 use crate::scenario::policies::{resolve_policy, NamespaceMap};
+use crate::scenario::profile::{Gateway, RouteKind};
 use crate::scenario::{ExpectedCell, Step};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{AttachParams, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    ApiResource, AttachParams, DeleteParams, DynamicObject, ListParams, Patch, PatchParams,
+    PostParams,
+};
 use kube::Api;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -30,6 +34,12 @@ pub struct Fixture {
     pub probe_timeout: Duration,
     /// Real namespace names, as created.
     namespaces: Vec<String>,
+    /// The profile's gateway, when routes were created for the pods' HTTP ports.
+    gateway: Option<Gateway>,
+    /// Route host names, per pod with an HTTP port, when there is a gateway.
+    pub hosts: BTreeMap<PodRef, String>,
+    /// How to run `netassay agent probe` outside the cluster (`None`: no outside vantage).
+    outside: Option<Vec<String>>,
 }
 
 /// What to deploy: one topology of one run.
@@ -43,6 +53,10 @@ pub struct Deployment<'a> {
     /// Also create a ClusterIP Service per pod.
     pub services: bool,
     pub ready_timeout: Duration,
+    /// Expose every pod's HTTP port through this gateway (an HTTPRoute or an Ingress).
+    pub gateway: Option<&'a Gateway>,
+    /// The command that runs the agent outside the cluster: `argv + ["agent", "probe"]`.
+    pub outside: Option<&'a [String]>,
 }
 
 /// The outcome of a `reject` entry: did the API server refuse it?
@@ -68,6 +82,8 @@ impl Fixture {
             opts,
             services,
             ready_timeout,
+            gateway,
+            outside,
         } = *plan;
         let tag = format!("{run}-{fixture_id}");
         let names =
@@ -81,6 +97,9 @@ impl Fixture {
             services: BTreeMap::new(),
             probe_timeout: Duration::from_secs(1),
             namespaces: Vec::new(),
+            gateway: gateway.cloned(),
+            hosts: BTreeMap::new(),
+            outside: outside.map(<[String]>::to_vec),
         };
         let ns_api: Api<Namespace> = Api::all(client.clone());
         for ns in &topology.namespaces {
@@ -108,6 +127,14 @@ impl Fixture {
                     .map_err(|e| {
                         ClusterError::api(format!("creating service {real}/{}", pod.id.name), e)
                     })?;
+            }
+        }
+        if let (Some(g), true) = (gateway, services) {
+            for pod in topology.pods.iter().filter(|p| p.http.is_some()) {
+                let real = names.real(&pod.id.namespace).to_string();
+                let host = manifest::route_host(&real, pod, &g.host_suffix);
+                fixture.create_route(&real, pod, &host, g, run).await?;
+                fixture.hosts.insert(pod.id.clone(), host);
             }
         }
         fixture.wait_ready(ready_timeout, &mut progress).await?;
@@ -215,13 +242,55 @@ impl Fixture {
         }
     }
 
+    /// Exposes a pod's HTTP port through the gateway, as the profile says (HTTPRoute/Ingress).
+    async fn create_route(
+        &self,
+        real: &str,
+        pod: &crate::model::Pod,
+        host: &str,
+        g: &Gateway,
+        run: &str,
+    ) -> Result<(), ClusterError> {
+        let what = || format!("creating the route {real}/{} for host {host}", pod.id.name);
+        match (g.route, &g.parent_ref) {
+            (RouteKind::HttpRoute, Some(parent)) => {
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(self.client.clone(), real, &http_route_resource());
+                let obj: DynamicObject =
+                    serde_json::from_value(manifest::http_route(real, pod, run, host, parent))
+                        .map_err(|e| ClusterError::Exec {
+                            what: what(),
+                            detail: e.to_string(),
+                        })?;
+                api.create(&PostParams::default(), &obj)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| ClusterError::api(what(), e))
+            }
+            _ => {
+                let api: Api<k8s_openapi::api::networking::v1::Ingress> =
+                    Api::namespaced(self.client.clone(), real);
+                let obj = manifest::ingress(real, pod, run, host, g.ingress_class_name.as_deref());
+                api.create(&PostParams::default(), &obj)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| ClusterError::api(what(), e))
+            }
+        }
+    }
+
     fn policies(&self, ns_logical: &str) -> Api<NetworkPolicy> {
         Api::namespaced(self.client.clone(), self.names.real(ns_logical))
     }
 
     /// Creates a policy, or replaces it when one of that name exists.
     async fn apply_policy(&self, np: &NetworkPolicy) -> Result<(), ClusterError> {
-        let real = self.names.rewrite_policy(np);
+        let mut real = self.names.rewrite_policy(np);
+        // Ours, so that a reset removes exactly these and never the cluster's own policies.
+        real.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .extend(manifest::ownership(&self.run));
         let ns = np.metadata.namespace.clone().unwrap_or_default();
         let name = np.metadata.name.clone().unwrap_or_default();
         let api = self.policies(&ns);
@@ -282,7 +351,14 @@ impl Fixture {
             let name = template.metadata.name.clone().unwrap_or_default();
             let ns = template.metadata.namespace.clone().unwrap_or_default();
             let np = match resolve_policy(template, &self.topology) {
-                Ok(np) => self.names.rewrite_policy(&np),
+                Ok(np) => {
+                    let mut np = self.names.rewrite_policy(&np);
+                    np.metadata
+                        .labels
+                        .get_or_insert_with(Default::default)
+                        .extend(manifest::ownership(&self.run));
+                    np
+                }
                 Err((p, m)) => {
                     checks.push(RejectCheck {
                         policy: format!("{ns}/{name}"),
@@ -327,12 +403,13 @@ impl Fixture {
         Ok(checks)
     }
 
-    /// Back to the deployed state: no policies, original labels.
+    /// Back to the deployed state: none of our policies (the cluster's own ones stay), original
+    /// labels.
     pub async fn reset(&mut self) -> Result<(), ClusterError> {
         for real in &self.namespaces {
             let api: Api<NetworkPolicy> = Api::namespaced(self.client.clone(), real);
             let list = api
-                .list(&ListParams::default())
+                .list(&ListParams::default().labels(&run_selector(&self.run)))
                 .await
                 .map_err(|e| ClusterError::api(format!("listing policies in {real}"), e))?;
             for p in list {
@@ -406,32 +483,169 @@ impl Fixture {
     }
 
     /// The probe spec for a cell, addressed as the cell says.
-    fn spec(&self, id: String, cell: &ExpectedCell) -> Result<ProbeSpec, String> {
+    fn spec(
+        &self,
+        id: String,
+        cell: &ExpectedCell,
+        node_ports: &NodePorts,
+    ) -> Result<ProbeSpec, Unprobed> {
         let c = &cell.cell;
+        let kind = ProbeKind::for_protocol(c.protocol);
+        if c.to.is_external() {
+            let e = self
+                .topology
+                .external(&c.to.name)
+                .ok_or_else(|| Unprobed::Error(format!("no external endpoint {}", c.to)))?;
+            let host = || {
+                e.host
+                    .clone()
+                    .ok_or_else(|| Unprobed::Error(format!("{} has no name", c.to)))
+            };
+            return match c.via {
+                Via::Address => {
+                    let ip = e
+                        .address
+                        .ok_or_else(|| Unprobed::Error(format!("{} has no address", c.to)))?;
+                    Ok(ProbeSpec::new(id, kind, sock(ip, c.port)))
+                }
+                Via::Name => Ok(ProbeSpec::new(id, kind, format!("{}:{}", host()?, c.port))),
+                Via::Lookup => Ok(ProbeSpec::new(id, ProbeKind::Dns, host()?)),
+                other => Err(Unprobed::Error(format!(
+                    "{other} does not address an external endpoint"
+                ))),
+            };
+        }
         let to = self
             .topology
             .pod(&c.to)
-            .ok_or_else(|| format!("no pod {}", c.to))?;
+            .ok_or_else(|| Unprobed::Error(format!("no pod {}", c.to)))?;
+        let service_ip = || {
+            self.services
+                .get(&c.to)
+                .copied()
+                .ok_or_else(|| Unprobed::Error(format!("no service for {}", c.to)))
+        };
+        let http = to.is_http(c.port, c.protocol);
+        let mut host_header = None;
         let target = match c.via {
             Via::PodIp => sock(to.ip, c.port),
-            Via::ServiceIp => {
-                let ip = self
-                    .services
-                    .get(&c.to)
-                    .ok_or_else(|| format!("no service for {}", c.to))?;
-                sock(*ip, c.port)
-            }
+            Via::ServiceIp => sock(service_ip()?, c.port),
             Via::ServiceDns => format!(
                 "{}.{}.svc.cluster.local:{}",
                 c.to.name,
                 self.names.real(&c.to.namespace),
                 c.port
             ),
+            Via::Gateway => {
+                let g = self
+                    .gateway
+                    .as_ref()
+                    .ok_or_else(|| Unprobed::Error("the profile config names no gateway".into()))?;
+                host_header = Some(self.hosts.get(&c.to).cloned().ok_or_else(|| {
+                    Unprobed::Error(format!("no route was created for {}", c.to))
+                })?);
+                sock(g.address, g.port)
+            }
+            Via::NodePort => match node_ports
+                .get(&(c.to.clone(), c.port))
+                .and_then(|v| v.first())
+            {
+                Some((ip, port)) => sock(*ip, *port),
+                None => {
+                    return Err(Unprobed::NotApplicable(format!(
+                        "no NodePort Service exposes {} port {}: nothing to probe",
+                        c.to, c.port
+                    )))
+                }
+            },
+            other => {
+                return Err(Unprobed::Error(format!("{other} does not address a pod")));
+            }
         };
-        Ok(
-            ProbeSpec::new(id, ProbeKind::for_protocol(c.protocol), target)
-                .expecting(c.to.to_string()),
-        )
+        let mut spec = if http {
+            ProbeSpec::new(id, ProbeKind::Http, format!("http://{target}/"))
+        } else {
+            ProbeSpec::new(id, kind, target)
+        };
+        spec.host = host_header;
+        Ok(spec.expecting(c.to.to_string()))
+    }
+
+    /// NodePorts that lead to the cells' destinations: (pod, container port) -> (node address,
+    /// node port). Empty unless some cell goes via `node-port`.
+    async fn node_ports(&self, cells: &[(usize, &ExpectedCell)]) -> Result<NodePorts, String> {
+        let wanted: BTreeSet<&PodRef> = cells
+            .iter()
+            .filter(|(_, c)| c.cell.via == Via::NodePort)
+            .map(|(_, c)| &c.cell.to)
+            .collect();
+        let mut out = NodePorts::new();
+        if wanted.is_empty() {
+            return Ok(out);
+        }
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+        let node_ip = nodes
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| format!("listing nodes: {e}"))?
+            .items
+            .iter()
+            .flat_map(|n| n.status.iter().flat_map(|s| s.addresses.iter().flatten()))
+            .filter(|a| a.type_ == "ExternalIP" || a.type_ == "InternalIP")
+            .min_by_key(|a| a.type_ != "ExternalIP")
+            .and_then(|a| a.address.parse::<IpAddr>().ok())
+            .ok_or("no node has an address to probe NodePorts on")?;
+        let namespaces: BTreeSet<&str> = wanted.iter().map(|p| p.namespace.as_str()).collect();
+        for ns in namespaces {
+            let real = self.names.real(ns);
+            let api: Api<Service> = Api::namespaced(self.client.clone(), real);
+            let services = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| format!("listing services in {real}: {e}"))?;
+            for svc in services {
+                let Some(spec) = svc.spec else { continue };
+                let selector = spec.selector.unwrap_or_default();
+                if selector.is_empty() {
+                    continue;
+                }
+                for pod in wanted.iter().filter(|p| p.namespace == ns) {
+                    let Some(live) = self.topology.pod(pod) else {
+                        continue;
+                    };
+                    let mut labels = live.labels.clone();
+                    labels.extend(manifest::ownership(&self.run));
+                    labels.insert(manifest::POD_LABEL.into(), pod.name.clone());
+                    if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                        continue;
+                    }
+                    for port in spec.ports.iter().flatten() {
+                        let Some(node_port) = port.node_port.and_then(|n| u16::try_from(n).ok())
+                        else {
+                            continue;
+                        };
+                        let proto = port.protocol.as_deref().unwrap_or("TCP").parse().ok();
+                        let target = match &port.target_port {
+                            Some(
+                                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n),
+                            ) => u16::try_from(*n).ok(),
+                            Some(
+                                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
+                                    name,
+                                ),
+                            ) => proto.and_then(|p| live.named_port(name, p)),
+                            None => u16::try_from(port.port).ok(),
+                        };
+                        if let Some(t) = target {
+                            out.entry(((*pod).clone(), t))
+                                .or_default()
+                                .push((node_ip, node_port));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Runs one batch from one source pod through `netassay agent probe`.
@@ -462,22 +676,7 @@ impl Fixture {
             stdin.write_all(b"\n").await?;
             stdin.flush().await
         };
-        let read_out = async move {
-            let mut results = Vec::new();
-            let mut finished = false;
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(l)) = lines.next_line().await {
-                match AgentLine::parse(&l) {
-                    Ok(AgentLine::Result(r)) => results.push(r),
-                    Ok(AgentLine::Summary { .. }) => {
-                        finished = true;
-                        break;
-                    }
-                    Err(_) => {}
-                }
-            }
-            (results, finished)
-        };
+        let read_out = read_results(stdout);
         // stderr is read on the side (its pipe is small) and only consulted on failure.
         let read_err = tokio::spawn(async move {
             let mut s = String::new();
@@ -554,14 +753,127 @@ fn error_result(id: String, detail: String) -> ProbeResult {
     }
 }
 
+/// Where the outside vantage's NodePorts lead: (pod, container port) -> node address and port.
+type NodePorts = BTreeMap<(PodRef, u16), Vec<(IpAddr, u16)>>;
+
+/// Why a cell was not probed.
+enum Unprobed {
+    /// Something is wrong (retried, never a verdict).
+    Error(String),
+    /// The path does not exist (e.g. no NodePort): reported, not judged.
+    NotApplicable(String),
+}
+
+fn unprobed_result(id: String, u: Unprobed) -> ProbeResult {
+    match u {
+        Unprobed::Error(e) => error_result(id, e),
+        Unprobed::NotApplicable(why) => ProbeResult {
+            outcome: Outcome::Unsupported,
+            ..error_result(id, why)
+        },
+    }
+}
+
+/// A name that does not resolve cannot be reached: for paths to external endpoints by name,
+/// an answered "no such name" is how DNS-level egress control denies, so it counts as a deny
+/// (rejected). A DNS server that does not answer stays `dropped`; other failures stay errors.
+fn judge_name_result(cell: &ExpectedCell, mut r: ProbeResult) -> ProbeResult {
+    if cell.cell.to.is_external()
+        && matches!(cell.cell.via, Via::Name | Via::Lookup)
+        && r.outcome == Outcome::DnsFailed
+    {
+        r.outcome = Outcome::Rejected;
+        r.detail = format!("the name does not resolve: {}", r.detail);
+    }
+    r
+}
+
+impl Fixture {
+    /// Runs one batch outside the cluster: the agent as a local process under the vantage's
+    /// command prefix.
+    async fn exec_outside(&self, batch: &ProbeBatch) -> Result<Vec<ProbeResult>, String> {
+        let argv = self
+            .outside
+            .as_ref()
+            .ok_or("no vantage point outside the cluster")?;
+        let (program, rest) = argv.split_first().ok_or("empty outside command")?;
+        let mut child = tokio::process::Command::new(program)
+            .args(rest)
+            .args(["agent", "probe"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting the outside prober {}: {e}", argv.join(" ")))?;
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut stderr = child.stderr.take().ok_or("no stderr")?;
+        let line = batch.to_json_line();
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .map_err(|e| format!("writing the batch to the outside prober: {e}"))?;
+        let read_err = tokio::spawn(async move {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s).await;
+            s
+        });
+        let (results, finished) = read_results(stdout).await;
+        drop(stdin);
+        if finished {
+            return Ok(results);
+        }
+        let _ = child.kill().await;
+        let err = tokio::time::timeout(Duration::from_millis(500), read_err)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        Err(format!("the outside prober ended early: {}", err.trim()))
+    }
+}
+
+/// Reads an agent's result lines up to its summary; `true` when the summary came.
+async fn read_results(stdout: impl tokio::io::AsyncRead + Unpin) -> (Vec<ProbeResult>, bool) {
+    let mut results = Vec::new();
+    let mut lines = BufReader::new(stdout).lines();
+    while let Ok(Some(l)) = lines.next_line().await {
+        match AgentLine::parse(&l) {
+            Ok(AgentLine::Result(r)) => results.push(r),
+            Ok(AgentLine::Summary { .. }) => return (results, true),
+            Err(_) => {}
+        }
+    }
+    (results, false)
+}
+
 impl Prober for Fixture {
     async fn probe(&self, cells: &[(usize, &ExpectedCell)]) -> Vec<(usize, ProbeResult)> {
         let mut by_source: BTreeMap<&PodRef, Vec<ProbeSpec>> = BTreeMap::new();
         let mut out = Vec::new();
+        let node_ports = match self.node_ports(cells).await {
+            Ok(n) => n,
+            Err(e) => {
+                return cells
+                    .iter()
+                    .map(|(i, _)| (*i, error_result(i.to_string(), e.clone())))
+                    .collect()
+            }
+        };
         for (i, c) in cells {
-            match self.spec(i.to_string(), c) {
+            if c.cell.from.is_outside() && self.outside.is_none() {
+                let why = "no vantage point outside the cluster (profile config outside.vantage: \
+                           none): not probed";
+                out.push((
+                    *i,
+                    unprobed_result(i.to_string(), Unprobed::NotApplicable(why.into())),
+                ));
+                continue;
+            }
+            match self.spec(i.to_string(), c, &node_ports) {
                 Ok(s) => by_source.entry(&c.cell.from).or_default().push(s),
-                Err(e) => out.push((*i, error_result(i.to_string(), e))),
+                Err(u) => out.push((*i, unprobed_result(i.to_string(), u))),
             }
         }
         let timeout_ms = self.probe_timeout.as_millis() as u64;
@@ -573,7 +885,14 @@ impl Prober for Fixture {
             // its probes become errors, which are retried and never count as verdicts.
             let waves = batch.probes.len().div_ceil(batch.concurrency.max(1)) as u64;
             let budget = Duration::from_millis(timeout_ms * waves + EXEC_SLACK_MS);
-            let ran = match tokio::time::timeout(budget, self.exec_batch(from, &batch)).await {
+            let exec = async {
+                if from.is_outside() {
+                    self.exec_outside(&batch).await
+                } else {
+                    self.exec_batch(from, &batch).await
+                }
+            };
+            let ran = match tokio::time::timeout(budget, exec).await {
                 Ok(r) => r,
                 Err(_) => Err(format!(
                     "exec of agent probe in {from} did not finish within {budget:?}"
@@ -600,14 +919,31 @@ impl Prober for Fixture {
                     .collect(),
             }
         });
+        let by_index: BTreeMap<usize, &ExpectedCell> =
+            cells.iter().map(|(i, c)| (*i, *c)).collect();
         for results in futures::future::join_all(runs).await {
             for r in results {
                 if let Ok(i) = r.id.parse::<usize>() {
+                    let r = match by_index.get(&i) {
+                        Some(c) => judge_name_result(c, r),
+                        None => r,
+                    };
                     out.push((i, r));
                 }
             }
         }
         out
+    }
+}
+
+/// Gateway API HTTPRoutes (no k8s-openapi type: a dynamic object).
+fn http_route_resource() -> ApiResource {
+    ApiResource {
+        group: "gateway.networking.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "gateway.networking.k8s.io/v1".into(),
+        kind: "HTTPRoute".into(),
+        plural: "httproutes".into(),
     }
 }
 

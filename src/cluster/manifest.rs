@@ -30,7 +30,8 @@ pub struct FixtureOptions {
     pub expires: String,
 }
 
-fn ownership(run: &str) -> BTreeMap<String, String> {
+/// The labels on everything a run creates (DESIGN §9).
+pub fn ownership(run: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (MANAGED_BY.to_string(), MANAGER.to_string()),
         (RUN_LABEL.to_string(), run.to_string()),
@@ -76,7 +77,7 @@ pub fn pod(real_ns: &str, pod: &Pod, run: &str, opts: &FixtureOptions) -> K8sPod
     let mut labels = ownership(run);
     labels.extend(pod.labels.clone());
     labels.insert(POD_LABEL.into(), pod.id.name.clone());
-    let ports = pod
+    let mut ports: Vec<ContainerPort> = pod
         .serve
         .iter()
         .map(|p| ContainerPort {
@@ -86,6 +87,28 @@ pub fn pod(real_ns: &str, pod: &Pod, run: &str, opts: &FixtureOptions) -> K8sPod
             ..ContainerPort::default()
         })
         .collect();
+    if let Some(h) = pod.http {
+        ports.push(ContainerPort {
+            container_port: i32::from(h),
+            name: Some(crate::model::HTTP_PORT_NAME.into()),
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        });
+    }
+    let mut command: Vec<String> = vec![
+        "netassay".into(),
+        "agent".into(),
+        "serve".into(),
+        "--identity".into(),
+        pod.id.to_string(),
+        "--listen".into(),
+        listen_arg(pod),
+        "--ready-file".into(),
+        READY_FILE.into(),
+    ];
+    if let Some(h) = pod.http {
+        command.extend(["--http".into(), h.to_string()]);
+    }
     let readiness = pod
         .serve
         .iter()
@@ -129,17 +152,7 @@ pub fn pod(real_ns: &str, pod: &Pod, run: &str, opts: &FixtureOptions) -> K8sPod
             containers: vec![Container {
                 name: "agent".into(),
                 image: Some(opts.image.clone()),
-                command: Some(vec![
-                    "netassay".into(),
-                    "agent".into(),
-                    "serve".into(),
-                    "--identity".into(),
-                    pod.id.to_string(),
-                    "--listen".into(),
-                    listen_arg(pod),
-                    "--ready-file".into(),
-                    READY_FILE.into(),
-                ]),
+                command: Some(command),
                 ports: Some(ports),
                 readiness_probe: readiness,
                 security_context: Some(SecurityContext {
@@ -174,6 +187,13 @@ pub fn service(real_ns: &str, pod: &Pod, run: &str) -> Service {
             }),
             ..ServicePort::default()
         })
+        .chain(pod.http.map(|h| ServicePort {
+            name: Some(crate::model::HTTP_PORT_NAME.into()),
+            port: i32::from(h),
+            protocol: Some("TCP".into()),
+            target_port: Some(IntOrString::String(crate::model::HTTP_PORT_NAME.into())),
+            ..ServicePort::default()
+        }))
         .collect();
     Service {
         metadata: ObjectMeta {
@@ -191,6 +211,97 @@ pub fn service(real_ns: &str, pod: &Pod, run: &str) -> Service {
             ..ServiceSpec::default()
         }),
         ..Service::default()
+    }
+}
+
+/// The host name of the route that exposes a pod's HTTP port through the gateway:
+/// `<pod>-<real namespace>.<suffix>` (unique per run, a valid DNS name).
+pub fn route_host(real_ns: &str, pod: &Pod, suffix: &str) -> String {
+    format!("{}-{real_ns}.{suffix}", pod.id.name)
+}
+
+/// A Gateway API HTTPRoute that sends `host` to the pod's Service, HTTP port, attached to the
+/// profile's Gateway.
+pub fn http_route(
+    real_ns: &str,
+    pod: &Pod,
+    run: &str,
+    host: &str,
+    parent: &crate::scenario::profile::ParentRef,
+) -> serde_json::Value {
+    let mut parent_ref = serde_json::json!({
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+        "namespace": parent.namespace,
+        "name": parent.name,
+    });
+    if let Some(section) = &parent.section_name {
+        parent_ref["sectionName"] = serde_json::Value::String(section.clone());
+    }
+    serde_json::json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {
+            "name": pod.id.name,
+            "namespace": real_ns,
+            "labels": ownership(run),
+        },
+        "spec": {
+            "parentRefs": [parent_ref],
+            "hostnames": [host],
+            "rules": [{
+                "backendRefs": [{
+                    "name": pod.id.name,
+                    "port": pod.http.unwrap_or(80),
+                }]
+            }]
+        }
+    })
+}
+
+/// An Ingress that sends `host` to the pod's Service, HTTP port.
+pub fn ingress(
+    real_ns: &str,
+    pod: &Pod,
+    run: &str,
+    host: &str,
+    class: Option<&str>,
+) -> k8s_openapi::api::networking::v1::Ingress {
+    use k8s_openapi::api::networking::v1::{
+        HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+        IngressServiceBackend, IngressSpec, ServiceBackendPort,
+    };
+    Ingress {
+        metadata: ObjectMeta {
+            name: Some(pod.id.name.clone()),
+            namespace: Some(real_ns.to_string()),
+            labels: Some(ownership(run)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(IngressSpec {
+            ingress_class_name: class.map(str::to_string),
+            rules: Some(vec![IngressRule {
+                host: Some(host.to_string()),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some("/".into()),
+                        path_type: "Prefix".into(),
+                        backend: IngressBackend {
+                            service: Some(IngressServiceBackend {
+                                name: pod.id.name.clone(),
+                                port: Some(ServiceBackendPort {
+                                    number: pod.http.map(i32::from),
+                                    ..ServiceBackendPort::default()
+                                }),
+                            }),
+                            ..IngressBackend::default()
+                        },
+                    }],
+                }),
+            }]),
+            ..IngressSpec::default()
+        }),
+        ..Ingress::default()
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod cleanup;
 pub mod facts;
 pub mod fixture;
+pub mod inventory;
 pub mod lock;
 pub mod manifest;
 

@@ -142,7 +142,8 @@ impl ServedPort {
     }
 }
 
-/// How a probe addresses its destination pod.
+/// How a probe addresses its destination: a pod (the first five) or an external endpoint (the
+/// last three).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Via {
@@ -152,15 +153,52 @@ pub enum Via {
     ServiceIp,
     /// The Service's cluster DNS name; judged like `service-ip`.
     ServiceDns,
+    /// Through the cluster's ingress gateway: an HTTP request to the gateway's address with the
+    /// host name of a route that netassay creates for the pod's HTTP port.
+    Gateway,
+    /// The node address and the port of any NodePort Service that selects the pod.
+    NodePort,
+    /// An external endpoint by its address.
+    Address,
+    /// An external endpoint by its DNS name: the source resolves it, then connects.
+    Name,
+    /// Only the DNS lookup of an external endpoint's name: allowed means it resolved.
+    Lookup,
 }
 
 impl Via {
+    pub const ALL: [Via; 8] = [
+        Via::PodIp,
+        Via::ServiceIp,
+        Via::ServiceDns,
+        Via::Gateway,
+        Via::NodePort,
+        Via::Address,
+        Via::Name,
+        Via::Lookup,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Via::PodIp => "pod-ip",
             Via::ServiceIp => "service-ip",
             Via::ServiceDns => "service-dns",
+            Via::Gateway => "gateway",
+            Via::NodePort => "node-port",
+            Via::Address => "address",
+            Via::Name => "name",
+            Via::Lookup => "lookup",
         }
+    }
+
+    /// True for the address kinds of an external endpoint; false for those of a pod.
+    pub fn is_external(self) -> bool {
+        matches!(self, Via::Address | Via::Name | Via::Lookup)
+    }
+
+    /// True when the probe needs a Service in front of the destination pod.
+    pub fn needs_service(self) -> bool {
+        matches!(self, Via::ServiceIp | Via::ServiceDns | Via::Gateway)
     }
 }
 
@@ -177,8 +215,14 @@ impl FromStr for Via {
             "pod-ip" => Ok(Via::PodIp),
             "service-ip" => Ok(Via::ServiceIp),
             "service-dns" => Ok(Via::ServiceDns),
+            "gateway" => Ok(Via::Gateway),
+            "node-port" => Ok(Via::NodePort),
+            "address" => Ok(Via::Address),
+            "name" => Ok(Via::Name),
+            "lookup" => Ok(Via::Lookup),
             other => Err(format!(
-                "unknown address kind {other:?}: expected pod-ip, service-ip or service-dns"
+                "unknown address kind {other:?}: expected pod-ip, service-ip, service-dns, \
+                 gateway, node-port, address, name or lookup"
             )),
         }
     }
@@ -230,6 +274,9 @@ pub struct Namespace {
     pub labels: Labels,
 }
 
+/// Container port name of a pod's HTTP port.
+pub const HTTP_PORT_NAME: &str = "http";
+
 /// A pod of the topology.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pod {
@@ -237,24 +284,40 @@ pub struct Pod {
     pub labels: Labels,
     pub ip: IpAddr,
     pub serve: Vec<ServedPort>,
+    /// A TCP port on which the pod answers HTTP with its identity (for `gateway` probes and
+    /// for probes from outside the cluster to a web app).
+    pub http: Option<u16>,
 }
 
 impl Pod {
     /// Resolves a container port name for one protocol, as the API server's consumers do.
     pub fn named_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
+        if name == HTTP_PORT_NAME && protocol == Protocol::Tcp && self.http.is_some() {
+            return self.http;
+        }
         self.serve
             .iter()
             .find(|p| p.protocol == protocol && p.name.as_deref() == Some(name))
             .map(|p| p.port)
     }
 
+    /// True when the pod listens on the port: a served port, or its HTTP port (TCP).
     pub fn serves(&self, port: u16, protocol: Protocol) -> bool {
         self.serve
             .iter()
             .any(|p| p.port == port && p.protocol == protocol)
+            || self.is_http(port, protocol)
+    }
+
+    /// True for the pod's HTTP port.
+    pub fn is_http(&self, port: u16, protocol: Protocol) -> bool {
+        protocol == Protocol::Tcp && self.http == Some(port)
     }
 
     pub fn port_name(&self, port: u16, protocol: Protocol) -> Option<&str> {
+        if self.is_http(port, protocol) {
+            return Some(HTTP_PORT_NAME);
+        }
         self.serve
             .iter()
             .find(|p| p.port == port && p.protocol == protocol)
@@ -262,11 +325,62 @@ impl Pod {
     }
 }
 
-/// Namespaces and pods, both kept sorted by name so indices are stable.
+/// Logical namespace of external endpoints in cells: `external/<name>`. Reserved.
+pub const EXTERNAL_NAMESPACE: &str = "external";
+/// Logical namespace of the vantage point outside the cluster: `outside/vantage`. Reserved.
+pub const OUTSIDE_NAMESPACE: &str = "outside";
+
+impl PodRef {
+    /// The vantage point outside the cluster, as a probe source.
+    pub fn outside() -> PodRef {
+        PodRef::new(OUTSIDE_NAMESPACE, "vantage")
+    }
+
+    /// An external endpoint, as a probe destination.
+    pub fn external(name: impl Into<String>) -> PodRef {
+        PodRef::new(EXTERNAL_NAMESPACE, name)
+    }
+
+    pub fn is_outside(&self) -> bool {
+        self.namespace == OUTSIDE_NAMESPACE
+    }
+
+    pub fn is_external(&self) -> bool {
+        self.namespace == EXTERNAL_NAMESPACE
+    }
+}
+
+/// An endpoint outside the cluster that pods may try to reach: the internet, a package mirror,
+/// cloud metadata, a DNS name. Probed by address, by name, or by the lookup alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct External {
+    pub name: String,
+    pub address: Option<IpAddr>,
+    /// A DNS name that should lead to it.
+    pub host: Option<String>,
+    /// The ports probed on it.
+    pub ports: Vec<ServedPort>,
+}
+
+impl External {
+    pub fn id(&self) -> PodRef {
+        PodRef::external(&self.name)
+    }
+
+    pub fn serves(&self, port: u16, protocol: Protocol) -> bool {
+        self.ports
+            .iter()
+            .any(|p| p.port == port && p.protocol == protocol)
+    }
+}
+
+/// Namespaces and pods, both kept sorted by name so indices are stable, and the external
+/// endpoints (sorted by name) that intent scenarios probe.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Topology {
     pub namespaces: Vec<Namespace>,
     pub pods: Vec<Pod>,
+    pub externals: Vec<External>,
 }
 
 /// The base of the synthetic pod network used offline (`plan`): 10.244.0.0/16.
@@ -281,7 +395,22 @@ impl Topology {
         }
         namespaces.sort_by(|a, b| a.name.cmp(&b.name));
         pods.sort_by(|a, b| a.id.cmp(&b.id));
-        Topology { namespaces, pods }
+        Topology {
+            namespaces,
+            pods,
+            externals: Vec::new(),
+        }
+    }
+
+    /// The same topology with these external endpoints (sorted by name).
+    pub fn with_externals(mut self, mut externals: Vec<External>) -> Self {
+        externals.sort_by(|a, b| a.name.cmp(&b.name));
+        self.externals = externals;
+        self
+    }
+
+    pub fn external(&self, name: &str) -> Option<&External> {
+        self.externals.iter().find(|e| e.name == name)
     }
 
     /// Upstream's model: namespaces x, y, z; pods a, b, c in each labelled `pod=<name>`;
@@ -301,6 +430,7 @@ impl Topology {
                     labels: Labels::from([("pod".to_string(), pod.to_string())]),
                     ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                     serve: serve.clone(),
+                    http: None,
                 });
             }
         }

@@ -254,6 +254,7 @@ fn ipv6_ip_blocks_match_ipv6_pods() {
         labels: [("pod".to_string(), name.to_string())].into(),
         ip: ip.parse().expect("ip"),
         serve: crate::model::standard_serve(),
+        http: None,
     };
     let t = Topology::new(
         vec![Namespace {

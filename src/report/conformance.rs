@@ -52,11 +52,15 @@ fn judged_cells(o: &ScenarioOutcome) -> usize {
 
 /// The one place a scenario's outcome becomes a verdict; every report uses it.
 pub fn scenario_verdict(o: &ScenarioOutcome) -> ScenarioVerdict {
-    if o.failed_cells() > 0 || o.failed_rejects() > 0 {
+    if o.failed_cells() > 0 || o.failed_rejects() > 0 || o.failed_exposures() > 0 {
         ScenarioVerdict::Failed
     } else if o.environment.is_some() || o.errors() > 0 {
         ScenarioVerdict::Incomplete
-    } else if judged_cells(o) == 0 && o.steps.iter().all(|s| s.rejects.is_empty()) {
+    } else if judged_cells(o) == 0
+        && o.steps
+            .iter()
+            .all(|s| s.rejects.is_empty() && s.inventory.is_none())
+    {
         ScenarioVerdict::Skipped
     } else {
         ScenarioVerdict::Passed
@@ -75,6 +79,9 @@ pub fn scenario_reason(o: &ScenarioOutcome) -> Option<String> {
     }
     if o.failed_rejects() > 0 {
         parts.push(plural(o.failed_rejects(), "accepted reject"));
+    }
+    if o.failed_exposures() > 0 {
+        parts.push(plural(o.failed_exposures(), "unapproved exposure"));
     }
     if o.errors() > 0 {
         parts.push(plural(o.errors(), "probe error"));
@@ -354,6 +361,7 @@ mod tests {
                 name: "only".into(),
                 result: step(cells),
                 rejects: vec![],
+                inventory: None,
             }],
             environment: None,
         }

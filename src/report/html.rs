@@ -43,6 +43,7 @@ code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font
 .card{background:#fff;border:1px solid #d7dbe0;border-radius:8px;padding:8px 14px;min-width:110px}
 .card .n{font-size:22px;font-weight:700}.card .l{font-size:12px;color:#5b6270}
 .card.bad .n{color:#b3261e}.card.warn .n{color:#a15c00}.card.good .n{color:#1b7f3b}
+.statements td.good{color:#1b7f3b;font-weight:700}.statements td.bad{color:#b3261e;font-weight:700}.statements td.warn{color:#a15c00;font-weight:700}
 table.kv,table.list{border-collapse:collapse;background:#fff;border:1px solid #d7dbe0}
 table.kv td,table.list td,table.list th{padding:4px 10px;border-bottom:1px solid #eceef1;text-align:left;vertical-align:top;font-size:13px}
 table.kv td:first-child{color:#5b6270;white-space:nowrap}
@@ -121,6 +122,7 @@ pub fn render(report: &RunReport) -> String {
         esc(&report.run_id)
     );
     summary(&mut out, report);
+    statements(&mut out, report);
     environment(&mut out, report);
     enforcement_chart(&mut out, report);
     out.push_str("<h2>Scenarios</h2>\n");
@@ -131,6 +133,43 @@ pub fn render(report: &RunReport) -> String {
     not_judged(&mut out, report);
     out.push_str("</body>\n</html>\n");
     out
+}
+
+/// The sign-off table: statement -> scenarios -> result (intent profiles only).
+fn statements(out: &mut String, report: &RunReport) {
+    let Some(rows) = super::statements::k8tre(report) else {
+        return;
+    };
+    out.push_str("<h2>K8TRE statements</h2>\n<table class=\"kv statements\">\n");
+    out.push_str("<tr><th>Statement</th><th>Scenarios</th><th>Result</th></tr>\n");
+    for r in rows {
+        let class = match r.verdict {
+            super::statements::StatementVerdict::Passed => "good",
+            super::statements::StatementVerdict::Failed => "bad",
+            _ => "warn",
+        };
+        let scenarios: Vec<String> = r
+            .scenarios
+            .iter()
+            .map(|e| format!("{} ({})", esc(&e.scenario), esc(&e.verdict)))
+            .collect();
+        let shown = if scenarios.len() > 8 {
+            let not_passed = r.scenarios.iter().filter(|e| e.verdict != "passed").count();
+            format!("{} scenarios, {not_passed} not passed", scenarios.len())
+        } else {
+            scenarios.join("<br>")
+        };
+        let _ = writeln!(
+            out,
+            "<tr><td><b>{}</b> ({})<br>{}</td><td>{}</td><td class=\"{class}\">{}</td></tr>",
+            esc(r.id),
+            esc(r.area),
+            esc(r.text),
+            shown,
+            r.verdict
+        );
+    }
+    out.push_str("</table>\n");
 }
 
 fn summary(out: &mut String, report: &RunReport) {
@@ -342,6 +381,23 @@ fn step(out: &mut String, s: &StepOutcome) {
             .unwrap_or_else(|| "never".into()),
         r.rounds
     );
+    if let Some(inv) = &s.inventory {
+        for e in &inv.exposures {
+            let _ = writeln!(
+                out,
+                "<div class=\"reject {}\">exposure {} {}/{}: {} — {}</div>",
+                if e.approved { "refused" } else { "accepted" },
+                esc(&e.kind),
+                esc(&e.namespace),
+                esc(&e.name),
+                esc(&e.detail),
+                esc(&e.message)
+            );
+        }
+        for n in &inv.notes {
+            let _ = writeln!(out, "<div class=\"reject\">inventory: {}</div>", esc(n));
+        }
+    }
     for x in &s.rejects {
         let _ = writeln!(
             out,
@@ -623,6 +679,7 @@ mod tests {
                     name: "s".into(),
                     result: step(cells),
                     rejects: vec![],
+                    inventory: None,
                 }],
                 environment: None,
             }],

@@ -18,6 +18,7 @@ pub fn render(report: &RunReport) -> serde_json::Result<String> {
             "profiles": report.profiles,
         },
         "environment": report.environment,
+        "statements": super::statements::k8tre(report),
         "scenarios": report.scenarios,
     });
     serde_json::to_string_pretty(&doc)

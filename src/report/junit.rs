@@ -246,6 +246,7 @@ fn step_cases(o: &ScenarioOutcome, step: &StepOutcome) -> Vec<TestCase> {
         .filter(|c| c.status == CellStatus::Error)
         .collect();
     let accepted: Vec<_> = step.rejects.iter().filter(|x| !x.refused).collect();
+    let exposed: Vec<_> = step.inventory.iter().flat_map(|i| i.unapproved()).collect();
     let tables = table::truth_tables(r, false, true);
     let mut out = Vec::new();
     let summary = {
@@ -259,10 +260,26 @@ fn step_cases(o: &ScenarioOutcome, step: &StepOutcome) -> Vec<TestCase> {
                 x.detail
             );
         }
+        if let Some(inv) = &step.inventory {
+            for e in &inv.exposures {
+                let _ = write!(
+                    s,
+                    "\nexposure {} {}/{}: {} ({})",
+                    e.kind,
+                    e.namespace,
+                    e.name,
+                    if e.approved { "allowed" } else { "NOT ALLOWED" },
+                    e.detail
+                );
+            }
+            for n in &inv.notes {
+                let _ = write!(s, "\ninventory note: {n}");
+            }
+        }
         s
     };
 
-    if !failing.is_empty() || !accepted.is_empty() {
+    if !failing.is_empty() || !accepted.is_empty() || !exposed.is_empty() {
         let mut body = String::new();
         if !failing.is_empty() {
             body.push_str("wrong paths:\n");
@@ -278,14 +295,27 @@ fn step_cases(o: &ScenarioOutcome, step: &StepOutcome) -> Vec<TestCase> {
                 let _ = writeln!(body, "  {}: {}", x.policy, x.detail);
             }
         }
+        if !exposed.is_empty() {
+            body.push_str("exposures that are not on the profile's allow-list:\n");
+            for e in &exposed {
+                let _ = writeln!(body, "  {}", e.message);
+            }
+        }
         if !tables.is_empty() {
             body.push('\n');
             body.push_str(&tables);
         }
         let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        let mut msg = message("wrong path(s)", &failing, accepted.len());
+        if !exposed.is_empty() {
+            msg.push_str(&format!(
+                "; {} exposure(s) not on the allow-list",
+                exposed.len()
+            ));
+        }
         status
             .set_type("mismatch")
-            .set_message(message("wrong path(s)", &failing, accepted.len()))
+            .set_message(msg)
             .set_description(body);
         let mut c = case(o, step.name.clone(), status, time);
         c.set_system_out(summary.clone());
@@ -302,7 +332,10 @@ fn step_cases(o: &ScenarioOutcome, step: &StepOutcome) -> Vec<TestCase> {
         let mut c = error_case(o, step.name.clone(), &errors, time);
         c.set_system_out(summary);
         out.push(c);
-    } else if r.cells.iter().all(|c| !judged(c.status)) && step.rejects.is_empty() {
+    } else if r.cells.iter().all(|c| !judged(c.status))
+        && step.rejects.is_empty()
+        && step.inventory.is_none()
+    {
         let mut status = TestCaseStatus::skipped();
         status.set_message(format!("nothing could be judged: {}", counts(r)));
         out.push(case(o, step.name.clone(), status, time));
@@ -421,6 +454,7 @@ mod tests {
             name: name.into(),
             result: step(cells),
             rejects: vec![],
+            inventory: None,
         }
     }
 

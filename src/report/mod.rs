@@ -7,6 +7,7 @@ pub mod json;
 pub mod junit;
 pub mod outputs;
 pub mod sonobuoy;
+pub mod statements;
 pub mod table;
 
 pub use junit::Granularity;

@@ -153,7 +153,11 @@ pub fn scenario_summary(o: &ScenarioOutcome, color: bool) -> String {
     );
     for s in &o.steps {
         let accepted: Vec<_> = s.rejects.iter().filter(|r| !r.refused).collect();
-        if !s.result.cells.iter().any(|c| is_wrong(c.status)) && accepted.is_empty() {
+        let exposed: Vec<_> = s.inventory.iter().flat_map(|i| i.unapproved()).collect();
+        if !s.result.cells.iter().any(|c| is_wrong(c.status))
+            && accepted.is_empty()
+            && exposed.is_empty()
+        {
             continue;
         }
         let _ = writeln!(out, "  step {:?}:", s.name);
@@ -166,6 +170,9 @@ pub fn scenario_summary(o: &ScenarioOutcome, color: bool) -> String {
                 "    reject check {}: accepted, should have been refused ({})",
                 r.policy, r.detail
             );
+        }
+        for e in exposed {
+            let _ = writeln!(out, "    exposure: {}", e.message);
         }
     }
     out
@@ -200,6 +207,7 @@ mod tests {
                 name: "apply".into(),
                 result: step(cells),
                 rejects,
+                inventory: None,
             }],
             environment: None,
         };

@@ -24,6 +24,9 @@ pub struct SuiteOptions {
     pub fixture: FixtureOptions,
     /// Leave fixtures in place at the end (for debugging).
     pub keep: bool,
+    /// How to run the agent outside the cluster (`argv + ["agent", "probe"]`); `None`: there is
+    /// no outside vantage and outside cells are not judged.
+    pub outside: Option<Vec<String>>,
 }
 
 /// The result of one step of one scenario.
@@ -34,6 +37,36 @@ pub struct StepOutcome {
     pub result: StepResult,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rejects: Vec<RejectSummary>,
+    /// The exposure inventory taken after this step, when the step asks for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<InventoryCheck>,
+}
+
+/// One exposure found in the cluster, judged against the profile's allow-list.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExposureFinding {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub detail: String,
+    pub approved: bool,
+    /// The allow-list rule's reason when approved; the operator-facing sentence when not.
+    pub message: String,
+}
+
+/// The exposure inventory of one step.
+#[derive(Debug, Clone, Serialize)]
+pub struct InventoryCheck {
+    pub exposures: Vec<ExposureFinding>,
+    /// Things the inventory could not look at (e.g. no Gateway API in the cluster).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl InventoryCheck {
+    pub fn unapproved(&self) -> impl Iterator<Item = &ExposureFinding> {
+        self.exposures.iter().filter(|e| !e.approved)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -82,6 +115,14 @@ impl ScenarioOutcome {
             .filter(|r| !r.refused)
             .count()
     }
+    /// Exposures found by inventories that the profile does not allow.
+    pub fn failed_exposures(&self) -> usize {
+        self.steps
+            .iter()
+            .flat_map(|s| &s.inventory)
+            .map(|i| i.unapproved().count())
+            .sum()
+    }
     pub fn errors(&self) -> usize {
         self.steps
             .iter()
@@ -93,14 +134,18 @@ impl ScenarioOutcome {
 /// The least time the baseline step may take to agree.
 const BASELINE_DEADLINE: Duration = Duration::from_secs(20);
 
-/// Two scenarios can share a fixture when their topologies (names, labels, ports) are equal.
-fn key(t: &Topology, services: bool) -> String {
-    let mut k = format!("svc={services};");
+/// Two scenarios can share a fixture when their topologies (names, labels, ports) are equal
+/// and they need the same objects around the pods.
+fn key(t: &Topology, services: bool, routes: bool) -> String {
+    let mut k = format!("svc={services};routes={routes};");
     for n in &t.namespaces {
         k.push_str(&format!("ns {} {:?};", n.name, n.labels));
     }
     for p in &t.pods {
-        k.push_str(&format!("pod {} {:?} {:?};", p.id, p.labels, p.serve));
+        k.push_str(&format!(
+            "pod {} {:?} {:?} {:?};",
+            p.id, p.labels, p.serve, p.http
+        ));
     }
     k
 }
@@ -109,7 +154,13 @@ fn key(t: &Topology, services: bool) -> String {
 pub fn effective(scenario: &Scenario, via: Option<&[Via]>) -> Scenario {
     let mut s = scenario.clone();
     if let Some(v) = via {
-        for st in &mut s.steps {
+        // Only matrices of pod-to-pod address kinds: external, gateway and NodePort paths say
+        // what they probe.
+        let pod_kinds = |m: &[Via]| {
+            m.iter()
+                .all(|x| matches!(x, Via::PodIp | Via::ServiceIp | Via::ServiceDns))
+        };
+        for st in s.steps.iter_mut().filter(|st| pod_kinds(&st.matrix.via)) {
             st.matrix.via = v.to_vec();
         }
     }
@@ -119,7 +170,40 @@ pub fn effective(scenario: &Scenario, via: Option<&[Via]>) -> Scenario {
 fn needs_services(s: &Scenario) -> bool {
     s.steps
         .iter()
-        .any(|st| st.matrix.via.iter().any(|v| *v != Via::PodIp))
+        .any(|st| st.matrix.via.iter().any(|v| v.needs_service()))
+}
+
+fn needs_routes(s: &Scenario) -> bool {
+    s.steps
+        .iter()
+        .any(|st| st.matrix.via.contains(&Via::Gateway))
+        && s.topology.pods.iter().any(|p| p.http.is_some())
+}
+
+/// Intent fixtures live under the cluster's own policies, so nothing can be expected to
+/// connect; their baseline is each pod probing itself on one served port, and only errors (an
+/// agent that does not answer, an exec that fails) make the fixture unhealthy.
+fn intent_baseline_cells(t: &Topology) -> Vec<ExpectedCell> {
+    t.pods
+        .iter()
+        .filter_map(|p| {
+            let port = p.serve.first()?;
+            Some(ExpectedCell {
+                cell: crate::scenario::Cell {
+                    from: p.id.clone(),
+                    to: p.id.clone(),
+                    port: port.port,
+                    port_name: None,
+                    protocol: port.protocol,
+                    via: Via::PodIp,
+                    loopback: true,
+                },
+                verdict: Verdict::Allow,
+                ip_dependent: false,
+                source: Source::Intent,
+            })
+        })
+        .collect()
 }
 
 /// Everything allowed, everything served, by pod IP: proves a fixture is healthy.
@@ -213,8 +297,13 @@ impl Pool {
             });
             return outcome;
         };
-        let services = needs_services(&s);
-        let k = key(&s.topology, services);
+        let services = needs_services(&s) || needs_routes(&s);
+        let gateway = s
+            .profile
+            .as_ref()
+            .and_then(|p| p.gateway.as_ref())
+            .filter(|_| needs_routes(&s));
+        let k = key(&s.topology, services, gateway.is_some());
         let mut fixture = match self.take_idle(&k) {
             Some(mut f) => match f.reset().await {
                 Ok(()) => f,
@@ -250,6 +339,8 @@ impl Pool {
                     opts: &self.opts.fixture,
                     services,
                     ready_timeout: self.opts.ready_timeout,
+                    gateway,
+                    outside: self.opts.outside.as_deref(),
                 };
                 let progress = |ready, total| {
                     if ready != last {
@@ -287,11 +378,17 @@ impl Pool {
         fixture: &mut Fixture,
         outcome: &mut ScenarioOutcome,
     ) -> Result<(), ClusterError> {
-        let baseline = baseline_cells(&fixture.topology);
+        let intent = s.mode == crate::scenario::Mode::Intent;
+        let baseline = if intent {
+            intent_baseline_cells(&fixture.topology)
+        } else {
+            baseline_cells(&fixture.topology)
+        };
         (self.log)(format!("{}: baseline ({} probes)", s.name, baseline.len()));
         // Fresh pods may take a moment to answer: the baseline gets at least BASELINE_DEADLINE.
         let judging = Judging {
             converge_timeout: self.opts.judging.converge_timeout.max(BASELINE_DEADLINE),
+            judge_loopback: self.opts.judging.judge_loopback || intent,
             ..self.opts.judging.clone()
         };
         let b = run_step(fixture, &baseline, &judging, Instant::now()).await;
@@ -300,7 +397,12 @@ impl Pool {
         let bad: Vec<String> = b
             .cells
             .iter()
-            .filter(|c| matches!(c.status, CellStatus::Fail | CellStatus::Error))
+            .filter(|c| match c.status {
+                CellStatus::Error => true,
+                // Under the cluster's own policies a pod may not even reach itself.
+                CellStatus::Fail => !intent,
+                _ => false,
+            })
             .take(5)
             .map(|c| {
                 format!(
@@ -316,11 +418,12 @@ impl Pool {
                 )
             })
             .collect();
-        if b.count(CellStatus::Flapping) > 0 {
+        if b.count(CellStatus::Flapping) > 0 && !intent {
             outcome.steps.push(StepOutcome {
                 name: "baseline (no policies)".into(),
                 result: b.clone(),
                 rejects: Vec::new(),
+                inventory: None,
             });
         }
         outcome.baseline = Some(b);
@@ -350,13 +453,54 @@ impl Pool {
                     c.explanation = plan.explain(&c.expected.cell).map(|e| e.summary());
                 }
             }
+            let inventory = if step.inventory {
+                Some(self.inventory(s).await?)
+            } else {
+                None
+            };
             outcome.steps.push(StepOutcome {
                 name: step.name.clone(),
                 result,
                 rejects: rejects.into_iter().map(RejectSummary::from).collect(),
+                inventory,
             });
         }
         Ok(())
+    }
+
+    /// Takes the cluster's exposure inventory and judges it against the scenario's profile.
+    async fn inventory(&self, s: &Scenario) -> Result<InventoryCheck, ClusterError> {
+        let rules = s
+            .profile
+            .as_ref()
+            .map(|p| p.exposures.clone())
+            .unwrap_or_default();
+        let inv = crate::cluster::inventory::take(&self.client).await?;
+        let exposures = inv
+            .exposures
+            .iter()
+            .map(|e| {
+                let rule = rules.iter().find(|r| r.matches(e));
+                ExposureFinding {
+                    kind: e.kind.to_string(),
+                    namespace: e.namespace.clone(),
+                    name: e.name.clone(),
+                    detail: e.detail.clone(),
+                    approved: rule.is_some(),
+                    message: match rule {
+                        Some(r) => r
+                            .reason
+                            .clone()
+                            .unwrap_or_else(|| "on the allow-list of exposures".into()),
+                        None => e.summary(),
+                    },
+                }
+            })
+            .collect();
+        Ok(InventoryCheck {
+            exposures,
+            notes: inv.notes,
+        })
     }
 
     /// Tears down every idle fixture (unless `--keep`).

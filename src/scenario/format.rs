@@ -50,6 +50,10 @@ pub struct TopologyDoc {
 pub struct NamespaceDoc {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Intent mode: the kind of namespace this stands for (e.g. `project`); the run's profile
+    /// config gives the labels a namespace of that persona carries in the cluster.
+    #[serde(default)]
+    pub persona: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -60,6 +64,9 @@ pub struct PodDoc {
     /// Overrides the topology's `serve` for this pod.
     #[serde(default)]
     pub serve: Option<Vec<ServeDoc>>,
+    /// A TCP port on which the pod also answers HTTP (a web app behind the gateway).
+    #[serde(default)]
+    pub http: Option<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,6 +127,11 @@ pub struct StepDoc {
     pub probe: Option<ProbeDoc>,
     #[serde(default)]
     pub expect: Option<ExpectDoc>,
+    /// Take the cluster's exposure inventory after this step's changes: every Service of type
+    /// NodePort or LoadBalancer, hostPort, hostNetwork pod, Ingress and Gateway that the
+    /// profile config does not allow is a failure.
+    #[serde(default)]
+    pub inventory: bool,
 }
 
 /// Label edits: a value sets a key, `null` removes it.
@@ -162,7 +174,27 @@ pub struct CellPinDoc {
     pub protocol: Option<Protocol>,
     #[serde(default)]
     pub via: Option<Via>,
-    pub verdict: Verdict,
+    pub verdict: PinVerdict,
+}
+
+/// A pinned verdict: a fixed one, or `profile` (the run's profile config decides, from the
+/// source's persona and the external endpoint's allow-list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PinVerdict {
+    Allow,
+    Deny,
+    Profile,
+}
+
+impl PinVerdict {
+    pub fn fixed(self) -> Option<Verdict> {
+        match self {
+            PinVerdict::Allow => Some(Verdict::Allow),
+            PinVerdict::Deny => Some(Verdict::Deny),
+            PinVerdict::Profile => None,
+        }
+    }
 }
 
 // ---- NetworkPolicy, mirrored strictly ----

@@ -1,14 +1,16 @@
 //! Loading scenario files: strict parsing, semantic checks, and pins cross-checked against the
 //! oracle. Every problem is reported (not just the first) with file:line:column and field path.
 
-use super::format::{ExpectDefault, Mode, PodDoc, PortRef, ProbeDoc, ScenarioDoc, ServeDoc};
-use super::plan::{walk, PinConflict};
+use super::format::{
+    ExpectDefault, Mode, PinVerdict, PodDoc, PortRef, ProbeDoc, ScenarioDoc, ServeDoc,
+};
+use super::plan::{names_profile_endpoint, walk, PinConflict};
 use super::policies::{resolve_policy, to_network_policy};
 use super::source::{Location, SourceMap};
 use super::{CellPin, Expect, Matrix, Scenario, Step};
 use crate::model::{
-    glob_match, standard_serve, Labels, Namespace, Pod, PodRef, PolicyRef, ServedPort, Topology,
-    NAMESPACE_NAME_LABEL,
+    glob_match, standard_serve, Labels, Namespace, Pod, PodRef, PolicyRef, Protocol, ServedPort,
+    Topology, EXTERNAL_NAMESPACE, HTTP_PORT_NAME, NAMESPACE_NAME_LABEL, OUTSIDE_NAMESPACE,
 };
 use crate::policy::oracle::policy_ref;
 use crate::policy::validate::{
@@ -262,6 +264,13 @@ fn check(ctx: &mut Ctx, doc: ScenarioDoc) -> Option<Scenario> {
                     let cp = format!("{p}.expect.cells[{k}]");
                     check_glob(ctx, &format!("{cp}.from"), &c.from, &topology);
                     check_glob(ctx, &format!("{cp}.to"), &c.to, &topology);
+                    if c.verdict == PinVerdict::Profile && !c.to.starts_with("external/") {
+                        ctx.error(
+                            format!("{cp}.verdict"),
+                            "`profile` decides only paths to external endpoints: `to` must be \
+                             an external/... pattern",
+                        );
+                    }
                     if let Some(port) = &c.port {
                         check_port(ctx, &format!("{cp}.port"), port);
                     }
@@ -302,6 +311,7 @@ fn check(ctx: &mut Ctx, doc: ScenarioDoc) -> Option<Scenario> {
             reject,
             matrix: step_matrix,
             expect,
+            inventory: s.inventory,
         });
     }
     let scenario = Scenario {
@@ -317,11 +327,37 @@ fn check(ctx: &mut Ctx, doc: ScenarioDoc) -> Option<Scenario> {
         file: ctx.file.to_string(),
         topology,
         steps,
+        personas: doc
+            .topology
+            .iter()
+            .flat_map(|t| &t.namespaces)
+            .filter_map(|(n, d)| d.persona.clone().map(|p| (n.clone(), p)))
+            .collect(),
+        profile: None,
     };
+    if scenario.mode == Mode::Oracle {
+        for pod in scenario.topology.pods.iter().filter(|p| p.http.is_some()) {
+            ctx.error(
+                format!("topology.pods.{}.http", pod.id),
+                "an HTTP port is for web apps behind the gateway in intent scenarios: set \
+                 `mode: intent`, or serve the port with `serve`",
+            );
+        }
+    }
+    if scenario.mode == Mode::Oracle && scenario.needs_profile() {
+        ctx.error(
+            "mode",
+            "personas, external endpoints, the outside vantage, gateway and node-port paths, \
+             `profile` pins and inventories belong to intent scenarios: set `mode: intent`",
+        );
+    }
     if !ctx.errors.is_empty() {
         return None;
     }
-    cross_check(ctx, &scenario);
+    if !scenario.needs_profile() {
+        // A scenario that needs a profile config is planned when it is bound to one.
+        cross_check(ctx, &scenario);
+    }
     Some(scenario)
 }
 
@@ -475,6 +511,19 @@ fn policy(
 }
 
 fn check_glob(ctx: &mut Ctx, path: &str, glob: &str, topology: &Topology) {
+    if glob.starts_with("outside/") {
+        if glob != "outside/*" && glob != "outside/vantage" {
+            ctx.error(
+                path,
+                format!("{glob:?}: the outside vantage is written outside/vantage"),
+            );
+        }
+        return;
+    }
+    if names_profile_endpoint(glob) {
+        // External endpoints come from the profile config; checked when the scenario is bound.
+        return;
+    }
     if !topology
         .pods
         .iter()
@@ -594,6 +643,20 @@ fn build_topology(ctx: &mut Ctx, doc: &super::format::TopologyDoc) -> Option<Top
         for m in is_dns1123_label(name) {
             ctx.error(p.clone(), format!("invalid namespace name {name:?}: {m}"));
         }
+        if name == EXTERNAL_NAMESPACE || name == OUTSIDE_NAMESPACE {
+            ctx.error(
+                p.clone(),
+                format!("{name:?} is reserved (external/<name> and outside/vantage name endpoints outside the cluster); pick another logical name"),
+            );
+        }
+        if let Some(persona) = &ns.persona {
+            if !is_slug(persona) {
+                ctx.error(
+                    format!("{p}.persona"),
+                    format!("persona {persona:?} must be [a-z0-9-]"),
+                );
+            }
+        }
         for e in validate_labels(&ns.labels, &format!("{p}.labels")) {
             ctx.error(e.path.clone(), e.message.clone());
         }
@@ -630,7 +693,11 @@ fn build_topology(ctx: &mut Ctx, doc: &super::format::TopologyDoc) -> Option<Top
         for m in is_dns1123_subdomain(&id.name) {
             ctx.error(p.clone(), format!("invalid pod name {:?}: {m}", id.name));
         }
-        let PodDoc { labels, serve } = pod;
+        let PodDoc {
+            labels,
+            serve,
+            http,
+        } = pod;
         for e in validate_labels(labels, &format!("{p}.labels")) {
             ctx.error(e.path.clone(), e.message.clone());
         }
@@ -641,11 +708,35 @@ fn build_topology(ctx: &mut Ctx, doc: &super::format::TopologyDoc) -> Option<Top
         if serve.is_empty() {
             ctx.error(format!("{p}.serve"), "a pod must serve at least one port");
         }
+        if let Some(h) = http {
+            if *h == 0 {
+                ctx.error(format!("{p}.http"), "port 0 is not a valid port");
+            }
+            if serve
+                .iter()
+                .any(|s| s.port == *h && s.protocol == Protocol::Tcp)
+            {
+                ctx.error(
+                    format!("{p}.http"),
+                    format!("TCP port {h} is already served with a greeting; pick another port for HTTP"),
+                );
+            }
+            if serve
+                .iter()
+                .any(|s| s.name.as_deref() == Some(HTTP_PORT_NAME))
+            {
+                ctx.error(
+                    format!("{p}.http"),
+                    format!("the port name {HTTP_PORT_NAME:?} is taken by a served port"),
+                );
+            }
+        }
         pods.push(Pod {
             id,
             labels: Labels::clone(labels),
             ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             serve,
+            http: *http,
         });
     }
     if pods.is_empty() {
@@ -730,7 +821,11 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<LoadError>) {
                 entries.sort();
                 for e in entries {
                     let is_yaml = e.extension().is_some_and(|x| x == "yaml" || x == "yml");
-                    if e.is_dir() || is_yaml {
+                    // A profile's config lives beside its scenarios but is not one.
+                    let is_config = e
+                        .file_name()
+                        .is_some_and(|n| n == super::profile::CONFIG_FILE_NAME);
+                    if e.is_dir() || (is_yaml && !is_config) {
                         collect(&e, files, errors);
                     }
                 }

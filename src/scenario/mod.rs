@@ -5,15 +5,18 @@ pub mod format;
 pub mod load;
 pub mod plan;
 pub mod policies;
+pub mod profile;
 pub mod source;
 
-pub use format::{ExpectDefault, Mode, PortRef};
+pub use format::{ExpectDefault, Mode, PinVerdict, PortRef};
 pub use load::{load_paths, load_str, LoadError};
 pub use plan::{walk, Cell, ExpectedCell, StepPlan};
+pub use profile::Profile;
 
-use crate::model::{PodRef, PolicyRef, Protocol, Topology, Verdict, Via};
+use crate::model::{PodRef, PolicyRef, Protocol, Topology, Via};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A loaded, checked scenario over logical names.
 #[derive(Debug, Clone)]
@@ -27,6 +30,11 @@ pub struct Scenario {
     /// The topology with synthetic addresses (live ones replace them at run time).
     pub topology: Topology,
     pub steps: Vec<Step>,
+    /// Intent mode: logical namespace -> persona, as the file says.
+    pub personas: BTreeMap<String, String>,
+    /// The profile config this scenario is bound to (see [`Scenario::bind`]); persona labels
+    /// are merged into the topology and the profile's external endpoints added to it.
+    pub profile: Option<Arc<Profile>>,
 }
 
 /// One step: changes, then a probe matrix and its expectations.
@@ -42,6 +50,8 @@ pub struct Step {
     pub reject: Vec<NetworkPolicy>,
     pub matrix: Matrix,
     pub expect: Option<Expect>,
+    /// Judge the cluster's exposures against the profile's allow-list after this step.
+    pub inventory: bool,
 }
 
 /// What to probe: globs over `ns/pod`, ports, protocols and address kinds.
@@ -79,7 +89,7 @@ pub struct CellPin {
     pub port: Option<PortRef>,
     pub protocol: Option<Protocol>,
     pub via: Option<Via>,
-    pub verdict: Verdict,
+    pub verdict: PinVerdict,
 }
 
 impl Scenario {
@@ -90,5 +100,177 @@ impl Scenario {
 
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
+    }
+
+    /// True when the scenario cannot be planned without a profile config: it names personas,
+    /// external endpoints, the outside vantage, gateway or NodePort paths, `profile` pins or an
+    /// inventory.
+    pub fn needs_profile(&self) -> bool {
+        let names_profile = |g: &str| g.starts_with("external/") || g.starts_with("outside/");
+        !self.personas.is_empty()
+            || self.steps.iter().any(|s| {
+                s.inventory
+                    || s.matrix
+                        .from
+                        .iter()
+                        .chain(&s.matrix.to)
+                        .any(|g| names_profile(g))
+                    || s.matrix
+                        .via
+                        .iter()
+                        .any(|v| v.is_external() || matches!(v, Via::Gateway | Via::NodePort))
+                    || s.expect
+                        .as_ref()
+                        .is_some_and(|e| e.cells.iter().any(|c| c.verdict == PinVerdict::Profile))
+            })
+    }
+
+    /// The persona of a logical namespace, if the scenario gives it one.
+    pub fn persona(&self, namespace: &str) -> Option<&str> {
+        self.personas.get(namespace).map(String::as_str)
+    }
+
+    /// This scenario under a profile config: persona labels merged into its namespaces, the
+    /// profile's external endpoints added, every `external/...` pattern checked against them.
+    pub fn bind(&self, profile: &Arc<Profile>) -> Result<Scenario, Vec<LoadError>> {
+        let mut errors = Vec::new();
+        let mut err = |path: String, message: String| {
+            errors.push(LoadError {
+                file: self.file.clone(),
+                location: None,
+                path,
+                message,
+            })
+        };
+        let mut s = self.clone();
+        for (ns, persona) in &self.personas {
+            let path = format!("topology.namespaces.{ns}.persona");
+            let Some(p) = profile.personas.get(persona) else {
+                let known: Vec<&str> = profile.personas.keys().map(String::as_str).collect();
+                err(
+                    path,
+                    format!(
+                        "persona {persona:?} is not in the profile config {} (it has: {})",
+                        profile.file,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+                continue;
+            };
+            if let Some(n) = s.topology.namespace_mut(ns) {
+                for (k, v) in &p.labels {
+                    match n.labels.get(k) {
+                        Some(old) if old != v => err(
+                            format!("topology.namespaces.{ns}.labels.{k}"),
+                            format!(
+                                "is {old:?} here but persona {persona:?} sets it to {v:?} in {}",
+                                profile.file
+                            ),
+                        ),
+                        _ => {
+                            n.labels.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+        }
+        s.topology = s.topology.clone().with_externals(profile.model_externals());
+        for (i, step) in s.steps.iter().enumerate() {
+            let globs = step
+                .matrix
+                .to
+                .iter()
+                .enumerate()
+                .map(|(k, g)| (format!("steps[{i}].probe.to[{k}]"), g))
+                .chain(step.expect.iter().flat_map(|e| {
+                    e.cells
+                        .iter()
+                        .enumerate()
+                        .map(move |(k, c)| (format!("steps[{i}].expect.cells[{k}].to"), &c.to))
+                }));
+            for (path, g) in globs {
+                if let Some(name) = g.strip_prefix("external/") {
+                    if !s
+                        .topology
+                        .externals
+                        .iter()
+                        .any(|e| crate::model::glob_match(name, &e.name))
+                    {
+                        err(
+                            path,
+                            format!(
+                                "{g:?} matches no external endpoint of the profile config {}",
+                                profile.file
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        s.profile = Some(profile.clone());
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        match s.plan() {
+            Err(e) => Err(vec![LoadError {
+                file: s.file.clone(),
+                location: None,
+                path: e.path,
+                message: e.message,
+            }]),
+            Ok(plans) => {
+                let empty: Vec<LoadError> = plans
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, p)| p.cells.is_empty() && !s.steps[*i].inventory)
+                    .map(|(i, _)| LoadError {
+                        file: s.file.clone(),
+                        location: None,
+                        path: format!("steps[{i}].probe"),
+                        message: format!(
+                            "the probe matrix is empty under the profile config {}: no \
+                             destination serves these ports, protocols and address kinds",
+                            profile.file
+                        ),
+                    })
+                    .collect();
+                if empty.is_empty() {
+                    Ok(s)
+                } else {
+                    Err(empty)
+                }
+            }
+        }
+    }
+}
+
+/// Binds every scenario that needs a profile config to `config` (a file), or to the built-in
+/// k8tre config when `config` is `None`. Scenarios that need none are left as they are.
+pub fn bind_profiles(
+    scenarios: &mut [Scenario],
+    config: Option<&std::path::Path>,
+) -> Result<(), Vec<LoadError>> {
+    if !scenarios.iter().any(Scenario::needs_profile) {
+        return Ok(());
+    }
+    let profile = Arc::new(match config {
+        Some(path) => Profile::load(path)?,
+        None => builtin::profile_config("k8tre")?,
+    });
+    let mut errors = Vec::new();
+    for s in scenarios.iter_mut().filter(|s| s.needs_profile()) {
+        match s.bind(&profile) {
+            Ok(b) => *s = b,
+            Err(e) => errors.extend(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
     }
 }

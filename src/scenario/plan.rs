@@ -93,27 +93,53 @@ pub struct WalkError {
     pub message: String,
 }
 
+/// True for a matrix pattern that names the profile's external endpoints or the outside
+/// vantage (`external/...`, `outside/...`) rather than pods: `*/*` never matches those.
+pub fn names_profile_endpoint(glob: &str) -> bool {
+    glob.starts_with("external/") || glob.starts_with("outside/")
+}
+
 /// Expands a matrix into cells over a topology. Cells exist only where the destination serves the
 /// port and protocol (an unserved port would be refused and read as a deny); named ports resolve
 /// on each destination pod, and a destination without that name has no cell.
+///
+/// Address kinds apply where they make sense: `pod-ip`, `service-ip` and `service-dns` to pods;
+/// `gateway` and `node-port` from the outside vantage to a pod's HTTP port; `address`, `name`
+/// and `lookup` from pods to external endpoints (a lookup is one cell per source and endpoint,
+/// written as 53/UDP whatever the matrix's ports).
 pub fn expand(matrix: &Matrix, topology: &Topology) -> Vec<Cell> {
-    let pick = |globs: &[String]| -> Vec<&crate::model::Pod> {
-        topology
-            .pods
-            .iter()
-            .filter(|p| {
-                let id = p.id.to_string();
-                globs.iter().any(|g| glob_match(g, &id))
-            })
-            .collect()
+    let matches = |globs: &[String], id: &PodRef| {
+        let text = id.to_string();
+        globs.iter().any(|g| {
+            let reserved = id.is_external() || id.is_outside();
+            names_profile_endpoint(g) == reserved && glob_match(g, &text)
+        })
     };
-    let froms = pick(&matrix.from);
-    let tos = pick(&matrix.to);
+    let mut sources: Vec<PodRef> = topology
+        .pods
+        .iter()
+        .map(|p| p.id.clone())
+        .filter(|id| matches(&matrix.from, id))
+        .collect();
+    let outside = PodRef::outside();
+    if matches(&matrix.from, &outside) {
+        sources.push(outside);
+    }
+    let pods: Vec<&crate::model::Pod> = topology
+        .pods
+        .iter()
+        .filter(|p| matches(&matrix.to, &p.id))
+        .collect();
+    let externals: Vec<&crate::model::External> = topology
+        .externals
+        .iter()
+        .filter(|e| matches(&matrix.to, &e.id()))
+        .collect();
     let mut cells = Vec::new();
     for via in &matrix.via {
         for protocol in &matrix.protocols {
             for port in &matrix.ports {
-                for to in &tos {
+                for to in &pods {
                     let (number, name) = match port {
                         PortRef::Number(n) => {
                             (Some(*n), to.port_name(*n, *protocol).map(str::to_string))
@@ -121,12 +147,23 @@ pub fn expand(matrix: &Matrix, topology: &Topology) -> Vec<Cell> {
                         PortRef::Name(s) => (to.named_port(s, *protocol), Some(s.clone())),
                     };
                     let Some(number) = number else { continue };
-                    if !to.serves(number, *protocol) {
+                    if via.is_external() || !to.serves(number, *protocol) {
                         continue;
                     }
-                    for from in &froms {
+                    let web_only = matches!(via, Via::Gateway | Via::NodePort);
+                    if web_only && !to.is_http(number, *protocol) {
+                        continue;
+                    }
+                    // gateway and node-port start outside; a cluster DNS name only resolves
+                    // inside; addresses work from both.
+                    let reaches = |from: &PodRef| match via {
+                        Via::PodIp | Via::ServiceIp => true,
+                        Via::ServiceDns => !from.is_outside(),
+                        _ => from.is_outside(),
+                    };
+                    for from in sources.iter().filter(|f| reaches(f)) {
                         cells.push(Cell {
-                            from: from.id.clone(),
+                            from: from.clone(),
                             to: to.id.clone(),
                             port: number,
                             port_name: if matches!(port, PortRef::Name(_)) {
@@ -136,9 +173,48 @@ pub fn expand(matrix: &Matrix, topology: &Topology) -> Vec<Cell> {
                             },
                             protocol: *protocol,
                             via: *via,
-                            loopback: from.id == to.id,
+                            loopback: *from == to.id,
                         });
                     }
+                }
+                for to in &externals {
+                    let PortRef::Number(number) = port else {
+                        continue;
+                    };
+                    let usable = match via {
+                        Via::Address => to.address.is_some(),
+                        Via::Name => to.host.is_some(),
+                        _ => false,
+                    };
+                    if !usable || !to.serves(*number, *protocol) {
+                        continue;
+                    }
+                    for from in sources.iter().filter(|f| !f.is_outside()) {
+                        cells.push(Cell {
+                            from: from.clone(),
+                            to: to.id(),
+                            port: *number,
+                            port_name: None,
+                            protocol: *protocol,
+                            via: *via,
+                            loopback: false,
+                        });
+                    }
+                }
+            }
+        }
+        if *via == Via::Lookup {
+            for to in externals.iter().filter(|e| e.host.is_some()) {
+                for from in sources.iter().filter(|f| !f.is_outside()) {
+                    cells.push(Cell {
+                        from: from.clone(),
+                        to: to.id(),
+                        port: 53,
+                        port_name: None,
+                        protocol: crate::model::Protocol::Udp,
+                        via: Via::Lookup,
+                        loopback: false,
+                    });
                 }
             }
         }
@@ -167,13 +243,27 @@ impl CellPin {
 
 impl Expect {
     /// The pinned verdict of a cell and which pin set it (`None`: the default). Later pins win.
-    /// Loopback cells are never pinned.
-    pub fn pinned(&self, cell: &Cell) -> Option<(Verdict, Option<usize>)> {
+    /// Loopback cells are never pinned. `profile` decides a `profile` pin (`None` there: the pin
+    /// does not apply to this cell).
+    pub fn pinned(
+        &self,
+        cell: &Cell,
+        profile: impl Fn(&Cell) -> Option<Verdict>,
+    ) -> Option<(Verdict, Option<usize>)> {
         if cell.loopback {
             return None;
         }
-        if let Some(k) = self.cells.iter().rposition(|p| p.matches(cell)) {
-            return Some((self.cells[k].verdict, Some(k)));
+        for (k, pin) in self.cells.iter().enumerate().rev() {
+            if !pin.matches(cell) {
+                continue;
+            }
+            let verdict = match pin.verdict.fixed() {
+                Some(v) => Some(v),
+                None => profile(cell),
+            };
+            if let Some(v) = verdict {
+                return Some((v, Some(k)));
+            }
         }
         match self.default {
             ExpectDefault::Allow => Some((Verdict::Allow, None)),
@@ -216,12 +306,40 @@ pub fn walk(scenario: &Scenario, topology: &Topology) -> Result<Vec<StepPlan>, W
         })?;
         let mut cells = Vec::new();
         let mut conflicts = Vec::new();
+        let by_profile = |c: &Cell| -> Option<Verdict> {
+            let profile = scenario.profile.as_ref()?;
+            if !c.to.is_external() || c.from.is_outside() {
+                return None;
+            }
+            profile.external_verdict(
+                scenario.persona(&c.from.namespace),
+                &c.to.name,
+                c.port,
+                c.via,
+            )
+        };
         for cell in expand(&step.matrix, &topo) {
-            let (Some(f), Some(t)) = (topo.pod_index(&cell.from), topo.pod_index(&cell.to)) else {
+            let pin = step
+                .expect
+                .as_ref()
+                .and_then(|e| e.pinned(&cell, by_profile));
+            let computed = match (topo.pod_index(&cell.from), topo.pod_index(&cell.to)) {
+                (Some(f), Some(t)) => Some(oracle.cell(f, t, cell.port, cell.protocol)),
+                _ => None,
+            };
+            let Some(computed) = computed else {
+                // Outside the oracle's world (external endpoints, the outside vantage): only
+                // intent speaks, and a cell no pin covers is not planned.
+                if let (Mode::Intent, Some((verdict, _))) = (scenario.mode, pin) {
+                    cells.push(ExpectedCell {
+                        cell,
+                        verdict,
+                        ip_dependent: false,
+                        source: Source::Intent,
+                    });
+                }
                 continue;
             };
-            let computed = oracle.cell(f, t, cell.port, cell.protocol);
-            let pin = step.expect.as_ref().and_then(|e| e.pinned(&cell));
             let (verdict, source) = match scenario.mode {
                 Mode::Oracle => {
                     if let Some((pinned, k)) = pin {

@@ -90,6 +90,7 @@ fn step(name: &str, cells: Vec<CellResult>, tte_ms: Option<u64>) -> StepOutcome 
             rounds: 3,
         },
         rejects: vec![],
+        inventory: None,
     }
 }
 

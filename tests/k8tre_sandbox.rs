@@ -1,0 +1,259 @@
+//! The K8TRE profile end to end on the sandbox's TRE preset (root): the compliant preset passes
+//! every statement with real connections where the profile allows them; each real TRE mistake
+//! fails the right statement with a message an operator understands; bad input is exit 2.
+//! Without root these tests say so and pass, unless CI is set.
+
+use std::process::{Command, Output};
+
+fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: CI must run these tests as root"
+        );
+        eprintln!("{test}: skipped (needs root for network namespaces)");
+    }
+    root
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netassay"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .expect("run netassay")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The test runner's line for a scenario says FAILED (names are padded to one width).
+fn failed(stdout: &str, scenario: &str) -> bool {
+    stdout.lines().any(|l| {
+        l.starts_with("test ")
+            && l.split_whitespace().any(|w| w == scenario)
+            && l.ends_with("FAILED")
+    })
+}
+
+fn statement<'a>(doc: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    doc["statements"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("statement {id} in {}", doc["statements"]))
+}
+
+/// The last outcome of the cell from -> to port via.
+fn outcome(doc: &serde_json::Value, from: &str, to: &str, port: u64, via: &str) -> String {
+    for s in doc["scenarios"].as_array().expect("scenarios") {
+        for step in s["steps"].as_array().expect("steps") {
+            for c in step["cells"].as_array().expect("cells") {
+                if c["from"] == from && c["to"] == to && c["port"] == port && c["via"] == via {
+                    let a = c["attempts"].as_array().expect("attempts");
+                    return a.last().expect("an attempt")["outcome"]
+                        .as_str()
+                        .expect("outcome")
+                        .to_string();
+                }
+            }
+        }
+    }
+    panic!("no cell {from} -> {to} {port} via {via}")
+}
+
+#[test]
+fn the_compliant_tre_preset_passes_every_statement_with_real_connections() {
+    if !root_or_skip("the_compliant_tre_preset_passes") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("results.json");
+    let out = run(&[
+        "run",
+        "--sandbox",
+        "--sandbox-preset",
+        "k8tre",
+        "--profile",
+        "k8tre",
+        "k8tre-",
+        "--json",
+        json.to_str().expect("utf8"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("test result: ok. 5 passed; 0 failed"),
+        "{stdout}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("results")).expect("json");
+    for id in [
+        "gateway",
+        "outbound",
+        "workspace-isolation",
+        "shared-services",
+    ] {
+        assert_eq!(statement(&doc, id)["verdict"], "passed", "{id}");
+    }
+    // The core profile was filtered out: its statement is not run, never passed.
+    assert_eq!(statement(&doc, "cni")["verdict"], "not-run");
+    // Allowed paths really connected; denied ones really timed out.
+    let c = |from, to, port, via| outcome(&doc, from, to, port, via);
+    assert_eq!(
+        c("outside/vantage", "project/web", 80, "gateway"),
+        "connected"
+    );
+    assert_eq!(c("outside/vantage", "project/web", 80, "pod-ip"), "dropped");
+    assert_eq!(
+        c("project/workspace", "external/mirror", 443, "name"),
+        "connected"
+    );
+    assert_eq!(
+        c("project/workspace", "external/mirror", 80, "address"),
+        "dropped"
+    );
+    assert_eq!(
+        c("project/workspace", "external/internet", 443, "address"),
+        "dropped"
+    );
+    assert_eq!(
+        c("project/workspace", "external/metadata", 80, "address"),
+        "dropped"
+    );
+    assert_eq!(
+        c("infra/service", "external/cluster-api-name", 53, "lookup"),
+        "connected"
+    );
+    assert!(stdout.contains("[passed] gateway"), "{stdout}");
+}
+
+#[test]
+fn a_ports_only_egress_rule_fails_the_outbound_statement_only() {
+    if !root_or_skip("a_ports_only_egress_rule_fails") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("results.json");
+    let out = run(&[
+        "run",
+        "--sandbox",
+        "--sandbox-preset",
+        "k8tre",
+        "--sandbox-fault",
+        "k8tre-ports-only-egress",
+        "--profile",
+        "k8tre",
+        "k8tre-",
+        "--converge-timeout",
+        "2s",
+        "--json",
+        json.to_str().expect("utf8"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(failed(&stdout, "k8tre-outbound-blocked"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "project/workspace -> external/internet 443/TCP via address: expected deny, observed connected"
+        ),
+        "{stdout}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("results")).expect("json");
+    assert_eq!(statement(&doc, "outbound")["verdict"], "failed");
+    assert_eq!(statement(&doc, "gateway")["verdict"], "passed");
+    assert_eq!(statement(&doc, "shared-services")["verdict"], "passed");
+    assert!(stdout.contains("[FAILED] outbound"), "{stdout}");
+}
+
+#[test]
+fn a_nodeport_beside_the_gateway_fails_the_inventory_with_an_operator_message() {
+    if !root_or_skip("a_nodeport_beside_the_gateway_fails") {
+        return;
+    }
+    let out = run(&[
+        "run",
+        "--sandbox",
+        "--sandbox-preset",
+        "k8tre",
+        "--sandbox-fault",
+        "k8tre-nodeport",
+        "--profile",
+        "k8tre",
+        "--exact",
+        "k8tre-external-access-via-gateway",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        failed(&stdout, "k8tre-external-access-via-gateway"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("/exposed-web: NodePort 3")
+            && stdout.contains("selector app=web is not on the allow-list of exposures"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[FAILED] gateway"), "{stdout}");
+}
+
+#[test]
+fn preset_mistakes_need_the_preset_and_bad_profile_configs_are_bad_input() {
+    if !root_or_skip("preset_mistakes_need_the_preset") {
+        return;
+    }
+    let out = run(&[
+        "run",
+        "--sandbox",
+        "--sandbox-fault",
+        "k8tre-allow-all",
+        "--profile",
+        "k8tre",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--sandbox-preset k8tre"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tre.yaml");
+    std::fs::write(
+        &config,
+        "personas:\n  project:\n    namespaceLabels: {a: b}\nexternals:\n  mirror:\n    adress: 192.0.2.1\n",
+    )
+    .expect("write");
+    let out = run(&[
+        "run",
+        "--sandbox",
+        "--profile",
+        "k8tre",
+        "--profile-config",
+        config.to_str().expect("utf8"),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("tre.yaml:6:"), "{stderr}");
+    assert!(stderr.contains("externals.mirror"), "{stderr}");
+}
