@@ -190,6 +190,33 @@ fn profile_features_need_intent_mode_and_reserved_names_are_refused() {
 }
 
 #[test]
+fn gateway_paths_need_a_gateway_in_the_profile_config() {
+    let no_gateway =
+        CONFIG.split("gateway:").next().expect("head").to_string() + "exposures:\n  allowed: []\n";
+    let profile = Arc::new(Profile::parse("nogw.yaml", &no_gateway).expect("parses"));
+    let web = r#"
+name: web
+mode: intent
+topology:
+  namespaces:
+    p: {persona: project}
+  pods:
+    p/web: {http: 80}
+  serve: [{port: 81, protocol: TCP}]
+probe: {from: [outside/vantage], to: [p/web], ports: [80], protocols: [TCP], via: [pod-ip, gateway]}
+steps:
+  - name: s
+    expect: {default: deny}
+"#;
+    let e = load_str("web.yaml", web)
+        .expect("loads")
+        .bind(&profile)
+        .expect_err("no gateway");
+    assert_eq!(e[0].path, "steps[0].probe.via[1]");
+    assert!(e[0].message.contains("no `gateway`"), "{e:?}");
+}
+
+#[test]
 fn bad_profile_configs_name_file_line_and_field() {
     let cases: &[(&str, &str)] = &[
         (

@@ -27,6 +27,9 @@ pub struct PlanArgs {
     /// Only scenarios whose name contains this text.
     #[arg(long)]
     pub filter: Option<String>,
+    /// Profile config for intent scenarios that need one (k8tre); default: the built-in one.
+    #[arg(long = "profile-config", value_name = "FILE")]
+    pub profile_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -34,6 +37,9 @@ pub struct ValidateArgs {
     /// Scenario files or directories; `builtin` or `builtin:PROFILE` for the embedded corpus.
     #[arg(required = true, value_name = "FILE_OR_DIR")]
     pub paths: Vec<String>,
+    /// Profile config for intent scenarios that need one (k8tre); default: the built-in one.
+    #[arg(long = "profile-config", value_name = "FILE")]
+    pub profile_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +62,9 @@ pub struct ExplainArgs {
     /// Only this step: its 1-based number or its name. Default: every step.
     #[arg(long)]
     pub step: Option<String>,
+    /// Profile config for intent scenarios that need one (k8tre); default: the built-in one.
+    #[arg(long = "profile-config", value_name = "FILE")]
+    pub profile_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -74,7 +83,10 @@ fn print_errors(errors: &[LoadError]) {
 }
 
 /// Loads paths and the `builtin[:PROFILE]` pseudo-paths, collecting every error.
-fn load(paths: &[String]) -> Result<Vec<Scenario>, Vec<LoadError>> {
+fn load(
+    paths: &[String],
+    profile_config: Option<&std::path::Path>,
+) -> Result<Vec<Scenario>, Vec<LoadError>> {
     let mut scenarios = Vec::new();
     let mut errors = Vec::new();
     let mut disk = Vec::new();
@@ -104,8 +116,8 @@ fn load(paths: &[String]) -> Result<Vec<Scenario>, Vec<LoadError>> {
             Err(e) => errors.extend(e),
         }
     }
-    // Offline, intent scenarios are planned under the built-in profile config.
-    if let Err(e) = crate::scenario::bind_profiles(&mut scenarios, None) {
+    // Offline, intent scenarios are planned under the given (or the built-in) profile config.
+    if let Err(e) = crate::scenario::bind_profiles(&mut scenarios, profile_config) {
         errors.extend(e);
     }
     if errors.is_empty() {
@@ -116,7 +128,7 @@ fn load(paths: &[String]) -> Result<Vec<Scenario>, Vec<LoadError>> {
 }
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
-    let scenarios = match load(&args.paths) {
+    let scenarios = match load(&args.paths, args.profile_config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             print_errors(&e);
@@ -185,7 +197,7 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
 }
 
 pub fn validate(args: ValidateArgs) -> anyhow::Result<u8> {
-    match load(&args.paths) {
+    match load(&args.paths, args.profile_config.as_deref()) {
         Ok(s) => {
             let steps: usize = s.iter().map(|s| s.steps.len()).sum();
             println!("ok: {} scenario(s), {steps} step(s), no problems", s.len());
@@ -199,7 +211,10 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<u8> {
 }
 
 pub fn explain(args: ExplainArgs) -> anyhow::Result<u8> {
-    let scenarios = match load(std::slice::from_ref(&args.file)) {
+    let scenarios = match load(
+        std::slice::from_ref(&args.file),
+        args.profile_config.as_deref(),
+    ) {
         Ok(s) => s,
         Err(e) => {
             print_errors(&e);
@@ -229,6 +244,9 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<u8> {
         Ok(n) => PortRef::Number(n),
         Err(_) => PortRef::Name(args.port.clone()),
     };
+    if s.mode == crate::scenario::Mode::Intent {
+        return explain_intent(s, &from, &to, &port, protocol);
+    }
     for (flag, pod) in [("--from", &from), ("--to", &to)] {
         if s.topology.pod(pod).is_none() {
             let known: Vec<String> = s.topology.pods.iter().map(|p| p.id.to_string()).collect();
@@ -292,6 +310,64 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<u8> {
         }
         print!("{}", render::explanation(&e, &from, &to, number, protocol));
         println!();
+    }
+    Ok(exit::OK)
+}
+
+/// Intent scenarios have no oracle walkthrough: their expectation is the scenario's stated
+/// intent (or the profile config's allow-list), and the cluster's own policies decide.
+fn explain_intent(
+    s: &Scenario,
+    from: &PodRef,
+    to: &PodRef,
+    port: &PortRef,
+    protocol: Protocol,
+) -> anyhow::Result<u8> {
+    let plans = s
+        .plan()
+        .map_err(|e| anyhow::anyhow!("{}: {}: {}", s.file, e.path, e.message))?;
+    println!(
+        "scenario {} is an intent scenario: its expectations are its stated intent{}, checked \
+         against the cluster's own policies, so there is no oracle walkthrough.",
+        s.name,
+        s.profile
+            .as_ref()
+            .map(|p| format!(" and the allow-lists of the profile config {}", p.file))
+            .unwrap_or_default()
+    );
+    let mut found = false;
+    for (i, p) in plans.iter().enumerate() {
+        for c in p.cells.iter().filter(|c| {
+            c.cell.from == *from
+                && c.cell.to == *to
+                && c.cell.protocol == protocol
+                && match port {
+                    PortRef::Number(n) => c.cell.port == *n,
+                    PortRef::Name(n) => c.cell.port_name.as_deref() == Some(n.as_str()),
+                }
+        }) {
+            found = true;
+            println!(
+                "step {}/{} {:?}: {from} -> {to} {}/{protocol} via {}: expected {}{}",
+                i + 1,
+                plans.len(),
+                p.name,
+                c.cell.port,
+                c.cell.via,
+                c.verdict,
+                if c.cell.loopback {
+                    " (loopback: reported, not judged)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if !found {
+        println!(
+            "no step of {} probes {from} -> {to} {port}/{protocol}",
+            s.name
+        );
     }
     Ok(exit::OK)
 }

@@ -211,6 +211,16 @@ fn outside_vantage(
         .iter()
         .filter_map(|s| s.profile.as_ref())
         .any(|p| p.outside == crate::scenario::profile::OutsideVantage::Local);
+    // Inside a pod, "this machine" is not outside the cluster.
+    if local && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        log_line(
+            "running inside a pod: there is no vantage point outside the cluster, so paths from \
+             outside are reported as not judged (profile config outside.vantage: local needs a run \
+             from outside the cluster)"
+                .into(),
+        );
+        return Ok(None);
+    }
     Ok(local.then(|| vec![exe]))
 }
 
@@ -255,7 +265,23 @@ fn select(args: &RunArgs) -> Result<Vec<Scenario>, u8> {
             }
         }
     }
-    // Intent scenarios that need a profile config are bound to it here.
+    // Intent scenarios that need a profile config are bound to it here. The built-in config
+    // describes the sandbox's TRE preset; on a real cluster it would test made-up addresses.
+    if !args.sandbox && args.profile_config.is_none() && all.iter().any(Scenario::needs_profile) {
+        let names: Vec<&str> = all
+            .iter()
+            .filter(|s| s.needs_profile())
+            .map(|s| s.name.as_str())
+            .take(3)
+            .collect();
+        eprintln!(
+            "netassay: {} need --profile-config FILE: what personas, external endpoints, the \
+             gateway and allowed exposures are in this cluster (the built-in config describes \
+             only the sandbox). Start from scenarios/k8tre/profile-config.yaml.",
+            names.join(", ")
+        );
+        return Err(exit::BAD_INPUT);
+    }
     if let Err(errors) = crate::scenario::bind_profiles(&mut all, args.profile_config.as_deref()) {
         for e in errors {
             eprintln!("{e}");

@@ -40,6 +40,8 @@ pub struct Fixture {
     pub hosts: BTreeMap<PodRef, String>,
     /// How to run `netassay agent probe` outside the cluster (`None`: no outside vantage).
     outside: Option<Vec<String>>,
+    /// The node each pod runs on (a NodePort is probed on the node of its endpoint).
+    nodes: BTreeMap<PodRef, String>,
 }
 
 /// What to deploy: one topology of one run.
@@ -100,6 +102,7 @@ impl Fixture {
             gateway: gateway.cloned(),
             hosts: BTreeMap::new(),
             outside: outside.map(<[String]>::to_vec),
+            nodes: BTreeMap::new(),
         };
         let ns_api: Api<Namespace> = Api::all(client.clone());
         for ns in &topology.namespaces {
@@ -192,7 +195,8 @@ impl Fixture {
                         .as_deref()
                         .and_then(|s| s.parse::<IpAddr>().ok());
                     if is_ready && ip.is_some() {
-                        ready.insert((real.clone(), name), ip);
+                        let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+                        ready.insert((real.clone(), name), (ip, node));
                     } else {
                         let detail = match cond {
                             Some(c) => format!(
@@ -218,8 +222,11 @@ impl Fixture {
                         self.names.real(&pod.id.namespace).to_string(),
                         pod.id.name.clone(),
                     );
-                    if let Some(Some(ip)) = ready.get(&key) {
+                    if let Some((Some(ip), node)) = ready.get(&key) {
                         pod.ip = *ip;
+                        if let Some(node) = node {
+                            self.nodes.insert(pod.id.clone(), node.clone());
+                        }
                     }
                 }
                 self.topology = self.original.clone();
@@ -239,6 +246,33 @@ impl Fixture {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// A policy of that name exists: replace it only if this run made it. The cluster's own
+    /// policies (a TRE's generated ones in persona namespaces) are never overwritten, so a
+    /// reset can never lose them.
+    fn check_owned(
+        &self,
+        current: &NetworkPolicy,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), ClusterError> {
+        let ours = current
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(RUN_LABEL))
+            .is_some_and(|r| *r == self.run);
+        if ours {
+            Ok(())
+        } else {
+            Err(ClusterError::Policy {
+                policy: format!("{ns}/{name}"),
+                detail: "a policy of this name already exists and netassay did not create it (the \
+                         cluster's own?); refusing to replace it: rename the scenario's policy"
+                    .into(),
+            })
         }
     }
 
@@ -301,6 +335,7 @@ impl Fixture {
                     .get(&name)
                     .await
                     .map_err(|e| ClusterError::api(format!("reading policy {ns}/{name}"), e))?;
+                self.check_owned(&current, &ns, &name)?;
                 let mut replacement = real.clone();
                 replacement.metadata.resource_version = current.metadata.resource_version;
                 api.replace(&name, &PostParams::default(), &replacement)
@@ -372,6 +407,7 @@ impl Fixture {
             let api = self.policies(&ns);
             let attempt = match api.get_opt(&name).await {
                 Ok(Some(cur)) => {
+                    self.check_owned(&cur, &ns, &name)?;
                     let mut r = np.clone();
                     r.metadata.resource_version = cur.metadata.resource_version;
                     api.replace(&name, &PostParams::default(), &r)
@@ -583,18 +619,40 @@ impl Fixture {
         if wanted.is_empty() {
             return Ok(out);
         }
+        // Each node's address as seen from outside: its ExternalIP, else its InternalIP. A
+        // NodePort is probed on the node that runs the endpoint (with externalTrafficPolicy
+        // Local, the only one that answers).
         let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
-        let node_ip = nodes
+        let node_ips: BTreeMap<String, IpAddr> = nodes
             .list(&ListParams::default())
             .await
             .map_err(|e| format!("listing nodes: {e}"))?
             .items
             .iter()
-            .flat_map(|n| n.status.iter().flat_map(|s| s.addresses.iter().flatten()))
-            .filter(|a| a.type_ == "ExternalIP" || a.type_ == "InternalIP")
-            .min_by_key(|a| a.type_ != "ExternalIP")
-            .and_then(|a| a.address.parse::<IpAddr>().ok())
-            .ok_or("no node has an address to probe NodePorts on")?;
+            .filter_map(|n| {
+                let ip = n
+                    .status
+                    .iter()
+                    .flat_map(|s| s.addresses.iter().flatten())
+                    .filter(|a| a.type_ == "ExternalIP" || a.type_ == "InternalIP")
+                    .min_by_key(|a| a.type_ != "ExternalIP")
+                    .and_then(|a| a.address.parse::<IpAddr>().ok())?;
+                Some((n.metadata.name.clone().unwrap_or_default(), ip))
+            })
+            .collect();
+        let node_of = |pod: &PodRef| -> Result<IpAddr, String> {
+            match self.nodes.get(pod) {
+                Some(name) => node_ips
+                    .get(name)
+                    .copied()
+                    .ok_or_else(|| format!("node {name} of {pod} has no address to probe")),
+                None => node_ips
+                    .values()
+                    .next()
+                    .copied()
+                    .ok_or_else(|| "no node has an address to probe NodePorts on".to_string()),
+            }
+        };
         let namespaces: BTreeSet<&str> = wanted.iter().map(|p| p.namespace.as_str()).collect();
         for ns in namespaces {
             let real = self.names.real(ns);
@@ -613,6 +671,7 @@ impl Fixture {
                     let Some(live) = self.topology.pod(pod) else {
                         continue;
                     };
+                    let node_ip = node_of(pod)?;
                     let mut labels = live.labels.clone();
                     labels.extend(manifest::ownership(&self.run));
                     labels.insert(manifest::POD_LABEL.into(), pod.name.clone());
@@ -777,13 +836,21 @@ fn unprobed_result(id: String, u: Unprobed) -> ProbeResult {
 /// A name that does not resolve cannot be reached: for paths to external endpoints by name,
 /// an answered "no such name" is how DNS-level egress control denies, so it counts as a deny
 /// (rejected). A DNS server that does not answer stays `dropped`; other failures stay errors.
-fn judge_name_result(cell: &ExpectedCell, mut r: ProbeResult) -> ProbeResult {
+///
+/// Through the gateway, an answer that is not the app's (a 404 for an unknown host, a 502 when
+/// the gateway cannot reach the app, another app) means the app is not reachable that way: a
+/// deny, with the gateway's answer as the detail.
+fn judge_result(cell: &ExpectedCell, mut r: ProbeResult) -> ProbeResult {
     if cell.cell.to.is_external()
         && matches!(cell.cell.via, Via::Name | Via::Lookup)
         && r.outcome == Outcome::DnsFailed
     {
         r.outcome = Outcome::Rejected;
         r.detail = format!("the name does not resolve: {}", r.detail);
+    }
+    if cell.cell.via == Via::Gateway && r.outcome == Outcome::WrongPeer {
+        r.outcome = Outcome::Rejected;
+        r.detail = format!("the gateway answered, but not with the app: {}", r.detail);
     }
     r
 }
@@ -925,7 +992,7 @@ impl Prober for Fixture {
             for r in results {
                 if let Ok(i) = r.id.parse::<usize>() {
                     let r = match by_index.get(&i) {
-                        Some(c) => judge_name_result(c, r),
+                        Some(c) => judge_result(c, r),
                         None => r,
                     };
                     out.push((i, r));
@@ -965,6 +1032,98 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    fn expected(from: &str, to: &str, via: Via) -> ExpectedCell {
+        ExpectedCell {
+            cell: crate::scenario::Cell {
+                from: from.parse().expect("from"),
+                to: to.parse().expect("to"),
+                port: 80,
+                port_name: None,
+                protocol: crate::model::Protocol::Tcp,
+                via,
+                loopback: false,
+            },
+            verdict: crate::model::Verdict::Deny,
+            ip_dependent: false,
+            source: crate::scenario::plan::Source::Intent,
+        }
+    }
+
+    fn result(outcome: Outcome) -> ProbeResult {
+        ProbeResult {
+            outcome,
+            ..error_result("1".into(), "detail".into())
+        }
+    }
+
+    // Only definitive answers become verdicts: "no such name" for an external reached by name
+    // or looked up, and the gateway answering without the app; everything else is unchanged.
+    #[test]
+    fn name_and_gateway_answers_are_judged_and_nothing_else_is_rewritten() {
+        let cases = [
+            (
+                "p/a",
+                "external/x",
+                Via::Name,
+                Outcome::DnsFailed,
+                Outcome::Rejected,
+            ),
+            (
+                "p/a",
+                "external/x",
+                Via::Lookup,
+                Outcome::DnsFailed,
+                Outcome::Rejected,
+            ),
+            (
+                "p/a",
+                "external/x",
+                Via::Name,
+                Outcome::Error,
+                Outcome::Error,
+            ),
+            (
+                "p/a",
+                "external/x",
+                Via::Lookup,
+                Outcome::Dropped,
+                Outcome::Dropped,
+            ),
+            (
+                "p/a",
+                "y/b",
+                Via::ServiceDns,
+                Outcome::DnsFailed,
+                Outcome::DnsFailed,
+            ),
+            (
+                "outside/vantage",
+                "p/web",
+                Via::Gateway,
+                Outcome::WrongPeer,
+                Outcome::Rejected,
+            ),
+            (
+                "outside/vantage",
+                "p/web",
+                Via::PodIp,
+                Outcome::WrongPeer,
+                Outcome::WrongPeer,
+            ),
+            (
+                "outside/vantage",
+                "p/web",
+                Via::Gateway,
+                Outcome::Connected,
+                Outcome::Connected,
+            ),
+        ];
+        for (from, to, via, got, want) in cases {
+            let r = judge_result(&expected(from, to, via), result(got));
+            assert_eq!(r.outcome, want, "{from} -> {to} via {via}: {got}");
+        }
     }
 
     #[test]

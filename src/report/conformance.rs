@@ -57,9 +57,11 @@ pub fn scenario_verdict(o: &ScenarioOutcome) -> ScenarioVerdict {
     } else if o.environment.is_some() || o.errors() > 0 {
         ScenarioVerdict::Incomplete
     } else if judged_cells(o) == 0
-        && o.steps
-            .iter()
-            .all(|s| s.rejects.is_empty() && s.inventory.is_none())
+        && o.steps.iter().all(|s| s.rejects.is_empty())
+        // An inventory alone is evidence only when the scenario probes nothing; paths that
+        // were planned but could not be judged leave it incomplete.
+        && (o.steps.iter().any(|s| !s.result.cells.is_empty())
+            || o.steps.iter().all(|s| s.inventory.is_none()))
     {
         ScenarioVerdict::Skipped
     } else {
@@ -266,11 +268,14 @@ fn profile_names(report: &RunReport) -> Vec<String> {
 fn profile_report(report: &RunReport, name: &str) -> ProfileReport {
     let mut stats = Statistics::default();
     let (mut failed_tests, mut skipped_tests) = (Vec::new(), Vec::new());
-    for o in report
-        .scenarios
-        .iter()
-        .filter(|o| profiles_of(o).contains(&name))
-    {
+    // A selected profile also reports the profiles it includes (k8tre: core, the CNI statement).
+    let included = crate::scenario::builtin::includes(name);
+    let selected = report.profiles.iter().any(|p| p == name);
+    let counts = |o: &&ScenarioOutcome| {
+        let ps = profiles_of(o);
+        ps.contains(&name) || (selected && ps.iter().any(|p| included.contains(p)))
+    };
+    for o in report.scenarios.iter().filter(counts) {
         match scenario_verdict(o) {
             ScenarioVerdict::Passed => stats.passed += 1,
             ScenarioVerdict::Failed => {
@@ -383,6 +388,62 @@ mod tests {
             },
             scenarios,
         }
+    }
+
+    fn exposure(approved: bool) -> crate::runner::suite::ExposureFinding {
+        crate::runner::suite::ExposureFinding {
+            kind: "node-port".into(),
+            namespace: "p".into(),
+            name: "web".into(),
+            detail: "NodePort 30000/TCP".into(),
+            approved,
+            message: "NodePort service p/web: ... is not on the allow-list of exposures".into(),
+        }
+    }
+
+    fn with_inventory(mut o: ScenarioOutcome, approved: bool) -> ScenarioOutcome {
+        o.steps[0].inventory = Some(crate::runner::suite::InventoryCheck {
+            exposures: vec![exposure(approved)],
+            notes: vec![],
+        });
+        o
+    }
+
+    // An unapproved exposure fails the scenario whatever its paths did; an approved inventory
+    // counts as evidence only when the scenario planned no paths at all.
+    #[test]
+    fn inventories_fail_on_unapproved_exposures_and_never_stand_in_for_unjudged_paths() {
+        let passing = scenario("gw", &["k8tre"], vec![pass("x/a", "x/b", Verdict::Allow)]);
+        assert_eq!(
+            scenario_verdict(&with_inventory(passing.clone(), false)),
+            ScenarioVerdict::Failed
+        );
+        assert!(scenario_reason(&with_inventory(passing.clone(), false))
+            .is_some_and(|r| r.contains("1 unapproved exposure")));
+        assert_eq!(
+            scenario_verdict(&with_inventory(passing, true)),
+            ScenarioVerdict::Passed
+        );
+        let unprobed = scenario(
+            "gw",
+            &["k8tre"],
+            vec![cell(
+                "outside/vantage",
+                "x/b",
+                Verdict::Deny,
+                CellStatus::Unsupported,
+                &[Outcome::Unsupported],
+            )],
+        );
+        assert_eq!(
+            scenario_verdict(&with_inventory(unprobed, true)),
+            ScenarioVerdict::Skipped
+        );
+        let inventory_only = scenario("inv", &["k8tre"], vec![]);
+        assert_eq!(
+            scenario_verdict(&with_inventory(inventory_only, true)),
+            ScenarioVerdict::Passed
+        );
     }
 
     #[test]

@@ -81,6 +81,7 @@ struct Counts {
     cells: [usize; 6],
     rejects_refused: usize,
     rejects_accepted: usize,
+    exposures_unapproved: usize,
 }
 
 const STATUSES: [CellStatus; 6] = [
@@ -107,6 +108,7 @@ fn counts(report: &RunReport) -> Counts {
                     c.rejects_accepted += 1;
                 }
             }
+            c.exposures_unapproved += s.inventory.iter().flat_map(|i| i.unapproved()).count();
         }
     }
     c
@@ -210,6 +212,13 @@ fn summary(out: &mut String, report: &RunReport) {
     card(c.cells[5], "not judged", "");
     card(c.rejects_refused, "rejects refused", "good");
     card(c.rejects_accepted, "rejects accepted", "bad");
+    if report
+        .scenarios
+        .iter()
+        .any(|o| o.steps.iter().any(|s| s.inventory.is_some()))
+    {
+        card(c.exposures_unapproved, "unapproved exposures", "bad");
+    }
     out.push_str("</div>\n");
 }
 

@@ -334,7 +334,7 @@ fn step_cases(o: &ScenarioOutcome, step: &StepOutcome) -> Vec<TestCase> {
         out.push(c);
     } else if r.cells.iter().all(|c| !judged(c.status))
         && step.rejects.is_empty()
-        && step.inventory.is_none()
+        && (!r.cells.is_empty() || step.inventory.is_none())
     {
         let mut status = TestCaseStatus::skipped();
         status.set_message(format!("nothing could be judged: {}", counts(r)));
@@ -369,9 +369,25 @@ fn error_case(
     case(o, name, status, time)
 }
 
-/// One testcase per cell and per reject check.
+/// One testcase per cell, per reject check and per exposure of an inventory.
 fn path_cases(o: &ScenarioOutcome, step: &StepOutcome) -> Vec<TestCase> {
     let mut out = Vec::new();
+    for e in step.inventory.iter().flat_map(|i| &i.exposures) {
+        let name = format!(
+            "{}: exposure {} {}/{}",
+            step.name, e.kind, e.namespace, e.name
+        );
+        let status = if e.approved {
+            TestCaseStatus::success()
+        } else {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_type("unapproved-exposure")
+                .set_message(e.message.clone())
+                .set_description(e.detail.clone());
+            s
+        };
+        out.push(case(o, name, status, Duration::ZERO));
+    }
     for cell in &step.result.cells {
         let name = format!("{}: {}", step.name, path(&cell.expected.cell));
         let time: Duration = cell

@@ -453,17 +453,24 @@ impl Pool {
                     c.explanation = plan.explain(&c.expected.cell).map(|e| e.summary());
                 }
             }
-            let inventory = if step.inventory {
-                Some(self.inventory(s).await?)
+            let (inventory, inventory_error) = if step.inventory {
+                match self.inventory(s).await {
+                    Ok(i) => (Some(i), None),
+                    Err(e) => (None, Some(e)),
+                }
             } else {
-                None
+                (None, None)
             };
+            // The step's probe results are kept even when its inventory could not be taken.
             outcome.steps.push(StepOutcome {
                 name: step.name.clone(),
                 result,
                 rejects: rejects.into_iter().map(RejectSummary::from).collect(),
                 inventory,
             });
+            if let Some(e) = inventory_error {
+                return Err(e);
+            }
         }
         Ok(())
     }

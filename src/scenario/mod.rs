@@ -179,6 +179,19 @@ impl Scenario {
             }
         }
         s.topology = s.topology.clone().with_externals(profile.model_externals());
+        if profile.gateway.is_none() {
+            for (i, step) in s.steps.iter().enumerate() {
+                if let Some(k) = step.matrix.via.iter().position(|v| *v == Via::Gateway) {
+                    err(
+                        format!("steps[{i}].probe.via[{k}]"),
+                        format!(
+                            "probes through the gateway, but the profile config {} has no `gateway`",
+                            profile.file
+                        ),
+                    );
+                }
+            }
+        }
         for (i, step) in s.steps.iter().enumerate() {
             let globs = step
                 .matrix

@@ -177,23 +177,24 @@ pub fn expand(matrix: &Matrix, topology: &Topology) -> Vec<Cell> {
                         });
                     }
                 }
-                for to in &externals {
-                    let PortRef::Number(number) = port else {
-                        continue;
-                    };
-                    let usable = match via {
-                        Via::Address => to.address.is_some(),
-                        Via::Name => to.host.is_some(),
-                        _ => false,
-                    };
-                    if !usable || !to.serves(*number, *protocol) {
-                        continue;
-                    }
+            }
+            // An external endpoint is probed on the ports its profile entry lists (the
+            // matrix's ports are pods' ports).
+            for to in &externals {
+                let usable = match via {
+                    Via::Address => to.address.is_some(),
+                    Via::Name => to.host.is_some(),
+                    _ => false,
+                };
+                if !usable {
+                    continue;
+                }
+                for p in to.ports.iter().filter(|p| p.protocol == *protocol) {
                     for from in sources.iter().filter(|f| !f.is_outside()) {
                         cells.push(Cell {
                             from: from.clone(),
                             to: to.id(),
-                            port: *number,
+                            port: p.port,
                             port_name: None,
                             protocol: *protocol,
                             via: *via,

@@ -155,14 +155,20 @@ impl Context {
             crate::probe::Host::Ip(ip) => return Ok(SocketAddr::new(*ip, target.port)),
             crate::probe::Host::Name(name) => name,
         };
+        // Only an answer that says "no such name / no address" is dns-failed; a resolver that
+        // does not answer or cannot be used is an error of the probe, never a verdict.
         match tokio::time::timeout_at(deadline, self.resolvers.lookup(None, name)).await {
             Err(_) => Err(Finding::new(
-                Outcome::DnsFailed,
+                Outcome::Error,
                 format!("{name}: no DNS answer before the timeout"),
             )),
-            Ok(Err(failure)) => Err(Finding::new(
+            Ok(Err(failure)) if failure.outcome == Outcome::DnsFailed => Err(Finding::new(
                 Outcome::DnsFailed,
                 format!("cannot resolve {}", failure.detail),
+            )),
+            Ok(Err(failure)) => Err(Finding::new(
+                Outcome::Error,
+                format!("DNS lookup failed: {}", failure.detail),
             )),
             Ok(Ok(ips)) => match ips.first() {
                 Some(ip) => Ok(SocketAddr::new(*ip, target.port)),
