@@ -180,3 +180,46 @@ fn usage_errors_exit_2_and_help_exits_0() {
     assert_eq!(help.status.code(), Some(0));
     assert!(text(&help.stdout).contains("Exit codes"));
 }
+
+#[test]
+fn k8tre_runs_on_a_real_cluster_need_a_profile_config_but_listing_does_not() {
+    // Checked before any cluster is contacted: the built-in config only describes the sandbox.
+    let out = netassay(&["run", "--profile", "k8tre", "--kubeconfig", "/nonexistent"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("need --profile-config FILE"), "{stderr}");
+
+    let out = netassay(&["run", "--profile", "k8tre", "--list"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("k8tre-external-access-via-gateway"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("default-deny-ingress"),
+        "k8tre includes core: {stdout}"
+    );
+}
+
+#[test]
+fn explain_on_an_intent_scenario_shows_the_stated_expectation() {
+    let out = netassay(&[
+        "explain",
+        "scenarios/k8tre/project-isolation.yaml",
+        "--from",
+        "project-b/workspace",
+        "--to",
+        "project-a/shared",
+        "--port",
+        "8080",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(stdout.contains("is an intent scenario"), "{stdout}");
+    assert!(
+        stdout
+            .contains("project-b/workspace -> project-a/shared 8080/TCP via pod-ip: expected deny"),
+        "{stdout}"
+    );
+}

@@ -267,7 +267,11 @@ fn select(args: &RunArgs) -> Result<Vec<Scenario>, u8> {
     }
     // Intent scenarios that need a profile config are bound to it here. The built-in config
     // describes the sandbox's TRE preset; on a real cluster it would test made-up addresses.
-    if !args.sandbox && args.profile_config.is_none() && all.iter().any(Scenario::needs_profile) {
+    if !args.sandbox
+        && !args.list
+        && args.profile_config.is_none()
+        && all.iter().any(Scenario::needs_profile)
+    {
         let names: Vec<&str> = all
             .iter()
             .filter(|s| s.needs_profile())
