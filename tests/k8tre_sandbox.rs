@@ -73,6 +73,7 @@ fn the_compliant_tre_preset_passes_every_statement_with_real_connections() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("results.json");
+    let junit = dir.path().join("junit.xml");
     let out = run(&[
         "run",
         "--sandbox",
@@ -83,6 +84,8 @@ fn the_compliant_tre_preset_passes_every_statement_with_real_connections() {
         "k8tre-",
         "--json",
         json.to_str().expect("utf8"),
+        "--junit",
+        junit.to_str().expect("utf8"),
     ]);
     let stdout = text(&out.stdout);
     assert_eq!(
@@ -135,6 +138,12 @@ fn the_compliant_tre_preset_passes_every_statement_with_real_connections() {
         "connected"
     );
     assert!(stdout.contains("[passed] gateway"), "{stdout}");
+    // JUnit readers see which statements each scenario is evidence for.
+    let xml = std::fs::read_to_string(&junit).expect("junit");
+    assert!(
+        xml.contains(r#"name="k8tre-statements" value="outbound,workspace-isolation""#),
+        "{xml}"
+    );
 }
 
 #[test]
@@ -256,4 +265,83 @@ fn preset_mistakes_need_the_preset_and_bad_profile_configs_are_bad_input() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("tre.yaml:6:"), "{stderr}");
     assert!(stderr.contains("externals.mirror"), "{stderr}");
+}
+
+/// The built-in profile config with some lines replaced, written to `dir`.
+fn edited_config(dir: &std::path::Path, edits: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios/k8tre/profile-config.yaml"),
+    )
+    .expect("built-in config");
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from}");
+        text = text.replace(from, to);
+    }
+    let path = dir.join("tre.yaml");
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+#[test]
+fn the_app_is_exposed_by_ingress_when_the_profile_says_so_and_a_dead_route_fails() {
+    if !root_or_skip("the_app_is_exposed_by_ingress") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ingress = edited_config(
+        dir.path(),
+        &[
+            ("  route: HTTPRoute", "  route: Ingress"),
+            (
+                "  parentRef: {namespace: tre-gateway, name: tre-gateway}",
+                "  ingressClassName: netassay-sandbox",
+            ),
+        ],
+    );
+    let args = |config: &std::path::Path| {
+        vec![
+            "run".to_string(),
+            "--sandbox".into(),
+            "--sandbox-preset".into(),
+            "k8tre".into(),
+            "--profile".into(),
+            "k8tre".into(),
+            "--exact".into(),
+            "k8tre-external-access-via-gateway".into(),
+            "--converge-timeout".into(),
+            "2s".into(),
+            "--profile-config".into(),
+            config.display().to_string(),
+        ]
+    };
+    let a = args(&ingress);
+    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+
+    // An HTTPRoute attached to a Gateway that does not exist: the gateway answers 404 itself,
+    // which is a failure of the gateway path, not a probe error.
+    let dead = edited_config(
+        dir.path(),
+        &[("name: tre-gateway}", "name: no-such-gateway}")],
+    );
+    let a = args(&dead);
+    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("via gateway: expected allow, observed rejected (\"the gateway answered, but not with the app: HTTP 404"),
+        "{stdout}"
+    );
 }

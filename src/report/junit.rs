@@ -100,6 +100,17 @@ fn properties(report: &RunReport, o: &ScenarioOutcome) -> Vec<Property> {
         Property::new("scenario-tags", o.tags.join(",")),
         Property::new("expectations", if o.intent { "intent" } else { "oracle" }),
     ];
+    // In a K8TRE run, the statements this scenario is evidence for (the report's table).
+    if super::statements::k8tre(report).is_some() {
+        let ids: Vec<&str> = super::statements::K8TRE
+            .iter()
+            .filter(|st| o.tags.iter().any(|t| t == st.tag))
+            .map(|st| st.id)
+            .collect();
+        if !ids.is_empty() {
+            p.push(Property::new("k8tre-statements", ids.join(",")));
+        }
+    }
     for s in &o.steps {
         p.push(Property::new(
             format!("time-to-enforce-ms/{}", s.name),
