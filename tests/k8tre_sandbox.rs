@@ -3,32 +3,9 @@
 //! fails the right statement with a message an operator understands; bad input is exit 2.
 //! Without root these tests say so and pass, unless CI is set.
 
-use std::process::{Command, Output};
+mod run_common;
 
-fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: CI must run these tests as root"
-        );
-        eprintln!("{test}: skipped (needs root for network namespaces)");
-    }
-    root
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netassay"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .expect("run netassay")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use run_common::{root_or_skip, run, text};
 
 /// The test runner's line for a scenario says FAILED (names are padded to one width).
 fn failed(stdout: &str, scenario: &str) -> bool {

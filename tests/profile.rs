@@ -275,8 +275,13 @@ fn the_builtin_k8tre_scenarios_bind_to_the_builtin_config_and_plan() {
         let b = s
             .bind(&config)
             .unwrap_or_else(|e| panic!("{}: {e:?}", s.name));
-        for p in b.plan().expect("plans") {
-            assert!(!p.cells.is_empty() || b.steps.iter().any(|s| s.inventory));
+        for (p, step) in b.plan().expect("plans").iter().zip(&b.steps) {
+            assert!(
+                !p.cells.is_empty() || step.inventory,
+                "{} / {} probes nothing",
+                b.name,
+                step.name
+            );
         }
     }
 }

@@ -3,36 +3,13 @@
 //! cleanup of an abandoned run. Without root these tests say so and pass, unless CI is set.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: CI must run these tests as root"
-        );
-        eprintln!("{test}: skipped (needs root for network namespaces)");
-    }
-    root
-}
+mod run_common;
 
-fn netassay() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_netassay"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    netassay().args(args).output().expect("run netassay")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use run_common::{netassay, root_or_skip, run, text};
 
 /// Reads a child's stderr on a thread; lines arrive on the channel.
 fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {

@@ -249,6 +249,17 @@ impl Fixture {
         }
     }
 
+    /// A scenario policy as submitted: real namespace names, and this run's labels, so that a
+    /// reset removes exactly these and never the cluster's own policies.
+    fn as_ours(&self, np: &NetworkPolicy) -> NetworkPolicy {
+        let mut real = self.names.rewrite_policy(np);
+        real.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .extend(manifest::ownership(&self.run));
+        real
+    }
+
     /// A policy of that name exists: replace it only if this run made it. The cluster's own
     /// policies (a TRE's generated ones in persona namespaces) are never overwritten, so a
     /// reset can never lose them.
@@ -319,12 +330,7 @@ impl Fixture {
 
     /// Creates a policy, or replaces it when one of that name exists.
     async fn apply_policy(&self, np: &NetworkPolicy) -> Result<(), ClusterError> {
-        let mut real = self.names.rewrite_policy(np);
-        // Ours, so that a reset removes exactly these and never the cluster's own policies.
-        real.metadata
-            .labels
-            .get_or_insert_with(Default::default)
-            .extend(manifest::ownership(&self.run));
+        let real = self.as_ours(np);
         let ns = np.metadata.namespace.clone().unwrap_or_default();
         let name = np.metadata.name.clone().unwrap_or_default();
         let api = self.policies(&ns);
@@ -386,14 +392,7 @@ impl Fixture {
             let name = template.metadata.name.clone().unwrap_or_default();
             let ns = template.metadata.namespace.clone().unwrap_or_default();
             let np = match resolve_policy(template, &self.topology) {
-                Ok(np) => {
-                    let mut np = self.names.rewrite_policy(&np);
-                    np.metadata
-                        .labels
-                        .get_or_insert_with(Default::default)
-                        .extend(manifest::ownership(&self.run));
-                    np
-                }
+                Ok(np) => self.as_ours(&np),
                 Err((p, m)) => {
                     checks.push(RejectCheck {
                         policy: format!("{ns}/{name}"),
@@ -672,9 +671,7 @@ impl Fixture {
                         continue;
                     };
                     let node_ip = node_of(pod)?;
-                    let mut labels = live.labels.clone();
-                    labels.extend(manifest::ownership(&self.run));
-                    labels.insert(manifest::POD_LABEL.into(), pod.name.clone());
+                    let labels = manifest::pod_labels(live, &self.run);
                     if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
                         continue;
                     }

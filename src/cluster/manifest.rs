@@ -73,10 +73,16 @@ pub fn listen_arg(pod: &Pod) -> String {
         .join(",")
 }
 
-pub fn pod(real_ns: &str, pod: &Pod, run: &str, opts: &FixtureOptions) -> K8sPod {
+/// A probe pod's labels in the cluster: the run's, the topology's, and [`POD_LABEL`].
+pub fn pod_labels(pod: &Pod, run: &str) -> BTreeMap<String, String> {
     let mut labels = ownership(run);
     labels.extend(pod.labels.clone());
     labels.insert(POD_LABEL.into(), pod.id.name.clone());
+    labels
+}
+
+pub fn pod(real_ns: &str, pod: &Pod, run: &str, opts: &FixtureOptions) -> K8sPod {
+    let labels = pod_labels(pod, run);
     let mut ports: Vec<ContainerPort> = pod
         .serve
         .iter()

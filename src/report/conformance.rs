@@ -13,7 +13,8 @@ pub const KIND: &str = "ConformanceReport";
 pub const CUSTOM_PROFILE: &str = "custom";
 
 /// How one scenario ended, for counting and sign-off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ScenarioVerdict {
     /// Every judged cell as expected, every reject refused.
     Passed,
@@ -392,10 +393,12 @@ mod tests {
 
     fn exposure(approved: bool) -> crate::runner::suite::ExposureFinding {
         crate::runner::suite::ExposureFinding {
-            kind: "node-port".into(),
-            namespace: "p".into(),
-            name: "web".into(),
-            detail: "NodePort 30000/TCP".into(),
+            exposure: crate::cluster::inventory::Exposure {
+                kind: crate::cluster::inventory::ExposureKind::NodePort,
+                namespace: "p".into(),
+                name: "web".into(),
+                detail: "NodePort 30000/TCP".into(),
+            },
             approved,
             message: "NodePort service p/web: ... is not on the allow-list of exposures".into(),
         }

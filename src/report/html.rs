@@ -153,10 +153,14 @@ fn statements(out: &mut String, report: &RunReport) {
         let scenarios: Vec<String> = r
             .scenarios
             .iter()
-            .map(|e| format!("{} ({})", esc(&e.scenario), esc(&e.verdict)))
+            .map(|e| format!("{} ({})", esc(&e.scenario), e.verdict))
             .collect();
         let shown = if scenarios.len() > 8 {
-            let not_passed = r.scenarios.iter().filter(|e| e.verdict != "passed").count();
+            let not_passed = r
+                .scenarios
+                .iter()
+                .filter(|e| e.verdict != ScenarioVerdict::Passed)
+                .count();
             format!("{} scenarios, {not_passed} not passed", scenarios.len())
         } else {
             scenarios.join("<br>")
@@ -396,10 +400,10 @@ fn step(out: &mut String, s: &StepOutcome) {
                 out,
                 "<div class=\"reject {}\">exposure {} {}/{}: {} — {}</div>",
                 if e.approved { "refused" } else { "accepted" },
-                esc(&e.kind),
-                esc(&e.namespace),
-                esc(&e.name),
-                esc(&e.detail),
+                esc(&e.exposure.kind.to_string()),
+                esc(&e.exposure.namespace),
+                esc(&e.exposure.name),
+                esc(&e.exposure.detail),
                 esc(&e.message)
             );
         }

@@ -101,7 +101,7 @@ fn properties(report: &RunReport, o: &ScenarioOutcome) -> Vec<Property> {
         Property::new("expectations", if o.intent { "intent" } else { "oracle" }),
     ];
     // In a K8TRE run, the statements this scenario is evidence for (the report's table).
-    if super::statements::k8tre(report).is_some() {
+    if super::statements::applies(report) {
         let ids: Vec<&str> = super::statements::K8TRE
             .iter()
             .filter(|st| o.tags.iter().any(|t| t == st.tag))
@@ -276,11 +276,11 @@ fn step_cases(o: &ScenarioOutcome, step: &StepOutcome) -> Vec<TestCase> {
                 let _ = write!(
                     s,
                     "\nexposure {} {}/{}: {} ({})",
-                    e.kind,
-                    e.namespace,
-                    e.name,
+                    e.exposure.kind,
+                    e.exposure.namespace,
+                    e.exposure.name,
                     if e.approved { "allowed" } else { "NOT ALLOWED" },
-                    e.detail
+                    e.exposure.detail
                 );
             }
             for n in &inv.notes {
@@ -386,7 +386,7 @@ fn path_cases(o: &ScenarioOutcome, step: &StepOutcome) -> Vec<TestCase> {
     for e in step.inventory.iter().flat_map(|i| &i.exposures) {
         let name = format!(
             "{}: exposure {} {}/{}",
-            step.name, e.kind, e.namespace, e.name
+            step.name, e.exposure.kind, e.exposure.namespace, e.exposure.name
         );
         let status = if e.approved {
             TestCaseStatus::success()
@@ -394,7 +394,7 @@ fn path_cases(o: &ScenarioOutcome, step: &StepOutcome) -> Vec<TestCase> {
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
             s.set_type("unapproved-exposure")
                 .set_message(e.message.clone())
-                .set_description(e.detail.clone());
+                .set_description(e.exposure.detail.clone());
             s
         };
         out.push(case(o, name, status, Duration::ZERO));

@@ -77,7 +77,7 @@ impl std::fmt::Display for StatementVerdict {
 #[derive(Debug, Clone, Serialize)]
 pub struct Evidence {
     pub scenario: String,
-    pub verdict: String,
+    pub verdict: ScenarioVerdict,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,14 +89,19 @@ pub struct StatementResult {
     pub verdict: StatementVerdict,
 }
 
-/// The statement table of a run, when it ran the k8tre profile (or any statement scenario).
-pub fn k8tre(report: &RunReport) -> Option<Vec<StatementResult>> {
-    let relevant = report.profiles.iter().any(|p| p == "k8tre")
+/// True when the run ran the k8tre profile (or any statement scenario): its reports carry the
+/// statement table.
+pub fn applies(report: &RunReport) -> bool {
+    report.profiles.iter().any(|p| p == "k8tre")
         || report
             .scenarios
             .iter()
-            .any(|s| s.tags.iter().any(|t| t.starts_with("stmt-")));
-    relevant.then(|| judge(K8TRE, report))
+            .any(|s| s.tags.iter().any(|t| t.starts_with("stmt-")))
+}
+
+/// The statement table of a run, when [`applies`].
+pub fn k8tre(report: &RunReport) -> Option<Vec<StatementResult>> {
+    applies(report).then(|| judge(K8TRE, report))
 }
 
 /// Each statement with its scenarios and verdict.
@@ -125,10 +130,7 @@ pub fn judge(statements: &[Statement], report: &RunReport) -> Vec<StatementResul
                 text: st.text,
                 scenarios: verdicts
                     .into_iter()
-                    .map(|(scenario, v)| Evidence {
-                        scenario,
-                        verdict: v.to_string(),
-                    })
+                    .map(|(scenario, verdict)| Evidence { scenario, verdict })
                     .collect(),
                 verdict,
             }
@@ -149,7 +151,7 @@ pub fn render_text(results: &[StatementResult]) -> String {
             let failed: Vec<&Evidence> = r
                 .scenarios
                 .iter()
-                .filter(|e| e.verdict != ScenarioVerdict::Passed.to_string())
+                .filter(|e| e.verdict != ScenarioVerdict::Passed)
                 .collect();
             let _ = writeln!(
                 out,

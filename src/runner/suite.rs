@@ -45,10 +45,8 @@ pub struct StepOutcome {
 /// One exposure found in the cluster, judged against the profile's allow-list.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExposureFinding {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    pub detail: String,
+    #[serde(flatten)]
+    pub exposure: crate::cluster::inventory::Exposure,
     pub approved: bool,
     /// The allow-list rule's reason when approved; the operator-facing sentence when not.
     pub message: String,
@@ -297,12 +295,13 @@ impl Pool {
             });
             return outcome;
         };
-        let services = needs_services(&s) || needs_routes(&s);
+        let routes = needs_routes(&s);
+        let services = needs_services(&s) || routes;
         let gateway = s
             .profile
             .as_ref()
             .and_then(|p| p.gateway.as_ref())
-            .filter(|_| needs_routes(&s));
+            .filter(|_| routes);
         let k = key(&s.topology, services, gateway.is_some());
         let mut fixture = match self.take_idle(&k) {
             Some(mut f) => match f.reset().await {
@@ -485,22 +484,19 @@ impl Pool {
         let inv = crate::cluster::inventory::take(&self.client).await?;
         let exposures = inv
             .exposures
-            .iter()
-            .map(|e| {
-                let rule = rules.iter().find(|r| r.matches(e));
+            .into_iter()
+            .map(|exposure| {
+                let rule = exposure.approved_by(&rules);
                 ExposureFinding {
-                    kind: e.kind.to_string(),
-                    namespace: e.namespace.clone(),
-                    name: e.name.clone(),
-                    detail: e.detail.clone(),
                     approved: rule.is_some(),
                     message: match rule {
                         Some(r) => r
                             .reason
                             .clone()
                             .unwrap_or_else(|| "on the allow-list of exposures".into()),
-                        None => e.summary(),
+                        None => exposure.summary(),
                     },
+                    exposure,
                 }
             })
             .collect();

@@ -76,7 +76,8 @@ fn join(base: &str, rel: &str) -> String {
     }
 }
 
-fn is_slug(s: &str) -> bool {
+/// A scenario, tag, persona or endpoint name: 1-63 of [a-z0-9-], not starting or ending in `-`.
+pub(crate) fn is_slug(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()
@@ -85,21 +86,23 @@ fn is_slug(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// Loads one scenario from text. `file` names it in errors.
-pub fn load_str(file: &str, text: &str) -> Result<Scenario, Vec<LoadError>> {
-    let source = match SourceMap::build(text) {
-        Ok(s) => s,
-        Err(e) => {
-            return Err(vec![LoadError {
-                file: file.to_string(),
-                location: Some(e.at),
-                path: String::new(),
-                message: format!("YAML syntax error: {}", e.message),
-            }])
-        }
-    };
-    let doc: ScenarioDoc = match serde_saphyr::from_str(text) {
-        Ok(d) => d,
+/// Parses one strict YAML document: syntax errors and serde errors (unknown or missing fields,
+/// wrong types) become one [`LoadError`] with file, line:column and the field path. Shared by
+/// scenario files and profile configs; the source map serves the semantic checks after it.
+pub(crate) fn parse_doc<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<(T, SourceMap), Vec<LoadError>> {
+    let source = SourceMap::build(text).map_err(|e| {
+        vec![LoadError {
+            file: file.to_string(),
+            location: Some(e.at),
+            path: String::new(),
+            message: format!("YAML syntax error: {}", e.message),
+        }]
+    })?;
+    match serde_saphyr::from_str(text) {
+        Ok(d) => Ok((d, source)),
         Err(e) => {
             let location = e.location().map(|l| Location {
                 line: l.line() as usize,
@@ -114,14 +117,19 @@ pub fn load_str(file: &str, text: &str) -> Result<Scenario, Vec<LoadError>> {
             if message.starts_with("missing field") {
                 path.truncate(path.rfind(['.', '[']).unwrap_or(0));
             }
-            return Err(vec![LoadError {
+            Err(vec![LoadError {
                 file: file.to_string(),
                 location,
                 path,
                 message,
-            }]);
+            }])
         }
-    };
+    }
+}
+
+/// Loads one scenario from text. `file` names it in errors.
+pub fn load_str(file: &str, text: &str) -> Result<Scenario, Vec<LoadError>> {
+    let (doc, source): (ScenarioDoc, SourceMap) = parse_doc(file, text)?;
     let mut ctx = Ctx {
         file,
         source: &source,

@@ -106,7 +106,6 @@ impl Scenario {
     /// external endpoints, the outside vantage, gateway or NodePort paths, `profile` pins or an
     /// inventory.
     pub fn needs_profile(&self) -> bool {
-        let names_profile = |g: &str| g.starts_with("external/") || g.starts_with("outside/");
         !self.personas.is_empty()
             || self.steps.iter().any(|s| {
                 s.inventory
@@ -114,7 +113,7 @@ impl Scenario {
                         .from
                         .iter()
                         .chain(&s.matrix.to)
-                        .any(|g| names_profile(g))
+                        .any(|g| plan::names_profile_endpoint(g))
                     || s.matrix
                         .via
                         .iter()
@@ -134,20 +133,18 @@ impl Scenario {
     /// profile's external endpoints added, every `external/...` pattern checked against them.
     pub fn bind(&self, profile: &Arc<Profile>) -> Result<Scenario, Vec<LoadError>> {
         let mut errors = Vec::new();
-        let mut err = |path: String, message: String| {
-            errors.push(LoadError {
-                file: self.file.clone(),
-                location: None,
-                path,
-                message,
-            })
+        let err = |path: String, message: String| LoadError {
+            file: self.file.clone(),
+            location: None,
+            path,
+            message,
         };
         let mut s = self.clone();
         for (ns, persona) in &self.personas {
             let path = format!("topology.namespaces.{ns}.persona");
             let Some(p) = profile.personas.get(persona) else {
                 let known: Vec<&str> = profile.personas.keys().map(String::as_str).collect();
-                err(
+                errors.push(err(
                     path,
                     format!(
                         "persona {persona:?} is not in the profile config {} (it has: {})",
@@ -158,19 +155,19 @@ impl Scenario {
                             known.join(", ")
                         }
                     ),
-                );
+                ));
                 continue;
             };
             if let Some(n) = s.topology.namespace_mut(ns) {
                 for (k, v) in &p.labels {
                     match n.labels.get(k) {
-                        Some(old) if old != v => err(
+                        Some(old) if old != v => errors.push(err(
                             format!("topology.namespaces.{ns}.labels.{k}"),
                             format!(
                                 "is {old:?} here but persona {persona:?} sets it to {v:?} in {}",
                                 profile.file
                             ),
-                        ),
+                        )),
                         _ => {
                             n.labels.insert(k.clone(), v.clone());
                         }
@@ -178,17 +175,17 @@ impl Scenario {
                 }
             }
         }
-        s.topology = s.topology.clone().with_externals(profile.model_externals());
+        s.topology = std::mem::take(&mut s.topology).with_externals(profile.model_externals());
         if profile.gateway.is_none() {
             for (i, step) in s.steps.iter().enumerate() {
                 if let Some(k) = step.matrix.via.iter().position(|v| *v == Via::Gateway) {
-                    err(
+                    errors.push(err(
                         format!("steps[{i}].probe.via[{k}]"),
                         format!(
                             "probes through the gateway, but the profile config {} has no `gateway`",
                             profile.file
                         ),
-                    );
+                    ));
                 }
             }
         }
@@ -213,50 +210,43 @@ impl Scenario {
                         .iter()
                         .any(|e| crate::model::glob_match(name, &e.name))
                     {
-                        err(
+                        errors.push(err(
                             path,
                             format!(
                                 "{g:?} matches no external endpoint of the profile config {}",
                                 profile.file
                             ),
-                        );
+                        ));
                     }
                 }
             }
         }
         s.profile = Some(profile.clone());
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        match s.plan() {
-            Err(e) => Err(vec![LoadError {
-                file: s.file.clone(),
-                location: None,
-                path: e.path,
-                message: e.message,
-            }]),
-            Ok(plans) => {
-                let empty: Vec<LoadError> = plans
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, p)| p.cells.is_empty() && !s.steps[*i].inventory)
-                    .map(|(i, _)| LoadError {
-                        file: s.file.clone(),
-                        location: None,
-                        path: format!("steps[{i}].probe"),
-                        message: format!(
-                            "the probe matrix is empty under the profile config {}: no \
-                             destination serves these ports, protocols and address kinds",
-                            profile.file
-                        ),
-                    })
-                    .collect();
-                if empty.is_empty() {
-                    Ok(s)
-                } else {
-                    Err(empty)
+        if errors.is_empty() {
+            match s.plan() {
+                Err(e) => errors.push(err(e.path, e.message)),
+                Ok(plans) => {
+                    for (i, _) in plans
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, p)| p.cells.is_empty() && !s.steps[*i].inventory)
+                    {
+                        errors.push(err(
+                            format!("steps[{i}].probe"),
+                            format!(
+                                "the probe matrix is empty under the profile config {}: no \
+                                 destination serves these ports, protocols and address kinds",
+                                profile.file
+                            ),
+                        ));
+                    }
                 }
             }
+        }
+        if errors.is_empty() {
+            Ok(s)
+        } else {
+            Err(errors)
         }
     }
 }

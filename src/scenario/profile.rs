@@ -6,8 +6,7 @@
 //! The built-in config (`scenarios/k8tre/profile-config.yaml`) describes the sandbox's TRE
 //! preset; a real cluster needs its own (`netassay run --profile-config FILE`).
 
-use super::load::LoadError;
-use super::source::{Location, SourceMap};
+use super::load::{is_slug, parse_doc, LoadError};
 use crate::cluster::inventory::ExposureRule;
 use crate::model::{External, Labels, Protocol, ServedPort, Verdict, Via, NAMESPACE_NAME_LABEL};
 use crate::policy::validate::{is_dns1123_subdomain, validate_labels};
@@ -238,36 +237,7 @@ impl Profile {
 
     /// Parses a profile config; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Profile, Vec<LoadError>> {
-        let source = SourceMap::build(text).map_err(|e| {
-            vec![LoadError {
-                file: file.to_string(),
-                location: Some(e.at),
-                path: String::new(),
-                message: format!("YAML syntax error: {}", e.message),
-            }]
-        })?;
-        let doc: ProfileConfigDoc = serde_saphyr::from_str(text).map_err(|e| {
-            let location = e.location().map(|l| Location {
-                line: l.line() as usize,
-                column: l.column() as usize,
-            });
-            let path = location
-                .and_then(|l| source.path_at(l))
-                .unwrap_or_default()
-                .to_string();
-            let message = e.to_string();
-            let message = message.lines().next().unwrap_or("").to_string();
-            let message = match message.find(" at line ") {
-                Some(i) => message[..i].to_string(),
-                None => message,
-            };
-            vec![LoadError {
-                file: file.to_string(),
-                location,
-                path,
-                message,
-            }]
-        })?;
+        let (doc, source): (ProfileConfigDoc, _) = parse_doc(file, text)?;
         let mut errors = Vec::new();
         let mut error = |path: String, message: String| {
             errors.push(LoadError {
@@ -466,13 +436,4 @@ impl Profile {
             outside: doc.outside.map(|o| o.vantage).unwrap_or_default(),
         })
     }
-}
-
-fn is_slug(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
