@@ -554,6 +554,10 @@ fn serve_reports_unsupported_sctp_keeps_serving_and_stops_cleanly_on_sigterm() {
     assert!(!ready_file.exists(), "the ready file is removed on stop");
     if sctp.state == ListenerState::Unsupported {
         assert!(stderr.contains("sctp:0 unsupported"), "{stderr}");
+        assert!(sctp.reason.is_some(), "an unsupported listener says why");
+    } else {
+        assert!(!stderr.contains("unsupported"), "{stderr}");
+        assert_eq!(agent.report.serving_ports(Protocol::Sctp).len(), 1);
     }
 }
 
@@ -565,6 +569,15 @@ fn serve_refuses_bad_listeners_and_taken_ports() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tcp, udp or sctp"));
+
+    // Repeated across --listen flags as well as within one.
+    let out = Command::new(BIN)
+        .args(["agent", "serve", "--identity", ME])
+        .args(["--listen", "tcp:5,udp:5", "--listen", "tcp:5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tcp:5 twice"));
 
     let out = Command::new(BIN)
         .args(["agent", "serve", "--identity", "x a", "--listen", "tcp:0"])

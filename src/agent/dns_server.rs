@@ -16,6 +16,7 @@
 //!
 //! Messages are decoded and encoded with hickory-proto.
 
+use super::sock::{accept_backoff, stopped};
 use super::watched::{content_lines, counted, LineTable, LineWarning, WatchedFile};
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, TXT};
@@ -420,15 +421,6 @@ impl BoundDns {
     }
 }
 
-/// Waits until the stop flag is raised.
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    while !*stop.borrow_and_update() {
-        if stop.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 async fn serve_udp(
     socket: Arc<UdpSocket>,
     zone: Arc<WatchedFile<Zone>>,
@@ -484,11 +476,7 @@ async fn serve_tcp(
                         drop(permit);
                     });
                 }
-                Err(e) => {
-                    // EMFILE and the like: say it, pause so it does not spin.
-                    eprintln!("netassay agent dns: accept on tcp failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                Err(e) => accept_backoff(e, "netassay agent dns", "tcp").await,
             },
         }
     }

@@ -5,7 +5,7 @@
 //! `GET /netassay/ready` answers the [`ReadyReport`]. See the module doc of [`crate::agent`] for
 //! how readiness and unsupported protocols are reported.
 
-use super::sock;
+use super::sock::{self, accept_backoff, stopped};
 use crate::model::Protocol;
 use crate::probe::{
     greeting, udp_reply, validate_identity, ListenSpec, ListenerState, ListenerStatus, ReadyReport,
@@ -82,7 +82,10 @@ pub fn bind_all(config: &ServeConfig) -> Result<BoundAgent, ServeError> {
         let (ty, proto) = match spec.protocol {
             Protocol::Tcp => (Type::STREAM, None),
             Protocol::Udp => (Type::DGRAM, None),
-            Protocol::Sctp => (Type::STREAM, Some(socket2::Protocol::from(132))),
+            Protocol::Sctp => (
+                Type::STREAM,
+                Some(socket2::Protocol::from(sock::IPPROTO_SCTP)),
+            ),
         };
         match bind_socket(ty, proto, config.address, spec.port) {
             Ok((socket, local)) => {
@@ -250,29 +253,12 @@ impl BoundAgent {
 
 /// Writes the report to `path` atomically (a sibling file renamed over it).
 pub fn write_ready_file(path: &Path, report: &ReadyReport) -> Result<(), ServeError> {
-    let err = |source| ServeError::ReadyFile {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    std::fs::write(&tmp, format!("{}\n", report.to_json())).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
-}
-
-/// Waits until the stop flag is raised.
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    while !*stop.borrow_and_update() {
-        if stop.changed().await.is_err() {
-            return;
+    super::watched::write_atomically(path, &format!("{}\n", report.to_json())).map_err(|source| {
+        ServeError::ReadyFile {
+            path: path.display().to_string(),
+            source,
         }
-    }
-}
-
-/// Pauses after an accept error (e.g. EMFILE) so a persistent one does not spin.
-async fn accept_backoff(err: io::Error, what: &str) {
-    eprintln!("netassay agent: accept on {what} failed: {err}");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    })
 }
 
 async fn serve_stream(listener: TcpListener, greeting: Arc<[u8]>, stop: watch::Receiver<bool>) {
@@ -283,7 +269,7 @@ async fn serve_stream(listener: TcpListener, greeting: Arc<[u8]>, stop: watch::R
             _ = &mut stop => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => greet(stream, greeting.clone()),
-                Err(e) => accept_backoff(e, "a stream listener").await,
+                Err(e) => accept_backoff(e, "netassay agent", "a stream listener").await,
             },
         }
     }
@@ -344,7 +330,7 @@ async fn serve_http(
                 Ok((stream, _)) => {
                     tokio::spawn(answer_http(stream, greeting.clone(), ready.clone()));
                 }
-                Err(e) => accept_backoff(e, "the http listener").await,
+                Err(e) => accept_backoff(e, "netassay agent", "the http listener").await,
             },
         }
     }

@@ -1,4 +1,5 @@
-//! Socket setup the standard library does not offer: SCTP sockets and ICMP error reporting.
+//! Socket setup the standard library does not offer: SCTP sockets and ICMP error reporting;
+//! and the accept-loop pieces every listener of the agent shares.
 
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -6,7 +7,22 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
 /// IPPROTO_SCTP.
-const IPPROTO_SCTP: i32 = 132;
+pub(crate) const IPPROTO_SCTP: i32 = 132;
+
+/// Waits until the stop flag is raised (or its sender is gone).
+pub(crate) async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Says an accept error (e.g. EMFILE) on stderr and pauses, so a persistent one does not spin.
+pub(crate) async fn accept_backoff(err: io::Error, speaker: &str, what: &str) {
+    eprintln!("{speaker}: accept on {what} failed: {err}");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+}
 
 /// A one-to-one (SOCK_STREAM) SCTP socket; fails with EPROTONOSUPPORT where the kernel lacks it.
 pub(crate) fn sctp_socket(domain: Domain) -> io::Result<Socket> {

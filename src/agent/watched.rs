@@ -115,11 +115,6 @@ impl<T: LineTable> WatchedFile<T> {
         })
     }
 
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The table as of now: re-read first if the file changed since the last read.
     pub fn current(&self) -> Arc<T> {
         let stamp = std::fs::metadata(&self.path).map(|m| Stamp::of(&m));

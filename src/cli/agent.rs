@@ -257,13 +257,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         http_port: args.http,
         address: args.address,
     };
-    let mut seen = Vec::new();
-    for spec in &config.listeners {
-        if spec.port != 0 && seen.contains(spec) {
-            eprintln!("netassay agent serve: --listen names {spec} twice");
-            return Ok(exit::BAD_INPUT);
-        }
-        seen.push(*spec);
+    if let Some(spec) = ListenSpec::repeated(&config.listeners) {
+        eprintln!("netassay agent serve: --listen names {spec} twice");
+        return Ok(exit::BAD_INPUT);
     }
     let rt = runtime()?;
     rt.block_on(async move {
@@ -310,9 +306,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             serving.join(",")
         );
         agent.run(shutdown).await;
-        if let Some(path) = &args.ready_file {
-            let _ = std::fs::remove_file(path);
-        }
+        remove_ready_file(args.ready_file.as_deref());
         eprintln!("netassay agent serve: stopped");
         Ok(exit::OK)
     })

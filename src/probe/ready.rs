@@ -29,18 +29,28 @@ impl ListenSpec {
 
     /// Parses a comma-separated list such as `tcp:80,udp:80,sctp:81`.
     pub fn parse_list(s: &str) -> Result<Vec<ListenSpec>, String> {
-        let mut out: Vec<ListenSpec> = Vec::new();
-        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let spec: ListenSpec = item.parse()?;
-            if spec.port != 0 && out.contains(&spec) {
-                return Err(format!("{item:?} is listed twice"));
-            }
-            out.push(spec);
+        let out = s
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(str::parse)
+            .collect::<Result<Vec<ListenSpec>, _>>()?;
+        if let Some(spec) = ListenSpec::repeated(&out) {
+            return Err(format!("\"{spec}\" is listed twice"));
         }
         if out.is_empty() {
             return Err("no listeners given: expected e.g. tcp:80,udp:80".into());
         }
         Ok(out)
+    }
+
+    /// The first listener named twice; port 0 may repeat (each picks its own free port).
+    pub fn repeated(specs: &[ListenSpec]) -> Option<ListenSpec> {
+        specs
+            .iter()
+            .enumerate()
+            .find(|(i, spec)| spec.port != 0 && specs[..*i].contains(spec))
+            .map(|(_, spec)| *spec)
     }
 }
 
@@ -168,6 +178,10 @@ mod tests {
         assert!(ListenSpec::parse_list("tcp:80,tcp:80")
             .unwrap_err()
             .contains("twice"));
+        assert!(
+            ListenSpec::parse_list("tcp:0,tcp:0").is_ok(),
+            "port 0 may repeat"
+        );
     }
 
     #[test]
