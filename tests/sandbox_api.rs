@@ -136,6 +136,15 @@ fn api_error<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> kube::core::
     }
 }
 
+/// Asserts that listing through `api` finds nothing, naming what it found otherwise.
+async fn assert_none_listed<K>(api: &Api<K>)
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let items = api.list(&ListParams::default()).await.unwrap().items;
+    assert!(items.is_empty(), "expected no objects, found {items:?}");
+}
+
 fn names(list: &[Namespace]) -> Vec<String> {
     list.iter()
         .filter_map(|n| n.metadata.name.clone())
@@ -768,31 +777,10 @@ async fn deleting_a_namespace_cascades_to_everything_in_it() {
     );
 
     assert_eq!(api_error(sb.namespaces().get("doomed").await).code, 404);
-    assert!(sb
-        .pods("doomed")
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
-    assert!(services
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
-    assert!(policies
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
-    assert!(leases
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert_none_listed(&sb.pods("doomed")).await;
+    assert_none_listed(&services).await;
+    assert_none_listed(&policies).await;
+    assert_none_listed(&leases).await;
     assert!(sb
         .dataplane
         .deleted()
@@ -1445,12 +1433,7 @@ async fn http_routes_and_gateways_work_through_dynamic_objects() {
         .delete("ours", &DeleteParams::default())
         .await
         .unwrap();
-    assert!(routes
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert_none_listed(&routes).await;
     assert_eq!(
         gateways
             .list(&ListParams::default())
@@ -1782,24 +1765,9 @@ async fn deleting_a_namespace_removes_its_ingresses_routes_and_gateways() {
         .unwrap();
     // Recreated empty: nothing of the old namespace's survives.
     sb.namespace("doomed", json!({})).await;
-    assert!(ingresses
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
-    assert!(routes
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
-    assert!(gateways
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert_none_listed(&ingresses).await;
+    assert_none_listed(&routes).await;
+    assert_none_listed(&gateways).await;
 }
 
 // ---- cluster DNS and the K8TRE preset ---------------------------------------------------------
@@ -2019,12 +1987,7 @@ async fn the_nodeport_fault_exposes_an_app_on_a_node_port() {
     assert_eq!(spec.type_.as_deref(), Some("NodePort"));
     assert_eq!(node_ports(&exposed), [30000]);
     let i1: Api<Service> = Api::namespaced(sb.client.clone(), "i1");
-    assert!(i1
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert_none_listed(&i1).await;
     let synced = sb.last_sync();
     assert!(synced
         .services

@@ -747,24 +747,29 @@ fn egress_policy(
     namespace: &str,
     egress: Value,
 ) -> k8s_openapi::api::networking::v1::NetworkPolicy {
-    serde_json::from_value(json!({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": "egress", "namespace": namespace, "uid": "uid-egress"},
-        "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": egress},
-    }))
-    .unwrap()
+    all_pods_policy(namespace, "Egress", egress)
 }
 
 fn ingress_policy(
     namespace: &str,
     ingress: Value,
 ) -> k8s_openapi::api::networking::v1::NetworkPolicy {
+    all_pods_policy(namespace, "Ingress", ingress)
+}
+
+/// A policy named after its one direction (`Ingress` or `Egress`), isolating every pod of
+/// `namespace` in that direction with `rules`.
+fn all_pods_policy(
+    namespace: &str,
+    direction: &str,
+    rules: Value,
+) -> k8s_openapi::api::networking::v1::NetworkPolicy {
+    let name = direction.to_lowercase();
     serde_json::from_value(json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": "ingress", "namespace": namespace, "uid": "uid-ingress"},
-        "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": ingress},
+        "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}")},
+        "spec": {"podSelector": {}, "policyTypes": [direction], name.as_str(): rules},
     }))
     .unwrap()
 }

@@ -26,7 +26,7 @@
 use super::fault::{Fault, FaultSet};
 use super::{ClusterState, PodState, ServiceState, TargetPort};
 use crate::model::{Labels, Protocol, NAMESPACE_NAME_LABEL};
-use crate::policy::oracle::policy_types;
+use crate::policy::oracle::{policy_ref, policy_types, Direction};
 use crate::policy::selector::Selector;
 use crate::policy::validate::parse_cidr;
 use ipnet::IpNet;
@@ -250,21 +250,6 @@ enum PortEntry {
     Named(Protocol, String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    Ingress,
-    Egress,
-}
-
-impl Direction {
-    fn as_str(self) -> &'static str {
-        match self {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
-        }
-    }
-}
-
 /// One rule, resolved: every (peer, port) pair admits. Labels are the origin suffixes.
 struct Rule {
     origin: String,
@@ -353,14 +338,7 @@ impl<'a> Builder<'a> {
                         let port = match &sp.target_port {
                             TargetPort::Number(n) => *n,
                             // A pod without that name for this protocol is not an endpoint.
-                            TargetPort::Name(name) => {
-                                p.ports
-                                    .iter()
-                                    .find(|c| {
-                                        c.protocol == sp.protocol && c.name.as_deref() == Some(name)
-                                    })?
-                                    .port
-                            }
+                            TargetPort::Name(name) => p.named_ports(name, sp.protocol).next()?,
                         };
                         Some(Endpoint {
                             pod: format!("{}/{}", p.namespace, p.name),
@@ -425,7 +403,7 @@ impl<'a> Builder<'a> {
     /// Egress and ingress chains of every isolated pod.
     fn policies(&mut self, policies: &[NetworkPolicy]) -> (Vec<PodChain>, Vec<PodChain>) {
         let mut sorted: Vec<&NetworkPolicy> = policies.iter().collect();
-        sorted.sort_by_key(|np| policy_id(np));
+        sorted.sort_by_key(|np| policy_ref(np).to_string());
         // Presence of an entry means the pod is isolated in that direction.
         let mut egress: BTreeMap<usize, Vec<Allow>> = BTreeMap::new();
         let mut ingress: BTreeMap<usize, Vec<Allow>> = BTreeMap::new();
@@ -444,7 +422,7 @@ impl<'a> Builder<'a> {
         egress: &mut BTreeMap<usize, Vec<Allow>>,
         ingress: &mut BTreeMap<usize, Vec<Allow>>,
     ) {
-        let id = policy_id(np);
+        let id = policy_ref(np).to_string();
         let Some(namespace) = np.metadata.namespace.as_deref().filter(|n| !n.is_empty()) else {
             self.notes
                 .push(format!("policy {id} skipped: no namespace"));
@@ -479,51 +457,39 @@ impl<'a> Builder<'a> {
         if targets.is_empty() {
             return;
         }
-        if isolates_in {
-            let rules: Vec<Rule> = spec
-                .ingress
-                .iter()
-                .flatten()
-                .enumerate()
-                .map(|(ri, r)| {
-                    self.rule(
-                        &id,
-                        namespace,
-                        Direction::Ingress,
-                        ri,
-                        r.from.as_ref(),
-                        r.ports.as_ref(),
-                    )
-                })
-                .collect();
-            for &t in &targets {
-                let allows = ingress.entry(t).or_default();
-                for rule in &rules {
-                    self.allows(Direction::Ingress, rule, t, allows);
-                }
+        // Each isolating direction: its rules as (peers, ports) sections, and its chains.
+        type Section<'s> = (
+            Option<&'s Vec<NetworkPolicyPeer>>,
+            Option<&'s Vec<NetworkPolicyPort>>,
+        );
+        let ingress_sections: Vec<Section> = spec
+            .ingress
+            .iter()
+            .flatten()
+            .map(|r| (r.from.as_ref(), r.ports.as_ref()))
+            .collect();
+        let egress_sections: Vec<Section> = spec
+            .egress
+            .iter()
+            .flatten()
+            .map(|r| (r.to.as_ref(), r.ports.as_ref()))
+            .collect();
+        for (dir, isolates, sections, isolated) in [
+            (Direction::Ingress, isolates_in, ingress_sections, ingress),
+            (Direction::Egress, isolates_out, egress_sections, egress),
+        ] {
+            if !isolates {
+                continue;
             }
-        }
-        if isolates_out {
-            let rules: Vec<Rule> = spec
-                .egress
-                .iter()
-                .flatten()
+            let rules: Vec<Rule> = sections
+                .into_iter()
                 .enumerate()
-                .map(|(ri, r)| {
-                    self.rule(
-                        &id,
-                        namespace,
-                        Direction::Egress,
-                        ri,
-                        r.to.as_ref(),
-                        r.ports.as_ref(),
-                    )
-                })
+                .map(|(ri, (peers, ports))| self.rule(&id, namespace, dir, ri, peers, ports))
                 .collect();
             for &t in &targets {
-                let allows = egress.entry(t).or_default();
+                let allows = isolated.entry(t).or_default();
                 for rule in &rules {
-                    self.allows(Direction::Egress, rule, t, allows);
+                    self.allows(dir, rule, t, allows);
                 }
             }
         }
@@ -756,10 +722,8 @@ impl<'a> Builder<'a> {
                             let (Some(dp), Some(ip)) = (self.pods.get(d), self.ip(d)) else {
                                 continue;
                             };
-                            for c in &dp.ports {
-                                if c.protocol == *protocol && c.name.as_deref() == Some(name) {
-                                    by_port.entry(c.port).or_default().insert(ip);
-                                }
+                            for port in dp.named_ports(name, *protocol) {
+                                by_port.entry(port).or_default().insert(ip);
                             }
                         }
                         for (n, ips) in by_port {
@@ -803,14 +767,6 @@ impl<'a> Builder<'a> {
             })
             .collect()
     }
-}
-
-fn policy_id(np: &NetworkPolicy) -> String {
-    format!(
-        "{}/{}",
-        np.metadata.namespace.as_deref().unwrap_or_default(),
-        np.metadata.name.as_deref().unwrap_or_default()
-    )
 }
 
 /// A Service selects pods of its namespace whose labels contain its selector; like Kubernetes,
@@ -870,6 +826,12 @@ fn net_family(net: &IpNet) -> &'static str {
     }
 }
 
+/// `items` split by address family, IPv4 first, without an empty group: one nft line per group.
+fn by_family<T>(items: impl Iterator<Item = T>, is_v4: impl Fn(&T) -> bool) -> Vec<Vec<T>> {
+    let (v4, v6): (Vec<T>, Vec<T>) = items.partition(is_v4);
+    [v4, v6].into_iter().filter(|g| !g.is_empty()).collect()
+}
+
 /// One element bare, several as an anonymous set.
 fn set<T: std::fmt::Display>(items: &[T]) -> String {
     match items {
@@ -918,14 +880,10 @@ fn allow_rules(a: &Allow, field: &str) -> Vec<String> {
     let tail = format!("{}return {}", l4_match(&a.l4), comment(&a.origin));
     match &a.peer {
         Peer::Any => vec![tail],
-        Peer::Pods(ips) => {
-            let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = ips.iter().partition(|ip| ip.is_ipv4());
-            [v4, v6]
-                .iter()
-                .filter(|ips| !ips.is_empty())
-                .map(|ips| format!("{} {field} {} {tail}", family(&ips[0]), set(ips)))
-                .collect()
-        }
+        Peer::Pods(ips) => by_family(ips.iter().copied(), IpAddr::is_ipv4)
+            .iter()
+            .map(|ips| format!("{} {field} {} {tail}", family(&ips[0]), set(ips)))
+            .collect(),
         Peer::Block { cidr, except } => {
             let fam = net_family(cidr);
             let exclude = if except.is_empty() {
@@ -991,10 +949,8 @@ fn hairpin_rule(h: &Hairpin) -> String {
 
 /// `ip saddr vmap { a : jump c, ... }`, one line per address family present.
 fn dispatch(chains: &[PodChain], field: &str) -> Vec<String> {
-    let (v4, v6): (Vec<&PodChain>, Vec<&PodChain>) = chains.iter().partition(|c| c.ip.is_ipv4());
-    [v4, v6]
+    by_family(chains.iter(), |c| c.ip.is_ipv4())
         .iter()
-        .filter(|cs| !cs.is_empty())
         .map(|cs| {
             let entries: Vec<String> = cs
                 .iter()
@@ -1063,11 +1019,8 @@ impl Ruleset {
             &hairpin,
         );
         // Before `forward`, so a dead ClusterIP port is rejected whatever the policies say.
-        let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) =
-            self.cluster_ips.iter().partition(|ip| ip.is_ipv4());
-        let reject: Vec<String> = [v4, v6]
+        let reject: Vec<String> = by_family(self.cluster_ips.iter().copied(), IpAddr::is_ipv4)
             .iter()
-            .filter(|ips| !ips.is_empty())
             .map(|ips| {
                 format!(
                     "{} daddr {} reject {}",

@@ -20,7 +20,7 @@ pub use fault::{Fault, FaultMemory, FaultSet};
 pub use instance::{Sandbox, SandboxError, SandboxOptions};
 pub use preset::{Preset, PresetFault};
 
-use crate::model::{Labels, ServedPort};
+use crate::model::{Labels, Protocol, ServedPort};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// The Service ClusterIP range (kubeadm's default).
@@ -38,11 +38,26 @@ pub struct PodState {
     pub ports: Vec<ServedPort>,
 }
 
+impl PodState {
+    /// The ports of the containers' port entries called `name` for `protocol`, in spec order
+    /// (names may repeat across containers).
+    pub fn named_ports<'a>(
+        &'a self,
+        name: &'a str,
+        protocol: Protocol,
+    ) -> impl Iterator<Item = u16> + 'a {
+        self.ports
+            .iter()
+            .filter(move |c| c.protocol == protocol && c.name.as_deref() == Some(name))
+            .map(|c| c.port)
+    }
+}
+
 /// One port of a Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePortState {
     pub port: u16,
-    pub protocol: crate::model::Protocol,
+    pub protocol: Protocol,
     /// A number, or a container port name resolved on each endpoint pod.
     pub target_port: TargetPort,
     /// NodePort and LoadBalancer Services: the port served at the node's address.
