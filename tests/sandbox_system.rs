@@ -43,6 +43,7 @@ async fn start(preset: Option<Preset>, faults: &str) -> Running {
     let options = SandboxOptions {
         faults: faults.parse().expect("faults"),
         preset,
+        ..SandboxOptions::default()
     };
     // Pod commands' `netassay` is the built binary, not this test harness.
     let sandbox = Sandbox::start_with_executable(options, AGENT.into())
@@ -521,6 +522,7 @@ async fn a_preset_fault_without_its_preset_is_refused_before_anything_starts() {
     let options = SandboxOptions {
         faults: FaultSet::from(PresetFault::AllowAll),
         preset: None,
+        ..SandboxOptions::default()
     };
     match Sandbox::start_with(options).await {
         Err(SandboxError::PresetFaultWithoutPreset { fault, preset }) => {

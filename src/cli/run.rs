@@ -11,7 +11,7 @@ use crate::probe::DenyRule;
 use crate::report::conformance::{scenario_verdict, ScenarioVerdict};
 use crate::runner::suite::{Pool, ScenarioOutcome, SuiteOptions};
 use crate::runner::Judging;
-use crate::sandbox::{FaultSet, Preset, Sandbox, SandboxOptions};
+use crate::sandbox::{ControlPlane, FaultSet, Preset, Sandbox, SandboxOptions};
 use crate::scenario::{builtin, load_paths, Scenario};
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -66,6 +66,8 @@ pub struct RunArgs {
     /// policies to every persona namespace, a gateway on the node address and cluster DNS.
     #[arg(long = "sandbox-preset", value_name = "NAME", requires = "sandbox")]
     pub sandbox_preset: Option<Preset>,
+    #[command(flatten)]
+    pub sandbox_backend: SandboxBackendArgs,
     /// The profile config of intent profiles (k8tre): persona labels, external endpoints,
     /// gateway, allowed exposures. Default: the built-in one, which describes the sandbox's
     /// k8tre preset. See scenarios/k8tre/profile-config.yaml.
@@ -162,10 +164,28 @@ pub struct CleanupArgs {
     pub all_expired: bool,
 }
 
+/// Which control plane the sandbox's node runs under (`run --sandbox` and `sandbox up`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SandboxBackendArgs {
+    /// The sandbox's API: `emulator` (built in, starts in milliseconds, needs nothing) or
+    /// `kubernetes` (the reference cluster: real etcd, kube-apiserver and
+    /// kube-controller-manager built by scripts/reference-cluster/build.sh, ~5 s to start,
+    /// ~500 MiB; netassay then runs as the least-privilege ServiceAccount of
+    /// manifests/rbac.yaml). netassay's node agent is the kubelet of both.
+    #[arg(long = "sandbox-control-plane", value_name = "NAME", default_value_t = ControlPlane::Emulator)]
+    pub control_plane: ControlPlane,
+    /// Where the reference cluster's binaries are. Default: $NETASSAY_SANDBOX_BIN_DIR, else
+    /// target/reference-cluster/bin (where the build script puts them).
+    #[arg(long = "sandbox-bin-dir", value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SandboxCommand {
     /// Start a sandbox in the foreground and print its kubeconfig; Ctrl-C removes it.
     Up {
+        #[command(flatten)]
+        backend: SandboxBackendArgs,
         /// Fault profiles, as for `run --sandbox-fault`.
         #[arg(long = "sandbox-fault", value_name = "NAME")]
         faults: Vec<String>,
@@ -359,6 +379,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         let options = SandboxOptions {
             faults: fault_set.clone(),
             preset: args.sandbox_preset,
+            control_plane: args.sandbox_backend.control_plane,
+            bin_dir: args.sandbox_backend.bin_dir.clone(),
         };
         if let Err(e) = options.validate() {
             eprintln!("netassay: {e}");
@@ -368,9 +390,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             Ok(s) => {
                 let path = s.kubeconfig().to_path_buf();
                 log_line(format!(
-                    "sandbox instance {} with its API at {}",
+                    "sandbox instance {} with its API at {} ({})",
                     s.instance(),
-                    s.url()
+                    s.url(),
+                    match s.kubernetes_version() {
+                        Some(v) => format!("reference cluster, Kubernetes {v}"),
+                        None => "emulator".to_string(),
+                    }
                 ));
                 if let Ok(mut slot) = sandbox.lock() {
                     *slot = Some(s);
@@ -670,12 +696,15 @@ pub fn cleanup(args: CleanupArgs) -> anyhow::Result<u8> {
 pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
     match cmd {
         SandboxCommand::Up {
+            backend,
             faults: names,
             preset,
         } => {
             let options = SandboxOptions {
                 faults: faults(&names)?,
                 preset,
+                control_plane: backend.control_plane,
+                bin_dir: backend.bin_dir,
             };
             if let Err(e) = options.validate() {
                 eprintln!("netassay: {e}");
@@ -690,12 +719,22 @@ pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
                         return Ok(exit::ENVIRONMENT);
                     }
                 };
-                println!("{}", s.kubeconfig().display());
+                println!("{}", s.admin_kubeconfig().display());
+                if s.admin_kubeconfig() != s.kubeconfig() {
+                    eprintln!(
+                        "netassay's own least-privilege kubeconfig (ServiceAccount netassay/netassay, manifests/rbac.yaml): {}",
+                        s.kubeconfig().display()
+                    );
+                }
                 eprintln!(
-                    "sandbox instance {} with its API at {}; use it with KUBECONFIG={} (Ctrl-C stops it and removes everything)",
+                    "sandbox instance {} with its API at {} ({}); use it with KUBECONFIG={} (Ctrl-C stops it and removes everything)",
                     s.instance(),
                     s.url(),
-                    s.kubeconfig().display()
+                    match s.kubernetes_version() {
+                        Some(v) => format!("reference cluster, Kubernetes {v}"),
+                        None => "emulator".to_string(),
+                    },
+                    s.admin_kubeconfig().display()
                 );
                 let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
                 tokio::select! {

@@ -117,12 +117,25 @@ impl Fixture {
         for pod in &topology.pods {
             let real = names.real(&pod.id.namespace).to_string();
             let api: Api<Pod> = Api::namespaced(client.clone(), &real);
-            api.create(
-                &PostParams::default(),
-                &manifest::pod(&real, pod, run, opts),
-            )
-            .await
-            .map_err(|e| ClusterError::api(format!("creating pod {real}/{}", pod.id.name), e))?;
+            let manifest = manifest::pod(&real, pod, run, opts);
+            let deadline = tokio::time::Instant::now() + super::SERVICE_ACCOUNT_WAIT;
+            loop {
+                match api.create(&PostParams::default(), &manifest).await {
+                    Ok(_) => break,
+                    Err(kube::Error::Api(s))
+                        if super::is_service_account_race(&s)
+                            && tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => {
+                        return Err(ClusterError::api(
+                            format!("creating pod {real}/{}", pod.id.name),
+                            e,
+                        ))
+                    }
+                }
+            }
             if services {
                 let sapi: Api<Service> = Api::namespaced(client.clone(), &real);
                 sapi.create(&PostParams::default(), &manifest::service(&real, pod, run))

@@ -51,6 +51,17 @@ pub fn status_code(e: &kube::Error) -> Option<u16> {
     }
 }
 
+/// The API server's refusal of a pod in a namespace whose `default` ServiceAccount
+/// kube-controller-manager has not created yet (the ServiceAccount admission plugin answers 403
+/// "error looking up service account NS/default"). Real clusters do this for a moment after a
+/// namespace is created; retrying is what kubectl users and the e2e framework do.
+pub fn is_service_account_race(status: &kube::core::Status) -> bool {
+    status.code == 403 && status.message.contains("error looking up service account")
+}
+
+/// How long pod creation waits out [`is_service_account_race`].
+pub const SERVICE_ACCOUNT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Connects with a kubeconfig file (or the usual discovery: $KUBECONFIG, ~/.kube/config,
 /// in-cluster) and an optional context.
 pub async fn connect(

@@ -2,10 +2,12 @@
 //! (cluster DNS always; the gateway with the K8TRE preset), and a kubeconfig that points kube-rs
 //! (and kubectl) at it. Stopping it removes everything it created.
 
-use super::api::{self, ApiOptions, ApiServer};
+use super::api::{self, ApiOptions, ApiServer, Object};
 use super::dataplane::netns::{NetnsConfig, NetnsDataplane, NODE_ADDRESS};
 use super::dataplane::{Dataplane, DataplaneError};
+use super::node::{NodeAgent, NodeError, NodeOptions};
 use super::preset::{Preset, PresetFault, PresetProfile, GATEWAY_PORT};
+use super::reference::{self, ReferenceCluster, ReferenceError};
 use super::{system, FaultSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -26,6 +28,32 @@ pub enum SandboxError {
     PresetFaultWithoutPreset { fault: PresetFault, preset: Preset },
     #[error("the sandbox's {what} did not come up: {detail}")]
     AddOn { what: String, detail: String },
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("--sandbox-preset {0} needs --sandbox-control-plane emulator for now: the reference cluster has no controller that gives persona namespaces the preset's policies yet")]
+    PresetOnReference(Preset),
+}
+
+/// Which API the sandbox's node serves (DESIGN §7a).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControlPlane {
+    /// netassay's built-in Kubernetes-API emulator: starts in milliseconds, needs nothing.
+    #[default]
+    Emulator,
+    /// Real etcd, kube-apiserver and kube-controller-manager built from upstream sources by
+    /// scripts/reference-cluster/build.sh, with netassay's node agent as the kubelet.
+    Kubernetes,
+}
+
+impl std::fmt::Display for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ControlPlane::Emulator => "emulator",
+            ControlPlane::Kubernetes => "kubernetes",
+        })
+    }
 }
 
 /// How to start a sandbox.
@@ -35,11 +63,19 @@ pub struct SandboxOptions {
     pub faults: FaultSet,
     /// The preset (`--sandbox-preset`), if any.
     pub preset: Option<Preset>,
+    /// The API behind the node: the emulator, or the reference cluster.
+    pub control_plane: ControlPlane,
+    /// Where the reference cluster's binaries are (`--sandbox-bin-dir`); `None`: the default
+    /// (see [`reference::bin_dir`]).
+    pub bin_dir: Option<PathBuf>,
 }
 
 impl SandboxOptions {
     /// Every preset fault needs its preset.
     pub fn validate(&self) -> Result<(), SandboxError> {
+        if let (ControlPlane::Kubernetes, Some(preset)) = (self.control_plane, self.preset) {
+            return Err(SandboxError::PresetOnReference(preset));
+        }
         match self
             .faults
             .preset_faults()
@@ -55,8 +91,15 @@ impl SandboxOptions {
     }
 }
 
+/// The reference cluster and the node agent that serves as its kubelet.
+struct Reference {
+    cluster: ReferenceCluster,
+    node: NodeAgent,
+}
+
 pub struct Sandbox {
     api: Option<ApiServer>,
+    reference: Option<Reference>,
     dataplane: Arc<NetnsDataplane>,
     kubeconfig: PathBuf,
     preset: Option<Preset>,
@@ -67,7 +110,7 @@ impl Sandbox {
     pub async fn start(faults: FaultSet) -> Result<Sandbox, SandboxError> {
         Sandbox::start_with(SandboxOptions {
             faults,
-            preset: None,
+            ..SandboxOptions::default()
         })
         .await
     }
@@ -88,6 +131,10 @@ impl Sandbox {
         executable: PathBuf,
     ) -> Result<Sandbox, SandboxError> {
         options.validate()?;
+        let bin_dir = reference::bin_dir(options.bin_dir.as_deref());
+        if options.control_plane == ControlPlane::Kubernetes {
+            reference::check_binaries(&bin_dir, &[])?;
+        }
         let mut config = NetnsConfig::new(options.faults.clone())?;
         config.executable = executable;
         let dataplane = tokio::task::spawn_blocking(move || NetnsDataplane::new(config))
@@ -95,6 +142,9 @@ impl Sandbox {
             .map_err(std::io::Error::other)??;
         let dataplane = Arc::new(dataplane);
         let dyn_plane: Arc<dyn Dataplane> = dataplane.clone();
+        if options.control_plane == ControlPlane::Kubernetes {
+            return Sandbox::start_reference(dataplane, &bin_dir).await;
+        }
         let preset = options
             .preset
             .map(|p| PresetProfile::new(p, &options.faults));
@@ -118,6 +168,7 @@ impl Sandbox {
         };
         let mut sandbox = Sandbox {
             api: Some(api),
+            reference: None,
             dataplane,
             kubeconfig: PathBuf::new(),
             preset: options.preset,
@@ -150,6 +201,102 @@ impl Sandbox {
         }
     }
 
+    /// The reference cluster behind the node agent, then cluster DNS through its API.
+    async fn start_reference(
+        dataplane: Arc<NetnsDataplane>,
+        bin_dir: &Path,
+    ) -> Result<Sandbox, SandboxError> {
+        let mut sandbox = Sandbox {
+            api: None,
+            reference: None,
+            dataplane: dataplane.clone(),
+            kubeconfig: PathBuf::new(),
+            preset: None,
+        };
+        let node_name = dataplane.node().name;
+        let dir = dataplane.instance_dir().join(reference::STATE_SUBDIR);
+        let cluster = match ReferenceCluster::start(bin_dir, &dir, &node_name).await {
+            Ok(c) => c,
+            Err(e) => {
+                sandbox.stop().await;
+                return Err(e.into());
+            }
+        };
+        let started = async {
+            let client = cluster.admin_client().await?;
+            let node = NodeAgent::start(NodeOptions {
+                client: client.clone(),
+                dataplane: dataplane.clone(),
+                tls: cluster.kubelet_tls().clone(),
+                version: cluster.version().to_string(),
+                ready_timeout: ApiOptions::default().ready_timeout,
+            })
+            .await?;
+            Ok::<_, SandboxError>((client, node))
+        }
+        .await;
+        let (client, node) = match started {
+            Ok(x) => x,
+            Err(e) => {
+                cluster.stop().await;
+                sandbox.stop().await;
+                return Err(e);
+            }
+        };
+        sandbox.kubeconfig = cluster.run_kubeconfig().to_path_buf();
+        sandbox.reference = Some(Reference { cluster, node });
+        let add_ons = system::dns_objects(&dataplane.zone_file());
+        if let Err(e) = sandbox.create_add_ons(&client, add_ons).await {
+            sandbox.stop().await;
+            return Err(e);
+        }
+        Ok(sandbox)
+    }
+
+    /// Creates the add-ons through the reference cluster's API and waits until they serve.
+    async fn create_add_ons(
+        &self,
+        client: &kube::Client,
+        objects: Vec<Object>,
+    ) -> Result<(), SandboxError> {
+        let mut pods = Vec::new();
+        for object in objects {
+            let what = object.describe();
+            let value = match &object {
+                Object::Namespace(o) => serde_json::to_value(o),
+                Object::Pod(o) => serde_json::to_value(o),
+                Object::Service(o) => serde_json::to_value(o),
+                Object::NetworkPolicy(o) => serde_json::to_value(o),
+                Object::Ingress(o) => serde_json::to_value(o),
+                Object::HttpRoute(o) => serde_json::to_value(o),
+                Object::Gateway(o) => serde_json::to_value(o),
+            }
+            .map_err(|e| SandboxError::AddOn {
+                what: what.clone(),
+                detail: e.to_string(),
+            })?;
+            let mut value = value;
+            if let Object::Pod(p) = &object {
+                pods.push((
+                    p.metadata.namespace.clone().unwrap_or_default(),
+                    p.metadata.name.clone().unwrap_or_default(),
+                ));
+                // kube-apiserver wants the kind and version in the body.
+                value["apiVersion"] = "v1".into();
+                value["kind"] = "Pod".into();
+            } else if let Object::Service(_) = &object {
+                value["apiVersion"] = "v1".into();
+                value["kind"] = "Service".into();
+            }
+            reference::create_object(client, value).await?;
+        }
+        let waits = pods
+            .iter()
+            .map(|(namespace, name)| self.wait_until_serving(namespace, name));
+        futures::future::try_join_all(waits).await?;
+        Ok(())
+    }
+
     /// Waits until all the add-on pods serve, side by side, and until the dataplane routes to
     /// them (their Services' DNAT needs their addresses).
     async fn wait_for_add_ons(&self) -> Result<(), SandboxError> {
@@ -174,10 +321,18 @@ impl Sandbox {
             detail,
         };
         let deadline = tokio::time::Instant::now() + ADD_ON_TIMEOUT;
-        let api = self.api.as_ref().ok_or_else(|| fail("stopped".into()))?;
         loop {
-            if let Err(message) = api.pod_ready(namespace, name) {
-                return Err(fail(message));
+            if let Some(api) = &self.api {
+                if let Err(message) = api.pod_ready(namespace, name) {
+                    return Err(fail(message));
+                }
+            }
+            if let Some(r) = &self.reference {
+                if let Some((component, how)) = r.cluster.exited() {
+                    return Err(fail(format!(
+                        "the reference cluster's {component} exited ({how})"
+                    )));
+                }
             }
             let dp = Arc::clone(&self.dataplane);
             let (ns, n) = (namespace.to_string(), name.to_string());
@@ -220,7 +375,36 @@ impl Sandbox {
     }
 
     pub fn url(&self) -> String {
-        self.api.as_ref().map(|a| a.url()).unwrap_or_default()
+        match (&self.api, &self.reference) {
+            (Some(a), _) => a.url(),
+            (None, Some(r)) => r.cluster.url().to_string(),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Which API serves the node.
+    pub fn control_plane(&self) -> ControlPlane {
+        if self.reference.is_some() {
+            ControlPlane::Kubernetes
+        } else {
+            ControlPlane::Emulator
+        }
+    }
+
+    /// A kubeconfig with every right, for people poking the sandbox with kubectl. On the
+    /// emulator (one user, no authorization) it is [`Sandbox::kubeconfig`]; on the reference
+    /// cluster, a system:masters certificate, while [`Sandbox::kubeconfig`] is netassay's
+    /// least-privilege ServiceAccount.
+    pub fn admin_kubeconfig(&self) -> &Path {
+        match &self.reference {
+            Some(r) => r.cluster.admin_kubeconfig(),
+            None => &self.kubeconfig,
+        }
+    }
+
+    /// The reference cluster's Kubernetes version, if that is the control plane.
+    pub fn kubernetes_version(&self) -> Option<&str> {
+        self.reference.as_ref().map(|r| r.cluster.version())
     }
 
     /// The preset it runs with.
@@ -248,16 +432,25 @@ impl Sandbox {
 
     /// Dataplane problems seen so far (failed syncs and the like).
     pub fn dataplane_errors(&self) -> Vec<String> {
-        self.api
+        let mut errors = self
+            .api
             .as_ref()
             .map(|a| a.dataplane_errors())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Some(r) = &self.reference {
+            errors.extend(r.node.errors());
+        }
+        errors
     }
 
     /// Stops serving and removes every netns, link, table, process and file of this sandbox.
     pub async fn stop(mut self) {
         if let Some(api) = self.api.take() {
             api.shutdown().await;
+        }
+        if let Some(r) = self.reference.take() {
+            r.node.stop().await;
+            r.cluster.stop().await;
         }
         let dp = self.dataplane.clone();
         let _ = tokio::task::spawn_blocking(move || dp.shutdown()).await;
@@ -290,7 +483,7 @@ mod tests {
         let faults: FaultSet = "k8tre-nodeport,tcp-only".parse().unwrap();
         let without = SandboxOptions {
             faults: faults.clone(),
-            preset: None,
+            ..SandboxOptions::default()
         };
         let err = without.validate().expect_err("no preset");
         assert_eq!(
@@ -300,6 +493,7 @@ mod tests {
         let with = SandboxOptions {
             faults,
             preset: Some(Preset::K8tre),
+            ..SandboxOptions::default()
         };
         assert!(with.validate().is_ok());
         assert!(SandboxOptions::default().validate().is_ok());

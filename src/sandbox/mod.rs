@@ -13,11 +13,13 @@ pub mod compile;
 pub mod dataplane;
 pub mod fault;
 pub mod instance;
+pub mod node;
 pub mod preset;
+pub mod reference;
 pub mod system;
 
 pub use fault::{Fault, FaultMemory, FaultSet};
-pub use instance::{Sandbox, SandboxError, SandboxOptions};
+pub use instance::{ControlPlane, Sandbox, SandboxError, SandboxOptions};
 pub use preset::{Preset, PresetFault};
 
 use crate::model::{Labels, Protocol, ServedPort};

@@ -30,18 +30,18 @@ const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const STATUS: u8 = 3;
 const CLOSE: u8 = 255;
-const V5: &str = "v5.channel.k8s.io";
-const V4: &str = "v4.channel.k8s.io";
+pub(crate) const V5: &str = "v5.channel.k8s.io";
+pub(crate) const V4: &str = "v4.channel.k8s.io";
 /// After the process exits, how long its pipes may stay open (a background grandchild can hold
 /// them) before the status is sent anyway.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Which standard streams the client attached.
 #[derive(Debug, Clone, Copy)]
-struct Streams {
-    stdin: bool,
-    stdout: bool,
-    stderr: bool,
+pub(crate) struct Streams {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
 }
 
 /// Lets a websocket upgrade arrive as POST (some kubectl versions) by presenting it as the GET
@@ -131,7 +131,7 @@ fn frame(channel: u8, data: &[u8]) -> Message {
     Message::Binary(bytes.into())
 }
 
-async fn session(
+pub(crate) async fn session(
     socket: WebSocket,
     dataplane: Arc<dyn Dataplane>,
     namespace: String,

@@ -35,7 +35,7 @@ pub(crate) fn dataplane_spec(pod: &Pod) -> PodSpec {
 }
 
 /// Sets a condition, keeping its transition time when its status does not change.
-fn set_condition(
+pub(crate) fn set_condition(
     status: &mut PodStatus,
     type_: &str,
     value: bool,
@@ -67,7 +67,7 @@ fn unready_message(containers: &[String]) -> String {
     format!("containers with unready status: [{}]", containers.join(" "))
 }
 
-fn mark_running(status: &mut PodStatus, ip: IpAddr, containers: &[(String, String)]) {
+pub(crate) fn mark_running(status: &mut PodStatus, ip: IpAddr, containers: &[(String, String)]) {
     let started = now();
     status.phase = Some("Running".to_string());
     status.pod_ip = Some(ip.to_string());
@@ -112,7 +112,7 @@ fn mark_running(status: &mut PodStatus, ip: IpAddr, containers: &[(String, Strin
     );
 }
 
-fn mark_ready(status: &mut PodStatus) {
+pub(crate) fn mark_ready(status: &mut PodStatus) {
     set_condition(status, "ContainersReady", true, None, None);
     set_condition(status, "Ready", true, None, None);
     for c in status.container_statuses.iter_mut().flatten() {
@@ -120,7 +120,7 @@ fn mark_ready(status: &mut PodStatus) {
     }
 }
 
-fn mark_failed(status: &mut PodStatus, message: String) {
+pub(crate) fn mark_failed(status: &mut PodStatus, message: String) {
     status.phase = Some("Failed".to_string());
     status.reason = Some("DataplaneError".to_string());
     status.message = Some(message.clone());

@@ -29,16 +29,16 @@
 
 mod admission;
 mod discovery;
-mod exec;
+pub(crate) mod exec;
 mod exposure;
 pub mod gateway_api;
 mod handlers;
-mod lifecycle;
+pub(crate) mod lifecycle;
 mod patch;
 mod selector;
 mod shared;
 mod status;
-mod store;
+pub(crate) mod store;
 
 use crate::sandbox::dataplane::Dataplane;
 use crate::sandbox::preset::PresetProfile;

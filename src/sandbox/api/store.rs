@@ -673,7 +673,7 @@ pub(crate) fn container_ports(pod: &Pod) -> Vec<ServedPort> {
         .collect()
 }
 
-fn pod_state(pod: &Pod) -> PodState {
+pub(crate) fn pod_state(pod: &Pod) -> PodState {
     PodState {
         namespace: pod.metadata.namespace.clone().unwrap_or_default(),
         name: pod.metadata.name.clone().unwrap_or_default(),
@@ -688,7 +688,7 @@ fn pod_state(pod: &Pod) -> PodState {
 }
 
 /// Headless services (and any without a parseable ClusterIP) have nothing to enforce.
-fn service_state(svc: &Service) -> Option<ServiceState> {
+pub(crate) fn service_state(svc: &Service) -> Option<ServiceState> {
     let spec = svc.spec.as_ref()?;
     let cluster_ip = spec.cluster_ip.as_deref()?.parse::<IpAddr>().ok()?;
     let ports = spec

@@ -41,6 +41,7 @@ pub use names::{
     ETC_NETNS, EXTERNAL_ADDRESS, GATEWAY, METADATA_ADDRESS, MIRROR_ADDRESS, NODE_ADDRESS,
     OUTSIDE_ADDRESS, POD_CIDR, STATE_DIR,
 };
+pub use ownership::process_start_time;
 
 use super::{DataplaneError, NodeInfo, PodSpec};
 use crate::model::Protocol;
@@ -657,6 +658,12 @@ impl NetnsDataplane {
         Ok(std::iter::once(program)
             .chain(rest.iter().map(OsString::from))
             .collect())
+    }
+
+    /// The instance's own folder under `/run/netassay` (logs, the reference control plane's
+    /// state); removed with the instance, also by the sweep.
+    pub fn instance_dir(&self) -> PathBuf {
+        self.log_dir()
     }
 
     fn log_dir(&self) -> PathBuf {

@@ -148,6 +148,13 @@ pub fn remove_instance(dir: &Path, prefix: &Prefix) -> Result<(), DataplaneError
         }
         Err(e) => note(Err(e)),
     }
+    // A reference control plane whose owner died: its processes run in the root namespace.
+    crate::sandbox::reference::kill_recorded(
+        &prefix
+            .log_dir(dir)
+            .join(crate::sandbox::reference::STATE_SUBDIR)
+            .join(crate::sandbox::reference::PIDS_FILE),
+    );
     note(remove_path(&prefix.log_dir(dir), true));
     // The state file goes last, and only when all else is gone, so a later sweep retries.
     if failures.is_empty() {
