@@ -32,8 +32,6 @@ pub enum SandboxError {
     Reference(#[from] ReferenceError),
     #[error(transparent)]
     Node(#[from] NodeError),
-    #[error("--sandbox-preset {0} needs --sandbox-control-plane emulator for now: the reference cluster has no controller that gives persona namespaces the preset's policies yet")]
-    PresetOnReference(Preset),
 }
 
 /// Which API the sandbox's node serves (DESIGN §7a).
@@ -73,9 +71,6 @@ pub struct SandboxOptions {
 impl SandboxOptions {
     /// Every preset fault needs its preset.
     pub fn validate(&self) -> Result<(), SandboxError> {
-        if let (ControlPlane::Kubernetes, Some(preset)) = (self.control_plane, self.preset) {
-            return Err(SandboxError::PresetOnReference(preset));
-        }
         match self
             .faults
             .preset_faults()
@@ -143,7 +138,10 @@ impl Sandbox {
         let dataplane = Arc::new(dataplane);
         let dyn_plane: Arc<dyn Dataplane> = dataplane.clone();
         if options.control_plane == ControlPlane::Kubernetes {
-            return Sandbox::start_reference(dataplane, &bin_dir).await;
+            let preset = options
+                .preset
+                .map(|p| PresetProfile::new(p, &options.faults));
+            return Sandbox::start_reference(dataplane, &bin_dir, preset).await;
         }
         let preset = options
             .preset
@@ -205,13 +203,14 @@ impl Sandbox {
     async fn start_reference(
         dataplane: Arc<NetnsDataplane>,
         bin_dir: &Path,
+        preset: Option<PresetProfile>,
     ) -> Result<Sandbox, SandboxError> {
         let mut sandbox = Sandbox {
             api: None,
             reference: None,
             dataplane: dataplane.clone(),
             kubeconfig: PathBuf::new(),
-            preset: None,
+            preset: preset.as_ref().map(|p| p.preset),
         };
         let node_name = dataplane.node().name;
         let dir = dataplane.instance_dir().join(reference::STATE_SUBDIR);
@@ -224,12 +223,15 @@ impl Sandbox {
         };
         let started = async {
             let client = cluster.admin_client().await?;
+            reference::install_gateway_api(&client).await?;
             let node = NodeAgent::start(NodeOptions {
                 client: client.clone(),
                 dataplane: dataplane.clone(),
                 tls: cluster.kubelet_tls().clone(),
                 version: cluster.version().to_string(),
                 ready_timeout: ApiOptions::default().ready_timeout,
+                preset: preset.clone(),
+                gateway_api: true,
             })
             .await?;
             Ok::<_, SandboxError>((client, node))
@@ -245,7 +247,10 @@ impl Sandbox {
         };
         sandbox.kubeconfig = cluster.run_kubeconfig().to_path_buf();
         sandbox.reference = Some(Reference { cluster, node });
-        let add_ons = system::dns_objects(&dataplane.zone_file());
+        let mut add_ons = system::dns_objects(&dataplane.zone_file());
+        if let Some(preset) = &preset {
+            add_ons.extend(preset.bootstrap_objects(&dataplane.routes_file()));
+        }
         if let Err(e) = sandbox.create_add_ons(&client, add_ons).await {
             sandbox.stop().await;
             return Err(e);
@@ -261,32 +266,15 @@ impl Sandbox {
     ) -> Result<(), SandboxError> {
         let mut pods = Vec::new();
         for object in objects {
-            let what = object.describe();
-            let value = match &object {
-                Object::Namespace(o) => serde_json::to_value(o),
-                Object::Pod(o) => serde_json::to_value(o),
-                Object::Service(o) => serde_json::to_value(o),
-                Object::NetworkPolicy(o) => serde_json::to_value(o),
-                Object::Ingress(o) => serde_json::to_value(o),
-                Object::HttpRoute(o) => serde_json::to_value(o),
-                Object::Gateway(o) => serde_json::to_value(o),
-            }
-            .map_err(|e| SandboxError::AddOn {
-                what: what.clone(),
-                detail: e.to_string(),
+            let value = reference::object_json(&object).map_err(|detail| SandboxError::AddOn {
+                what: object.describe(),
+                detail,
             })?;
-            let mut value = value;
             if let Object::Pod(p) = &object {
                 pods.push((
                     p.metadata.namespace.clone().unwrap_or_default(),
                     p.metadata.name.clone().unwrap_or_default(),
                 ));
-                // kube-apiserver wants the kind and version in the body.
-                value["apiVersion"] = "v1".into();
-                value["kind"] = "Pod".into();
-            } else if let Object::Service(_) = &object {
-                value["apiVersion"] = "v1".into();
-                value["kind"] = "Service".into();
             }
             reference::create_object(client, value).await?;
         }

@@ -374,6 +374,11 @@ fn admit_gateway(gateway: &mut Gateway) -> Vec<FieldError> {
 /// Status as the sandbox's gateway controller writes it for its own class: accepted and
 /// programmed at the node's address. Other classes have no controller here.
 fn gateway_status(gateway: &Gateway, store: &Store) -> Option<Value> {
+    gateway_status_at(gateway, store.node.address)
+}
+
+/// [`gateway_status`] for a node at `address` (the reference cluster's node agent writes it).
+pub(crate) fn gateway_status_at(gateway: &Gateway, address: std::net::IpAddr) -> Option<Value> {
     let class = gateway
         .spec()
         .get("gatewayClassName")
@@ -394,7 +399,7 @@ fn gateway_status(gateway: &Gateway, store: &Store) -> Option<Value> {
         })
     };
     Some(json!({
-        "addresses": [{"type": "IPAddress", "value": store.node.address.to_string()}],
+        "addresses": [{"type": "IPAddress", "value": address.to_string()}],
         "conditions": [condition("Accepted", "Accepted"), condition("Programmed", "Programmed")],
     }))
 }

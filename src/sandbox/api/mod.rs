@@ -30,7 +30,7 @@
 mod admission;
 mod discovery;
 pub(crate) mod exec;
-mod exposure;
+pub(crate) mod exposure;
 pub mod gateway_api;
 mod handlers;
 pub(crate) mod lifecycle;

@@ -13,9 +13,12 @@
 
 pub mod kubelet;
 
+use crate::sandbox::api::exposure::gateway_status_at;
+use crate::sandbox::api::gateway_api::{Gateway, HttpRoute};
 use crate::sandbox::api::lifecycle::{dataplane_spec, mark_failed, mark_ready, mark_running};
 use crate::sandbox::api::store::{pod_state, service_state};
 use crate::sandbox::dataplane::Dataplane;
+use crate::sandbox::preset::PresetProfile;
 use crate::sandbox::reference::KubeletTls;
 use crate::sandbox::{system, ClusterState, NamespaceState};
 use futures::StreamExt;
@@ -55,6 +58,11 @@ pub struct NodeOptions {
     pub version: String,
     /// How long a started pod may take to listen before its Ready condition says so.
     pub ready_timeout: Duration,
+    /// The sandbox preset: persona namespaces get its objects (a TRE's policy controller).
+    pub preset: Option<PresetProfile>,
+    /// Whether the Gateway API CRDs are installed: then HTTPRoutes feed the sandbox gateway and
+    /// Gateways of the sandbox's class are programmed at the node's address.
+    pub gateway_api: bool,
 }
 
 type Key = (String, String);
@@ -67,6 +75,7 @@ struct Objects {
     services: BTreeMap<Key, Service>,
     policies: BTreeMap<Key, NetworkPolicy>,
     ingresses: BTreeMap<Key, Ingress>,
+    http_routes: BTreeMap<Key, HttpRoute>,
 }
 
 struct Shared {
@@ -151,7 +160,7 @@ impl Shared {
             policies: objects.policies.values().cloned().collect(),
             node_address: Some(self.node_address),
             gateway_routes: system::gateway_routes(
-                std::iter::empty(),
+                objects.http_routes.values(),
                 objects.ingresses.values(),
                 services.iter().copied(),
             ),
@@ -247,11 +256,35 @@ impl NodeAgent {
             },
             listed_tx.clone(),
         )));
+        let mut watches = 5;
+        if options.gateway_api {
+            watches += 1;
+            agent.tasks.push(tokio::spawn(mirror(
+                shared.clone(),
+                Api::<HttpRoute>::all(c.clone()),
+                |o, r| {
+                    o.http_routes.insert(key_of(&r.metadata), r);
+                },
+                |o, r| {
+                    o.http_routes.remove(&key_of(&r.metadata));
+                },
+                listed_tx.clone(),
+            )));
+            agent.tasks.push(tokio::spawn(gateways(shared.clone())));
+        }
+        agent
+            .tasks
+            .push(tokio::spawn(load_balancers(shared.clone())));
+        if let Some(preset) = options.preset {
+            agent
+                .tasks
+                .push(tokio::spawn(preset_namespaces(shared.clone(), preset)));
+        }
         agent
             .tasks
             .push(tokio::spawn(pods(shared.clone(), listed_tx)));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        for _ in 0..5 {
+        for _ in 0..watches {
             match tokio::time::timeout_at(deadline, listed_rx.recv()).await {
                 Ok(Some(())) => {}
                 _ => {
@@ -504,6 +537,7 @@ where
         "Service" => objects.services.clear(),
         "NetworkPolicy" => objects.policies.clear(),
         "Ingress" => objects.ingresses.clear(),
+        "HTTPRoute" => objects.http_routes.clear(),
         "Pod" => objects.pods.clear(),
         _ => {}
     }
@@ -773,5 +807,107 @@ async fn terminate(shared: Arc<Shared>, pod: Pod) {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
         Err(e) => shared.record_error(format!("removing pod {}/{}: {e}", key.0, key.1)),
+    }
+}
+
+/// The sandbox's load balancer (as k3s' servicelb): every LoadBalancer Service is served at the
+/// node's address, and its status says so.
+async fn load_balancers(shared: Arc<Shared>) {
+    let api: Api<Service> = Api::all(shared.client.clone());
+    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = stream.next().await {
+        let service = match event {
+            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => s,
+            _ => continue,
+        };
+        let is_lb = service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
+        let address = shared.node_address.to_string();
+        let has = service
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .is_some_and(|i| i.iter().any(|i| i.ip.as_deref() == Some(address.as_str())));
+        if !is_lb || has {
+            continue;
+        }
+        let (namespace, name) = key_of(&service.metadata);
+        let patch =
+            json!({"status": {"loadBalancer": {"ingress": [{"ip": address, "ipMode": "VIP"}]}}});
+        let api: Api<Service> = Api::namespaced(shared.client.clone(), &namespace);
+        if let Err(e) = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            shared.record_error(format!(
+                "service {namespace}/{name} load balancer status: {e}"
+            ));
+        }
+    }
+}
+
+/// The sandbox's gateway controller: Gateways of its class are accepted and programmed at the
+/// node's address (the gateway pod serves what the HTTPRoutes say).
+async fn gateways(shared: Arc<Shared>) {
+    let api: Api<Gateway> = Api::all(shared.client.clone());
+    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = stream.next().await {
+        let gateway = match event {
+            Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => g,
+            _ => continue,
+        };
+        let Some(status) = gateway_status_at(&gateway, shared.node_address) else {
+            continue;
+        };
+        let programmed = gateway
+            .fields
+            .get("status")
+            .and_then(|s| s.get("addresses"))
+            .is_some_and(|a| *a == status["addresses"]);
+        if programmed {
+            continue;
+        }
+        let (namespace, name) = key_of(&gateway.metadata);
+        let api: Api<Gateway> = Api::namespaced(shared.client.clone(), &namespace);
+        let patch = json!({"status": status});
+        if let Err(e) = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            shared.record_error(format!("gateway {namespace}/{name} status: {e}"));
+        }
+    }
+}
+
+/// The preset's policy controller (a TRE's generator of per-project policies): a namespace
+/// created with, or relabelled into, a persona gets the preset's objects, if absent.
+async fn preset_namespaces(shared: Arc<Shared>, preset: PresetProfile) {
+    let api: Api<Namespace> = Api::all(shared.client.clone());
+    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = stream.next().await {
+        let namespace = match event {
+            Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => n,
+            _ => continue,
+        };
+        if namespace.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let name = namespace.metadata.name.clone().unwrap_or_default();
+        let labels = namespace.metadata.labels.clone().unwrap_or_default();
+        for object in preset.namespace_objects(&name, &labels) {
+            let what = object.describe();
+            let created = match crate::sandbox::reference::object_json(&object) {
+                Ok(value) => crate::sandbox::reference::create_object(&shared.client, value)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = created {
+                // The namespace may be going away meanwhile: not the preset's problem.
+                if !e.contains("NotFound") && !e.contains("being terminated") {
+                    shared.record_error(format!("preset object {what}: {e}"));
+                }
+            }
+        }
     }
 }

@@ -520,6 +520,10 @@ pub async fn create_object(
         "Service" => "services",
         "Pod" => "pods",
         "CustomResourceDefinition" => "customresourcedefinitions",
+        "NetworkPolicy" => "networkpolicies",
+        "Ingress" => "ingresses",
+        "HTTPRoute" => "httproutes",
+        "Gateway" => "gateways",
         other => {
             return Err(ReferenceError::Api(format!(
                 "no plural known for kind {other}"
@@ -549,6 +553,107 @@ pub async fn create_object(
             }
             Err(e) => return Err(ReferenceError::Api(format!("creating {kind} {name}: {e}"))),
         }
+    }
+}
+
+/// An object of the sandbox's own (add-ons, preset objects) as the JSON a real API server
+/// takes: with its apiVersion and kind.
+pub fn object_json(object: &crate::sandbox::api::Object) -> Result<serde_json::Value, String> {
+    use crate::sandbox::api::Object;
+    let (value, api_version, kind) = match object {
+        Object::Namespace(o) => (serde_json::to_value(o), "v1", "Namespace"),
+        Object::Pod(o) => (serde_json::to_value(o), "v1", "Pod"),
+        Object::Service(o) => (serde_json::to_value(o), "v1", "Service"),
+        Object::NetworkPolicy(o) => (
+            serde_json::to_value(o),
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+        ),
+        Object::Ingress(o) => (serde_json::to_value(o), "networking.k8s.io/v1", "Ingress"),
+        Object::HttpRoute(o) => (
+            serde_json::to_value(o),
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+        ),
+        Object::Gateway(o) => (
+            serde_json::to_value(o),
+            "gateway.networking.k8s.io/v1",
+            "Gateway",
+        ),
+    };
+    let mut value = value.map_err(|e| format!("{}: {e}", object.describe()))?;
+    value["apiVersion"] = api_version.into();
+    value["kind"] = kind.into();
+    Ok(value)
+}
+
+/// The Gateway API kinds the sandbox uses (Gateway, HTTPRoute; GatewayClass for completeness),
+/// as CustomResourceDefinitions of our own with open schemas: the upstream CRDs' validation is
+/// not reproduced (the emulator validates the fields netassay relies on).
+pub fn gateway_api_crds() -> Vec<serde_json::Value> {
+    [
+        ("gatewayclasses", "GatewayClass", "Cluster"),
+        ("gateways", "Gateway", "Namespaced"),
+        ("httproutes", "HTTPRoute", "Namespaced"),
+    ]
+    .iter()
+    .map(|(plural, kind, scope)| {
+        serde_json::json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {
+                "name": format!("{plural}.gateway.networking.k8s.io"),
+                // *.k8s.io groups need it; the value is the one upstream's CRDs carry.
+                "annotations": {
+                    "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/2466",
+                },
+            },
+            "spec": {
+                "group": "gateway.networking.k8s.io",
+                "scope": scope,
+                "names": {
+                    "plural": plural,
+                    "singular": kind.to_lowercase(),
+                    "kind": kind,
+                    "listKind": format!("{kind}List"),
+                },
+                "versions": [{
+                    "name": "v1",
+                    "served": true,
+                    "storage": true,
+                    "subresources": {"status": {}},
+                    "schema": {"openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": true,
+                    }},
+                }],
+            },
+        })
+    })
+    .collect()
+}
+
+/// Creates the Gateway API CRDs and waits until both kinds are served.
+pub async fn install_gateway_api(client: &kube::Client) -> Result<(), ReferenceError> {
+    for crd in gateway_api_crds() {
+        create_object(client, crd).await?;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let routes: kube::Api<crate::sandbox::api::gateway_api::HttpRoute> =
+            kube::Api::all(client.clone());
+        let gateways: kube::Api<crate::sandbox::api::gateway_api::Gateway> =
+            kube::Api::all(client.clone());
+        let lp = kube::api::ListParams::default().limit(1);
+        if routes.list(&lp).await.is_ok() && gateways.list(&lp).await.is_ok() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ReferenceError::Api(
+                "the Gateway API CRDs were not served within 30s".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
