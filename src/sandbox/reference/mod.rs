@@ -173,6 +173,8 @@ impl ReferenceCluster {
         node_name: &str,
     ) -> Result<ReferenceCluster, ReferenceError> {
         check_binaries(bin, &[])?;
+        // The components run in `dir`: a relative folder would no longer point at them.
+        let bin = &std::path::absolute(bin)?;
         std::fs::create_dir_all(dir)?;
         let ca = Authority::new("netassay-reference-ca")?;
         let api_port = free_port()?;

@@ -1,0 +1,508 @@
+//! The reference cluster (`--sandbox-control-plane kubernetes`: real etcd, kube-apiserver and
+//! kube-controller-manager under netassay's node agent) against the emulator:
+//! - the same API calls get the same answers (status codes, reasons, field causes) from both;
+//! - netassay's run identity there is exactly manifests/rbac.yaml, nothing more;
+//! - the same scenarios give the same per-cell statuses on both;
+//! - a killed owner's control plane dies with it, and the sweep removes the rest.
+//!
+//! Needs root, `ip`, `nft` and the binaries of scripts/reference-cluster/build.sh (CI builds
+//! them before `cargo test`). Without them each test says so and passes, unless `CI` is set.
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use netassay::sandbox::reference;
+use netassay::sandbox::{ControlPlane, Sandbox, SandboxOptions};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NETASSAY: &str = env!("CARGO_BIN_EXE_netassay");
+
+fn usable() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let bins = reference::check_binaries(&reference::bin_dir(None), &[]);
+    let why = match (root, bins) {
+        (true, Ok(())) => return true,
+        (false, _) => "the reference-cluster tests need root".to_string(),
+        (true, Err(e)) => e.to_string(),
+    };
+    assert!(std::env::var_os("CI").is_none(), "in CI: {why}");
+    eprintln!("skipped: {why}");
+    false
+}
+
+async fn start(control_plane: ControlPlane) -> Sandbox {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let options = SandboxOptions {
+        control_plane,
+        ..SandboxOptions::default()
+    };
+    Sandbox::start_with_executable(options, NETASSAY.into())
+        .await
+        .unwrap_or_else(|e| panic!("the {control_plane} sandbox starts: {e}"))
+}
+
+async fn client(kubeconfig: &Path) -> Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    Client::try_from(config).expect("client")
+}
+
+/// What an API call came back with: success, or the Status' code, reason and field causes.
+fn outcome<T>(result: Result<T, kube::Error>) -> String {
+    match result {
+        Ok(_) => "ok".to_string(),
+        Err(kube::Error::Api(s)) => {
+            let mut causes: Vec<String> = s
+                .details
+                .iter()
+                .flat_map(|d| d.causes.iter())
+                .map(|c| format!("{}:{}", c.field, c.reason))
+                .collect();
+            causes.sort();
+            format!("{} {} [{}]", s.code, s.reason, causes.join(", "))
+        }
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+fn policy(namespace: &str, name: &str, spec: Value) -> NetworkPolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }))
+    .expect("policy")
+}
+
+async fn wait_running(pods: &Api<Pod>, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(p) = pods.get(name).await {
+            let ready = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            if ready {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "pod {name} never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn exec_outcome(pods: &Api<Pod>, name: &str, command: &[&str]) -> String {
+    let params = kube::api::AttachParams::default().stdout(true).stderr(true);
+    let mut process = match pods.exec(name, command.to_vec(), &params).await {
+        Ok(p) => p,
+        Err(e) => return outcome::<()>(Err(e)),
+    };
+    let mut stdout = String::new();
+    if let Some(mut out) = process.stdout() {
+        use tokio::io::AsyncReadExt;
+        let _ = out.read_to_string(&mut stdout).await;
+    }
+    let status = match process.take_status() {
+        Some(s) => s.await,
+        None => None,
+    };
+    let _ = process.join().await;
+    let status = status
+        .map(|s| {
+            let code = s
+                .details
+                .as_ref()
+                .and_then(|d| d.causes.as_ref())
+                .and_then(|c| c.first())
+                .and_then(|c| c.message.clone())
+                .unwrap_or_default();
+            format!(
+                "{} {} {code}",
+                s.status.unwrap_or_default(),
+                s.reason.unwrap_or_default()
+            )
+        })
+        .unwrap_or_else(|| "no status".into());
+    format!("stdout={:?} status={status}", stdout.trim())
+}
+
+/// The same calls, in order, against one backend; each answer keyed by what was asked.
+async fn api_calls(client: Client) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let ns = "netassay-differential";
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": ns, "labels": {"team": "red"}}}))
+            .unwrap();
+    out.insert(
+        "01 create namespace".into(),
+        outcome(namespaces.create(&PostParams::default(), &namespace).await),
+    );
+    out.insert(
+        "02 create namespace again".into(),
+        outcome(namespaces.create(&PostParams::default(), &namespace).await),
+    );
+    let label = json!({"metadata": {"labels": {"team": "blue", "extra": "x"}}});
+    let patched = namespaces
+        .patch(ns, &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .map(|n| n.metadata.labels.unwrap_or_default());
+    out.insert(
+        "03 label namespace".into(),
+        match patched {
+            Ok(labels) => format!("ok {labels:?}"),
+            Err(e) => outcome::<()>(Err(e)),
+        },
+    );
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    let good = policy(
+        ns,
+        "deny",
+        json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+    );
+    out.insert(
+        "04 create policy".into(),
+        outcome(policies.create(&PostParams::default(), &good).await),
+    );
+    let created = policies.get("deny").await;
+    let spec = created
+        .as_ref()
+        .ok()
+        .and_then(|p| serde_json::to_value(&p.spec).ok())
+        .unwrap_or(Value::Null);
+    out.insert("05 get policy (defaulted spec)".into(), spec.to_string());
+    let bad_cases = [
+        (
+            "06 port name with endPort",
+            json!({"podSelector": {}, "ingress": [{"ports": [{"port": "web", "endPort": 81}]}]}),
+        ),
+        (
+            "07 endPort below port",
+            json!({"podSelector": {}, "ingress": [{"ports": [{"port": 90, "endPort": 81}]}]}),
+        ),
+        (
+            "08 bad cidr",
+            json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]}),
+        ),
+        (
+            "09 except outside cidr",
+            json!({"podSelector": {}, "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.1.0.0/24"]}}]}]}),
+        ),
+        (
+            "10 bad policy type",
+            json!({"podSelector": {}, "policyTypes": ["Sideways"]}),
+        ),
+        (
+            "11 bad selector operator",
+            json!({"podSelector": {"matchExpressions": [{"key": "a", "operator": "Maybe"}]}}),
+        ),
+        (
+            "12 bad protocol",
+            json!({"podSelector": {}, "ingress": [{"ports": [{"protocol": "ICMP", "port": 1}]}]}),
+        ),
+    ];
+    for (name, spec) in bad_cases {
+        let p = policy(ns, "bad", spec);
+        out.insert(
+            name.into(),
+            outcome(policies.create(&PostParams::default(), &p).await),
+        );
+    }
+    let mut stale = created.expect("the policy exists");
+    stale.metadata.resource_version = Some("1".into());
+    out.insert(
+        "13 replace with a stale resourceVersion".into(),
+        outcome(
+            policies
+                .replace("deny", &PostParams::default(), &stale)
+                .await,
+        ),
+    );
+    out.insert(
+        "14 get missing policy".into(),
+        outcome(policies.get("missing").await),
+    );
+    out.insert(
+        "15 delete policy".into(),
+        outcome(policies.delete("deny", &DeleteParams::default()).await),
+    );
+    out.insert(
+        "16 delete policy again".into(),
+        outcome(policies.delete("deny", &DeleteParams::default()).await),
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"containers": [{
+            "name": "agent",
+            "image": "netassay:sandbox",
+            "command": ["netassay", "agent", "serve", "--identity", "x/web", "--listen", "tcp:80"],
+            "ports": [{"containerPort": 80, "name": "web"}],
+        }]},
+    }))
+    .unwrap();
+    // The reference cluster refuses pods until kube-controller-manager made the namespace's
+    // default ServiceAccount; netassay waits that out (cluster::is_service_account_race).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let created = loop {
+        let r = pods.create(&PostParams::default(), &pod).await;
+        match &r {
+            Err(kube::Error::Api(s))
+                if netassay::cluster::is_service_account_race(s) && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => break r,
+        }
+    };
+    out.insert("17 create pod".into(), outcome(created));
+    wait_running(&pods, "web").await;
+    let listed = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .map(|l| l.items.len());
+    out.insert("18 list pods by label".into(), format!("{listed:?}"));
+    out.insert(
+        "19 exec".into(),
+        exec_outcome(&pods, "web", &["netassay", "--version"]).await,
+    );
+    out.insert(
+        "20 exec exiting non-zero".into(),
+        exec_outcome(&pods, "web", &["netassay", "agent", "no-such-command"]).await,
+    );
+    out.insert(
+        "21 exec in a missing pod".into(),
+        exec_outcome(&pods, "nobody", &["true"]).await,
+    );
+    let relabel = json!({"metadata": {"labels": {"app": "db"}}});
+    out.insert(
+        "22 label pod".into(),
+        outcome(
+            pods.patch("web", &PatchParams::default(), &Patch::Merge(&relabel))
+                .await,
+        ),
+    );
+    out.insert(
+        "23 delete namespace".into(),
+        outcome(namespaces.delete(ns, &DeleteParams::background()).await),
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_backends_answer_the_same_api_calls_the_same_way() {
+    if !usable() {
+        return;
+    }
+    let emulator = start(ControlPlane::Emulator).await;
+    let on_emulator = api_calls(client(emulator.admin_kubeconfig()).await).await;
+    emulator.stop().await;
+    let real = start(ControlPlane::Kubernetes).await;
+    let on_real = api_calls(client(real.admin_kubeconfig()).await).await;
+    real.stop().await;
+    for (call, answer) in &on_real {
+        eprintln!("{call}: {answer}");
+    }
+    assert_eq!(on_real.len(), 23, "every call answered");
+    let mut differences = Vec::new();
+    for (call, real_answer) in &on_real {
+        let emulated = on_emulator.get(call).cloned().unwrap_or_default();
+        if &emulated != real_answer {
+            differences.push(format!(
+                "{call}:\n  kube-apiserver: {real_answer}\n  emulator:       {emulated}"
+            ));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "the emulator answers differently from the real API server:\n{}",
+        differences.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_run_identity_is_exactly_rbac_yaml() {
+    if !usable() {
+        return;
+    }
+    let real = start(ControlPlane::Kubernetes).await;
+    let run = client(real.kubeconfig()).await;
+    // What rbac.yaml grants works...
+    let namespaces: Api<Namespace> = Api::all(run.clone());
+    let listed = namespaces.list(&ListParams::default()).await;
+    // ...and nothing else: no reading a namespace, no cluster roles, no secrets.
+    let get = namespaces.get("default").await;
+    let roles: Api<ClusterRole> = Api::all(run.clone());
+    let role: ClusterRole =
+        serde_json::from_value(json!({"metadata": {"name": "escalate"}, "rules": []})).unwrap();
+    let create_role = roles.create(&PostParams::default(), &role).await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::all(run.clone());
+    let list_secrets = secrets.list(&ListParams::default()).await;
+    real.stop().await;
+    assert_eq!(outcome(listed), "ok");
+    for (what, answer) in [
+        ("get a namespace", outcome(get)),
+        ("create a ClusterRole", outcome(create_role)),
+        ("list secrets", outcome(list_secrets)),
+    ] {
+        assert!(answer.starts_with("403 Forbidden"), "{what}: {answer}");
+    }
+}
+
+/// Every judged cell of a JSON report: (scenario, step, from, to, port, protocol, via) ->
+/// status and verdict.
+fn cells(report: &Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(report).expect("the JSON report");
+    let json: Value = serde_json::from_str(&text).expect("JSON");
+    let mut out = BTreeMap::new();
+    for scenario in json["scenarios"].as_array().into_iter().flatten() {
+        for step in scenario["steps"].as_array().into_iter().flatten() {
+            for cell in step["cells"].as_array().into_iter().flatten() {
+                let key = format!(
+                    "{} / {} / {} -> {} {}/{} via {}",
+                    scenario["name"].as_str().unwrap_or_default(),
+                    step["name"].as_str().unwrap_or_default(),
+                    cell["from"].as_str().unwrap_or_default(),
+                    cell["to"].as_str().unwrap_or_default(),
+                    cell["port"],
+                    cell["protocol"].as_str().unwrap_or_default(),
+                    cell["via"].as_str().unwrap_or_default(),
+                );
+                out.insert(
+                    key,
+                    format!(
+                        "{} {}",
+                        cell["status"].as_str().unwrap_or_default(),
+                        cell["verdict"].as_str().unwrap_or_default()
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn run_json(control_plane: &str, dir: &Path, filter: &[&str]) -> (i32, PathBuf) {
+    let json = dir.join(format!("{control_plane}.json"));
+    let output = Command::new(NETASSAY)
+        .args(["run", "--sandbox", "--sandbox-control-plane", control_plane])
+        .args(["--profile", "core,extended", "--json"])
+        .arg(&json)
+        .args(["--exact"])
+        .args(filter)
+        .stdin(Stdio::null())
+        .output()
+        .expect("netassay runs");
+    let code = output.status.code().unwrap_or(-1);
+    assert!(
+        code == 0,
+        "{control_plane}: exit {code}\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (code, json)
+}
+
+#[test]
+fn the_same_scenarios_give_the_same_cells_on_both_backends() {
+    if !usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    // One of each kind of thing the node does: ingress and egress isolation, named ports per
+    // pod, Services with named target ports (DNAT), namespace relabels, and a step whose
+    // policy the API server must refuse.
+    let filter = [
+        "default-deny-all",
+        "named-port-per-pod-ingress",
+        "service-ip-named-port",
+        "namespace-relabel-revokes",
+        "endport-rejected",
+    ];
+    let (_, emulated) = run_json("emulator", dir.path(), &filter);
+    let (_, real) = run_json("kubernetes", dir.path(), &filter);
+    let (emulated, real) = (cells(&emulated), cells(&real));
+    assert!(!real.is_empty(), "the reference run judged no cell");
+    assert_eq!(
+        emulated.keys().collect::<Vec<_>>(),
+        real.keys().collect::<Vec<_>>(),
+        "the two runs probed different cells"
+    );
+    let differing: Vec<String> = real
+        .iter()
+        .filter(|(k, v)| emulated.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k}: kubernetes {v}, emulator {}", emulated[k]))
+        .collect();
+    assert!(differing.is_empty(), "{}", differing.join("\n"));
+}
+
+#[test]
+fn a_killed_owner_leaves_no_control_plane_behind() {
+    if !usable() {
+        return;
+    }
+    let mut up = Command::new(NETASSAY)
+        .args(["sandbox", "up", "--sandbox-control-plane", "kubernetes"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sandbox up starts");
+    // The first stdout line is the kubeconfig, printed once everything runs.
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let stdout = up.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("a kubeconfig path");
+    }
+    let kubeconfig = PathBuf::from(line.trim());
+    let control_plane = kubeconfig.parent().expect("the control plane's folder");
+    let pids: Vec<u32> = std::fs::read_to_string(control_plane.join(reference::PIDS_FILE))
+        .expect("the pids file")
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(
+        pids.len(),
+        3,
+        "etcd, kube-apiserver, kube-controller-manager"
+    );
+    // SIGKILL: no cleanup code runs in the owner.
+    up.kill().expect("kill");
+    let _ = up.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids
+        .iter()
+        .any(|p| Path::new(&format!("/proc/{p}")).exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the control plane outlived its owner: {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The sweep removes the dead instance's folder (and its network namespaces).
+    let down = Command::new(NETASSAY)
+        .args(["sandbox", "down"])
+        .output()
+        .expect("sandbox down");
+    assert!(down.status.success());
+    assert!(
+        !control_plane.exists(),
+        "{} is still there",
+        control_plane.display()
+    );
+}
