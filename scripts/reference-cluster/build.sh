@@ -64,7 +64,7 @@ build kube-proxy "$here" k8s.io/kubernetes/cmd/kube-proxy "$kube_ldflags"
 build kubectl "$here" k8s.io/kubernetes/cmd/kubectl "$kube_ldflags"
 if [ -f "$here/kube-network-policies/go.mod" ]; then
   build kube-network-policies "$here/kube-network-policies" \
-    sigs.k8s.io/kube-network-policies/cmd/kube-network-policies "-s -w"
+    sigs.k8s.io/kube-network-policies/cmd "-s -w"
 fi
 echo "$want" > "$out/.stamp"
 echo "reference cluster: Kubernetes $kube_version, etcd $(grep 'go.etcd.io/etcd/server/v3 ' "$here/go.mod" | awk '{print $2}') in $out: ${bins[*]}"

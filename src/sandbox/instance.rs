@@ -5,6 +5,7 @@
 use super::api::{self, ApiOptions, ApiServer, Object};
 use super::dataplane::netns::{NetnsConfig, NetnsDataplane, NODE_ADDRESS};
 use super::dataplane::{Dataplane, DataplaneError};
+use super::node::api_relay::ApiRelay;
 use super::node::{NodeAgent, NodeError, NodeOptions};
 use super::preset::{Preset, PresetFault, PresetProfile, GATEWAY_PORT};
 use super::reference::{self, ReferenceCluster, ReferenceError};
@@ -90,6 +91,8 @@ impl SandboxOptions {
 struct Reference {
     cluster: ReferenceCluster,
     node: NodeAgent,
+    /// The API inside the node's namespace, for node components that run there.
+    relay: ApiRelay,
 }
 
 pub struct Sandbox {
@@ -234,10 +237,20 @@ impl Sandbox {
                 gateway_api: true,
             })
             .await?;
-            Ok::<_, SandboxError>((client, node))
+            let upstream = cluster
+                .url()
+                .trim_start_matches("https://")
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| SandboxError::AddOn {
+                    what: "the node's API relay".into(),
+                    detail: e.to_string(),
+                })?;
+            let relay = ApiRelay::start(&dataplane.node_netns(), upstream)?;
+            cluster.write_node_kubeconfig(relay.addr())?;
+            Ok::<_, SandboxError>((client, node, relay))
         }
         .await;
-        let (client, node) = match started {
+        let (client, node, relay) = match started {
             Ok(x) => x,
             Err(e) => {
                 cluster.stop().await;
@@ -246,7 +259,11 @@ impl Sandbox {
             }
         };
         sandbox.kubeconfig = cluster.run_kubeconfig().to_path_buf();
-        sandbox.reference = Some(Reference { cluster, node });
+        sandbox.reference = Some(Reference {
+            cluster,
+            node,
+            relay,
+        });
         let mut add_ons = system::dns_objects(&dataplane.zone_file());
         if let Some(preset) = &preset {
             add_ons.extend(preset.bootstrap_objects(&dataplane.routes_file()));
@@ -437,6 +454,7 @@ impl Sandbox {
             api.shutdown().await;
         }
         if let Some(r) = self.reference.take() {
+            r.relay.stop();
             r.node.stop().await;
             r.cluster.stop().await;
         }

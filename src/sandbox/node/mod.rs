@@ -11,6 +11,7 @@
 //! [`ClusterState`] whenever they change. Unlike the emulator, which syncs before it answers a
 //! request, this is asynchronous, as on any real cluster.
 
+pub mod api_relay;
 pub mod kubelet;
 
 use crate::sandbox::api::exposure::gateway_status_at;

@@ -437,6 +437,15 @@ impl ReferenceCluster {
         &self.url
     }
 
+    /// Writes `node.kubeconfig`: the admin identity at `relay` (the API as seen from inside the
+    /// node's network namespace), for node components started by hand while debugging.
+    pub fn write_node_kubeconfig(&self, relay: SocketAddr) -> Result<(), ReferenceError> {
+        let admin = std::fs::read_to_string(&self.admin_kubeconfig)?;
+        let inside = admin.replace(&self.url, &format!("https://{relay}"));
+        write(&self.dir.join("node.kubeconfig"), &inside)?;
+        Ok(())
+    }
+
     /// The least-privilege kubeconfig netassay runs with (the ServiceAccount of rbac.yaml).
     pub fn run_kubeconfig(&self) -> &Path {
         &self.run_kubeconfig
