@@ -11,6 +11,7 @@ use crate::probe::DenyRule;
 use crate::report::conformance::{scenario_verdict, ScenarioVerdict};
 use crate::runner::suite::{Pool, ScenarioOutcome, SuiteOptions};
 use crate::runner::Judging;
+use crate::sandbox::node::components::{Enforcer, ServiceProxy};
 use crate::sandbox::{ControlPlane, FaultSet, Preset, Sandbox, SandboxOptions};
 use crate::scenario::{builtin, load_paths, Scenario};
 use anyhow::Context;
@@ -178,6 +179,16 @@ pub struct SandboxBackendArgs {
     /// target/reference-cluster/bin (where the build script puts them).
     #[arg(long = "sandbox-bin-dir", value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
+    /// Who enforces NetworkPolicy on the sandbox's node: `netassay` (its nftables compiler,
+    /// where the fault profiles live) or `kube-network-policies` (the upstream SIG-Network
+    /// reference enforcer, NFQUEUE-based; needs `--sandbox-control-plane kubernetes`, no
+    /// --sandbox-fault, and a kernel with the nftables `queue` expression).
+    #[arg(long = "sandbox-enforcer", value_name = "NAME", default_value_t = Enforcer::Netassay)]
+    pub enforcer: Enforcer,
+    /// Who programs Service addresses on the node: `netassay` or `kube-proxy` (the real one,
+    /// nftables mode, from the real EndpointSlices; needs `--sandbox-control-plane kubernetes`).
+    #[arg(long = "sandbox-proxy", value_name = "NAME", default_value_t = ServiceProxy::Netassay)]
+    pub proxy: ServiceProxy,
 }
 
 #[derive(Debug, Subcommand)]
@@ -381,6 +392,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             preset: args.sandbox_preset,
             control_plane: args.sandbox_backend.control_plane,
             bin_dir: args.sandbox_backend.bin_dir.clone(),
+            enforcer: args.sandbox_backend.enforcer,
+            proxy: args.sandbox_backend.proxy,
         };
         if let Err(e) = options.validate() {
             eprintln!("netassay: {e}");
@@ -705,6 +718,8 @@ pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
                 preset,
                 control_plane: backend.control_plane,
                 bin_dir: backend.bin_dir,
+                enforcer: backend.enforcer,
+                proxy: backend.proxy,
             };
             if let Err(e) = options.validate() {
                 eprintln!("netassay: {e}");

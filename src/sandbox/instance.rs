@@ -6,6 +6,7 @@ use super::api::{self, ApiOptions, ApiServer, Object};
 use super::dataplane::netns::{NetnsConfig, NetnsDataplane, NODE_ADDRESS};
 use super::dataplane::{Dataplane, DataplaneError};
 use super::node::api_relay::ApiRelay;
+use super::node::components::{self, Enforcer, ServiceProxy};
 use super::node::{NodeAgent, NodeError, NodeOptions};
 use super::preset::{Preset, PresetFault, PresetProfile, GATEWAY_PORT};
 use super::reference::{self, ReferenceCluster, ReferenceError};
@@ -33,6 +34,13 @@ pub enum SandboxError {
     Reference(#[from] ReferenceError),
     #[error(transparent)]
     Node(#[from] NodeError),
+    #[error("--sandbox-enforcer {enforcer} and --sandbox-proxy {proxy} need --sandbox-control-plane kubernetes (third-party node components run against the reference cluster)")]
+    ComponentsNeedReference {
+        enforcer: Enforcer,
+        proxy: ServiceProxy,
+    },
+    #[error("--sandbox-fault {fault} models a bug of netassay's own enforcer: it cannot be combined with --sandbox-enforcer {enforcer}, which alone enforces")]
+    FaultWithThirdPartyEnforcer { fault: String, enforcer: Enforcer },
 }
 
 /// Which API the sandbox's node serves (DESIGN §7a).
@@ -67,11 +75,31 @@ pub struct SandboxOptions {
     /// Where the reference cluster's binaries are (`--sandbox-bin-dir`); `None`: the default
     /// (see [`reference::bin_dir`]).
     pub bin_dir: Option<PathBuf>,
+    /// Who enforces NetworkPolicy on the node (reference cluster only for a third party).
+    pub enforcer: Enforcer,
+    /// Who programs Services on the node (reference cluster only for kube-proxy).
+    pub proxy: ServiceProxy,
 }
 
 impl SandboxOptions {
     /// Every preset fault needs its preset.
     pub fn validate(&self) -> Result<(), SandboxError> {
+        let third_party =
+            self.enforcer != Enforcer::Netassay || self.proxy != ServiceProxy::Netassay;
+        if third_party && self.control_plane != ControlPlane::Kubernetes {
+            return Err(SandboxError::ComponentsNeedReference {
+                enforcer: self.enforcer,
+                proxy: self.proxy,
+            });
+        }
+        if self.enforcer != Enforcer::Netassay {
+            if let Some(fault) = self.faults.iter().next() {
+                return Err(SandboxError::FaultWithThirdPartyEnforcer {
+                    fault: fault.name().to_string(),
+                    enforcer: self.enforcer,
+                });
+            }
+        }
         match self
             .faults
             .preset_faults()
@@ -131,9 +159,14 @@ impl Sandbox {
         options.validate()?;
         let bin_dir = reference::bin_dir(options.bin_dir.as_deref());
         if options.control_plane == ControlPlane::Kubernetes {
-            reference::check_binaries(&bin_dir, &[])?;
+            reference::check_binaries(
+                &bin_dir,
+                &components::binaries(options.enforcer, options.proxy),
+            )?;
         }
         let mut config = NetnsConfig::new(options.faults.clone())?;
+        config.enforce_policies = options.enforcer == Enforcer::Netassay;
+        config.program_services = options.proxy == ServiceProxy::Netassay;
         config.executable = executable;
         let dataplane = tokio::task::spawn_blocking(move || NetnsDataplane::new(config))
             .await
@@ -144,7 +177,7 @@ impl Sandbox {
             let preset = options
                 .preset
                 .map(|p| PresetProfile::new(p, &options.faults));
-            return Sandbox::start_reference(dataplane, &bin_dir, preset).await;
+            return Sandbox::start_reference(dataplane, &bin_dir, preset, &options).await;
         }
         let preset = options
             .preset
@@ -207,6 +240,7 @@ impl Sandbox {
         dataplane: Arc<NetnsDataplane>,
         bin_dir: &Path,
         preset: Option<PresetProfile>,
+        options: &SandboxOptions,
     ) -> Result<Sandbox, SandboxError> {
         let mut sandbox = Sandbox {
             api: None,
@@ -217,7 +251,7 @@ impl Sandbox {
         };
         let node_name = dataplane.node().name;
         let dir = dataplane.instance_dir().join(reference::STATE_SUBDIR);
-        let cluster = match ReferenceCluster::start(bin_dir, &dir, &node_name).await {
+        let mut cluster = match ReferenceCluster::start(bin_dir, &dir, &node_name).await {
             Ok(c) => c,
             Err(e) => {
                 sandbox.stop().await;
@@ -247,6 +281,15 @@ impl Sandbox {
                 })?;
             let relay = ApiRelay::start(&dataplane.node_netns(), upstream)?;
             cluster.write_node_kubeconfig(relay.addr())?;
+            components::start(
+                &client,
+                &mut cluster,
+                &dataplane.node_netns(),
+                &node_name,
+                options.enforcer,
+                options.proxy,
+            )
+            .await?;
             Ok::<_, SandboxError>((client, node, relay))
         }
         .await;

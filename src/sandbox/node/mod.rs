@@ -12,6 +12,7 @@
 //! request, this is asynchronous, as on any real cluster.
 
 pub mod api_relay;
+pub mod components;
 pub mod kubelet;
 
 use crate::sandbox::api::exposure::gateway_status_at;
@@ -174,7 +175,7 @@ pub struct NodeAgent {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    kubelet: kubelet::KubeletServer,
+    kubelet: Option<kubelet::KubeletServer>,
 }
 
 impl NodeAgent {
@@ -205,7 +206,7 @@ impl NodeAgent {
             shared: shared.clone(),
             stop,
             tasks: Vec::new(),
-            kubelet,
+            kubelet: Some(kubelet),
         };
         let (listed_tx, mut listed_rx) = tokio::sync::mpsc::channel::<()>(8);
         agent.tasks.push(tokio::spawn(heartbeat(shared.clone())));
@@ -298,8 +299,8 @@ impl NodeAgent {
     }
 
     /// Where the kubelet endpoint listens (127.0.0.1).
-    pub fn kubelet_addr(&self) -> SocketAddr {
-        self.kubelet.addr()
+    pub fn kubelet_addr(&self) -> Option<SocketAddr> {
+        self.kubelet.as_ref().map(|k| k.addr())
     }
 
     /// The node's name.
@@ -325,7 +326,19 @@ impl NodeAgent {
             t.abort();
             let _ = t.await;
         }
-        self.kubelet.stop().await;
+        if let Some(k) = self.kubelet.take() {
+            k.stop().await;
+        }
+    }
+}
+
+impl Drop for NodeAgent {
+    /// A node agent dropped without [`NodeAgent::stop`] (a failed start) leaves no task behind.
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
@@ -819,7 +832,12 @@ async fn load_balancers(shared: Arc<Shared>) {
     while let Some(event) = stream.next().await {
         let service = match event {
             Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => s,
-            _ => continue,
+            Ok(_) => continue,
+            // The watcher retries by itself; do not spin while the API is away.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
         };
         let is_lb = service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
         let address = shared.node_address.to_string();
@@ -855,7 +873,12 @@ async fn gateways(shared: Arc<Shared>) {
     while let Some(event) = stream.next().await {
         let gateway = match event {
             Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => g,
-            _ => continue,
+            Ok(_) => continue,
+            // The watcher retries by itself; do not spin while the API is away.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
         };
         let Some(status) = gateway_status_at(&gateway, shared.node_address) else {
             continue;
@@ -888,7 +911,12 @@ async fn preset_namespaces(shared: Arc<Shared>, preset: PresetProfile) {
     while let Some(event) = stream.next().await {
         let namespace = match event {
             Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => n,
-            _ => continue,
+            Ok(_) => continue,
+            // The watcher retries by itself; do not spin while the API is away.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
         };
         if namespace.metadata.deletion_timestamp.is_some() {
             continue;

@@ -61,6 +61,8 @@ pub enum ReferenceError {
     },
     #[error("the reference cluster: {0}")]
     Api(String),
+    #[error("not possible on this machine: {0}")]
+    Unsupported(String),
 }
 
 /// Where the binaries are: `--sandbox-bin-dir`, else [`BIN_DIR_ENV`], else the build script's
@@ -112,6 +114,8 @@ pub struct KubeletTls {
 pub struct ReferenceCluster {
     dir: PathBuf,
     url: String,
+    /// Where the binaries are (absolute).
+    bin: PathBuf,
     supervisor: Supervisor,
     admin_kubeconfig: PathBuf,
     run_kubeconfig: PathBuf,
@@ -233,6 +237,7 @@ impl ReferenceCluster {
         let mut cluster = ReferenceCluster {
             dir: dir.to_path_buf(),
             url,
+            bin: bin.to_path_buf(),
             supervisor,
             admin_kubeconfig,
             run_kubeconfig: file("netassay.kubeconfig"),
@@ -368,7 +373,8 @@ impl ReferenceCluster {
         self.dir.join(format!("{component}.log"))
     }
 
-    fn component_error(&self, component: &str, detail: String) -> ReferenceError {
+    /// An error about `component`, with the end of its log.
+    pub fn component_error(&self, component: &str, detail: String) -> ReferenceError {
         let log = self.log_path(component);
         ReferenceError::Component {
             component: component.to_string(),
@@ -376,6 +382,80 @@ impl ReferenceCluster {
             log: log.display().to_string(),
             tail: log_tail(&log, 15),
         }
+    }
+
+    /// Starts a node component from the bin folder inside network namespace `netns`
+    /// (`ip netns exec`), logging to `<component>.log`. With `in_cluster`, it gets in-cluster
+    /// credentials from that folder (see [`crate::sandbox::node::components::in_cluster_script`]).
+    pub fn spawn_in_netns(
+        &mut self,
+        netns: &str,
+        component: &str,
+        args: &[String],
+        in_cluster: Option<&Path>,
+    ) -> Result<(), ReferenceError> {
+        let program = self.bin.join(component);
+        let mut argv: Vec<String> = vec!["netns".into(), "exec".into(), netns.into()];
+        match in_cluster {
+            None => {
+                argv.push(program.display().to_string());
+                argv.extend(args.iter().cloned());
+            }
+            Some(credentials) => {
+                let script = crate::sandbox::node::components::in_cluster_script(
+                    credentials,
+                    &program,
+                    args,
+                );
+                argv.extend(
+                    [
+                        "unshare",
+                        "--mount",
+                        "--propagation",
+                        "private",
+                        "sh",
+                        "-c",
+                        &script,
+                    ]
+                    .map(String::from),
+                );
+            }
+        }
+        let log = self.log_path(component);
+        let out = File::create(&log)?;
+        let err = out.try_clone()?;
+        let mut command = Command::new("ip");
+        command
+            .args(&argv)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .current_dir(&self.dir);
+        self.supervisor.spawn(component, command)?;
+        Ok(())
+    }
+
+    /// Writes `<component>/token`, `ca.crt` and `kubeconfig` (the API through the node's
+    /// relay) for a node component; returns that folder.
+    pub fn write_component_credentials(
+        &self,
+        component: &str,
+        token: &str,
+    ) -> Result<PathBuf, ReferenceError> {
+        let dir = self.dir.join(component);
+        std::fs::create_dir_all(&dir)?;
+        let ca = std::fs::read_to_string(self.dir.join("ca.crt"))?;
+        write(&dir.join("token"), token)?;
+        write(&dir.join("ca.crt"), &ca)?;
+        let server = format!(
+            "https://127.0.0.1:{}",
+            crate::sandbox::node::api_relay::NODE_API_PORT
+        );
+        write(
+            &dir.join("kubeconfig"),
+            &kubeconfig(&server, &ca, component, &format!("    token: {token}\n")),
+        )?;
+        Ok(dir)
     }
 
     /// The first component that exited, with how.
@@ -424,7 +504,7 @@ impl ReferenceCluster {
             }
             create_object(client, value).await?;
         }
-        let token = run_token(client).await?;
+        let token = service_account_token(client, RUN_NAMESPACE, RUN_SERVICE_ACCOUNT).await?;
         let ca = std::fs::read_to_string(self.dir.join("ca.crt"))?;
         write(
             &self.run_kubeconfig,
@@ -668,12 +748,16 @@ pub async fn install_gateway_api(client: &kube::Client) -> Result<(), ReferenceE
     }
 }
 
-/// A token for netassay's ServiceAccount, valid for a day (TokenRequest, as `kubectl create
-/// token` does). The ServiceAccount was just created: it is there at once.
-async fn run_token(client: &kube::Client) -> Result<String, ReferenceError> {
+/// A token for a ServiceAccount, valid for a day (TokenRequest, as `kubectl create token`
+/// does). The ServiceAccount was just created: it is there at once.
+pub async fn service_account_token(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<String, ReferenceError> {
     use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
     use k8s_openapi::api::core::v1::ServiceAccount;
-    let api: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), RUN_NAMESPACE);
+    let api: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), namespace);
     let request = TokenRequest {
         spec: TokenRequestSpec {
             audiences: Vec::new(),
@@ -683,10 +767,12 @@ async fn run_token(client: &kube::Client) -> Result<String, ReferenceError> {
         ..Default::default()
     };
     let answer = api
-        .create_token_request(RUN_SERVICE_ACCOUNT, &Default::default(), &request)
+        .create_token_request(name, &Default::default(), &request)
         .await
         .map_err(|e| {
-            ReferenceError::Api(format!("a token for the netassay ServiceAccount: {e}"))
+            ReferenceError::Api(format!(
+                "a token for ServiceAccount {namespace}/{name}: {e}"
+            ))
         })?;
     answer
         .status

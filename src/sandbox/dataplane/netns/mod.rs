@@ -73,6 +73,12 @@ pub struct NetnsConfig {
     pub external_command: Option<Vec<String>>,
     /// What a leading `netassay` in a command means (tests point it at the built binary).
     pub executable: PathBuf,
+    /// Whether NetworkPolicies compile to rules here; false when a third-party enforcer runs
+    /// in the node's namespace and alone enforces.
+    pub enforce_policies: bool,
+    /// Whether Service addresses (ClusterIPs, node ports, load balancers) are DNATed here;
+    /// false when a third-party proxy (kube-proxy) programs them.
+    pub program_services: bool,
 }
 
 impl NetnsConfig {
@@ -82,6 +88,8 @@ impl NetnsConfig {
             external_addresses: vec![MIRROR_ADDRESS, METADATA_ADDRESS],
             external_command: Some(default_external_command()),
             executable: std::env::current_exe()?,
+            enforce_policies: true,
+            program_services: true,
         })
     }
 }
@@ -107,6 +115,8 @@ pub struct NetnsDataplane {
     state_dir: PathBuf,
     executable: PathBuf,
     faults: FaultSet,
+    enforce_policies: bool,
+    program_services: bool,
     /// Also serialises syncs, so rulesets are applied in the order they were computed; with the
     /// ruleset last applied (a sync that changes nothing nft sees, e.g. an HTTPRoute, skips nft).
     memory: Mutex<(FaultMemory, Option<String>)>,
@@ -173,6 +183,8 @@ impl NetnsDataplane {
             prefix,
             state_dir,
             executable: config.executable,
+            enforce_policies: config.enforce_policies,
+            program_services: config.program_services,
             faults: config.faults,
             memory: Mutex::new((FaultMemory::new(), None)),
             late,
@@ -794,8 +806,18 @@ impl super::Dataplane for NetnsDataplane {
         // The add-ons' files follow the API at once (no CNI fault applies to them); a failure
         // to write them does not keep the ruleset from being applied.
         let files = self.write_files(state);
-        let effective = memory.effective(&self.faults, state);
-        let script = compile(&effective, &self.faults, &self.prefix.policy_table());
+        let mut effective = memory.effective(&self.faults, state);
+        if !self.program_services {
+            effective.services.clear();
+        }
+        // A third-party enforcer alone enforces: the compiler's "no enforcement" (CNI faults
+        // and a third-party enforcer are exclusive, see SandboxOptions::validate).
+        let faults = if self.enforce_policies {
+            self.faults.clone()
+        } else {
+            FaultSet::from(crate::sandbox::Fault::NoEnforcement)
+        };
+        let script = compile(&effective, &faults, &self.prefix.policy_table());
         let applied = match &self.late {
             // Every ruleset is queued: the delay runs from each sync.
             Some(late) => late
