@@ -506,3 +506,142 @@ fn a_killed_owner_leaves_no_control_plane_behind() {
         control_plane.display()
     );
 }
+
+/// kubectl (v1.37.2, built by the reference-cluster script) against the reference sandbox:
+/// the commands people use while writing scenarios behave as on a real cluster.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_works_against_the_reference_cluster() {
+    if !usable() {
+        return;
+    }
+    let kubectl = reference::bin_dir(None).join("kubectl");
+    assert!(
+        kubectl.is_file(),
+        "{} is built by the script",
+        kubectl.display()
+    );
+    let real = start(ControlPlane::Kubernetes).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let admin = real.admin_kubeconfig().to_path_buf();
+    let run_identity = real.kubeconfig().to_path_buf();
+    let k = |kubeconfig: &Path, args: &[&str]| {
+        let out = Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ok = |args: &[&str]| {
+        let (code, stdout, stderr) = k(&admin, args);
+        assert_eq!(code, 0, "kubectl {args:?}: {stdout}{stderr}");
+        stdout
+    };
+    let pod = dir.path().join("pod.yaml");
+    std::fs::write(
+        &pod,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: demo, labels: {app: web}}\n\
+         spec:\n  containers:\n  - name: agent\n    image: netassay:sandbox\n    command: [netassay, agent, serve, --identity, demo/web, --listen, 'tcp:80']\n    ports: [{containerPort: 80, name: web}]\n",
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bad, namespace: demo}\n\
+         spec: {podSelector: {}, ingress: [{ports: [{port: web, endPort: 81}]}]}\n",
+    )
+    .unwrap();
+    ok(&["create", "namespace", "demo"]);
+    // The namespace's default ServiceAccount comes a moment later; kubectl apply may be refused
+    // until then, as on any cluster.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out, err) = k(&admin, &["apply", "-f", pod.to_str().unwrap()]);
+        if code == 0 {
+            break;
+        }
+        assert!(
+            err.contains("error looking up service account") && Instant::now() < deadline,
+            "kubectl apply: {out}{err}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ok(&[
+        "wait",
+        "-n",
+        "demo",
+        "--for=condition=Ready",
+        "pod/web",
+        "--timeout=60s",
+    ]);
+    let table = ok(&["get", "pods", "-n", "demo", "-o", "wide"]);
+    for column in [
+        "READY", "STATUS", "RESTARTS", "IP", "NODE", "1/1", "Running",
+    ] {
+        assert!(table.contains(column), "no {column} in:\n{table}");
+    }
+    let yaml = ok(&["get", "pod", "web", "-n", "demo", "-o", "yaml"]);
+    assert!(yaml.contains("podIP: 10.244."), "{yaml}");
+    let described = ok(&["describe", "pod", "web", "-n", "demo"]);
+    assert!(
+        described.contains("Status:") && described.contains("Running"),
+        "{described}"
+    );
+    assert!(described.contains("Node:"), "{described}");
+    assert!(ok(&["label", "pod", "web", "-n", "demo", "tier=db"]).contains("labeled"));
+    let version = ok(&["exec", "-n", "demo", "web", "--", "netassay", "--version"]);
+    assert_eq!(version.trim(), "netassay 0.1.0");
+    let (code, _, stderr) = k(
+        &admin,
+        &["exec", "-n", "demo", "web", "--", "netassay", "nope"],
+    );
+    assert_ne!(
+        code, 0,
+        "a failing command fails kubectl exec too: {stderr}"
+    );
+    // kubectl logs goes through kube-apiserver to the node agent's kubelet endpoint.
+    ok(&["logs", "-n", "demo", "web"]);
+    assert_eq!(
+        ok(&["auth", "can-i", "create", "pods", "-n", "demo"]).trim(),
+        "yes"
+    );
+    let (_, answer, _) = k(
+        &run_identity,
+        &["auth", "can-i", "delete", "pods", "-n", "demo"],
+    );
+    assert_eq!(
+        answer.trim(),
+        "no",
+        "netassay's ServiceAccount never deletes pods"
+    );
+    let (code, _, stderr) = k(&admin, &["apply", "-f", bad.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("spec.ingress[0].ports[0].endPort") && stderr.contains("is invalid"),
+        "{stderr}"
+    );
+    ok(&[
+        "delete",
+        "pod",
+        "web",
+        "-n",
+        "demo",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    ok(&[
+        "delete",
+        "namespace",
+        "demo",
+        "--wait=true",
+        "--timeout=90s",
+    ]);
+    let (code, _, _) = k(&admin, &["get", "namespace", "demo"]);
+    assert_ne!(code, 0, "the namespace is gone");
+    real.stop().await;
+}

@@ -264,6 +264,10 @@ impl Sandbox {
             let node = NodeAgent::start(NodeOptions {
                 client: client.clone(),
                 dataplane: dataplane.clone(),
+                logs: {
+                    let dp = dataplane.clone();
+                    Arc::new(move |ns: &str, name: &str| dp.pod_log(ns, name))
+                },
                 tls: cluster.kubelet_tls().clone(),
                 version: cluster.version().to_string(),
                 ready_timeout: ApiOptions::default().ready_timeout,

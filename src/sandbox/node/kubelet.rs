@@ -37,7 +37,14 @@ pub struct KubeletServer {
     task: Option<JoinHandle<()>>,
 }
 
-type Shared = Arc<dyn Dataplane>;
+/// A pod's output so far (its container's log), by namespace and name.
+pub type PodLogs = Arc<dyn Fn(&str, &str) -> Option<String> + Send + Sync>;
+
+#[derive(Clone)]
+struct Shared {
+    dataplane: Arc<dyn Dataplane>,
+    logs: PodLogs,
+}
 
 /// The TLS configuration: our serving certificate, client certificates required.
 fn tls_config(tls: &KubeletTls) -> std::io::Result<rustls::ServerConfig> {
@@ -96,7 +103,11 @@ impl axum::serve::Listener for TlsListener {
 }
 
 impl KubeletServer {
-    pub async fn start(tls: &KubeletTls, dataplane: Shared) -> std::io::Result<KubeletServer> {
+    pub async fn start(
+        tls: &KubeletTls,
+        dataplane: Arc<dyn Dataplane>,
+        logs: PodLogs,
+    ) -> std::io::Result<KubeletServer> {
         let config = tls_config(tls)?;
         let tcp = TcpListener::bind(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0)).await?;
         let addr = tcp.local_addr()?;
@@ -119,7 +130,11 @@ impl KubeletServer {
                 "/exec/{namespace}/{pod}/{uid}/{container}",
                 exec_route(get(exec_with_uid).post(exec_with_uid)),
             )
-            .with_state(dataplane);
+            .route(
+                "/containerLogs/{namespace}/{pod}/{container}",
+                get(container_logs),
+            )
+            .with_state(Shared { dataplane, logs });
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serving = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -227,26 +242,63 @@ fn bad_request(message: &str) -> Response {
     (StatusCode::BAD_REQUEST, message.to_string()).into_response()
 }
 
+/// `kubectl logs`: the pod's output (`tailLines` honoured; `follow` is not served).
+async fn container_logs(
+    State(shared): State<Shared>,
+    Path((namespace, pod, _container)): Path<(String, String, String)>,
+    uri: Uri,
+) -> Response {
+    let logs = shared.logs.clone();
+    let (ns, name) = (namespace.clone(), pod.clone());
+    let text = tokio::task::spawn_blocking(move || logs(&ns, &name))
+        .await
+        .ok()
+        .flatten();
+    let Some(text) = text else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no log for pod {namespace}/{pod} on this node"),
+        )
+            .into_response();
+    };
+    let tail = url_pairs(uri.query().unwrap_or(""))
+        .into_iter()
+        .find(|(k, _)| k == "tailLines")
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    let text = match tail {
+        Some(n) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let mut out = lines[lines.len().saturating_sub(n)..].join("\n");
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out
+        }
+        None => text,
+    };
+    text.into_response()
+}
+
 async fn exec_without_uid(
-    State(dataplane): State<Shared>,
+    State(shared): State<Shared>,
     Path((namespace, pod, _container)): Path<(String, String, String)>,
     uri: Uri,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    exec(dataplane, namespace, pod, uri, upgrade)
+    exec(shared.dataplane, namespace, pod, uri, upgrade)
 }
 
 async fn exec_with_uid(
-    State(dataplane): State<Shared>,
+    State(shared): State<Shared>,
     Path((namespace, pod, _uid, _container)): Path<(String, String, String, String)>,
     uri: Uri,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    exec(dataplane, namespace, pod, uri, upgrade)
+    exec(shared.dataplane, namespace, pod, uri, upgrade)
 }
 
 fn exec(
-    dataplane: Shared,
+    dataplane: Arc<dyn Dataplane>,
     namespace: String,
     pod: String,
     uri: Uri,

@@ -55,6 +55,8 @@ pub enum NodeError {
 pub struct NodeOptions {
     pub client: kube::Client,
     pub dataplane: Arc<dyn Dataplane>,
+    /// Each pod's output, for `kubectl logs`.
+    pub logs: kubelet::PodLogs,
     pub tls: KubeletTls,
     /// The kubelet version the Node reports (the control plane's).
     pub version: String,
@@ -185,8 +187,12 @@ impl NodeAgent {
     pub async fn start(options: NodeOptions) -> Result<NodeAgent, NodeError> {
         let node_info = options.dataplane.node();
         let (stop, stopping) = watch::channel(false);
-        let kubelet =
-            kubelet::KubeletServer::start(&options.tls, options.dataplane.clone()).await?;
+        let kubelet = kubelet::KubeletServer::start(
+            &options.tls,
+            options.dataplane.clone(),
+            options.logs.clone(),
+        )
+        .await?;
         let shared = Arc::new(Shared {
             client: options.client,
             dataplane: options.dataplane,
