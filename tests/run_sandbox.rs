@@ -330,3 +330,74 @@ fn cleanup_removes_an_abandoned_run() {
     );
     sandbox.down();
 }
+
+/// Whether this kernel has SCTP (the sandbox reports SCTP cells `unsupported` without it).
+fn kernel_has_sctp() -> bool {
+    socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::from(libc::IPPROTO_SCTP)),
+    )
+    .is_ok()
+}
+
+/// The evidence rule end to end: an SCTP-only scenario on a kernel without SCTP is shown as
+/// ignored with the reason, never "ok"; a run with something judged exits 0 (1 with --strict);
+/// a run that judged nothing never exits 0.
+#[test]
+fn what_cannot_be_judged_is_ignored_never_passed() {
+    if !root_or_skip("what_cannot_be_judged_is_ignored_never_passed") {
+        return;
+    }
+    if kernel_has_sctp() {
+        eprintln!("skipped: this kernel has SCTP, so nothing here is unjudgeable");
+        return;
+    }
+    let mixed = ["default-deny-ingress", "default-deny-ingress-sctp"];
+    let args = |strict: bool, names: &[&str]| {
+        let mut a = vec!["run", "--sandbox", "--converge-timeout", "5s"];
+        if strict {
+            a.push("--strict");
+        }
+        a.push("--exact");
+        a.extend_from_slice(names);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    fn as_str(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let out = run(&as_str(&args(false, &mixed)));
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("default-deny-ingress-sctp")
+            && stdout.contains("ignored (unsupported: SCTP not available on this cluster"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("test result: ok. 1 passed; 0 failed; 1 ignored"),
+        "{stdout}"
+    );
+    let strict = run(&as_str(&args(true, &mixed)));
+    assert_eq!(
+        strict.status.code(),
+        Some(1),
+        "{}\n{}",
+        text(&strict.stdout),
+        text(&strict.stderr)
+    );
+    assert!(text(&strict.stderr).contains("--strict: 1 scenario(s) could not be judged"));
+    let nothing = run(&as_str(&args(false, &["default-deny-ingress-sctp"])));
+    assert_eq!(
+        nothing.status.code(),
+        Some(3),
+        "a run that judged nothing never exits 0: {}",
+        text(&nothing.stderr)
+    );
+    assert!(text(&nothing.stderr).contains("nothing was judged"));
+}

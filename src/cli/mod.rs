@@ -24,8 +24,9 @@ pub mod exit {
 }
 
 const AFTER_HELP: &str = "\
-Exit codes: 0 conformant / ok, 1 a path did not behave as expected, 2 bad input or usage,
-3 environment not usable, 130 interrupted.
+Exit codes: 0 judged and conformant (unjudgeable scenarios are shown as ignored), 1 a path did
+not behave as expected (or, with --strict, a scenario could not be judged), 2 bad input or usage,
+3 environment not usable or nothing could be judged, 130 interrupted.
 
 Examples:
   netassay list --profile core                 the built-in upstream-parity scenarios

@@ -69,6 +69,11 @@ pub struct RunArgs {
     pub sandbox_preset: Option<Preset>,
     #[command(flatten)]
     pub sandbox_backend: SandboxBackendArgs,
+    /// Certification runs: a scenario that could not be judged (e.g. every cell on a protocol
+    /// the cluster lacks, or a step that judged nothing) makes the run fail (exit 1) instead of
+    /// being reported as ignored.
+    #[arg(long)]
+    pub strict: bool,
     /// The profile config of intent profiles (k8tre): persona labels, external endpoints,
     /// gateway, allowed exposures. Default: the built-in one, which describes the sandbox's
     /// k8tre preset. See scenarios/k8tre/profile-config.yaml.
@@ -562,24 +567,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             let handle = handle.clone();
             let bar = bar.clone();
             let kind = s.tags.first().cloned().unwrap_or_default();
-            libtest_mimic::Trial::test(s.name.clone(), move || {
+            libtest_mimic::Trial::ignorable_test(s.name.clone(), move || {
                 let o = handle.block_on(pool.run(&s));
                 if let Some(pb) = &bar {
                     pb.inc(1);
                 }
-                // Skipped (nothing judgeable, e.g. SCTP absent) is not a failure of the run.
-                let passed = matches!(
-                    scenario_verdict(&o),
-                    ScenarioVerdict::Passed | ScenarioVerdict::Skipped
-                );
+                let verdict = scenario_verdict(&o);
+                let reason = crate::report::conformance::scenario_reason(&o).unwrap_or_default();
                 let text = crate::report::scenario_summary(&o, false);
                 if let Ok(mut v) = outcomes.lock() {
                     v.push(o);
                 }
-                if passed {
-                    Ok(())
-                } else {
-                    Err(text.into())
+                match verdict {
+                    ScenarioVerdict::Passed => Ok(libtest_mimic::Completion::Completed),
+                    // No verdict without evidence: what could not be judged (e.g. SCTP absent)
+                    // is neither ok nor a mismatch; it is shown as ignored, with the reason.
+                    ScenarioVerdict::Skipped => Ok(libtest_mimic::Completion::ignored_with(reason)),
+                    ScenarioVerdict::Failed | ScenarioVerdict::Incomplete => Err(text.into()),
                 }
             })
             .with_kind(kind)
@@ -641,13 +645,61 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     ));
     stop_sandbox(&rt, &sandbox);
     let env_problem = outcomes.iter().any(|o| o.environment.is_some());
-    Ok(if env_problem {
+    let verdicts: Vec<ScenarioVerdict> = outcomes.iter().map(scenario_verdict).collect();
+    let judged = verdicts
+        .iter()
+        .any(|v| matches!(v, ScenarioVerdict::Passed | ScenarioVerdict::Failed));
+    let not_judged = verdicts
+        .iter()
+        .filter(|v| **v == ScenarioVerdict::Skipped)
+        .count();
+    Ok(run_exit_code(RunFacts {
+        environment_problem: env_problem,
+        failed: conclusion.has_failed(),
+        judged,
+        not_judged,
+        strict: args.strict,
+        ran: !outcomes.is_empty(),
+    }))
+}
+
+/// What the exit code of a run depends on.
+#[derive(Debug, Clone, Copy)]
+struct RunFacts {
+    environment_problem: bool,
+    failed: bool,
+    /// At least one scenario was judged (passed or failed).
+    judged: bool,
+    /// Scenarios that could not be judged (or had a step that judged nothing).
+    not_judged: usize,
+    strict: bool,
+    /// At least one scenario ran.
+    ran: bool,
+}
+
+/// The evidence rule for exit codes (README, "Exit codes"): 0 needs at least one judged
+/// scenario and no failure; a run that judged nothing never exits 0; `--strict` fails on any
+/// scenario that could not be judged.
+fn run_exit_code(f: RunFacts) -> u8 {
+    if f.environment_problem {
         exit::ENVIRONMENT
-    } else if conclusion.has_failed() {
+    } else if f.failed {
+        exit::MISMATCH
+    } else if f.ran && !f.judged {
+        log_line(format!(
+            "nothing was judged: all {} scenario(s) could not be judged on this cluster",
+            f.not_judged
+        ));
+        exit::ENVIRONMENT
+    } else if f.strict && f.not_judged > 0 {
+        log_line(format!(
+            "--strict: {} scenario(s) could not be judged, which a certification run counts as failed",
+            f.not_judged
+        ));
         exit::MISMATCH
     } else {
         exit::OK
-    })
+    }
 }
 
 fn report_outputs(args: &RunArgs) -> crate::report::Outputs {
@@ -773,6 +825,75 @@ pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
                 }
             );
             Ok(exit::OK)
+        }
+    }
+}
+
+#[cfg(test)]
+mod exit_code_tests {
+    use super::*;
+
+    // README "Exit codes": 0 needs a judged scenario and no failure; nothing judged is never 0;
+    // --strict fails on anything not judged; environment problems and mismatches come first.
+    #[test]
+    fn the_exit_code_follows_the_evidence_rule() {
+        let base = RunFacts {
+            environment_problem: false,
+            failed: false,
+            judged: true,
+            not_judged: 0,
+            strict: false,
+            ran: true,
+        };
+        let table = [
+            ("all judged and passed", base, exit::OK),
+            (
+                "some not judged, not strict",
+                RunFacts {
+                    not_judged: 3,
+                    ..base
+                },
+                exit::OK,
+            ),
+            (
+                "some not judged, strict",
+                RunFacts {
+                    not_judged: 3,
+                    strict: true,
+                    ..base
+                },
+                exit::MISMATCH,
+            ),
+            (
+                "nothing judged at all",
+                RunFacts {
+                    judged: false,
+                    not_judged: 3,
+                    ..base
+                },
+                exit::ENVIRONMENT,
+            ),
+            (
+                "a mismatch",
+                RunFacts {
+                    failed: true,
+                    not_judged: 1,
+                    ..base
+                },
+                exit::MISMATCH,
+            ),
+            (
+                "an unusable environment",
+                RunFacts {
+                    environment_problem: true,
+                    failed: true,
+                    ..base
+                },
+                exit::ENVIRONMENT,
+            ),
+        ];
+        for (what, facts, want) in table {
+            assert_eq!(run_exit_code(facts), want, "{what}");
         }
     }
 }

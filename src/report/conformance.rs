@@ -51,18 +51,35 @@ fn judged_cells(o: &ScenarioOutcome) -> usize {
         .count()
 }
 
+/// A step that planned paths but could judge none of them (all unsupported or not judged) and
+/// checked no rejects: it proves nothing, so its scenario cannot pass (the evidence rule,
+/// DESIGN §7b). An inventory does not stand in for paths that were planned.
+fn step_without_evidence(s: &crate::runner::suite::StepOutcome) -> bool {
+    !s.result.cells.is_empty()
+        && s.result
+            .cells
+            .iter()
+            .all(|c| matches!(c.status, CellStatus::Unsupported | CellStatus::NotJudged))
+        && s.rejects.is_empty()
+}
+
 /// The one place a scenario's outcome becomes a verdict; every report uses it.
+///
+/// Passed needs evidence: every step that planned paths judged at least one of them (or
+/// checked rejects or an inventory). Nothing judged at all, or a step that judged nothing, is
+/// Skipped (reported as not judged: libtest ignored, JUnit skipped), never Passed.
 pub fn scenario_verdict(o: &ScenarioOutcome) -> ScenarioVerdict {
     if o.failed_cells() > 0 || o.failed_rejects() > 0 || o.failed_exposures() > 0 {
         ScenarioVerdict::Failed
     } else if o.environment.is_some() || o.errors() > 0 {
         ScenarioVerdict::Incomplete
-    } else if judged_cells(o) == 0
+    } else if (judged_cells(o) == 0
         && o.steps.iter().all(|s| s.rejects.is_empty())
         // An inventory alone is evidence only when the scenario probes nothing; paths that
         // were planned but could not be judged leave it incomplete.
         && (o.steps.iter().any(|s| !s.result.cells.is_empty())
-            || o.steps.iter().all(|s| s.inventory.is_none()))
+            || o.steps.iter().all(|s| s.inventory.is_none())))
+        || o.steps.iter().any(step_without_evidence)
     {
         ScenarioVerdict::Skipped
     } else {
@@ -97,8 +114,34 @@ pub fn scenario_reason(o: &ScenarioOutcome) -> Option<String> {
                 .iter()
                 .map(|s| s.result.count(CellStatus::Unsupported))
                 .sum();
+            let protocols: std::collections::BTreeSet<String> = o
+                .steps
+                .iter()
+                .flat_map(|s| &s.result.cells)
+                .filter(|c| c.status == CellStatus::Unsupported)
+                .map(|c| c.expected.cell.protocol.to_string())
+                .collect();
+            let blind: Vec<&str> = o
+                .steps
+                .iter()
+                .filter(|s| step_without_evidence(s))
+                .map(|s| s.name.as_str())
+                .collect();
+            let what = if protocols.is_empty() {
+                "nothing could be judged".to_string()
+            } else {
+                format!(
+                    "unsupported: {} not available on this cluster",
+                    protocols.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            };
+            let steps = if judged_cells(o) == 0 {
+                "in every step".to_string()
+            } else {
+                format!("step(s) {} judged nothing", blind.join(", "))
+            };
             Some(format!(
-                "nothing could be judged ({})",
+                "{what} ({}; {steps})",
                 plural(unsupported, "unsupported cell")
             ))
         }
@@ -449,6 +492,106 @@ mod tests {
         );
     }
 
+    // DESIGN §7b, the evidence rule: a scenario passes only if every step that planned paths
+    // judged at least one; a step whose cells were all unsupported (or not judged) leaves the
+    // scenario not judged (Skipped), even when another step passed; partly unsupported steps
+    // pass on their judged cells.
+    #[test]
+    fn every_step_needs_evidence_for_its_scenario_to_pass() {
+        let unsupported = || {
+            cell(
+                "x/a",
+                "x/b",
+                Verdict::Deny,
+                CellStatus::Unsupported,
+                &[Outcome::Unsupported],
+            )
+        };
+        let loopback = || {
+            cell(
+                "x/a",
+                "x/a",
+                Verdict::Allow,
+                CellStatus::NotJudged,
+                &[Outcome::Connected],
+            )
+        };
+        let two_steps = |first: Vec<crate::runner::CellResult>,
+                         second: Vec<crate::runner::CellResult>| {
+            let mut o = scenario("s", &["core"], first);
+            o.steps.push(StepOutcome {
+                name: "second".into(),
+                result: step(second),
+                rejects: vec![],
+                inventory: None,
+            });
+            o
+        };
+        let table: Vec<(&str, ScenarioOutcome, ScenarioVerdict)> = vec![
+            (
+                "both steps judged",
+                two_steps(
+                    vec![pass("x/a", "x/b", Verdict::Allow)],
+                    vec![pass("x/a", "x/c", Verdict::Deny)],
+                ),
+                ScenarioVerdict::Passed,
+            ),
+            (
+                "second step all unsupported",
+                two_steps(
+                    vec![pass("x/a", "x/b", Verdict::Allow)],
+                    vec![unsupported()],
+                ),
+                ScenarioVerdict::Skipped,
+            ),
+            (
+                "second step only loopback",
+                two_steps(vec![pass("x/a", "x/b", Verdict::Allow)], vec![loopback()]),
+                ScenarioVerdict::Skipped,
+            ),
+            (
+                "partly unsupported step passes on its judged cell",
+                two_steps(
+                    vec![pass("x/a", "x/b", Verdict::Allow), unsupported()],
+                    vec![pass("x/a", "x/c", Verdict::Deny)],
+                ),
+                ScenarioVerdict::Passed,
+            ),
+            (
+                "nothing judged anywhere",
+                two_steps(vec![unsupported()], vec![unsupported()]),
+                ScenarioVerdict::Skipped,
+            ),
+            (
+                "a mismatch beats missing evidence",
+                two_steps(
+                    vec![cell(
+                        "x/a",
+                        "x/b",
+                        Verdict::Deny,
+                        CellStatus::Fail,
+                        &[Outcome::Connected],
+                    )],
+                    vec![unsupported()],
+                ),
+                ScenarioVerdict::Failed,
+            ),
+        ];
+        for (what, outcome, want) in table {
+            assert_eq!(scenario_verdict(&outcome), want, "{what}");
+        }
+        let reason = scenario_reason(&two_steps(
+            vec![pass("x/a", "x/b", Verdict::Allow)],
+            vec![unsupported()],
+        ))
+        .unwrap_or_default();
+        assert!(
+            reason.starts_with("unsupported: TCP not available on this cluster"),
+            "{reason}"
+        );
+        assert!(reason.contains("step(s) second judged nothing"), "{reason}");
+    }
+
     #[test]
     fn a_mismatch_fails_and_an_error_alone_is_incomplete() {
         let ok = scenario("ok", &["core"], vec![pass("x/a", "x/b", Verdict::Allow)]);
@@ -521,7 +664,7 @@ mod tests {
         assert_eq!(scenario_verdict(&s), ScenarioVerdict::Skipped);
         assert_eq!(
             scenario_reason(&s).as_deref(),
-            Some("nothing could be judged (1 unsupported cell)")
+            Some("unsupported: TCP not available on this cluster (1 unsupported cell; in every step)")
         );
     }
 
