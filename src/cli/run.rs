@@ -175,8 +175,8 @@ pub struct CleanupArgs {
 pub struct SandboxBackendArgs {
     /// The sandbox's API: `emulator` (built in, starts in milliseconds, needs nothing) or
     /// `kubernetes` (the reference cluster: real etcd, kube-apiserver and
-    /// kube-controller-manager built by scripts/reference-cluster/build.sh, ~5 s to start,
-    /// ~500 MiB; netassay then runs as the least-privilege ServiceAccount of
+    /// kube-controller-manager built by scripts/reference-cluster/build.sh, ~8 s to start,
+    /// ~430 MiB; netassay then runs as the least-privilege ServiceAccount of
     /// manifests/rbac.yaml). netassay's node agent is the kubelet of both.
     #[arg(long = "sandbox-control-plane", value_name = "NAME", default_value_t = ControlPlane::Emulator)]
     pub control_plane: ControlPlane,

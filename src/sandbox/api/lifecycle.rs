@@ -133,6 +133,15 @@ pub(crate) fn mark_failed(status: &mut PodStatus, message: String) {
     );
 }
 
+/// Each container's name and image, for its status.
+pub(crate) fn containers(pod: &Pod) -> Vec<(String, String)> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+        .collect()
+}
+
 /// Starts a freshly stored pod in the background, as a kubelet would.
 pub(crate) fn start(shared: Arc<Shared>, pod: &Pod) {
     let key = (
@@ -140,12 +149,7 @@ pub(crate) fn start(shared: Arc<Shared>, pod: &Pod) {
         pod.metadata.name.clone().unwrap_or_default(),
     );
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let containers: Vec<(String, String)> = pod
-        .spec
-        .iter()
-        .flat_map(|s| s.containers.iter())
-        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
-        .collect();
+    let containers = containers(pod);
     let spec = dataplane_spec(pod);
     tokio::spawn(async move {
         if create(&shared, &key, &uid, spec, &containers).await {

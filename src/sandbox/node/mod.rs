@@ -17,7 +17,9 @@ pub mod kubelet;
 
 use crate::sandbox::api::exposure::gateway_status_at;
 use crate::sandbox::api::gateway_api::{Gateway, HttpRoute};
-use crate::sandbox::api::lifecycle::{dataplane_spec, mark_failed, mark_ready, mark_running};
+use crate::sandbox::api::lifecycle::{
+    containers, dataplane_spec, mark_failed, mark_ready, mark_running,
+};
 use crate::sandbox::api::store::{pod_state, service_state};
 use crate::sandbox::dataplane::Dataplane;
 use crate::sandbox::preset::PresetProfile;
@@ -706,12 +708,7 @@ async fn patch_status(shared: &Shared, pod: &Pod, status: &PodStatus) -> Result<
 async fn start_pod(shared: Arc<Shared>, pod: Pod) {
     let key = key_of(&pod.metadata);
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let containers: Vec<(String, String)> = pod
-        .spec
-        .iter()
-        .flat_map(|s| s.containers.iter())
-        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
-        .collect();
+    let containers = containers(&pod);
     let spec = dataplane_spec(&pod);
     let guard = shared.pod_lock(&key);
     let _turn = guard.lock().await;
