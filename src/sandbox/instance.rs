@@ -31,6 +31,8 @@ pub enum SandboxError {
     #[error("the sandbox's {what} did not come up: {detail}")]
     AddOn { what: String, detail: String },
     #[error(transparent)]
+    Prerequisites(#[from] super::prerequisites::PrerequisiteError),
+    #[error(transparent)]
     Reference(#[from] ReferenceError),
     #[error(transparent)]
     Node(#[from] NodeError),
@@ -157,6 +159,13 @@ impl Sandbox {
         executable: PathBuf,
     ) -> Result<Sandbox, SandboxError> {
         options.validate()?;
+        // `ip` and `nft`: installed on a fresh Debian host (after saying so), else named.
+        let installer = super::prerequisites::Installer::host();
+        tokio::task::spawn_blocking(move || {
+            super::prerequisites::ensure(&installer, &|m| eprintln!("netassay sandbox: {m}"))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
         let bin_dir = reference::bin_dir(options.bin_dir.as_deref());
         if options.control_plane == ControlPlane::Kubernetes {
             reference::check_binaries(

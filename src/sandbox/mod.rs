@@ -14,6 +14,7 @@ pub mod dataplane;
 pub mod fault;
 pub mod instance;
 pub mod node;
+pub mod prerequisites;
 pub mod preset;
 pub mod reference;
 pub mod system;
