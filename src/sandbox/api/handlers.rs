@@ -2,6 +2,7 @@
 
 use super::lifecycle;
 use super::patch::{self, PatchKind};
+use super::protobuf;
 use super::selector::{FieldQuery, LabelQuery};
 use super::shared::Shared;
 use super::status::ApiError;
@@ -106,9 +107,35 @@ fn decode<K: Kind>(headers: &HeaderMap, body: &[u8], params: &Params) -> Result<
             serde_saphyr::from_str(text)
                 .map_err(|e| ApiError::bad_request(format!("error decoding body: {e}")))?
         }
+        protobuf::MEDIA_TYPE => {
+            let decoded = protobuf::decode(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding protobuf body: {e}")))?;
+            if decoded.kind != K::KIND || decoded.api_version != K::API_VERSION {
+                return Err(ApiError::bad_request(format!(
+                    "the body is a {} ({}), not a {} ({})",
+                    decoded.kind,
+                    decoded.api_version,
+                    K::KIND,
+                    K::API_VERSION
+                )));
+            }
+            decoded.object
+        }
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     decode_object(value, params.strict())
+}
+
+/// A DELETE body as JSON: protobuf `DeleteOptions` (typed clients send them) are converted.
+fn json_body(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
+    if media_type(headers) != protobuf::MEDIA_TYPE || body.is_empty() {
+        return Ok(body);
+    }
+    let decoded = protobuf::decode(&body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding protobuf body: {e}")))?;
+    serde_json::to_vec(&decoded.object)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// `DeleteOptions` from a DELETE body: preconditions and dryRun (either may be absent).
@@ -318,8 +345,10 @@ pub(crate) async fn delete<K: Kind>(
     State(s): AppState,
     Path(p): PathParams,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
+    let body = json_body(&headers, body)?;
     let params = Params::from_uri(&uri)?;
     let (pre, dry_run) = delete_options(&body, &params)?;
     let obj = s
@@ -334,8 +363,10 @@ pub(crate) async fn delete_collection<K: Kind>(
     State(s): AppState,
     Path(p): PathParams,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
+    let body = json_body(&headers, body)?;
     let params = Params::from_uri(&uri)?;
     let (_, dry_run) = delete_options(&body, &params)?;
     let (labels, fields) = selectors::<K>(&params)?;
@@ -378,8 +409,10 @@ pub(crate) async fn delete_pod(
     State(s): AppState,
     Path(p): PathParams,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
+    let body = json_body(&headers, body)?;
     let params = Params::from_uri(&uri)?;
     let (pre, dry_run) = delete_options(&body, &params)?;
     let key: Key = (namespace_of(&p), name_of(&p));
@@ -395,8 +428,10 @@ pub(crate) async fn delete_pods(
     State(s): AppState,
     Path(p): PathParams,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
+    let body = json_body(&headers, body)?;
     let params = Params::from_uri(&uri)?;
     let (_, dry_run) = delete_options(&body, &params)?;
     let (labels, fields) = selectors::<Pod>(&params)?;
@@ -432,8 +467,10 @@ pub(crate) async fn delete_namespace(
     State(s): AppState,
     Path(p): PathParams,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
+    let body = json_body(&headers, body)?;
     let params = Params::from_uri(&uri)?;
     let (pre, dry_run) = delete_options(&body, &params)?;
     let name = name_of(&p);

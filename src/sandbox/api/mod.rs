@@ -35,6 +35,7 @@ pub mod gateway_api;
 mod handlers;
 pub(crate) mod lifecycle;
 mod patch;
+mod protobuf;
 mod selector;
 mod shared;
 mod status;
