@@ -2,6 +2,7 @@
 
 use super::status::ApiError;
 use super::store::{Key, Kind, Store, METADATA_NAME_LABEL};
+use super::table;
 use crate::policy::validate::{
     is_dns1123_label, is_dns1123_subdomain, validate_labels, validate_network_policy, FieldError,
     FieldErrorKind,
@@ -139,6 +140,12 @@ pub(super) fn is_dns1035_label(s: &str) -> Vec<String> {
 }
 
 impl Kind for Namespace {
+    const COLUMNS: &'static [table::Column] = table::NAMESPACE_COLUMNS;
+
+    fn cells(&self, now: k8s_openapi::jiff::Timestamp) -> Vec<String> {
+        table::namespace_cells(self, now)
+    }
+
     const NAMESPACED: bool = false;
     const ENFORCED: bool = true;
     const DELETE_RETURNS_STATUS: bool = false;
@@ -197,6 +204,12 @@ impl Kind for Namespace {
 }
 
 impl Kind for Pod {
+    const COLUMNS: &'static [table::Column] = table::POD_COLUMNS;
+
+    fn cells(&self, now: k8s_openapi::jiff::Timestamp) -> Vec<String> {
+        table::pod_cells(self, now)
+    }
+
     const NAMESPACED: bool = true;
     const ENFORCED: bool = true;
     const DELETE_RETURNS_STATUS: bool = false;
@@ -464,6 +477,12 @@ enum NodePorts {
 }
 
 impl Kind for Service {
+    const COLUMNS: &'static [table::Column] = table::SERVICE_COLUMNS;
+
+    fn cells(&self, now: k8s_openapi::jiff::Timestamp) -> Vec<String> {
+        table::service_cells(self, now)
+    }
+
     const NAMESPACED: bool = true;
     const ENFORCED: bool = true;
     const DELETE_RETURNS_STATUS: bool = false;
@@ -634,6 +653,12 @@ pub(crate) fn default_network_policy(np: &mut NetworkPolicy) {
 }
 
 impl Kind for NetworkPolicy {
+    const COLUMNS: &'static [table::Column] = table::NETWORK_POLICY_COLUMNS;
+
+    fn cells(&self, now: k8s_openapi::jiff::Timestamp) -> Vec<String> {
+        table::network_policy_cells(self, now)
+    }
+
     const NAMESPACED: bool = true;
     const ENFORCED: bool = true;
     const DELETE_RETURNS_STATUS: bool = true;
@@ -658,6 +683,12 @@ impl Kind for NetworkPolicy {
 }
 
 impl Kind for Lease {
+    const COLUMNS: &'static [table::Column] = table::LEASE_COLUMNS;
+
+    fn cells(&self, now: k8s_openapi::jiff::Timestamp) -> Vec<String> {
+        table::lease_cells(self, now)
+    }
+
     const NAMESPACED: bool = true;
     const ENFORCED: bool = false;
     const DELETE_RETURNS_STATUS: bool = true;

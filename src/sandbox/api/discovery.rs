@@ -2,7 +2,9 @@
 
 use super::handlers::{AppState, PathParams};
 use super::status::ApiError;
+use super::table;
 use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -184,6 +186,7 @@ fn node_object(s: &super::shared::Shared) -> Value {
         "metadata": {
             "name": node.name,
             "uid": "00000000-0000-4000-8000-000000000001",
+            "creationTimestamp": s.started,
             "resourceVersion": "1",
             "labels": {
                 "kubernetes.io/hostname": node.name,
@@ -215,8 +218,11 @@ fn node_object(s: &super::shared::Shared) -> Value {
     })
 }
 
-pub(crate) async fn nodes(State(s): AppState) -> Json<Value> {
+pub(crate) async fn nodes(State(s): AppState, headers: HeaderMap, uri: Uri) -> Json<Value> {
     let revision = s.store().revision();
+    if table::wanted(&headers) {
+        return Json(node_table(&s, &revision, &uri));
+    }
     Json(json!({
         "apiVersion": "v1",
         "kind": "NodeList",
@@ -225,13 +231,35 @@ pub(crate) async fn nodes(State(s): AppState) -> Json<Value> {
     }))
 }
 
+/// The one node as a Table (kubectl get nodes).
+fn node_table(s: &super::shared::Shared, revision: &str, uri: &Uri) -> Value {
+    let node = node_object(s);
+    let cells = table::node_cells(&node, k8s_openapi::jiff::Timestamp::now());
+    let include = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("includeObject="));
+    table::table(
+        table::NODE_COLUMNS,
+        vec![(node, cells)],
+        revision,
+        table::Include::parse(include),
+    )
+}
+
 pub(crate) async fn node(
     State(s): AppState,
     axum::extract::Path(p): PathParams,
+    headers: HeaderMap,
+    uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
     let name = p.get("name").map(String::as_str).unwrap_or("");
     if name != s.node.name {
         return Err(ApiError::not_found("", "nodes", name));
+    }
+    if table::wanted(&headers) {
+        return Ok(Json(node_table(&s, &s.store().revision(), &uri)));
     }
     Ok(Json(node_object(&s)))
 }

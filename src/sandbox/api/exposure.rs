@@ -142,6 +142,12 @@ fn validate_ingress(ingress: &Ingress) -> Vec<FieldError> {
 }
 
 impl Kind for Ingress {
+    const COLUMNS: &'static [super::table::Column] = super::table::INGRESS_COLUMNS;
+
+    fn cells(&self, now: k8s_openapi::jiff::Timestamp) -> Vec<String> {
+        super::table::ingress_cells(self, now)
+    }
+
     const NAMESPACED: bool = true;
     // The gateway's routes come from Ingresses.
     const ENFORCED: bool = true;

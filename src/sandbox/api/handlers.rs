@@ -7,6 +7,7 @@ use super::selector::{FieldQuery, LabelQuery};
 use super::shared::Shared;
 use super::status::ApiError;
 use super::store::{decode_object, Key, Kind, Preconditions};
+use super::table;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
@@ -198,18 +199,61 @@ fn selectors<K: Kind>(params: &Params) -> Result<(LabelQuery, FieldQuery), ApiEr
     Ok((labels, fields))
 }
 
-pub(crate) async fn list<K: Kind>(State(s): AppState, Path(p): PathParams, uri: Uri) -> Answer {
+/// The Table of `items` when the client asked for one and the kind has columns.
+fn as_table<K: Kind>(
+    headers: &HeaderMap,
+    params: &Params,
+    items: &[K],
+    revision: &str,
+) -> Result<Option<Json<Value>>, ApiError> {
+    if K::COLUMNS.is_empty() || !table::wanted(headers) {
+        return Ok(None);
+    }
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let rows = items
+        .iter()
+        .map(|obj| Ok((to_json(obj)?.0, obj.cells(now))))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let include = table::Include::parse(params.get("includeObject"));
+    Ok(Some(Json(table::table(
+        K::COLUMNS,
+        rows,
+        revision,
+        include,
+    ))))
+}
+
+pub(crate) async fn list<K: Kind>(
+    State(s): AppState,
+    Path(p): PathParams,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Answer {
     let params = Params::from_uri(&uri)?;
     params.refuse_watch()?;
     let (labels, fields) = selectors::<K>(&params)?;
     let store = s.store();
     let items = store.list::<K>(p.get("namespace").map(String::as_str), &labels, &fields);
-    Ok((StatusCode::OK, list_body(&items, store.revision())?))
+    let revision = store.revision();
+    if let Some(t) = as_table(&headers, &params, &items, &revision)? {
+        return Ok((StatusCode::OK, t));
+    }
+    Ok((StatusCode::OK, list_body(&items, revision)?))
 }
 
-pub(crate) async fn get<K: Kind>(State(s): AppState, Path(p): PathParams, uri: Uri) -> Answer {
-    Params::from_uri(&uri)?.refuse_watch()?;
+pub(crate) async fn get<K: Kind>(
+    State(s): AppState,
+    Path(p): PathParams,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Answer {
+    let params = Params::from_uri(&uri)?;
+    params.refuse_watch()?;
     let obj = s.store().get::<K>(&namespace_of(&p), &name_of(&p))?;
+    let revision = obj.metadata().resource_version.clone().unwrap_or_default();
+    if let Some(t) = as_table(&headers, &params, std::slice::from_ref(&obj), &revision)? {
+        return Ok((StatusCode::OK, t));
+    }
     Ok((StatusCode::OK, to_json(&obj)?))
 }
 

@@ -40,6 +40,7 @@ mod selector;
 mod shared;
 mod status;
 pub(crate) mod store;
+mod table;
 
 use crate::sandbox::dataplane::Dataplane;
 use crate::sandbox::preset::PresetProfile;

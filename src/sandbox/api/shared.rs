@@ -15,6 +15,8 @@ pub(crate) struct Shared {
     pub node: NodeInfo,
     pub options: ApiOptions,
     pub addr: SocketAddr,
+    /// When the emulator started: the node's creationTimestamp.
+    pub started: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
     /// Held while a snapshot is taken and synced, so snapshots reach the dataplane in order.
     sync_turn: tokio::sync::Mutex<()>,
     /// One lock per pod name, so dataplane create and delete of one name never overlap.
@@ -44,6 +46,7 @@ impl Shared {
             node,
             options,
             addr,
+            started: super::store::now(),
             sync_turn: tokio::sync::Mutex::new(()),
             pod_locks: Mutex::new(HashMap::new()),
             errors: Mutex::new(Vec::new()),

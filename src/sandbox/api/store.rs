@@ -58,6 +58,15 @@ pub(crate) trait Kind:
     /// preset's policies.
     fn stored(_store: &mut Store, _obj: &Self) {}
 
+    /// Server-side Table columns (what kubectl get prints); empty: no Table, and kubectl prints
+    /// NAME and AGE itself.
+    const COLUMNS: &'static [super::table::Column] = &[];
+
+    /// The Table cells of this object, one per column.
+    fn cells(&self, _now: k8s_openapi::jiff::Timestamp) -> Vec<String> {
+        Vec::new()
+    }
+
     /// A field label's value for `fieldSelector` ("" when unset).
     fn field(&self, label: &str) -> String {
         let meta = self.metadata();
