@@ -79,6 +79,10 @@ fn kind_singular(kind: &str) -> &'static str {
         "Ingress" => "ingress",
         "Gateway" => "gateway",
         "HTTPRoute" => "httproute",
+        "Event" => "event",
+        "SelfSubjectAccessReview" => "selfsubjectaccessreview",
+        "SelfSubjectRulesReview" => "selfsubjectrulesreview",
+        "SelfSubjectReview" => "selfsubjectreview",
         _ => "",
     }
 }
@@ -111,14 +115,19 @@ pub(crate) async fn core_v1() -> Json<Value> {
             resource("nodes", "Node", false, &["get", "list"], &["no"]),
             resource("pods", "Pod", true, RW_COLLECTION, &["po"]),
             resource("pods/exec", "PodExecOptions", true, &["create", "get"], &[]),
+            resource("pods/log", "Pod", true, &["get"], &[]),
+            resource("events", "Event", true, RW_UPDATE, &["ev"]),
             resource("services", "Service", true, RW_COLLECTION, &["svc"]),
         ],
     }))
 }
 
 /// The API groups beyond core, each with its one version and resources.
-const GROUPS: [(&str, &str); 3] = [
+const GROUPS: [(&str, &str); 6] = [
+    ("authentication.k8s.io", "v1"),
+    ("authorization.k8s.io", "v1"),
     ("coordination.k8s.io", "v1"),
+    ("events.k8s.io", "v1"),
     ("gateway.networking.k8s.io", "v1"),
     ("networking.k8s.io", "v1"),
 ];
@@ -166,6 +175,36 @@ pub(crate) async fn gateway_v1() -> Json<Value> {
             resource("gateways", "Gateway", true, RW_UPDATE, &["gtw"]),
             resource("httproutes", "HTTPRoute", true, RW_UPDATE, &[]),
         ],
+    }))
+}
+
+pub(crate) async fn events_v1() -> Json<Value> {
+    Json(json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "events.k8s.io/v1",
+        "resources": [resource("events", "Event", true, &["get", "list"], &["ev"])],
+    }))
+}
+
+pub(crate) async fn authorization_v1() -> Json<Value> {
+    Json(json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "authorization.k8s.io/v1",
+        "resources": [
+            resource("selfsubjectaccessreviews", "SelfSubjectAccessReview", false, &["create"], &[]),
+            resource("selfsubjectrulesreviews", "SelfSubjectRulesReview", false, &["create"], &[]),
+        ],
+    }))
+}
+
+pub(crate) async fn authentication_v1() -> Json<Value> {
+    Json(json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "authentication.k8s.io/v1",
+        "resources": [resource("selfsubjectreviews", "SelfSubjectReview", false, &["create"], &[])],
     }))
 }
 

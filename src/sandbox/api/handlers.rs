@@ -96,10 +96,11 @@ fn media_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-/// Decodes a create/replace body (JSON, or YAML as kubectl may send).
-fn decode<K: Kind>(headers: &HeaderMap, body: &[u8], params: &Params) -> Result<K, ApiError> {
+/// A request body as JSON: JSON, YAML (as kubectl may send) or Kubernetes protobuf (kubectl's
+/// typed clients), whose envelope must name `kind` in `api_version` when given.
+pub(crate) fn body_value(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let media = media_type(headers);
-    let value: Value = match media.as_str() {
+    Ok(match media.as_str() {
         "application/json" | "" | "*/*" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding body: {e}")))?,
         "application/yaml" => {
@@ -109,21 +110,28 @@ fn decode<K: Kind>(headers: &HeaderMap, body: &[u8], params: &Params) -> Result<
                 .map_err(|e| ApiError::bad_request(format!("error decoding body: {e}")))?
         }
         protobuf::MEDIA_TYPE => {
-            let decoded = protobuf::decode(body)
-                .map_err(|e| ApiError::bad_request(format!("error decoding protobuf body: {e}")))?;
-            if decoded.kind != K::KIND || decoded.api_version != K::API_VERSION {
-                return Err(ApiError::bad_request(format!(
-                    "the body is a {} ({}), not a {} ({})",
-                    decoded.kind,
-                    decoded.api_version,
-                    K::KIND,
-                    K::API_VERSION
-                )));
-            }
-            decoded.object
+            protobuf::decode(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding protobuf body: {e}")))?
+                .object
         }
         other => return Err(ApiError::unsupported_media_type(other)),
-    };
+    })
+}
+
+/// Decodes a create/replace body of kind `K`.
+fn decode<K: Kind>(headers: &HeaderMap, body: &[u8], params: &Params) -> Result<K, ApiError> {
+    let value = body_value(headers, body)?;
+    if media_type(headers) == protobuf::MEDIA_TYPE
+        && (value["kind"] != K::KIND || value["apiVersion"] != K::API_VERSION)
+    {
+        return Err(ApiError::bad_request(format!(
+            "the body is a {} ({}), not a {} ({})",
+            value["kind"].as_str().unwrap_or(""),
+            value["apiVersion"].as_str().unwrap_or(""),
+            K::KIND,
+            K::API_VERSION
+        )));
+    }
     decode_object(value, params.strict())
 }
 

@@ -1,11 +1,13 @@
 //! The kubelet's part for pods: start in the dataplane, readiness into `Ready`, removal.
 
+use super::events::{self, Severity};
 use super::shared::Shared;
 use super::status::ApiError;
 use super::store::{container_ports, now, Key, Preconditions};
 use crate::sandbox::dataplane::PodSpec;
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStatus, Pod, PodCondition, PodIP, PodStatus,
+    ContainerState, ContainerStateRunning, ContainerStateWaiting, ContainerStatus, Pod,
+    PodCondition, PodIP, PodStatus,
 };
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -142,7 +144,62 @@ pub(crate) fn containers(pod: &Pod) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Starts a freshly stored pod in the background, as a kubelet would.
+/// Why the sandbox cannot run an image: it runs only the netassay binary, so only images of a
+/// repository called `netassay` (any registry, tag or digest: `ghcr.io/netassay/netassay:latest`,
+/// `netassay:sandbox`, an air-gapped mirror's copy) stand for what it can run.
+pub(crate) fn image_problem(image: &str) -> Option<String> {
+    if image.is_empty() {
+        return None;
+    }
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    let repository = last.split(':').next().unwrap_or(last);
+    (repository != "netassay").then(|| {
+        format!("image {image} is not available in the sandbox: only the netassay image runs")
+    })
+}
+
+/// A pod whose image cannot run: Pending, its containers waiting in `ErrImagePull`, as a kubelet
+/// reports an image it cannot pull.
+fn mark_image_unavailable(status: &mut PodStatus, containers: &[(String, String)], why: &str) {
+    status.phase = Some("Pending".to_string());
+    let names: Vec<String> = containers.iter().map(|(n, _)| n.clone()).collect();
+    set_condition(status, "PodScheduled", true, None, None);
+    set_condition(status, "Initialized", true, None, None);
+    for condition in ["ContainersReady", "Ready"] {
+        set_condition(
+            status,
+            condition,
+            false,
+            Some("ContainersNotReady"),
+            Some(unready_message(&names)),
+        );
+    }
+    status.container_statuses = Some(
+        containers
+            .iter()
+            .map(|(name, image)| ContainerStatus {
+                name: name.clone(),
+                image: image.clone(),
+                image_id: String::new(),
+                ready: false,
+                started: Some(false),
+                restart_count: 0,
+                state: Some(ContainerState {
+                    waiting: Some(ContainerStateWaiting {
+                        reason: Some("ErrImagePull".to_string()),
+                        message: image_problem(image).or_else(|| Some(why.to_string())),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect(),
+    );
+}
+
+/// Starts a freshly stored pod in the background, as a kubelet would, recording the scheduler's
+/// and the kubelet's events on the way (`kubectl describe` shows them).
 pub(crate) fn start(shared: Arc<Shared>, pod: &Pod) {
     let key = (
         pod.metadata.namespace.clone().unwrap_or_default(),
@@ -151,10 +208,80 @@ pub(crate) fn start(shared: Arc<Shared>, pod: &Pod) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let containers = containers(pod);
     let spec = dataplane_spec(pod);
+    let pod = pod.clone();
     tokio::spawn(async move {
+        let event = |severity, reason: &str, message: String, container: bool| {
+            events::record_pod_event(&shared, &pod, container, severity, reason, message)
+        };
+        event(
+            Severity::Normal,
+            "Scheduled",
+            format!(
+                "Successfully assigned {}/{} to {}",
+                key.0, key.1, shared.node.name
+            ),
+            false,
+        );
+        let refused: Vec<(String, String)> = containers
+            .iter()
+            .filter_map(|(_, image)| Some((image.clone(), image_problem(image)?)))
+            .collect();
+        if let Some((_, first)) = refused.first() {
+            shared.store().update_pod_status(&key, &uid, |s| {
+                mark_image_unavailable(s, &containers, first)
+            });
+            for (image, why) in &refused {
+                event(
+                    Severity::Warning,
+                    "Failed",
+                    format!("Failed to pull image {image:?}: {why}"),
+                    true,
+                );
+            }
+            event(
+                Severity::Warning,
+                "Failed",
+                "Error: ErrImagePull".into(),
+                true,
+            );
+            return;
+        }
         if create(&shared, &key, &uid, spec, &containers).await {
+            for (name, image) in &containers {
+                event(
+                    Severity::Normal,
+                    "Pulled",
+                    format!("Container image {image:?} already present on machine"),
+                    true,
+                );
+                event(
+                    Severity::Normal,
+                    "Created",
+                    format!("Created container: {name}"),
+                    true,
+                );
+                event(
+                    Severity::Normal,
+                    "Started",
+                    format!("Started container {name}"),
+                    true,
+                );
+            }
             shared.sync().await;
             poll_readiness(&shared, &key, &uid).await;
+        } else {
+            let failure = shared
+                .store()
+                .pod_with_uid(&key, &uid)
+                .and_then(|p| p.status.as_ref()?.message.clone());
+            if let Some(message) = failure {
+                event(
+                    Severity::Warning,
+                    "Failed",
+                    format!("Error: {message}"),
+                    true,
+                );
+            }
         }
     });
 }

@@ -27,13 +27,16 @@
 //! by a merge patch), list pagination (`limit` is ignored and everything is returned), and
 //! authentication (none: the server listens on loopback only).
 
+mod access;
 mod admission;
 mod discovery;
+mod events;
 pub(crate) mod exec;
 pub(crate) mod exposure;
 pub mod gateway_api;
 mod handlers;
 pub(crate) mod lifecycle;
+mod logs;
 mod patch;
 mod protobuf;
 mod selector;
@@ -45,13 +48,13 @@ mod table;
 use crate::sandbox::dataplane::Dataplane;
 use crate::sandbox::preset::PresetProfile;
 use crate::sandbox::ClusterState;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 pub use exposure::SANDBOX_GATEWAY_CLASS;
 use gateway_api::{Gateway, HttpRoute};
 use handlers as h;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use shared::Shared;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -330,6 +333,9 @@ fn router(shared: Arc<Shared>) -> Router {
     const NP: &str = "/apis/networking.k8s.io/v1";
     const LEASES: &str = "/apis/coordination.k8s.io/v1";
     const GW: &str = "/apis/gateway.networking.k8s.io/v1";
+    const EVENTS: &str = "/apis/events.k8s.io/v1";
+    const AUTHZ: &str = "/apis/authorization.k8s.io/v1";
+    const AUTHN: &str = "/apis/authentication.k8s.io/v1";
     let exec_route = get(exec::exec)
         .post(exec::exec)
         .layer(axum::middleware::map_request(exec::post_upgrade_as_get));
@@ -378,6 +384,48 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/api/v1/namespaces/{namespace}/pods/{name}/exec",
             exec_route,
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/log",
+            get(logs::pod_log),
+        )
+        .route("/api/v1/events", get(h::list::<Event>))
+        .route(
+            "/api/v1/namespaces/{namespace}/events",
+            get(h::list::<Event>)
+                .post(h::create::<Event>)
+                .delete(h::delete_collection::<Event>),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/events/{name}",
+            get(h::get::<Event>)
+                .patch(h::patch::<Event>)
+                .put(h::replace::<Event>)
+                .delete(h::delete::<Event>),
+        )
+        .route(EVENTS, get(discovery::events_v1))
+        .route(&format!("{EVENTS}/events"), get(events::list_v1))
+        .route(
+            &format!("{EVENTS}/namespaces/{{namespace}}/events"),
+            get(events::list_v1),
+        )
+        .route(
+            &format!("{EVENTS}/namespaces/{{namespace}}/events/{{name}}"),
+            get(events::get_v1),
+        )
+        .route(AUTHZ, get(discovery::authorization_v1))
+        .route(
+            &format!("{AUTHZ}/selfsubjectaccessreviews"),
+            post(access::self_subject_access_review),
+        )
+        .route(
+            &format!("{AUTHZ}/selfsubjectrulesreviews"),
+            post(access::self_subject_rules_review),
+        )
+        .route(AUTHN, get(discovery::authentication_v1))
+        .route(
+            &format!("{AUTHN}/selfsubjectreviews"),
+            post(access::self_subject_review),
         )
         .route("/api/v1/services", get(h::list::<Service>))
         .route(

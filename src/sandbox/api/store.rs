@@ -94,6 +94,7 @@ pub(crate) struct Store {
     pub(crate) services: BTreeMap<Key, Service>,
     pub(crate) policies: BTreeMap<Key, NetworkPolicy>,
     pub(crate) leases: BTreeMap<Key, Lease>,
+    pub(crate) events: BTreeMap<Key, k8s_openapi::api::core::v1::Event>,
     pub(crate) ingresses: BTreeMap<Key, Ingress>,
     pub(crate) http_routes: BTreeMap<Key, HttpRoute>,
     pub(crate) gateways: BTreeMap<Key, Gateway>,
@@ -185,6 +186,7 @@ impl Store {
             services: BTreeMap::new(),
             policies: BTreeMap::new(),
             leases: BTreeMap::new(),
+            events: BTreeMap::new(),
             ingresses: BTreeMap::new(),
             http_routes: BTreeMap::new(),
             gateways: BTreeMap::new(),
@@ -234,6 +236,11 @@ impl Store {
             0x8000 | ((b >> 48) & 0x3fff),
             b & 0xffff_ffff_ffff
         )
+    }
+
+    /// The suffix of an event's name (`<object>.<16 hex digits>`, as upstream's recorders do).
+    pub fn next_event_suffix(&mut self) -> String {
+        format!("{:016x}", self.next_random())
     }
 
     /// The five-character suffix the API server appends to `generateName`.
@@ -602,6 +609,7 @@ impl Store {
         self.services.retain(|(ns, _), _| ns != name);
         self.policies.retain(|(ns, _), _| ns != name);
         self.leases.retain(|(ns, _), _| ns != name);
+        self.events.retain(|(ns, _), _| ns != name);
         self.ingresses.retain(|(ns, _), _| ns != name);
         self.http_routes.retain(|(ns, _), _| ns != name);
         self.gateways.retain(|(ns, _), _| ns != name);

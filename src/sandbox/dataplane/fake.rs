@@ -22,6 +22,7 @@ struct Inner {
     deleted: Vec<PodKey>,
     failing: BTreeMap<PodKey, String>,
     unready: BTreeSet<PodKey>,
+    logs: BTreeMap<PodKey, String>,
     create_delay: Duration,
 }
 
@@ -89,6 +90,15 @@ impl FakeDataplane {
         }
     }
 
+    /// Appends to what `pod_log` answers for this pod (its output; empty by default).
+    pub fn write_log(&self, namespace: &str, name: &str, text: &str) {
+        self.inner()
+            .logs
+            .entry(key(namespace, name))
+            .or_default()
+            .push_str(text);
+    }
+
     /// Makes every `create_pod` take this long, as network setup does on a real dataplane.
     pub fn set_create_delay(&self, delay: Duration) {
         self.inner().create_delay = delay;
@@ -134,6 +144,15 @@ impl Dataplane for FakeDataplane {
         })?;
         inner.pods.insert(k, (ip, pod.clone()));
         Ok(ip)
+    }
+
+    fn pod_log(&self, namespace: &str, name: &str) -> Option<String> {
+        let inner = self.inner();
+        let k = key(namespace, name);
+        inner
+            .pods
+            .contains_key(&k)
+            .then(|| inner.logs.get(&k).cloned().unwrap_or_default())
     }
 
     fn delete_pod(&self, namespace: &str, name: &str) -> Result<(), DataplaneError> {

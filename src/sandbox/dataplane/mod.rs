@@ -44,6 +44,11 @@ pub trait Dataplane: Send + Sync + 'static {
     fn delete_pod(&self, namespace: &str, name: &str) -> Result<(), DataplaneError>;
     /// True once the pod's process runs and its container ports accept connections.
     fn pod_ready(&self, namespace: &str, name: &str) -> bool;
+    /// What the pod's command wrote to stdout and stderr so far (`kubectl logs`); `None` when
+    /// the pod is unknown or its output is not kept.
+    fn pod_log(&self, _namespace: &str, _name: &str) -> Option<String> {
+        None
+    }
     /// Starts `command` inside the pod's network namespace with stdin, stdout and stderr piped.
     /// A leading `netassay` means the running executable.
     fn exec(

@@ -694,6 +694,10 @@ impl NetnsDataplane {
 }
 
 impl super::Dataplane for NetnsDataplane {
+    fn pod_log(&self, namespace: &str, name: &str) -> Option<String> {
+        NetnsDataplane::pod_log(self, namespace, name)
+    }
+
     fn create_pod(&self, pod: &PodSpec) -> Result<IpAddr, DataplaneError> {
         self.ensure_open()?;
         let pod_key = key(&pod.namespace, &pod.name);
