@@ -1,5 +1,7 @@
 //! The sandbox's API emulator driven by kube-rs (and kubectl where installed) over a fake dataplane.
 
+mod kubectl_common;
+
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
@@ -942,15 +944,11 @@ async fn version_nodes_and_discovery_answer_like_a_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_can_get_pods_and_exec_through_the_kubeconfig() {
-    let Ok(found) = std::process::Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
+    let Some(program) =
+        kubectl_common::kubectl_or_skip("kubectl_can_get_pods_and_exec_through_the_kubeconfig")
     else {
-        eprintln!("kubectl is not installed: skipping");
         return;
     };
-    assert!(found.status.success());
     let sb = sandbox().await;
     sb.namespace("x", json!({})).await;
     sb.pod("x", "a", json!({"pod": "a"})).await;
@@ -959,7 +957,7 @@ async fn kubectl_can_get_pods_and_exec_through_the_kubeconfig() {
     let kubeconfig = dir.path().join("kubeconfig");
     sb.server.write_kubeconfig(&kubeconfig).unwrap();
     let kubectl = |args: &[&str]| {
-        let mut cmd = tokio::process::Command::new("kubectl");
+        let mut cmd = tokio::process::Command::new(&program);
         cmd.arg("--kubeconfig")
             .arg(&kubeconfig)
             .arg("--cache-dir")
@@ -1009,7 +1007,7 @@ async fn kubectl_can_get_pods_and_exec_through_the_kubeconfig() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "networkpolicy.networking.k8s.io/deny"
     );
-    let mut exec = tokio::process::Command::new("kubectl");
+    let mut exec = tokio::process::Command::new(&program);
     exec.arg("--kubeconfig")
         .arg(&kubeconfig)
         .arg("--cache-dir")
@@ -2029,14 +2027,11 @@ async fn the_preset_gateway_is_bootstrapped_as_objects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_lists_ingresses_httproutes_and_gateways() {
-    let Ok(found) = std::process::Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
+    let Some(program) =
+        kubectl_common::kubectl_or_skip("kubectl_lists_ingresses_httproutes_and_gateways")
     else {
-        eprintln!("skipped: kubectl is not installed");
         return;
     };
-    assert!(found.status.success());
     let sb = sandbox().await;
     sb.namespace("x", json!({})).await;
     let dir = tempfile::tempdir().unwrap();
@@ -2049,7 +2044,7 @@ async fn kubectl_lists_ingresses_httproutes_and_gateways() {
     )
     .unwrap();
     let kubectl = |args: &[&str]| {
-        let out = std::process::Command::new("kubectl")
+        let out = std::process::Command::new(&program)
             .env("KUBECONFIG", &kubeconfig)
             .args(args)
             .output()
@@ -2116,4 +2111,290 @@ async fn bootstrap_objects_are_in_the_first_sync_and_their_pods_start() {
             .contains("creating Service kube-system/kube-dns"),
         "{err}"
     );
+}
+
+/// A raw HTTP call to the emulator: (status, body as JSON or text).
+async fn call(
+    sb: &Sandbox,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::new();
+    let mut request = client
+        .request(method, format!("{}{path}", sb.server.url()))
+        .body(body);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.expect("the emulator answers");
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("a body");
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, body)
+}
+
+/// A length-delimited protobuf field.
+fn pb_bytes(tag: u8, bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(tag << 3 | 2);
+    assert!(bytes.len() < 128, "one-byte lengths only");
+    out.push(bytes.len() as u8);
+    out.extend_from_slice(bytes);
+}
+
+/// `k8s\0` + runtime.Unknown{typeMeta{apiVersion, kind}, raw}, as client-go sends it.
+fn pb_envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+    let mut type_meta = Vec::new();
+    pb_bytes(1, api_version.as_bytes(), &mut type_meta);
+    pb_bytes(2, kind.as_bytes(), &mut type_meta);
+    let mut unknown = Vec::new();
+    pb_bytes(1, &type_meta, &mut unknown);
+    pb_bytes(2, raw, &mut unknown);
+    [b"k8s\0".as_slice(), &unknown].concat()
+}
+
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protobuf_namespace_is_created_like_a_json_one() {
+    let sb = sandbox().await;
+    // Namespace{metadata: ObjectMeta{name: "demo", generateName: "", labels: {team: red}}}, with
+    // the empty strings and zero time Go's encoder always writes.
+    let mut label = Vec::new();
+    pb_bytes(1, b"team", &mut label);
+    pb_bytes(2, b"red", &mut label);
+    let mut meta = Vec::new();
+    pb_bytes(1, b"demo", &mut meta);
+    pb_bytes(2, b"", &mut meta);
+    pb_bytes(8, b"", &mut meta);
+    pb_bytes(11, &label, &mut meta);
+    let mut namespace = Vec::new();
+    pb_bytes(1, &meta, &mut namespace);
+    let body = pb_envelope("v1", "Namespace", &namespace);
+    let (status, created) = call(
+        &sb,
+        reqwest::Method::POST,
+        "/api/v1/namespaces",
+        &[
+            ("content-type", PROTOBUF),
+            ("accept", "application/vnd.kubernetes.protobuf, */*"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["metadata"]["name"], "demo");
+    let stored = sb.namespaces().get("demo").await.expect("stored");
+    let labels = stored.metadata.labels.unwrap();
+    assert_eq!(labels["team"], "red");
+    assert_eq!(labels["kubernetes.io/metadata.name"], "demo");
+    // A body of another kind than the URL's is refused, not stored.
+    let mut meta = Vec::new();
+    pb_bytes(1, b"p", &mut meta);
+    let mut pod = Vec::new();
+    pb_bytes(1, &meta, &mut pod);
+    let (status, refused) = call(
+        &sb,
+        reqwest::Method::POST,
+        "/api/v1/namespaces",
+        &[("content-type", PROTOBUF)],
+        pb_envelope("v1", "Pod", &pod),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(sb.namespaces().get("p").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_as_table_has_upstreams_pod_columns_with_wide_ones_at_priority_1() {
+    let sb = sandbox().await;
+    sb.namespace("x", json!({})).await;
+    sb.pod("x", "a", json!({"pod": "a"})).await;
+    let pod = sb.ready_pod("x", "a").await;
+    let (status, table) = call(
+        &sb,
+        reqwest::Method::GET,
+        "/api/v1/namespaces/x/pods",
+        &[("accept", TABLE)],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 200, "{table}");
+    assert_eq!(table["kind"], "Table");
+    let columns: Vec<(String, u64)> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["priority"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want = [
+        ("Name", 0),
+        ("Ready", 0),
+        ("Status", 0),
+        ("Restarts", 0),
+        ("Age", 0),
+        ("IP", 1),
+        ("Node", 1),
+        ("Nominated Node", 1),
+        ("Readiness Gates", 1),
+    ];
+    assert_eq!(columns, want.map(|(n, p)| (n.to_string(), p)).to_vec());
+    let cells = &table["rows"][0]["cells"];
+    let ip = pod.status.unwrap().pod_ip.unwrap();
+    assert_eq!(cells[0], "a");
+    assert_eq!(
+        (&cells[1], &cells[2], &cells[3]),
+        (&json!("1/1"), &json!("Running"), &json!("0"))
+    );
+    assert_eq!(cells[5], json!(ip));
+    assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    assert_eq!(table["rows"][0]["object"]["metadata"]["labels"]["pod"], "a");
+    // Without the Table media type, the same request is a plain list.
+    let (_, list) = call(
+        &sb,
+        reqwest::Method::GET,
+        "/api/v1/namespaces/x/pods",
+        &[],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(list["kind"], "PodList");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_reviews_allow_everything_and_refuse_a_review_without_attributes() {
+    let sb = sandbox().await;
+    let review = json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"verb": "delete", "resource": "namespaces"}}
+    });
+    let (status, answer) = call(
+        &sb,
+        reqwest::Method::POST,
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        &[("content-type", "application/json")],
+        serde_json::to_vec(&review).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["status"]["allowed"], true);
+    assert_eq!(answer["spec"], review["spec"]);
+    let (status, invalid) = call(
+        &sb,
+        reqwest::Method::POST,
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        &[("content-type", "application/json")],
+        serde_json::to_vec(&json!({"spec": {}})).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 422, "{invalid}");
+    assert_eq!(
+        invalid["details"]["causes"][0]["field"],
+        "spec.resourceAttributes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_logs_come_from_the_dataplane_with_tail_lines() {
+    let sb = sandbox().await;
+    sb.namespace("x", json!({})).await;
+    sb.pod("x", "a", json!({"pod": "a"})).await;
+    sb.ready_pod("x", "a").await;
+    sb.dataplane.write_log("x", "a", "one\ntwo\nthree\n");
+    let (status, log) = call(
+        &sb,
+        reqwest::Method::GET,
+        "/api/v1/namespaces/x/pods/a/log?tailLines=2",
+        &[],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(log, json!("two\nthree\n"));
+    let (status, missing) = call(
+        &sb,
+        reqwest::Method::GET,
+        "/api/v1/namespaces/x/pods/nope/log",
+        &[],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 404, "{missing}");
+    let (status, wrong) = call(
+        &sb,
+        reqwest::Method::GET,
+        "/api/v1/namespaces/x/pods/a/log?container=other",
+        &[],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 400, "{wrong}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_of_another_image_waits_in_err_image_pull_with_an_event_saying_why() {
+    let sb = sandbox().await;
+    sb.namespace("x", json!({})).await;
+    let pod: Pod = obj(json!({
+        "metadata": {"name": "bb"},
+        "spec": {"containers": [{"name": "bb", "image": "busybox:1.36", "command": ["sleep", "60"]}]}
+    }));
+    sb.pods("x")
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    let why = "image busybox:1.36 is not available in the sandbox: only the netassay image runs";
+    let waiting = eventually(|| async {
+        let pod = sb.pods("x").get("bb").await.ok()?;
+        let status = pod.status?;
+        let state = status.container_statuses?.first()?.state.clone()?;
+        Some((status.phase?, state.waiting?))
+    })
+    .await;
+    assert_eq!(waiting.0, "Pending");
+    assert_eq!(waiting.1.reason.as_deref(), Some("ErrImagePull"));
+    assert_eq!(waiting.1.message.as_deref(), Some(why));
+    assert!(
+        sb.dataplane.created().iter().all(|p| p.name != "bb"),
+        "the dataplane never runs it"
+    );
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(sb.client.clone(), "x");
+    let failed = eventually(|| async {
+        let list = events
+            .list(&ListParams::default().fields("involvedObject.name=bb,reason=Failed"))
+            .await
+            .ok()?;
+        (list.items.len() == 2).then_some(list.items)
+    })
+    .await;
+    let messages: Vec<String> = failed.iter().filter_map(|e| e.message.clone()).collect();
+    assert!(
+        messages.contains(&format!("Failed to pull image \"busybox:1.36\": {why}")),
+        "{messages:?}"
+    );
+    assert!(failed.iter().all(|e| e.type_.as_deref() == Some("Warning")));
+    let (_, v1) = call(
+        &sb,
+        reqwest::Method::GET,
+        "/apis/events.k8s.io/v1/namespaces/x/events",
+        &[],
+        Vec::new(),
+    )
+    .await;
+    let notes: Vec<&str> = v1["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["note"].as_str())
+        .collect();
+    assert!(notes.iter().any(|n| n.contains(why)), "{v1}");
+    assert_eq!(v1["items"][0]["regarding"]["kind"], "Pod");
 }

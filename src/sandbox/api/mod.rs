@@ -21,11 +21,21 @@
 //! client's. [`ApiServer::bootstrap`] creates the sandbox's own objects (cluster DNS, the
 //! gateway) the same way.
 //!
+//! kubectl works as on a real cluster for what people do while writing scenarios: request
+//! bodies may be JSON, YAML or Kubernetes protobuf (`protobuf`: kubectl's typed clients send it
+//! for `create namespace`, `run`, `create service`, `auth can-i`); `get` receives server-side
+//! Tables with upstream's printer columns (`table`); `auth can-i` and `auth whoami` are answered
+//! for the sandbox's one user, who may do everything (`access`); `logs` reads `pods/log`, each
+//! pod process's output kept by the dataplane (`logs`); and the emulator records the scheduler's
+//! and kubelet's Events for pods, core/v1 and events.k8s.io/v1 (`events`), so `describe` says why
+//! a pod does not run (only images of a repository named `netassay` run: any other waits in
+//! `ErrImagePull` with an event saying so). Answers are always JSON.
+//!
 //! Not served: **watch** (netassay polls; `?watch=true` gets 405 MethodNotAllowed with a message
-//! saying so), SPDY exec, tty resizing, protobuf bodies, server-side Table output (kubectl falls
-//! back to NAME/AGE columns), field managers and managedFields (server-side apply is approximated
-//! by a merge patch), list pagination (`limit` is ignored and everything is returned), and
-//! authentication (none: the server listens on loopback only).
+//! saying so, so `kubectl wait` and `get -w` do not work), SPDY exec, tty resizing, following
+//! logs (`logs -f` prints what there is and ends), field managers and managedFields (server-side
+//! apply is approximated by a merge patch), list pagination (`limit` is ignored and everything
+//! is returned), and authentication (none: the server listens on loopback only).
 
 mod access;
 mod admission;
