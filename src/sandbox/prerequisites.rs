@@ -5,7 +5,8 @@
 //! and elsewhere the error names the packages to install.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
 use thiserror::Error;
 
 /// Each command the sandbox runs, with the Debian package that has it.
@@ -129,9 +130,18 @@ pub fn ensure(installer: &Installer, say: &dyn Fn(&str)) -> Result<Vec<String>, 
         ]
         .concat(),
     ] {
+        // apt-get's output goes to stderr: `sandbox up` prints its kubeconfig path on stdout,
+        // and scripts read that line.
+        let to_stderr = std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null());
         let status = Command::new(apt_get)
             .args(&args)
             .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .stdout(to_stderr)
             .status()
             .map_err(|e| failed(format!("{}: {e}", apt_get.display())))?;
         if !status.success() {
