@@ -645,3 +645,32 @@ async fn kubectl_works_against_the_reference_cluster() {
     assert_ne!(code, 0, "the namespace is gone");
     real.stop().await;
 }
+
+/// kube-network-policies needs the nftables `queue` expression. Where the kernel lacks it (this
+/// project's machines: CONFIG_NFT_QUEUE is not set), the run must stop with exit 3 and say so,
+/// before any verdict; where it has it, the enforcer must start and the run must judge.
+#[test]
+fn kube_network_policies_runs_or_says_why_not() {
+    if !usable() {
+        return;
+    }
+    let out = Command::new(NETASSAY)
+        .args(["run", "--sandbox", "--sandbox-control-plane", "kubernetes"])
+        .args(["--sandbox-enforcer", "kube-network-policies"])
+        .args(["--exact", "default-deny-ingress"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("netassay runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let queue_missing =
+        stderr.contains("nftables `queue` expression, which this kernel does not have");
+    if queue_missing {
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains("CONFIG_NFT_QUEUE"), "{stderr}");
+    } else {
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "kube-network-policies should have run and been judged: {stderr}"
+        );
+    }
+}

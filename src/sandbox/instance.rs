@@ -540,6 +540,75 @@ impl Drop for Sandbox {
 mod tests {
     use super::*;
 
+    // Third-party node components run only on the reference cluster, and a CNI fault (a bug
+    // of netassay's own enforcer) cannot be combined with a third-party enforcer.
+    #[test]
+    fn third_party_components_need_the_reference_cluster_and_no_cni_fault() {
+        let table = [
+            (
+                ControlPlane::Emulator,
+                Enforcer::KubeNetworkPolicies,
+                ServiceProxy::Netassay,
+                "",
+                Some("need --sandbox-control-plane kubernetes"),
+            ),
+            (
+                ControlPlane::Emulator,
+                Enforcer::Netassay,
+                ServiceProxy::KubeProxy,
+                "",
+                Some("need --sandbox-control-plane kubernetes"),
+            ),
+            (
+                ControlPlane::Kubernetes,
+                Enforcer::KubeNetworkPolicies,
+                ServiceProxy::KubeProxy,
+                "",
+                None,
+            ),
+            (
+                ControlPlane::Kubernetes,
+                Enforcer::KubeNetworkPolicies,
+                ServiceProxy::Netassay,
+                "tcp-only",
+                Some("--sandbox-fault tcp-only models a bug of netassay's own enforcer"),
+            ),
+            (
+                ControlPlane::Kubernetes,
+                Enforcer::Netassay,
+                ServiceProxy::KubeProxy,
+                "tcp-only",
+                None,
+            ),
+            (
+                ControlPlane::Kubernetes,
+                Enforcer::KubeNetworkPolicies,
+                ServiceProxy::Netassay,
+                "k8tre-allow-all",
+                None,
+            ),
+        ];
+        for (control_plane, enforcer, proxy, faults, want) in table {
+            let options = SandboxOptions {
+                faults: faults.parse().unwrap(),
+                preset: (!faults.is_empty() && faults.starts_with("k8tre"))
+                    .then_some(Preset::K8tre),
+                control_plane,
+                enforcer,
+                proxy,
+                ..SandboxOptions::default()
+            };
+            let got = options.validate().err().map(|e| e.to_string());
+            match (want, got) {
+                (None, None) => {}
+                (Some(w), Some(g)) => assert!(g.contains(w), "{g}"),
+                (w, g) => {
+                    panic!("{control_plane} {enforcer} {proxy} {faults:?}: want {w:?}, got {g:?}")
+                }
+            }
+        }
+    }
+
     #[test]
     fn preset_faults_need_their_preset() {
         let faults: FaultSet = "k8tre-nodeport,tcp-only".parse().unwrap();
