@@ -4,8 +4,8 @@
 //! (the README's one command must work on a fresh machine); `NETASSAY_NO_INSTALL=1` refuses,
 //! and elsewhere the error names the packages to install.
 
-use std::path::{Path, PathBuf};
 use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use thiserror::Error;
 
