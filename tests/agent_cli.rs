@@ -1,10 +1,10 @@
 //! The agent's command-line contract on loopback: batch validation, streaming, the concurrency
 //! bound, HTTP Host and SNI overrides, readiness and clean shutdown.
 
-use netassay::model::Protocol;
+use netassay::model::{Protocol, Verdict};
 use netassay::probe::{
-    AgentLine, BatchSummary, ListenerState, Outcome, ProbeBatch, ProbeKind, ProbeResult, ProbeSpec,
-    ReadyReport,
+    AgentLine, BatchSummary, DenyRule, ListenerState, Outcome, ProbeBatch, ProbeKind, ProbeResult,
+    ProbeSpec, ReadyReport, Series,
 };
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -126,6 +126,7 @@ fn probe(batch: &ProbeBatch) -> (HashMap<String, ProbeResult>, BatchSummary) {
                 results.insert(r.id.clone(), r);
             }
             AgentLine::Summary { summary: s } => summary = Some(s),
+            AgentLine::Started { .. } => panic!("a plain batch says nothing about a series"),
         }
     }
     assert_eq!(results.len(), batch.probes.len());
@@ -601,6 +602,76 @@ fn serve_refuses_bad_listeners_and_taken_ports() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("tcp:{port}")));
 }
 
+// DESIGN §7b: a series starts a probe of each cell every spacing until it agreed for the
+// window; its first line says the agent's clock started, every result carries its start offset
+// and its number in the cell's series, and a cell that agrees from the start ends soon.
+#[test]
+fn a_series_streams_numbered_probes_until_each_cell_agrees_for_the_window() {
+    let agent = Agent::start("tcp:0", false);
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut open = local("open", ProbeKind::Tcp, agent.port(Protocol::Tcp)).expecting(ME);
+    open.expect = Some(Verdict::Allow);
+    let mut refused = local("refused", ProbeKind::Tcp, closed_port);
+    refused.expect = Some(Verdict::Deny);
+    let series = Series {
+        spacing_ms: 20,
+        window_ms: 100,
+        deadline_ms: 5000,
+        deny_rule: DenyRule::DroppedOrRejected,
+    };
+    let mut b = ProbeBatch::series(vec![open, refused], series);
+    b.timeout_ms = 1000;
+    let t = Instant::now();
+    let out = probe_raw(&format!("{}\n", b.to_json_line()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "ended at agreement, not the deadline"
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<AgentLine> = text.lines().map(|l| AgentLine::parse(l).unwrap()).collect();
+    assert!(
+        matches!(&lines[0], AgentLine::Started { started } if started.cells == 2),
+        "{text}"
+    );
+    let results: Vec<&ProbeResult> = lines
+        .iter()
+        .filter_map(|l| match l {
+            AgentLine::Result(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    for (id, outcome) in [("open", Outcome::Connected), ("refused", Outcome::Rejected)] {
+        let mine: Vec<&&ProbeResult> = results.iter().filter(|r| r.id == id).collect();
+        // 0, 20, ..., 100 ms: six probes cover the window.
+        assert!(mine.len() >= 6, "{id}: {mine:?}");
+        assert!(mine.iter().all(|r| r.outcome == outcome), "{id}: {mine:?}");
+        let mut seqs: Vec<u32> = mine.iter().filter_map(|r| r.seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..mine.len() as u32).collect::<Vec<_>>(), "{id}");
+        let mut starts: Vec<u64> = mine.iter().filter_map(|r| r.start_ms).collect();
+        starts.sort_unstable();
+        assert!(
+            starts.windows(2).all(|w| w[1] - w[0] >= 15),
+            "{id}: spaced {starts:?}"
+        );
+    }
+    let summary = lines.iter().find_map(|l| match l {
+        AgentLine::Summary { summary } => Some(summary),
+        _ => None,
+    });
+    assert_eq!(
+        summary.map(|s| s.schema.as_str()),
+        Some("netassay.probe/v2")
+    );
+}
+
 #[test]
 fn help_teaches_the_wire_format() {
     let out = Command::new(BIN)
@@ -610,6 +681,8 @@ fn help_teaches_the_wire_format() {
     let help = String::from_utf8_lossy(&out.stdout);
     for needle in [
         "netassay.probe/v1",
+        "netassay.probe/v2",
+        "spacing_ms",
         "wrong-peer",
         "dns-failed",
         "expect_identity",

@@ -318,6 +318,7 @@ fn probe_in(ns: &str, batch: &ProbeBatch) -> (HashMap<String, ProbeResult>, Batc
                 );
             }
             AgentLine::Summary { summary: s } => summary = Some(s),
+            AgentLine::Started { .. } => panic!("a plain batch says nothing about a series"),
         }
     }
     let out = child.wait_with_output().unwrap();

@@ -240,6 +240,7 @@ fn exchange(child: &mut Child, line: &str) -> Result<(usize, Option<BatchSummary
         match AgentLine::parse(&line) {
             Ok(AgentLine::Result(_)) => results += 1,
             Ok(AgentLine::Summary { summary: s }) => summary = Some(s),
+            Ok(AgentLine::Started { .. }) => {}
             Err(e) => return Err(fail(format!("prober wrote {line:?}: {e}"))),
         }
     }

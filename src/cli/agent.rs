@@ -65,6 +65,15 @@ Result: {\"id\",\"outcome\",\"detail\",\"elapsed_ms\",\"peer_identity\"} (+ \"ad
   dropped = no answer in time; rejected = RST or ICMP unreachable; wrong-peer = reached a peer
   that is not the expected one; error = the probe itself failed (never a verdict)
 Summary: {\"summary\":{\"schema\",\"total\",\"counts\",\"elapsed_ms\"}}
+  Results also carry start_ms: from the agent's start of the batch to the probe's start.
+
+Series (schema netassay.probe/v2): the same batch with
+  \"series\":{\"spacing_ms\":50,\"window_ms\":200,\"deadline_ms\":30000,\"deny_rule\":\"dropped-or-rejected\"}
+  and \"expect\":\"allow\"|\"deny\" on every probe. Each probe is a cell: a new probe of it starts
+  every spacing_ms (each with the full timeout, many in flight) until its probes have agreed with
+  expect for window_ms with none in flight, or deadline_ms passes. The first line is
+  {\"started\":{\"schema\",\"cells\"}} (the agent's clock starts), each result adds \"seq\" (the
+  probe's number in its cell), then the summary. A plain v2 batch runs like v1.
 
 Each probe's timeout runs from its own start. A malformed batch exits 2 before any probe runs,
 with the reason on stderr and nothing on stdout.";
@@ -454,9 +463,9 @@ fn probe() -> anyhow::Result<u8> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut write_error: Option<std::io::Error> = None;
-    let summary = rt.block_on(run_batch(prepared, |result| {
+    let summary = rt.block_on(run_batch(prepared, |line| {
         if write_error.is_none() {
-            let written = serde_json::to_writer(&mut out, &result)
+            let written = serde_json::to_writer(&mut out, &line)
                 .map_err(std::io::Error::from)
                 .and_then(|()| out.write_all(b"\n"))
                 .and_then(|()| out.flush());

@@ -1,25 +1,25 @@
 //! A deployed topology: namespaces, probe pods and services of one run, with live addresses; it
 //! applies steps, probes cells in batches (one exec per source pod) and tears itself down.
 
+use super::agent_run::AgentRun;
 use super::manifest::{self, FixtureOptions, RUN_LABEL};
 use super::{status_code, ClusterError};
 use crate::model::{Labels, PodRef, Topology, Via};
-use crate::probe::{AgentLine, Outcome, ProbeBatch, ProbeKind, ProbeResult, ProbeSpec};
-use crate::runner::Prober;
+use crate::probe::{Outcome, ProbeBatch, ProbeKind, ProbeResult, ProbeSpec, Series};
+use crate::runner::converge::RunningSeries;
+use crate::runner::{Probed, Prober, SeriesPlan};
 use crate::scenario::policies::{resolve_policy, NamespaceMap};
 use crate::scenario::profile::{Gateway, RouteKind};
 use crate::scenario::{ExpectedCell, Step};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{
-    ApiResource, AttachParams, DeleteParams, DynamicObject, ListParams, Patch, PatchParams,
-    PostParams,
+    ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
 };
 use kube::Api;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// A live topology of one run.
 pub struct Fixture {
@@ -59,6 +59,15 @@ pub struct Deployment<'a> {
     pub gateway: Option<&'a Gateway>,
     /// The command that runs the agent outside the cluster: `argv + ["agent", "probe"]`.
     pub outside: Option<&'a [String]>,
+}
+
+/// A step applied: when its last change was accepted, and its reject checks.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// When the API server answered the step's last change (delete, apply or label): the origin
+    /// of its time-to-enforce. Before the reject checks, which change nothing.
+    pub accepted: Instant,
+    pub rejects: Vec<RejectCheck>,
 }
 
 /// The outcome of a `reject` entry: did the API server refuse it?
@@ -366,8 +375,8 @@ impl Fixture {
         }
     }
 
-    /// Applies one step: delete, apply, label, then the `reject` checks. Returns the reject checks.
-    pub async fn apply_step(&mut self, step: &Step) -> Result<Vec<RejectCheck>, ClusterError> {
+    /// Applies one step: delete, apply, label, then the `reject` checks.
+    pub async fn apply_step(&mut self, step: &Step) -> Result<Applied, ClusterError> {
         for d in &step.delete {
             match self
                 .policies(&d.namespace)
@@ -400,6 +409,7 @@ impl Fixture {
                 crate::model::edit_labels(&mut n.labels, edit);
             }
         }
+        let accepted = Instant::now();
         let mut checks = Vec::new();
         for template in &step.reject {
             let name = template.metadata.name.clone().unwrap_or_default();
@@ -448,7 +458,16 @@ impl Fixture {
                 }),
             }
         }
-        Ok(checks)
+        Ok(Applied {
+            accepted,
+            rejects: checks,
+        })
+    }
+
+    /// The topology as deployed (live addresses, original labels): the state before a
+    /// scenario's first step.
+    pub fn original_topology(&self) -> &Topology {
+        &self.original
     }
 
     /// Back to the deployed state: none of our policies (the cluster's own ones stay), original
@@ -716,76 +735,6 @@ impl Fixture {
         }
         Ok(out)
     }
-
-    /// Runs one batch from one source pod through `netassay agent probe`.
-    async fn exec_batch(
-        &self,
-        from: &PodRef,
-        batch: &ProbeBatch,
-    ) -> Result<Vec<ProbeResult>, String> {
-        let real = self.names.real(&from.namespace).to_string();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &real);
-        let ap = AttachParams::default()
-            .stdin(true)
-            .stdout(true)
-            .stderr(true);
-        let mut proc = api
-            .exec(&from.name, ["netassay", "agent", "probe"], &ap)
-            .await
-            .map_err(|e| format!("exec in {from}: {e}"))?;
-        let mut stdin = proc.stdin().ok_or("exec gave no stdin")?;
-        let stdout = proc.stdout().ok_or("exec gave no stdout")?;
-        let mut stderr = proc.stderr().ok_or("exec gave no stderr")?;
-        let status = proc.take_status();
-        let line = batch.to_json_line();
-        // stdin stays open: the agent does not wait for EOF, and closing it races with the end
-        // of the session (kube-rs then never ends stdout), so the end is the summary line.
-        let write = async {
-            stdin.write_all(line.as_bytes()).await?;
-            stdin.write_all(b"\n").await?;
-            stdin.flush().await
-        };
-        let read_out = read_results(stdout);
-        // stderr is read on the side (its pipe is small) and only consulted on failure.
-        let read_err = tokio::spawn(async move {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s).await;
-            s
-        });
-        let (w, (results, finished)) = tokio::join!(write, read_out);
-        drop(stdin);
-        if let Err(e) = w {
-            if results.is_empty() {
-                return Err(format!("writing the batch to {from}: {e}"));
-            }
-        }
-        if finished {
-            return Ok(results);
-        }
-        // No summary: the agent died or could not start. Say why, from its status and stderr.
-        let st = match status {
-            Some(s) => tokio::time::timeout(Duration::from_secs(1), s)
-                .await
-                .ok()
-                .flatten(),
-            None => None,
-        };
-        let err = tokio::time::timeout(Duration::from_millis(500), read_err)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        if results.is_empty() {
-            let why = st
-                .and_then(|s| s.message)
-                .unwrap_or_else(|| "no summary line".into());
-            return Err(format!(
-                "agent probe in {from} failed: {why} {}",
-                err.trim()
-            ));
-        }
-        Ok(results)
-    }
 }
 
 type LabelEdit = BTreeMap<String, Option<String>>;
@@ -819,6 +768,8 @@ fn error_result(id: String, detail: String) -> ProbeResult {
         elapsed_ms: 0,
         peer_identity: None,
         addresses: Vec::new(),
+        start_ms: None,
+        seq: None,
     }
 }
 
@@ -865,151 +816,238 @@ fn judge_result(cell: &ExpectedCell, mut r: ProbeResult) -> ProbeResult {
     r
 }
 
+/// The probes of one source pod.
+struct SourceBatch {
+    from: PodRef,
+    batch: ProbeBatch,
+    /// Longest the agent may take, start-up and streaming included.
+    budget: Duration,
+}
+
 impl Fixture {
-    /// Runs one batch outside the cluster: the agent as a local process under the vantage's
-    /// command prefix.
-    async fn exec_outside(&self, batch: &ProbeBatch) -> Result<Vec<ProbeResult>, String> {
-        let argv = self
-            .outside
-            .as_ref()
-            .ok_or("no vantage point outside the cluster")?;
-        let (program, rest) = argv.split_first().ok_or("empty outside command")?;
-        let mut child = tokio::process::Command::new(program)
-            .args(rest)
-            .args(["agent", "probe"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("starting the outside prober {}: {e}", argv.join(" ")))?;
-        let mut stdin = child.stdin.take().ok_or("no stdin")?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut stderr = child.stderr.take().ok_or("no stderr")?;
-        let line = batch.to_json_line();
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .map_err(|e| format!("writing the batch to the outside prober: {e}"))?;
-        let read_err = tokio::spawn(async move {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s).await;
-            s
-        });
-        let (results, finished) = read_results(stdout).await;
-        drop(stdin);
-        if finished {
-            return Ok(results);
-        }
-        let _ = child.kill().await;
-        let err = tokio::time::timeout(Duration::from_millis(500), read_err)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        Err(format!("the outside prober ended early: {}", err.trim()))
-    }
-}
-
-/// Reads an agent's result lines up to its summary; `true` when the summary came.
-async fn read_results(stdout: impl tokio::io::AsyncRead + Unpin) -> (Vec<ProbeResult>, bool) {
-    let mut results = Vec::new();
-    let mut lines = BufReader::new(stdout).lines();
-    while let Ok(Some(l)) = lines.next_line().await {
-        match AgentLine::parse(&l) {
-            Ok(AgentLine::Result(r)) => results.push(r),
-            Ok(AgentLine::Summary { .. }) => return (results, true),
-            Err(_) => {}
-        }
-    }
-    (results, false)
-}
-
-impl Prober for Fixture {
-    async fn probe(&self, cells: &[(usize, &ExpectedCell)]) -> Vec<(usize, ProbeResult)> {
+    /// One batch per source pod for `cells` (a series when `series` is given), and results for
+    /// the cells that cannot be probed at all.
+    async fn batches(
+        &self,
+        cells: &[(usize, &ExpectedCell)],
+        series: Option<&SeriesPlan>,
+    ) -> (Vec<SourceBatch>, Vec<(usize, Probed)>) {
         let mut by_source: BTreeMap<&PodRef, Vec<ProbeSpec>> = BTreeMap::new();
-        let mut out = Vec::new();
+        let mut unprobed = Vec::new();
         let node_ports = match self.node_ports(cells).await {
             Ok(n) => n,
             Err(e) => {
-                return cells
+                let all = cells
                     .iter()
-                    .map(|(i, _)| (*i, error_result(i.to_string(), e.clone())))
-                    .collect()
+                    .map(|(i, _)| (*i, Probed::now(error_result(i.to_string(), e.clone()))))
+                    .collect();
+                return (Vec::new(), all);
             }
         };
         for (i, c) in cells {
             if c.cell.from.is_outside() && self.outside.is_none() {
                 let why = "no vantage point outside the cluster (profile config outside.vantage: \
                            none): not probed";
-                out.push((
-                    *i,
-                    unprobed_result(i.to_string(), Unprobed::NotApplicable(why.into())),
-                ));
+                let r = unprobed_result(i.to_string(), Unprobed::NotApplicable(why.into()));
+                unprobed.push((*i, Probed::now(r)));
                 continue;
             }
             match self.spec(i.to_string(), c, &node_ports) {
-                Ok(s) => by_source.entry(&c.cell.from).or_default().push(s),
-                Err(u) => out.push((*i, unprobed_result(i.to_string(), u))),
+                Ok(mut s) => {
+                    if series.is_some() {
+                        s.expect = Some(c.verdict);
+                    }
+                    by_source.entry(&c.cell.from).or_default().push(s)
+                }
+                Err(u) => unprobed.push((*i, Probed::now(unprobed_result(i.to_string(), u)))),
             }
         }
         let timeout_ms = self.probe_timeout.as_millis() as u64;
-        let runs = by_source.into_iter().map(|(from, specs)| async move {
-            let wanted: BTreeSet<String> = specs.iter().map(|s| s.id.clone()).collect();
-            let mut batch = ProbeBatch::new(specs);
-            batch.timeout_ms = timeout_ms;
-            // An exec that never finishes (a lost stream, a stuck kubelet) must not hang the run:
-            // its probes become errors, which are retried and never count as verdicts.
-            let waves = batch.probes.len().div_ceil(batch.concurrency.max(1)) as u64;
-            let budget = Duration::from_millis(timeout_ms * waves + EXEC_SLACK_MS);
-            let exec = async {
-                if from.is_outside() {
-                    self.exec_outside(&batch).await
-                } else {
-                    self.exec_batch(from, &batch).await
-                }
-            };
-            let ran = match tokio::time::timeout(budget, exec).await {
-                Ok(r) => r,
-                Err(_) => Err(format!(
-                    "exec of agent probe in {from} did not finish within {budget:?}"
-                )),
-            };
-            match ran {
-                Ok(results) => {
-                    let mut got: Vec<ProbeResult> = results
-                        .into_iter()
-                        .filter(|r| wanted.contains(&r.id))
-                        .collect();
-                    let seen: BTreeSet<String> = got.iter().map(|r| r.id.clone()).collect();
-                    for missing in wanted.difference(&seen) {
-                        got.push(error_result(
-                            missing.clone(),
-                            "the agent gave no result for this probe".into(),
-                        ));
+        let batches = by_source
+            .into_iter()
+            .map(|(from, specs)| {
+                let (mut batch, budget) = match series {
+                    Some(plan) => {
+                        let left = plan.deadline.saturating_duration_since(Instant::now());
+                        let s = Series {
+                            spacing_ms: plan.spacing.as_millis() as u64,
+                            window_ms: plan.window.as_millis() as u64,
+                            deadline_ms: (left.as_millis() as u64).max(1),
+                            deny_rule: plan.deny_rule,
+                        };
+                        let budget = left + Duration::from_millis(timeout_ms + EXEC_SLACK_MS);
+                        (ProbeBatch::series(specs, s), budget)
                     }
-                    got
+                    None => {
+                        let batch = ProbeBatch::new(specs);
+                        let waves = batch.probes.len().div_ceil(batch.concurrency.max(1)) as u64;
+                        let budget = Duration::from_millis(timeout_ms * waves + EXEC_SLACK_MS);
+                        (batch, budget)
+                    }
+                };
+                batch.timeout_ms = timeout_ms;
+                SourceBatch {
+                    from: from.clone(),
+                    batch,
+                    budget,
                 }
-                Err(e) => wanted
-                    .into_iter()
-                    .map(|id| error_result(id, e.clone()))
-                    .collect(),
-            }
-        });
-        let by_index: BTreeMap<usize, &ExpectedCell> =
-            cells.iter().map(|(i, c)| (*i, *c)).collect();
-        for results in futures::future::join_all(runs).await {
-            for r in results {
-                if let Ok(i) = r.id.parse::<usize>() {
-                    let r = match by_index.get(&i) {
-                        Some(c) => judge_result(c, r),
-                        None => r,
-                    };
-                    out.push((i, r));
-                }
+            })
+            .collect();
+        (batches, unprobed)
+    }
+
+    /// Starts `netassay agent probe` for a source: over exec in its pod, or on this machine for
+    /// the outside vantage.
+    fn open_agent(
+        &self,
+        from: &PodRef,
+    ) -> impl std::future::Future<Output = Result<AgentRun, String>> + Send + 'static {
+        let client = self.client.clone();
+        let namespace = self.names.real(&from.namespace).to_string();
+        let from = from.clone();
+        let outside = self.outside.clone();
+        async move {
+            if from.is_outside() {
+                let argv = outside.ok_or("no vantage point outside the cluster")?;
+                AgentRun::local(&argv, "outside the cluster".into())
+            } else {
+                AgentRun::exec(client, &namespace, &from.name, format!("in {from}")).await
             }
         }
+    }
+}
+
+/// Runs one source's batch to its end within its budget. An agent that never finishes (a lost
+/// stream, a stuck kubelet) must not hang the run: its probes become errors, which are retried
+/// and never count as verdicts.
+async fn run_source(
+    open: impl std::future::Future<Output = Result<AgentRun, String>>,
+    b: SourceBatch,
+    started: Option<tokio::sync::oneshot::Sender<()>>,
+) -> Vec<Probed> {
+    let wanted: BTreeSet<String> = b.batch.probes.iter().map(|s| s.id.clone()).collect();
+    let budget = b.budget;
+    let ran = tokio::time::timeout(budget, async { open.await?.run(&b.batch, started).await })
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "agent probe in {} did not finish within {budget:?}",
+                b.from
+            ))
+        });
+    match ran {
+        Ok(ran) => {
+            let mut got: Vec<Probed> = ran
+                .timed()
+                .into_iter()
+                .filter(|p| wanted.contains(&p.result.id))
+                .collect();
+            let seen: BTreeSet<&str> = got.iter().map(|p| p.result.id.as_str()).collect();
+            let missing: Vec<String> = wanted
+                .iter()
+                .filter(|id| !seen.contains(id.as_str()))
+                .cloned()
+                .collect();
+            for id in missing {
+                got.push(Probed::now(error_result(
+                    id,
+                    "the agent gave no result for this probe".into(),
+                )));
+            }
+            got
+        }
+        Err(e) => wanted
+            .into_iter()
+            .map(|id| Probed::now(error_result(id, e.clone())))
+            .collect(),
+    }
+}
+
+/// Each result back to its cell index, read the way its path is judged.
+fn to_cells(
+    cells: &BTreeMap<usize, ExpectedCell>,
+    results: impl IntoIterator<Item = Probed>,
+) -> Vec<(usize, Probed)> {
+    results
+        .into_iter()
+        .filter_map(|mut p| {
+            let i = p.result.id.parse::<usize>().ok()?;
+            if let Some(c) = cells.get(&i) {
+                p.result = judge_result(c, p.result);
+            }
+            Some((i, p))
+        })
+        .collect()
+}
+
+/// A series under way in one agent per source pod; dropping it stops them.
+pub struct FixtureSeries {
+    runs: Vec<tokio::task::JoinHandle<Vec<Probed>>>,
+    cells: BTreeMap<usize, ExpectedCell>,
+    unprobed: Vec<(usize, Probed)>,
+}
+
+impl Drop for FixtureSeries {
+    fn drop(&mut self) {
+        for r in &self.runs {
+            r.abort();
+        }
+    }
+}
+
+impl RunningSeries for FixtureSeries {
+    async fn finish(mut self) -> Vec<(usize, Probed)> {
+        let mut out = std::mem::take(&mut self.unprobed);
+        for run in std::mem::take(&mut self.runs) {
+            let results = run.await.unwrap_or_default();
+            out.extend(to_cells(&self.cells, results));
+        }
         out
+    }
+}
+
+/// How long a series may take to start (agents exec'd and their clocks running) before the step
+/// goes ahead anyway.
+const SERIES_START_WAIT: Duration = Duration::from_secs(10);
+
+impl Prober for Fixture {
+    type Series = FixtureSeries;
+
+    async fn probe(&self, cells: &[(usize, &ExpectedCell)]) -> Vec<(usize, Probed)> {
+        let (batches, mut out) = self.batches(cells, None).await;
+        let runs = batches
+            .into_iter()
+            .map(|b| run_source(self.open_agent(&b.from), b, None));
+        let by_index: BTreeMap<usize, ExpectedCell> =
+            cells.iter().map(|(i, c)| (*i, (*c).clone())).collect();
+        for results in futures::future::join_all(runs).await {
+            out.extend(to_cells(&by_index, results));
+        }
+        out
+    }
+
+    async fn start_series(
+        &self,
+        cells: &[(usize, &ExpectedCell)],
+        plan: &SeriesPlan,
+    ) -> FixtureSeries {
+        let (batches, unprobed) = self.batches(cells, Some(plan)).await;
+        let mut started = Vec::new();
+        let runs = batches
+            .into_iter()
+            .map(|b| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                started.push(rx);
+                tokio::spawn(run_source(self.open_agent(&b.from), b, Some(tx)))
+            })
+            .collect();
+        // Every agent's clock runs (or it failed: its sender is gone) before the step goes on.
+        let _ = tokio::time::timeout(SERIES_START_WAIT, futures::future::join_all(started)).await;
+        FixtureSeries {
+            runs,
+            cells: cells.iter().map(|(i, c)| (*i, (*c).clone())).collect(),
+            unprobed,
+        }
     }
 }
 

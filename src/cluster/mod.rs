@@ -2,6 +2,7 @@
 //! pods, services), policies and labels, batched exec probing, the run lock, environment facts and
 //! cleanup. Decisions live elsewhere; this module only does what it is told, and reports.
 
+pub mod agent_run;
 pub mod cleanup;
 pub mod facts;
 pub mod fixture;

@@ -1,8 +1,9 @@
 //! The probe batch: what the harness asks one source pod's agent to try, and its validation.
 
+use super::series::{Series, SeriesError, SERIES_SCHEMA};
 use super::target::{check_dns_name, HostPort, TargetError};
 use super::{DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_MS, MAX_CONCURRENCY, MAX_TIMEOUT_MS, SCHEMA};
-use crate::model::Protocol;
+use crate::model::{Protocol, Verdict};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
@@ -14,7 +15,8 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeBatch {
-    /// Always [`SCHEMA`] (`netassay.probe/v1`).
+    /// [`SCHEMA`] (`netassay.probe/v1`): every probe once. [`SERIES_SCHEMA`]
+    /// (`netassay.probe/v2`): the same, or with `series`, each probe started again and again.
     pub schema: String,
     /// Time each probe may take, measured from its own start (not from the batch's).
     #[serde(default = "default_timeout_ms")]
@@ -22,6 +24,9 @@ pub struct ProbeBatch {
     /// Most probes in flight at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// v2 only: run every probe as a series (see [`Series`]); each probe then needs `expect`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<Series>,
     pub probes: Vec<ProbeSpec>,
 }
 
@@ -124,6 +129,9 @@ pub struct ProbeSpec {
     /// dns: addresses that must all be among the answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_addresses: Option<Vec<IpAddr>>,
+    /// Series batches only: the verdict this cell should show; the series runs until it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Verdict>,
 }
 
 impl ProbeSpec {
@@ -141,6 +149,7 @@ impl ProbeSpec {
             insecure: false,
             server: None,
             expect_addresses: None,
+            expect: None,
         }
     }
 
@@ -295,6 +304,10 @@ pub enum SpecError {
     BadServer(String),
     #[error("target: {0}")]
     BadUrl(String),
+    #[error("expect is required in a series batch: the verdict the series waits for")]
+    MissingExpect,
+    #[error("expect only applies to series batches")]
+    ExpectOutsideSeries,
 }
 
 /// Why a batch line is refused as a whole; the agent then runs nothing and exits 2.
@@ -304,8 +317,12 @@ pub enum BatchError {
     Empty,
     #[error("not a valid {SCHEMA} batch: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("schema {0:?} is not supported: expected {SCHEMA:?}")]
+    #[error("schema {0:?} is not supported: expected {SCHEMA:?} or {SERIES_SCHEMA:?}")]
     Schema(String),
+    #[error("series needs schema {SERIES_SCHEMA:?}")]
+    SeriesNeedsV2,
+    #[error("{0}")]
+    Series(#[from] SeriesError),
     #[error("timeout_ms {0} is out of range: expected 1 to {MAX_TIMEOUT_MS}")]
     Timeout(u64),
     #[error("concurrency {0} is out of range: expected 1 to {MAX_CONCURRENCY}")]
@@ -331,7 +348,17 @@ impl ProbeBatch {
             schema: SCHEMA.to_string(),
             timeout_ms: DEFAULT_TIMEOUT_MS,
             concurrency: DEFAULT_CONCURRENCY,
+            series: None,
             probes,
+        }
+    }
+
+    /// A batch that runs every probe as a series (each probe needs `expect`).
+    pub fn series(probes: Vec<ProbeSpec>, series: Series) -> Self {
+        ProbeBatch {
+            schema: SERIES_SCHEMA.to_string(),
+            series: Some(series),
+            ..ProbeBatch::new(probes)
         }
     }
 
@@ -347,8 +374,14 @@ impl ProbeBatch {
 
     /// Checks the batch and every probe in it.
     pub fn validate(&self) -> Result<(), BatchError> {
-        if self.schema != SCHEMA {
+        if self.schema != SCHEMA && self.schema != SERIES_SCHEMA {
             return Err(BatchError::Schema(self.schema.clone()));
+        }
+        if let Some(series) = &self.series {
+            if self.schema != SERIES_SCHEMA {
+                return Err(BatchError::SeriesNeedsV2);
+            }
+            series.validate()?;
         }
         check_timeout(self.timeout_ms).map_err(BatchError::Timeout)?;
         if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
@@ -359,6 +392,13 @@ impl ProbeBatch {
             probe
                 .validate()
                 .map_err(|source| self.probe_error(index, source))?;
+            match (self.series.is_some(), probe.expect.is_some()) {
+                (true, false) => return Err(self.probe_error(index, SpecError::MissingExpect)),
+                (false, true) => {
+                    return Err(self.probe_error(index, SpecError::ExpectOutsideSeries))
+                }
+                _ => {}
+            }
             if let Some(first) = seen.insert(probe.id.as_str(), index) {
                 return Err(BatchError::DuplicateId {
                     id: probe.id.clone(),
@@ -431,9 +471,51 @@ mod tests {
     }
 
     #[test]
+    fn series_need_schema_v2_and_an_expectation_on_every_probe() {
+        let series = r#""series":{"spacing_ms":50,"window_ms":200,"deadline_ms":5000}"#;
+        let probe = r#"{"id":"a","kind":"tcp","target":"10.0.0.5:80","expect":"deny"}"#;
+        let b = parse(&format!(
+            r#"{{"schema":"netassay.probe/v2",{series},"probes":[{probe}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(b.series.map(|s| s.spacing_ms), Some(50));
+        assert_eq!(b.probes[0].expect, Some(Verdict::Deny));
+        let v1 = parse(&format!(
+            r#"{{"schema":"netassay.probe/v1",{series},"probes":[{probe}]}}"#
+        ));
+        assert!(matches!(v1, Err(BatchError::SeriesNeedsV2)));
+        let bare = r#"{"id":"a","kind":"tcp","target":"10.0.0.5:80"}"#;
+        let missing = parse(&format!(
+            r#"{{"schema":"netassay.probe/v2",{series},"probes":[{bare}]}}"#
+        ));
+        assert!(matches!(
+            missing,
+            Err(BatchError::Probe {
+                source: SpecError::MissingExpect,
+                ..
+            })
+        ));
+        let stray = parse(&format!(
+            r#"{{"schema":"netassay.probe/v2","probes":[{probe}]}}"#
+        ));
+        assert!(matches!(
+            stray,
+            Err(BatchError::Probe {
+                source: SpecError::ExpectOutsideSeries,
+                ..
+            })
+        ));
+        // A v2 batch without a series is a plain batch.
+        assert!(parse(&format!(
+            r#"{{"schema":"netassay.probe/v2","probes":[{bare}]}}"#
+        ))
+        .is_ok());
+    }
+
+    #[test]
     fn a_foreign_schema_is_refused() {
-        let e = parse(r#"{"schema":"netassay.probe/v2","probes":[]}"#).unwrap_err();
-        assert!(matches!(e, BatchError::Schema(s) if s == "netassay.probe/v2"));
+        let e = parse(r#"{"schema":"netassay.probe/v9","probes":[]}"#).unwrap_err();
+        assert!(matches!(e, BatchError::Schema(s) if s == "netassay.probe/v9"));
     }
 
     #[test]

@@ -105,6 +105,12 @@ pub struct ProbeResult {
     /// dns: the addresses the name resolved to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<IpAddr>,
+    /// From the agent's start of the batch to this probe's start (absent from older agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<u64>,
+    /// Series only: which probe of the cell this is, from 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u32>,
 }
 
 /// The agent's last line after a batch: `{"summary":{...}}`.
@@ -119,6 +125,12 @@ pub struct BatchSummary {
 }
 
 impl BatchSummary {
+    /// The same summary under another batch schema (the summary echoes its batch's).
+    pub fn with_schema(mut self, schema: &str) -> Self {
+        self.schema = schema.to_string();
+        self
+    }
+
     /// The summary of `outcomes`, taken `elapsed_ms` in all.
     pub fn of(outcomes: impl IntoIterator<Item = Outcome>, elapsed_ms: u64) -> Self {
         let mut counts: BTreeMap<Outcome, usize> = Outcome::ALL.iter().map(|o| (*o, 0)).collect();
@@ -141,11 +153,21 @@ impl BatchSummary {
     }
 }
 
+/// The first line of a series (`{"started":{...}}`), written the moment the agent's clock starts,
+/// before any probe: the harness waits for it before making the step's changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeriesStarted {
+    pub schema: String,
+    /// Cells in the series.
+    pub cells: usize,
+}
+
 /// One line of `agent probe` output, as the harness reads it back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum AgentLine {
     Summary { summary: BatchSummary },
+    Started { started: SeriesStarted },
     Result(ProbeResult),
 }
 
@@ -212,6 +234,8 @@ mod tests {
             elapsed_ms: 3,
             peer_identity: Some("y/b".into()),
             addresses: vec![],
+            start_ms: None,
+            seq: None,
         };
         let v: serde_json::Value = serde_json::to_value(&r).unwrap();
         for field in ["id", "outcome", "detail", "elapsed_ms", "peer_identity"] {

@@ -133,10 +133,13 @@ fn step_time(r: &StepResult) -> Duration {
         .cells
         .iter()
         .flat_map(|c| &c.attempts)
-        .map(|a| a.at_ms + a.elapsed_ms)
+        .map(|a| {
+            a.at_ms
+                .saturating_add(i64::try_from(a.elapsed_ms).unwrap_or(i64::MAX))
+        })
         .max()
         .unwrap_or(0);
-    Duration::from_millis(ms)
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 fn counts(r: &StepResult) -> String {

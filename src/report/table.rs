@@ -367,14 +367,18 @@ pub(crate) mod fixtures {
                 .enumerate()
                 .map(|(i, o)| Attempt {
                     round: i as u32 + 1,
-                    at_ms: 100 * i as u64,
+                    at_ms: 100 * i as i64,
                     outcome: *o,
                     detail: String::new(),
                     elapsed_ms: 3,
                     peer_identity: None,
+                    seq: None,
                 })
                 .collect(),
             explanation: None,
+            changed: false,
+            time_to_enforce: None,
+            time_to_enforce_resolution: None,
         }
     }
 
@@ -382,6 +386,8 @@ pub(crate) mod fixtures {
         StepResult {
             cells,
             time_to_enforce: Some(Duration::from_millis(250)),
+            time_to_enforce_resolution: Some(Duration::from_millis(50)),
+            changed_cells: 1,
             rounds: 2,
         }
     }

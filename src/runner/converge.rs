@@ -1,20 +1,73 @@
-//! Running one step's matrix (DESIGN §6): a full round, re-probes of disagreeing cells with backoff
-//! until they agree or the deadline passes, then confirmation rounds where any flip is a failure.
+//! Running one step's matrix (DESIGN §6, §7b): the cells the step changes are probed as a series
+//! (a probe every few tens of milliseconds until they agree for a window), started before the
+//! step's changes are made, while the others get a full round once they are; what still disagrees
+//! is re-probed with backoff until it agrees or the deadline passes; then confirmation rounds
+//! where any flip is a failure. Time-to-enforce is read from the recorded attempts (`enforce`).
 
+use super::enforce::{cell_enforced, cell_onset, step_enforced};
 use super::result::{Attempt, CellResult, CellStatus, StepResult};
 use crate::model::Verdict;
 use crate::probe::{DenyRule, Outcome, ProbeResult};
 use crate::scenario::ExpectedCell;
 use std::time::{Duration, Instant};
 
+/// One probe's result and when it ran, on this process's clock.
+#[derive(Debug, Clone)]
+pub struct Probed {
+    pub result: ProbeResult,
+    /// The probe's start, at the latest.
+    pub started: Instant,
+}
+
+impl Probed {
+    /// A result with no better timing than "it ended by now".
+    pub fn now(result: ProbeResult) -> Self {
+        Probed {
+            result,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// How the cells a step changes are probed as a series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesPlan {
+    /// A new probe of each unsettled cell starts this often.
+    pub spacing: Duration,
+    /// Agreement must hold this long (and no probe be in flight) for a cell to settle.
+    pub window: Duration,
+    /// No probe starts after this.
+    pub deadline: Instant,
+    pub deny_rule: DenyRule,
+}
+
 /// Something that can probe cells: a fixture in a cluster, or a fake in tests.
 pub trait Prober {
+    /// A series under way; it owns what it needs, so the fixture is free to make the step's
+    /// changes meanwhile.
+    type Series: RunningSeries + Send;
+
     /// Probes the given cells (indices into the step's cell list) once each and returns one result
     /// per requested index, in any order. Implementations batch: one exec per source pod.
     fn probe(
         &self,
         cells: &[(usize, &ExpectedCell)],
-    ) -> impl std::future::Future<Output = Vec<(usize, ProbeResult)>> + Send;
+    ) -> impl std::future::Future<Output = Vec<(usize, Probed)>> + Send;
+
+    /// Starts probing the given cells as a series (one exec per source pod): a probe of each cell
+    /// every `plan.spacing` until every cell agreed for `plan.window` or the deadline passed.
+    /// Returns once the series runs (the agents' clocks started).
+    fn start_series(
+        &self,
+        cells: &[(usize, &ExpectedCell)],
+        plan: &SeriesPlan,
+    ) -> impl std::future::Future<Output = Self::Series> + Send;
+}
+
+/// A series under way.
+pub trait RunningSeries {
+    /// Waits for the series to end; every probe of every cell, in any order.
+    fn finish(self) -> impl std::future::Future<Output = Vec<(usize, Probed)>> + Send;
 }
 
 /// How a step is judged.
@@ -30,6 +83,10 @@ pub struct Judging {
     /// First pause between re-probe rounds; doubles up to `max_backoff`.
     pub backoff: Duration,
     pub max_backoff: Duration,
+    /// Spacing of the probes of a series (the resolution of time-to-enforce).
+    pub series_spacing: Duration,
+    /// How long a changed cell must agree before its series ends.
+    pub series_window: Duration,
 }
 
 impl Default for Judging {
@@ -41,6 +98,8 @@ impl Default for Judging {
             confirm_rounds: 1,
             backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(2),
+            series_spacing: Duration::from_millis(50),
+            series_window: Duration::from_millis(200),
         }
     }
 }
@@ -56,32 +115,107 @@ fn judged(cell: &ExpectedCell, j: &Judging) -> bool {
     !cell.cell.loopback || j.judge_loopback
 }
 
-/// Runs one step. `started` is when the step's changes were in place (time-to-enforce origin).
+/// Every attempt of every cell of a step, on the step's clock.
+struct Book {
+    t0: Instant,
+    attempts: Vec<Vec<Attempt>>,
+}
+
+/// Milliseconds from `t0` to `t`, negative when `t` came first.
+fn offset_ms(t0: Instant, t: Instant) -> i64 {
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    match t.checked_duration_since(t0) {
+        Some(after) => ms(after),
+        None => -ms(t0.saturating_duration_since(t)),
+    }
+}
+
+impl Book {
+    fn record(&mut self, results: Vec<(usize, Probed)>, round: u32) {
+        let mut touched = Vec::new();
+        for (i, p) in results {
+            let Some(a) = self.attempts.get_mut(i) else {
+                continue;
+            };
+            a.push(Attempt {
+                round,
+                at_ms: offset_ms(self.t0, p.started),
+                outcome: p.result.outcome,
+                detail: p.result.detail,
+                elapsed_ms: p.result.elapsed_ms,
+                peer_identity: p.result.peer_identity,
+                seq: p.result.seq,
+            });
+            touched.push(i);
+        }
+        // Within a round, the latest-started probe is the cell's current state.
+        for i in touched {
+            if let Some(a) = self.attempts.get_mut(i) {
+                let from = a.iter().position(|x| x.round == round).unwrap_or(a.len());
+                a[from..].sort_by_key(|x| (x.at_ms, x.seq));
+            }
+        }
+    }
+
+    fn last(&self, i: usize) -> Option<Outcome> {
+        self.attempts[i].last().map(|a| a.outcome)
+    }
+}
+
+/// A step whose series (if it changes any cell) is already running: the step's changes are made
+/// between [`begin_step`] and [`run_step`].
+pub struct Begun<S> {
+    /// Which cells are in the series: changed and judged.
+    in_series: Vec<bool>,
+    series: Option<S>,
+}
+
+/// Starts the series of the cells the step changes (`changed[i]`), before its changes are made:
+/// their first probes show the state before the step, so the first probe after the change is at
+/// most one spacing late.
+pub async fn begin_step<P: Prober>(
+    prober: &P,
+    cells: &[ExpectedCell],
+    changed: &[bool],
+    judging: &Judging,
+) -> Begun<P::Series> {
+    let in_series: Vec<bool> = (0..cells.len())
+        .map(|i| changed.get(i).copied().unwrap_or(false) && judged(&cells[i], judging))
+        .collect();
+    let series_cells: Vec<(usize, &ExpectedCell)> = cells
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| in_series[*i])
+        .collect();
+    let series = if series_cells.is_empty() {
+        None
+    } else {
+        let plan = SeriesPlan {
+            spacing: judging.series_spacing,
+            window: judging.series_window,
+            deadline: Instant::now() + judging.converge_timeout,
+            deny_rule: judging.deny_rule,
+        };
+        Some(prober.start_series(&series_cells, &plan).await)
+    };
+    Begun { in_series, series }
+}
+
+/// Runs one step whose changes are in place: `t0` is when the API server accepted the last of
+/// them. The cells in `begun`'s series give the time-to-enforce.
 pub async fn run_step<P: Prober>(
     prober: &P,
     cells: &[ExpectedCell],
     judging: &Judging,
-    started: Instant,
+    begun: Begun<P::Series>,
+    t0: Instant,
 ) -> StepResult {
-    let mut attempts: Vec<Vec<Attempt>> = vec![Vec::new(); cells.len()];
-    let record =
-        |attempts: &mut Vec<Vec<Attempt>>, results: Vec<(usize, ProbeResult)>, round: u32| {
-            for (i, r) in results {
-                if let Some(a) = attempts.get_mut(i) {
-                    a.push(Attempt {
-                        round,
-                        at_ms: started.elapsed().as_millis() as u64,
-                        outcome: r.outcome,
-                        detail: r.detail,
-                        elapsed_ms: r.elapsed_ms,
-                        peer_identity: r.peer_identity,
-                    });
-                }
-            }
-        };
-    let last = |attempts: &Vec<Vec<Attempt>>, i: usize| attempts[i].last().map(|a| a.outcome);
-    let settled = |attempts: &Vec<Vec<Attempt>>, i: usize| -> bool {
-        match last(attempts, i) {
+    let mut book = Book {
+        t0,
+        attempts: vec![Vec::new(); cells.len()],
+    };
+    let settled = |book: &Book, i: usize| -> bool {
+        match book.last(i) {
             None => false,
             // Unsupported will not change by waiting; judged cells must agree.
             Some(Outcome::Unsupported) => true,
@@ -90,19 +224,37 @@ pub async fn run_step<P: Prober>(
             }
         }
     };
+    let in_series = |i: usize| begun.in_series.get(i).copied().unwrap_or(false);
 
-    // 1. The full round.
+    // 1. The series of the changed cells runs on; the others get one full round meanwhile.
     let all: Vec<(usize, &ExpectedCell)> = cells.iter().enumerate().collect();
+    let (series, once): (Vec<_>, Vec<_>) = all.iter().copied().partition(|(i, _)| in_series(*i));
+    let deadline = t0 + judging.converge_timeout;
     let mut round = 1;
-    record(&mut attempts, prober.probe(&all).await, round);
+    let (streamed, probed) = tokio::join!(
+        async {
+            match begun.series {
+                Some(s) => s.finish().await,
+                None => Vec::new(),
+            }
+        },
+        async {
+            if once.is_empty() {
+                Vec::new()
+            } else {
+                prober.probe(&once).await
+            }
+        }
+    );
+    book.record(streamed, round);
+    book.record(probed, round);
 
     // 2. Re-probe what disagrees, with backoff, until agreement or the deadline.
-    let deadline = started + judging.converge_timeout;
     let mut pause = judging.backoff;
     loop {
         let pending: Vec<(usize, &ExpectedCell)> = all
             .iter()
-            .filter(|(i, _)| !settled(&attempts, *i))
+            .filter(|(i, _)| !settled(&book, *i))
             .copied()
             .collect();
         if pending.is_empty() || Instant::now() >= deadline {
@@ -112,25 +264,42 @@ pub async fn run_step<P: Prober>(
         tokio::time::sleep(wait).await;
         pause = (pause * 2).min(judging.max_backoff);
         round += 1;
-        record(&mut attempts, prober.probe(&pending).await, round);
+        book.record(prober.probe(&pending).await, round);
     }
-    let converged = (0..cells.len()).all(|i| settled(&attempts, i));
-    let time_to_enforce = converged.then(|| started.elapsed());
+    let converged = (0..cells.len()).all(|i| settled(&book, i));
+
+    // Time-to-enforce, from what was seen before confirmation: over the changed cells, or over
+    // every judged cell when the step changes none.
+    let measured: Vec<usize> = if series.is_empty() {
+        (0..cells.len())
+            .filter(|i| judged(&cells[*i], judging) && book.last(*i) != Some(Outcome::Unsupported))
+            .collect()
+    } else {
+        series
+            .iter()
+            .map(|(i, _)| *i)
+            .filter(|i| book.last(*i) != Some(Outcome::Unsupported))
+            .collect()
+    };
+    let onsets: Vec<_> = (0..cells.len())
+        .map(|i| cell_onset(&book.attempts[i], cells[i].verdict, judging.deny_rule))
+        .collect();
+    let step = step_enforced(&measured.iter().map(|i| onsets[*i]).collect::<Vec<_>>());
 
     // 3. Confirmation: the whole matrix again; a cell whose verdict changes flaps. A probe that
     //    errs is not a verdict: it is retried a few times before the round is judged.
-    let before: Vec<Option<Outcome>> = (0..cells.len()).map(|i| last(&attempts, i)).collect();
+    let before: Vec<Option<Outcome>> = (0..cells.len()).map(|i| book.last(i)).collect();
     let mut flapped = vec![false; cells.len()];
     if converged {
         for _ in 0..judging.confirm_rounds {
             round += 1;
-            record(&mut attempts, prober.probe(&all).await, round);
+            book.record(prober.probe(&all).await, round);
             let mut pause = judging.backoff;
             for _ in 0..CONFIRM_ERROR_RETRIES {
                 let erring: Vec<(usize, &ExpectedCell)> = all
                     .iter()
                     .filter(|(i, _)| {
-                        last(&attempts, *i)
+                        book.last(*i)
                             .is_some_and(|o| o.verdict().is_none() && o != Outcome::Unsupported)
                     })
                     .copied()
@@ -141,11 +310,11 @@ pub async fn run_step<P: Prober>(
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(judging.max_backoff);
                 round += 1;
-                record(&mut attempts, prober.probe(&erring).await, round);
+                book.record(prober.probe(&erring).await, round);
             }
             for (i, f) in flapped.iter_mut().enumerate() {
                 let was = before[i].and_then(|o| o.verdict());
-                let now = last(&attempts, i).and_then(|o| o.verdict());
+                let now = book.last(i).and_then(|o| o.verdict());
                 if was.is_some() && now.is_some() && was != now {
                     *f = true;
                 }
@@ -153,24 +322,32 @@ pub async fn run_step<P: Prober>(
         }
     }
 
-    let results = cells
+    let results: Vec<CellResult> = cells
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let tries = std::mem::take(&mut attempts[i]);
+            let tries = std::mem::take(&mut book.attempts[i]);
             let final_outcome = tries.last().map(|a| a.outcome);
             let status = classify(c, final_outcome, flapped[i], judging);
+            let enforced = in_series(i)
+                .then(|| onsets[i].map(|o| cell_enforced(&o)))
+                .flatten();
             CellResult {
                 expected: c.clone(),
                 status,
                 attempts: tries,
                 explanation: None,
+                changed: in_series(i),
+                time_to_enforce: enforced.map(|e| e.at),
+                time_to_enforce_resolution: enforced.map(|e| e.resolution),
             }
         })
         .collect();
     StepResult {
         cells: results,
-        time_to_enforce,
+        time_to_enforce: step.map(|e| e.at),
+        time_to_enforce_resolution: step.map(|e| e.resolution),
+        changed_cells: series.len(),
         rounds: round,
     }
 }
@@ -223,25 +400,80 @@ mod tests {
         }
     }
 
-    /// A fake cluster: `script(cell index, call number) -> outcome`.
+    /// A series script: `(cell index, start ms since t0) -> (outcome, elapsed ms)`.
+    type SeriesScript = Box<dyn Fn(usize, i64) -> (Outcome, u64) + Send + Sync>;
+
+    /// A fake cluster: `script(cell index, call number) -> outcome` for rounds, and for series a
+    /// script over virtual time (no sleeping: probes start at exact multiples of the spacing).
     struct Fake<F: Fn(usize, u32) -> Outcome + Sync> {
         script: F,
+        series_script: Option<SeriesScript>,
+        t0: Instant,
+        /// How long before t0 a series starts (the step's changes take that long).
+        lead_ms: u64,
         calls: AtomicU32,
         probed: Mutex<Vec<usize>>,
+        streamed: Mutex<Vec<usize>>,
     }
 
     impl<F: Fn(usize, u32) -> Outcome + Sync> Fake<F> {
         fn new(script: F) -> Self {
             Fake {
                 script,
+                series_script: None,
+                t0: Instant::now(),
+                lead_ms: 0,
                 calls: AtomicU32::new(0),
                 probed: Mutex::new(Vec::new()),
+                streamed: Mutex::new(Vec::new()),
             }
+        }
+
+        fn with_series(
+            mut self,
+            s: impl Fn(usize, i64) -> (Outcome, u64) + Send + Sync + 'static,
+        ) -> Self {
+            self.series_script = Some(Box::new(s));
+            self
         }
     }
 
+    fn result(i: usize, outcome: Outcome, elapsed_ms: u64, seq: Option<u32>) -> ProbeResult {
+        ProbeResult {
+            id: i.to_string(),
+            outcome,
+            detail: String::new(),
+            elapsed_ms,
+            peer_identity: None,
+            addresses: Vec::new(),
+            start_ms: None,
+            seq,
+        }
+    }
+
+    struct FakeSeries(Vec<(usize, Probed)>);
+
+    impl RunningSeries for FakeSeries {
+        async fn finish(self) -> Vec<(usize, Probed)> {
+            self.0
+        }
+    }
+
+    async fn run<F: Fn(usize, u32) -> Outcome + Sync + Send>(
+        fake: &Fake<F>,
+        cells: &[ExpectedCell],
+        changed: &[bool],
+        judging: &Judging,
+        t0: Instant,
+    ) -> StepResult {
+        let begun = begin_step(fake, cells, changed, judging).await;
+        run_step(fake, cells, judging, begun, t0).await
+    }
+
     impl<F: Fn(usize, u32) -> Outcome + Sync + Send> Prober for Fake<F> {
-        async fn probe(&self, cells: &[(usize, &ExpectedCell)]) -> Vec<(usize, ProbeResult)> {
+        type Series = FakeSeries;
+
+        async fn probe(&self, cells: &[(usize, &ExpectedCell)]) -> Vec<(usize, Probed)> {
             let call = self.calls.fetch_add(1, Ordering::SeqCst);
             if let Ok(mut p) = self.probed.lock() {
                 p.extend(cells.iter().map(|(i, _)| *i));
@@ -251,17 +483,70 @@ mod tests {
                 .map(|(i, _)| {
                     (
                         *i,
-                        ProbeResult {
-                            id: i.to_string(),
-                            outcome: (self.script)(*i, call),
-                            detail: String::new(),
-                            elapsed_ms: 1,
-                            peer_identity: None,
-                            addresses: Vec::new(),
-                        },
+                        Probed::now(result(*i, (self.script)(*i, call), 1, None)),
                     )
                 })
                 .collect()
+        }
+
+        async fn start_series(
+            &self,
+            cells: &[(usize, &ExpectedCell)],
+            plan: &SeriesPlan,
+        ) -> FakeSeries {
+            use crate::probe::series::{Next, Series, SeriesCell};
+            let script = self.series_script.as_ref().expect("a series script");
+            if let Ok(mut p) = self.streamed.lock() {
+                p.extend(cells.iter().map(|(i, _)| *i));
+            }
+            // The agent's clock starts `lead_ms` before t0.
+            let origin = self.t0 - Duration::from_millis(self.lead_ms);
+            let series = Series {
+                spacing_ms: plan.spacing.as_millis() as u64,
+                window_ms: plan.window.as_millis() as u64,
+                deadline_ms: plan.deadline.saturating_duration_since(origin).as_millis() as u64,
+                deny_rule: plan.deny_rule,
+            };
+            let mut books: Vec<SeriesCell> = cells
+                .iter()
+                .map(|(_, c)| SeriesCell::new(c.verdict))
+                .collect();
+            // (end ms, cell position, seq, outcome, elapsed, start)
+            let mut flying: Vec<(u64, usize, u32, Outcome, u64, u64)> = Vec::new();
+            let mut out = Vec::new();
+            let mut t = 0;
+            loop {
+                flying.sort_by_key(|f| f.0);
+                while flying.first().is_some_and(|f| f.0 <= t) {
+                    let (_, k, seq, outcome, elapsed, start) = flying.remove(0);
+                    books[k].finished(seq, elapsed, outcome);
+                    out.push((
+                        cells[k].0,
+                        Probed {
+                            result: result(cells[k].0, outcome, elapsed, Some(seq)),
+                            started: origin + Duration::from_millis(start),
+                        },
+                    ));
+                }
+                let open = t < series.deadline_ms;
+                if flying.is_empty()
+                    && (!open || books.iter().all(|b| b.next(&series, t) == Next::Done))
+                {
+                    break;
+                }
+                if open {
+                    for (k, b) in books.iter_mut().enumerate() {
+                        if b.next(&series, t) == Next::Probe {
+                            let since_t0 = t as i64 - self.lead_ms as i64;
+                            let (outcome, elapsed) = script(cells[k].0, since_t0);
+                            let seq = b.started(t);
+                            flying.push((t + elapsed, k, seq, outcome, elapsed, t));
+                        }
+                    }
+                }
+                t += series.spacing_ms;
+            }
+            FakeSeries(out)
         }
     }
 
@@ -291,7 +576,7 @@ mod tests {
                 Outcome::Dropped
             }
         });
-        let r = run_step(&fake, &cells, &fast(), Instant::now()).await;
+        let r = run(&fake, &cells, &[], &fast(), Instant::now()).await;
         assert_eq!(statuses(&r), [CellStatus::Pass, CellStatus::Pass]);
         assert_eq!(
             fake.calls.load(Ordering::SeqCst),
@@ -313,7 +598,7 @@ mod tests {
             (_, c) if c < 2 => Outcome::Connected,
             _ => Outcome::Dropped,
         });
-        let r = run_step(&fake, &cells, &fast(), Instant::now()).await;
+        let r = run(&fake, &cells, &[], &fast(), Instant::now()).await;
         assert_eq!(statuses(&r), [CellStatus::Pass, CellStatus::Pass]);
         let probed = fake.probed.lock().expect("lock").clone();
         // round 1: both; round 2: only cell 1; round 3: only cell 1 (now agrees); confirm: both.
@@ -326,7 +611,7 @@ mod tests {
         let cells = [cell("x/a", "y/b", Verdict::Deny)];
         let fake = Fake::new(|_, _| Outcome::Connected);
         let t = Instant::now();
-        let r = run_step(&fake, &cells, &fast(), t).await;
+        let r = run(&fake, &cells, &[], &fast(), t).await;
         assert_eq!(statuses(&r), [CellStatus::Fail]);
         assert!(r.time_to_enforce.is_none());
         assert!(
@@ -350,7 +635,7 @@ mod tests {
                 Outcome::WrongPeer
             }
         });
-        let r = run_step(&fake, &cells, &fast(), Instant::now()).await;
+        let r = run(&fake, &cells, &[], &fast(), Instant::now()).await;
         assert_eq!(statuses(&r), [CellStatus::Error, CellStatus::Error]);
     }
 
@@ -365,7 +650,7 @@ mod tests {
                 Outcome::Connected
             }
         });
-        let r = run_step(&fake, &cells, &fast(), Instant::now()).await;
+        let r = run(&fake, &cells, &[], &fast(), Instant::now()).await;
         assert_eq!(statuses(&r), [CellStatus::Flapping]);
     }
 
@@ -380,7 +665,7 @@ mod tests {
                 Outcome::Dropped
             }
         });
-        let r = run_step(&fake, &cells, &fast(), Instant::now()).await;
+        let r = run(&fake, &cells, &[], &fast(), Instant::now()).await;
         assert_eq!(statuses(&r), [CellStatus::Pass]);
         assert_eq!(r.cells[0].attempts.len(), 3);
     }
@@ -395,7 +680,7 @@ mod tests {
                 Outcome::Error
             }
         });
-        let r = run_step(&fake, &cells, &fast(), Instant::now()).await;
+        let r = run(&fake, &cells, &[], &fast(), Instant::now()).await;
         assert_eq!(statuses(&r), [CellStatus::Error]);
     }
 
@@ -403,13 +688,13 @@ mod tests {
     async fn rejected_counts_as_deny_unless_the_profile_demands_drops() {
         let cells = [cell("x/a", "y/b", Verdict::Deny)];
         let fake = Fake::new(|_, _| Outcome::Rejected);
-        let r = run_step(&fake, &cells, &fast(), Instant::now()).await;
+        let r = run(&fake, &cells, &[], &fast(), Instant::now()).await;
         assert_eq!(statuses(&r), [CellStatus::Pass]);
         let strict = Judging {
             deny_rule: DenyRule::DroppedOnly,
             ..fast()
         };
-        let r = run_step(&fake, &cells, &strict, Instant::now()).await;
+        let r = run(&fake, &cells, &[], &strict, Instant::now()).await;
         assert_eq!(statuses(&r), [CellStatus::Fail]);
     }
 
@@ -417,14 +702,14 @@ mod tests {
     async fn loopback_is_reported_but_not_judged_by_default() {
         let cells = [cell("x/a", "x/a", Verdict::Deny)];
         let fake = Fake::new(|_, _| Outcome::Connected);
-        let r = run_step(&fake, &cells, &fast(), Instant::now()).await;
+        let r = run(&fake, &cells, &[], &fast(), Instant::now()).await;
         assert_eq!(statuses(&r), [CellStatus::NotJudged]);
         assert_eq!(r.cells[0].attempts[0].outcome, Outcome::Connected);
         let judge = Judging {
             judge_loopback: true,
             ..fast()
         };
-        let r = run_step(&fake, &cells, &judge, Instant::now()).await;
+        let r = run(&fake, &cells, &[], &judge, Instant::now()).await;
         assert_eq!(statuses(&r), [CellStatus::Fail]);
     }
 
@@ -432,8 +717,162 @@ mod tests {
     async fn unsupported_cells_are_neither_passed_nor_failed_nor_retried() {
         let cells = [cell("x/a", "y/b", Verdict::Deny)];
         let fake = Fake::new(|_, _| Outcome::Unsupported);
-        let r = run_step(&fake, &cells, &fast(), Instant::now()).await;
+        let r = run(&fake, &cells, &[], &fast(), Instant::now()).await;
         assert_eq!(statuses(&r), [CellStatus::Unsupported]);
         assert_eq!(fake.calls.load(Ordering::SeqCst), 2, "no re-probes");
+    }
+
+    fn series_judging() -> Judging {
+        Judging {
+            converge_timeout: Duration::from_secs(20),
+            series_spacing: Duration::from_millis(50),
+            series_window: Duration::from_millis(200),
+            ..fast()
+        }
+    }
+
+    /// Allow -> deny enforced at 300 ms: probes started before connect in 2 ms, after it drop.
+    fn deny_from_300(timeout_ms: u64) -> impl Fn(usize, i64) -> (Outcome, u64) + Send + Sync {
+        move |_, start| {
+            if start < 300 {
+                (Outcome::Connected, 2)
+            } else {
+                (Outcome::Dropped, timeout_ms)
+            }
+        }
+    }
+
+    // DESIGN §7b: changed cells are probed as a series; the step's figure is the start of the
+    // first probe after which every probe agreed, with the gap to the last one that did not.
+    #[tokio::test]
+    async fn changed_cells_run_as_a_series_and_give_the_time_to_enforce() {
+        let cells = [
+            cell("x/a", "y/a", Verdict::Allow),
+            cell("x/a", "y/b", Verdict::Deny),
+        ];
+        let fake = Fake::new(|i, _| {
+            if i == 0 {
+                Outcome::Connected
+            } else {
+                Outcome::Dropped
+            }
+        })
+        .with_series(deny_from_300(1000));
+        let t0 = fake.t0;
+        let r = run(&fake, &cells, &[false, true], &series_judging(), t0).await;
+        assert_eq!(statuses(&r), [CellStatus::Pass, CellStatus::Pass]);
+        assert_eq!(
+            *fake.streamed.lock().unwrap(),
+            [1],
+            "only the changed cell streams"
+        );
+        assert_eq!(
+            *fake.probed.lock().unwrap(),
+            [0, 0, 1],
+            "the unchanged cell's round, then the confirmation of both"
+        );
+        assert_eq!(r.changed_cells, 1);
+        assert_eq!(r.time_to_enforce, Some(Duration::from_millis(300)));
+        assert_eq!(
+            r.time_to_enforce_resolution,
+            Some(Duration::from_millis(48))
+        );
+        assert_eq!(r.cells[1].time_to_enforce, Some(Duration::from_millis(300)));
+        assert!(r.cells[1].changed && !r.cells[0].changed);
+        assert!(r.cells[1]
+            .attempts
+            .iter()
+            .all(|a| a.round == 1 || a.seq.is_none()));
+    }
+
+    // The figure must not depend on the probe timeout (the issue: it used to read ~1,030 ms).
+    #[tokio::test]
+    async fn the_time_to_enforce_does_not_depend_on_the_probe_timeout() {
+        let cells = [cell("x/a", "y/b", Verdict::Deny)];
+        let mut seen = Vec::new();
+        for timeout in [500, 1000, 5000] {
+            let fake = Fake::new(|_, _| Outcome::Dropped).with_series(deny_from_300(timeout));
+            let t0 = fake.t0;
+            let r = run(&fake, &cells, &[true], &series_judging(), t0).await;
+            seen.push((r.time_to_enforce, r.time_to_enforce_resolution));
+        }
+        assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+    }
+
+    // Deny -> allow: a probe that started before the change and connected on a retransmitted
+    // handshake is evidence of when it got through, not of its start.
+    #[tokio::test]
+    async fn a_retransmitted_handshake_does_not_move_the_figure_earlier() {
+        let cells = [cell("x/a", "y/b", Verdict::Allow)];
+        let fake = Fake::new(|_, _| Outcome::Connected).with_series(|_, start| match start {
+            ..=200 => (Outcome::Dropped, 1000),
+            201..=299 => (Outcome::Connected, 1000),
+            _ => (Outcome::Connected, 1),
+        });
+        let t0 = fake.t0;
+        let r = run(&fake, &cells, &[true], &series_judging(), t0).await;
+        assert_eq!(statuses(&r), [CellStatus::Pass]);
+        assert_eq!(r.time_to_enforce, Some(Duration::from_millis(301)));
+    }
+
+    // The series starts while the step's changes are being made: its probes before t0 show the
+    // old state and count as "not yet"; they must not shift the figure.
+    #[tokio::test]
+    async fn a_series_started_before_t0_measures_from_t0() {
+        let cells = [cell("x/a", "y/b", Verdict::Deny)];
+        let mut fake = Fake::new(|_, _| Outcome::Dropped).with_series(deny_from_300(1000));
+        fake.lead_ms = 120;
+        let t0 = fake.t0;
+        let r = run(&fake, &cells, &[true], &series_judging(), t0).await;
+        assert_eq!(statuses(&r), [CellStatus::Pass]);
+        let first = r.cells[0].attempts.first().map(|a| a.at_ms);
+        assert_eq!(first, Some(-120));
+        // Probes start at -120, -70, ..., 280, 330: the first after the change at 300 is 330.
+        assert_eq!(r.time_to_enforce, Some(Duration::from_millis(330)));
+        assert_eq!(
+            r.time_to_enforce_resolution,
+            Some(Duration::from_millis(48))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_changed_cell_that_never_agrees_fails_with_no_time_to_enforce() {
+        let cells = [cell("x/a", "y/b", Verdict::Deny)];
+        let judging = Judging {
+            converge_timeout: Duration::from_millis(400),
+            ..series_judging()
+        };
+        let fake = Fake::new(|_, _| Outcome::Connected).with_series(|_, _| (Outcome::Connected, 1));
+        let t0 = fake.t0;
+        let r = run(&fake, &cells, &[true], &judging, t0).await;
+        assert_eq!(statuses(&r), [CellStatus::Fail]);
+        assert_eq!(r.time_to_enforce, None);
+        assert_eq!(r.cells[0].time_to_enforce, None);
+    }
+
+    #[tokio::test]
+    async fn a_step_that_changes_nothing_is_timed_on_its_first_round() {
+        let cells = [cell("x/a", "y/a", Verdict::Allow)];
+        let fake = Fake::new(|_, _| Outcome::Connected);
+        let r = run(&fake, &cells, &[false], &series_judging(), Instant::now()).await;
+        assert_eq!(r.changed_cells, 0);
+        assert!(r.time_to_enforce.is_some());
+        assert_eq!(r.time_to_enforce, r.time_to_enforce_resolution);
+    }
+
+    #[tokio::test]
+    async fn unsupported_changed_cells_are_not_measured() {
+        let cells = [cell("x/a", "y/b", Verdict::Deny)];
+        let fake =
+            Fake::new(|_, _| Outcome::Unsupported).with_series(|_, _| (Outcome::Unsupported, 0));
+        let t0 = fake.t0;
+        let r = run(&fake, &cells, &[true], &series_judging(), t0).await;
+        assert_eq!(statuses(&r), [CellStatus::Unsupported]);
+        assert_eq!(r.time_to_enforce, None);
+        assert_eq!(
+            r.cells[0].attempts.len(),
+            2,
+            "one series probe, one confirmation"
+        );
     }
 }

@@ -1,9 +1,11 @@
-//! Step execution: applying changes, convergence and confirmation, scheduling across fixtures,
-//! cancellation. No report code here: results are plain data (`result`).
+//! Step execution: applying changes, series and convergence, confirmation, time-to-enforce,
+//! scheduling across fixtures, cancellation. No report code here: results are plain data
+//! (`result`).
 
 pub mod converge;
+pub mod enforce;
 pub mod result;
 pub mod suite;
 
-pub use converge::{run_step, Judging, Prober};
+pub use converge::{run_step, Judging, Probed, Prober, SeriesPlan};
 pub use result::{Attempt, CellResult, CellStatus, StepResult};

@@ -8,15 +8,21 @@ use std::time::Duration;
 /// One probe of one cell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Attempt {
-    /// 1 for the full round, then re-probes, then confirmation rounds.
+    /// 1 for the full round (or the series of a changed cell), then re-probes, then
+    /// confirmation rounds.
     pub round: u32,
-    /// Milliseconds since the step's changes were in place.
-    pub at_ms: u64,
+    /// Milliseconds from the step's t0 (its last change accepted by the API server) to this
+    /// probe's start, at the latest; negative for probes of a series that started before t0
+    /// (they show the state before the step).
+    pub at_ms: i64,
     pub outcome: Outcome,
     pub detail: String,
     pub elapsed_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_identity: Option<String>,
+    /// Probes of a series (the cells a step changes): the probe's number in its cell's series.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u32>,
 }
 
 /// The judgement of one cell.
@@ -42,6 +48,15 @@ impl CellStatus {
     pub fn is_failure(self) -> bool {
         matches!(self, CellStatus::Fail | CellStatus::Flapping)
     }
+
+    /// Evidence about the CNI: the cell was probed and compared with its expectation.
+    /// Unsupported, not-judged and erring cells say nothing either way.
+    pub fn is_judged(self) -> bool {
+        matches!(
+            self,
+            CellStatus::Pass | CellStatus::Fail | CellStatus::Flapping
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -53,6 +68,15 @@ pub struct CellResult {
     /// The oracle's reasons, for cells that went wrong (oracle mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explanation: Option<String>,
+    /// The step changes this cell's verdict (it was probed as a series).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub changed: bool,
+    /// Changed cells: the start of the first probe after which every probe agreed (ms since t0).
+    #[serde(serialize_with = "ms", skip_serializing_if = "Option::is_none")]
+    pub time_to_enforce: Option<Duration>,
+    /// How precisely that places the change: it happened in `(tte - resolution, tte]`.
+    #[serde(serialize_with = "ms", skip_serializing_if = "Option::is_none")]
+    pub time_to_enforce_resolution: Option<Duration>,
 }
 
 impl CellResult {
@@ -64,9 +88,16 @@ impl CellResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct StepResult {
     pub cells: Vec<CellResult>,
-    /// From changes in place to every judged cell agreeing; `None` if they never did.
+    /// From t0 (the step's last change accepted by the API server) to the start of the first
+    /// probe after which every probe of every changed cell agreed (of every judged cell, when the
+    /// step changes none); `None` if they never agreed or nothing was judged.
     #[serde(serialize_with = "ms")]
     pub time_to_enforce: Option<Duration>,
+    /// The change happened in `(time_to_enforce - resolution, time_to_enforce]`.
+    #[serde(serialize_with = "ms")]
+    pub time_to_enforce_resolution: Option<Duration>,
+    /// Judged cells whose verdict this step changes (probed as a series).
+    pub changed_cells: usize,
     pub rounds: u32,
 }
 
@@ -84,5 +115,14 @@ impl StepResult {
 
     pub fn failures(&self) -> impl Iterator<Item = &CellResult> {
         self.cells.iter().filter(|c| c.status.is_failure())
+    }
+
+    /// Cells that were judged: passed, failed or flapped (DESIGN §7b: the only evidence).
+    pub fn judged(&self) -> usize {
+        self.cells.iter().filter(|c| c.status.is_judged()).count()
+    }
+
+    pub fn has_judged_cells(&self) -> bool {
+        self.judged() > 0
     }
 }

@@ -1,13 +1,13 @@
 //! Running scenarios on fixtures: a pool of deployed topologies reused across scenarios with the
 //! same topology (reset and re-checked with a baseline between them), at most `parallel` at once.
 
-use super::converge::{run_step, Judging};
+use super::converge::{begin_step, run_step, Judging};
 use super::result::{CellStatus, StepResult};
 use crate::cluster::fixture::{Deployment, Fixture, RejectCheck};
 use crate::cluster::manifest::FixtureOptions;
 use crate::cluster::ClusterError;
 use crate::model::{Topology, Verdict, Via};
-use crate::scenario::plan::{expand, Source};
+use crate::scenario::plan::{changed_cells, expand, Source};
 use crate::scenario::{walk, ExpectedCell, Matrix, PortRef, Scenario};
 use serde::Serialize;
 use std::sync::Mutex;
@@ -390,7 +390,8 @@ impl Pool {
             judge_loopback: self.opts.judging.judge_loopback || intent,
             ..self.opts.judging.clone()
         };
-        let b = run_step(fixture, &baseline, &judging, Instant::now()).await;
+        let none = begin_step(fixture, &baseline, &[], &judging).await;
+        let b = run_step(fixture, &baseline, &judging, none, Instant::now()).await;
         // Unreachable pods mean a broken fixture (environment); connectivity that comes and goes
         // with no policy at all is the dataplane's fault and is judged like any other step.
         let bad: Vec<String> = b
@@ -436,17 +437,28 @@ impl Pool {
             policy: e.path,
             detail: e.message,
         })?;
-        for (step, plan) in s.steps.iter().zip(plans) {
+        for (k, (step, plan)) in s.steps.iter().zip(&plans).enumerate() {
             (self.log)(format!("{}: step {:?}: applying", s.name, step.name));
-            let rejects = fixture.apply_step(step).await?;
-            let started = Instant::now();
+            let before = k.checked_sub(1).and_then(|b| plans.get(b));
+            let changed = changed_cells(s.mode, before, fixture.original_topology(), plan);
+            // The changed cells' series runs while the changes are made (dropped on error).
+            let begun = begin_step(fixture, &plan.cells, &changed, &self.opts.judging).await;
+            let applied = fixture.apply_step(step).await?;
             (self.log)(format!(
-                "{}: step {:?}: probing {} cells",
+                "{}: step {:?}: probing {} cells ({} changed)",
                 s.name,
                 step.name,
-                plan.cells.len()
+                plan.cells.len(),
+                changed.iter().filter(|c| **c).count()
             ));
-            let mut result = run_step(fixture, &plan.cells, &self.opts.judging, started).await;
+            let mut result = run_step(
+                fixture,
+                &plan.cells,
+                &self.opts.judging,
+                begun,
+                applied.accepted,
+            )
+            .await;
             if s.mode == crate::scenario::Mode::Oracle {
                 for c in result.cells.iter_mut().filter(|c| c.status.is_failure()) {
                     c.explanation = plan.explain(&c.expected.cell).map(|e| e.summary());
@@ -464,7 +476,11 @@ impl Pool {
             outcome.steps.push(StepOutcome {
                 name: step.name.clone(),
                 result,
-                rejects: rejects.into_iter().map(RejectSummary::from).collect(),
+                rejects: applied
+                    .rejects
+                    .into_iter()
+                    .map(RejectSummary::from)
+                    .collect(),
                 inventory,
             });
             if let Some(e) = inventory_error {

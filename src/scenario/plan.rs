@@ -274,6 +274,48 @@ impl Expect {
     }
 }
 
+/// Which of `plan`'s cells its step changes (DESIGN §7b): those whose verdict differs from the
+/// one they had in the state before the step. `before` is the previous step's plan; `None` means
+/// the topology as deployed (`initial`) with none of the scenario's policies. In intent mode the
+/// cluster's own policies decide and no state is computed: a cell counts as changed only when the
+/// previous step expected the opposite.
+pub fn changed_cells(
+    mode: Mode,
+    before: Option<&StepPlan>,
+    initial: &Topology,
+    plan: &StepPlan,
+) -> Vec<bool> {
+    if mode == Mode::Intent {
+        let prior: std::collections::HashMap<&Cell, Verdict> = before
+            .map(|b| b.cells.iter().map(|c| (&c.cell, c.verdict)).collect())
+            .unwrap_or_default();
+        return plan
+            .cells
+            .iter()
+            .map(|c| prior.get(&c.cell).is_some_and(|v| *v != c.verdict))
+            .collect();
+    }
+    let oracle = match before {
+        Some(b) => b.oracle(),
+        None => Oracle::new(initial, &[]),
+    };
+    let Ok(oracle) = oracle else {
+        return vec![false; plan.cells.len()];
+    };
+    let t = oracle.topology();
+    plan.cells
+        .iter()
+        .map(
+            |c| match (t.pod_index(&c.cell.from), t.pod_index(&c.cell.to)) {
+                (Some(f), Some(to)) => {
+                    oracle.cell(f, to, c.cell.port, c.cell.protocol).verdict != c.verdict
+                }
+                _ => false,
+            },
+        )
+        .collect()
+}
+
 /// Walks every step from `topology` (synthetic addresses offline, live ones at run time).
 pub fn walk(scenario: &Scenario, topology: &Topology) -> Result<Vec<StepPlan>, WalkError> {
     let mut topo = topology.clone();
@@ -377,4 +419,60 @@ pub fn walk(scenario: &Scenario, topology: &Topology) -> Result<Vec<StepPlan>, W
         });
     }
     Ok(plans)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(steps: &str) -> Scenario {
+        let text = format!(
+            "name: t\ntags: [core]\nprobe: {{ports: [80], protocols: [TCP]}}\nsteps:\n{steps}"
+        );
+        super::super::load_str("t.yaml", &text).expect("scenario")
+    }
+
+    fn changed(s: &Scenario) -> Vec<Vec<(String, String)>> {
+        let plans = s.plan().expect("plan");
+        plans
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let before = i.checked_sub(1).map(|k| &plans[k]);
+                changed_cells(s.mode, before, &s.topology, p)
+                    .iter()
+                    .zip(&p.cells)
+                    .filter(|(c, _)| **c)
+                    .map(|(_, c)| (c.cell.from.to_string(), c.cell.to.to_string()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    // DESIGN §7b: a step changes the cells whose verdict differs from the state before it;
+    // the first step starts from the deployed fixture, where everything is allowed.
+    #[test]
+    fn changed_cells_are_the_verdicts_a_step_flips() {
+        let s = scenario(
+            "  - name: deny into x/a
+    apply:
+      - {apiVersion: networking.k8s.io/v1, kind: NetworkPolicy,
+         metadata: {name: p, namespace: x},
+         spec: {podSelector: {matchLabels: {pod: a}}, policyTypes: [Ingress]}}
+  - name: same again (nothing changes)
+    apply:
+      - {apiVersion: networking.k8s.io/v1, kind: NetworkPolicy,
+         metadata: {name: p, namespace: x},
+         spec: {podSelector: {matchLabels: {pod: a}}, policyTypes: [Ingress]}}
+  - name: removed
+    delete: [x/p]
+",
+        );
+        let c = changed(&s);
+        // Eight sources into x/a (x/a -> x/a is loopback but still denied by the oracle).
+        assert_eq!(c[0].len(), 9);
+        assert!(c[0].iter().all(|(_, to)| to == "x/a"));
+        assert!(c[1].is_empty());
+        assert_eq!(c[2], c[0]);
+    }
 }

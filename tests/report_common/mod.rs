@@ -59,10 +59,13 @@ pub fn cell(from: &str, to: &str, port: u16, protocol: Protocol, verdict: Verdic
         },
         attempts: vec![attempt(1, 40, outcome, "")],
         explanation: None,
+        changed: false,
+        time_to_enforce: None,
+        time_to_enforce_resolution: None,
     }
 }
 
-fn attempt(round: u32, at_ms: u64, outcome: Outcome, detail: &str) -> Attempt {
+fn attempt(round: u32, at_ms: i64, outcome: Outcome, detail: &str) -> Attempt {
     Attempt {
         round,
         at_ms,
@@ -70,6 +73,7 @@ fn attempt(round: u32, at_ms: u64, outcome: Outcome, detail: &str) -> Attempt {
         detail: detail.into(),
         elapsed_ms: 4,
         peer_identity: None,
+        seq: None,
     }
 }
 
@@ -87,6 +91,8 @@ fn step(name: &str, cells: Vec<CellResult>, tte_ms: Option<u64>) -> StepOutcome 
         result: StepResult {
             cells,
             time_to_enforce: tte_ms.map(Duration::from_millis),
+            time_to_enforce_resolution: tte_ms.map(|_| Duration::from_millis(50)),
+            changed_cells: 0,
             rounds: 3,
         },
         rejects: vec![],

@@ -3,10 +3,12 @@
 //!
 //! Every probe's timeout runs from its own start, which is when it gets a concurrency slot; a
 //! probe waiting for a slot is not yet timing out. Results arrive through one channel and are
-//! passed to a single callback, so the caller has exactly one writer.
+//! passed to a single callback, so the caller has exactly one writer. A batch with a series runs
+//! in `series` instead: the same probes, started again and again.
 
 mod dns;
 mod http;
+mod series;
 mod stream;
 mod udp;
 
@@ -14,8 +16,8 @@ use self::dns::Resolvers;
 use self::http::{Clients, HttpTarget};
 use self::stream::Stream;
 use crate::probe::{
-    BatchError, BatchSummary, HostPort, Outcome, ProbeBatch, ProbeKind, ProbeResult, ProbeSpec,
-    SpecError,
+    AgentLine, BatchError, BatchSummary, HostPort, Outcome, ProbeBatch, ProbeKind, ProbeResult,
+    ProbeSpec, Series, SpecError,
 };
 use std::fmt::Display;
 use std::net::{IpAddr, SocketAddr};
@@ -27,8 +29,10 @@ use tokio::time::Instant;
 /// A batch that passed every check: running it cannot fail on bad input.
 #[derive(Debug, Clone)]
 pub struct PreparedBatch {
+    schema: String,
     timeout_ms: u64,
     concurrency: usize,
+    series: Option<Series>,
     probes: Vec<Prepared>,
 }
 
@@ -69,8 +73,10 @@ pub fn prepare(batch: ProbeBatch) -> Result<PreparedBatch, BatchError> {
         });
     }
     Ok(PreparedBatch {
+        schema: batch.schema,
         timeout_ms: batch.timeout_ms,
         concurrency: batch.concurrency,
+        series: batch.series,
         probes,
     })
 }
@@ -136,6 +142,16 @@ pub(crate) struct Context {
 }
 
 impl Context {
+    /// The shared context of `batch`, with HTTP clients ready for its probes.
+    async fn for_batch(batch: &PreparedBatch) -> Arc<Self> {
+        let context = Arc::new(Context::new(Duration::from_millis(batch.timeout_ms)));
+        context
+            .http
+            .prepare(batch.probes.iter().map(|p| &p.spec))
+            .await;
+        context
+    }
+
     fn new(timeout: Duration) -> Self {
         let resolvers = Arc::new(Resolvers::new(timeout));
         Context {
@@ -181,20 +197,24 @@ impl Context {
     }
 }
 
-/// Runs every probe of `batch`, at most `concurrency` at a time, calling `on_result` with each
-/// result as it completes; returns the summary once all have.
-pub async fn run_batch<F: FnMut(ProbeResult)>(
-    batch: PreparedBatch,
-    mut on_result: F,
-) -> BatchSummary {
+/// Runs every probe of `batch`, at most `concurrency` at a time, calling `on_line` with each
+/// result as it completes; returns the summary once all have. A batch with a series runs as one
+/// (its first line says that it started).
+pub async fn run_batch<F: FnMut(AgentLine)>(batch: PreparedBatch, mut on_line: F) -> BatchSummary {
+    let schema = batch.schema.clone();
+    let summary = match batch.series {
+        Some(s) => series::run(batch, s, on_line).await,
+        None => run_once(batch, |r| on_line(AgentLine::Result(r))).await,
+    };
+    summary.with_schema(&schema)
+}
+
+async fn run_once<F: FnMut(ProbeResult)>(batch: PreparedBatch, mut on_result: F) -> BatchSummary {
+    let origin = Instant::now();
     let started = std::time::Instant::now();
     let total = batch.probes.len();
     let timeout_ms = batch.timeout_ms;
-    let context = Arc::new(Context::new(Duration::from_millis(timeout_ms)));
-    context
-        .http
-        .prepare(batch.probes.iter().map(|p| &p.spec))
-        .await;
+    let context = Context::for_batch(&batch).await;
     let slots = Arc::new(Semaphore::new(batch.concurrency));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let launcher = tokio::spawn(async move {
@@ -204,7 +224,9 @@ pub async fn run_batch<F: FnMut(ProbeResult)>(
             };
             let reporter = Reporter {
                 id: Some(probe.spec.id.clone()),
+                seq: None,
                 tx: tx.clone(),
+                origin,
                 started: Instant::now(),
             };
             let context = context.clone();
@@ -251,7 +273,11 @@ async fn run_one(
 /// so every probe of a batch gets exactly one line.
 struct Reporter {
     id: Option<String>,
+    /// Series only: the probe's number within its cell.
+    seq: Option<u32>,
     tx: mpsc::UnboundedSender<ProbeResult>,
+    /// The batch's start, from which `start_ms` counts.
+    origin: Instant,
     started: Instant,
 }
 
@@ -270,6 +296,8 @@ impl Reporter {
             elapsed_ms: millis(self.started.elapsed()),
             peer_identity: finding.peer_identity,
             addresses: finding.addresses,
+            start_ms: Some(millis(self.started.saturating_duration_since(self.origin))),
+            seq: self.seq,
         }
     }
 }

@@ -1,0 +1,262 @@
+//! One run of `netassay agent probe`: in a pod over kube exec, or as a process on this machine
+//! (the outside vantage). One batch line in; result lines out, each with the moment it arrived,
+//! so that probe starts can be placed on this process's clock.
+
+use crate::probe::{AgentLine, ProbeBatch, ProbeResult};
+use crate::runner::Probed;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{AttachParams, AttachedProcess};
+use kube::Api;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+type Status = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
+
+/// What keeps the agent alive while it runs (dropping it ends the run).
+enum Keep {
+    Exec(#[allow(dead_code)] AttachedProcess),
+    Local(tokio::process::Child),
+}
+
+/// An agent started and waiting for its batch.
+pub struct AgentRun {
+    /// `in x/a`, `outside the cluster`: for messages.
+    place: String,
+    stdin: Box<dyn AsyncWrite + Send + Unpin>,
+    stdout: Box<dyn AsyncRead + Send + Unpin>,
+    stderr: JoinHandle<String>,
+    /// The exec's final status message, when the agent ends without its summary.
+    status: Option<Status>,
+    keep: Keep,
+}
+
+/// What one agent run answered, and when: the batch went out at `sent`, each result arrived at
+/// its instant.
+pub struct Ran {
+    pub sent: Instant,
+    pub results: Vec<(ProbeResult, Instant)>,
+}
+
+fn read_side(mut stderr: impl AsyncRead + Send + Unpin + 'static) -> JoinHandle<String> {
+    // stderr is read on the side (its pipe is small) and only consulted on failure.
+    tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s).await;
+        s
+    })
+}
+
+impl AgentRun {
+    /// `netassay agent probe` in pod `name` of real namespace `namespace`.
+    pub async fn exec(
+        client: kube::Client,
+        namespace: &str,
+        name: &str,
+        place: String,
+    ) -> Result<Self, String> {
+        let api: Api<Pod> = Api::namespaced(client, namespace);
+        let ap = AttachParams::default()
+            .stdin(true)
+            .stdout(true)
+            .stderr(true);
+        let mut proc = api
+            .exec(name, ["netassay", "agent", "probe"], &ap)
+            .await
+            .map_err(|e| format!("exec {place}: {e}"))?;
+        let stdin = proc.stdin().ok_or("exec gave no stdin")?;
+        let stdout = proc.stdout().ok_or("exec gave no stdout")?;
+        let stderr = proc.stderr().ok_or("exec gave no stderr")?;
+        let status: Option<Status> = proc
+            .take_status()
+            .map(|s| -> Status { Box::pin(async move { s.await.and_then(|st| st.message) }) });
+        Ok(AgentRun {
+            place,
+            stdin: Box::new(stdin),
+            stdout: Box::new(stdout),
+            stderr: read_side(stderr),
+            status,
+            keep: Keep::Exec(proc),
+        })
+    }
+
+    /// `argv + ["agent", "probe"]` as a local process.
+    pub fn local(argv: &[String], place: String) -> Result<Self, String> {
+        let (program, rest) = argv.split_first().ok_or("empty outside command")?;
+        let mut child = tokio::process::Command::new(program)
+            .args(rest)
+            .args(["agent", "probe"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("starting the prober {place} ({}): {e}", argv.join(" ")))?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        Ok(AgentRun {
+            place,
+            stdin: Box::new(stdin),
+            stdout: Box::new(stdout),
+            stderr: read_side(stderr),
+            status: None,
+            keep: Keep::Local(child),
+        })
+    }
+
+    /// Sends `batch` and reads every result up to the summary. `started` is told when a series
+    /// says that its clock started. An agent that ends without its summary is an error unless it
+    /// gave results (those are kept; the missing ones become errors upstream).
+    pub async fn run(
+        mut self,
+        batch: &ProbeBatch,
+        started: Option<oneshot::Sender<()>>,
+    ) -> Result<Ran, String> {
+        let line = batch.to_json_line();
+        let sent = Instant::now();
+        // stdin stays open: the agent does not wait for EOF, and closing it races with the end
+        // of an exec session (kube-rs then never ends stdout), so the end is the summary line.
+        let stdin = &mut self.stdin;
+        let write = async {
+            stdin.write_all(line.as_bytes()).await?;
+            stdin.write_all(b"\n").await?;
+            stdin.flush().await
+        };
+        let (w, (results, finished)) = tokio::join!(write, read_results(&mut self.stdout, started));
+        if let Err(e) = &w {
+            if results.is_empty() {
+                return Err(format!("writing the batch {}: {e}", self.place));
+            }
+        }
+        if finished {
+            return Ok(Ran { sent, results });
+        }
+        // No summary: the agent died or could not start. Say why, from its status and stderr.
+        if let Keep::Local(child) = &mut self.keep {
+            let _ = child.kill().await;
+        }
+        let why = match self.status.take() {
+            Some(s) => tokio::time::timeout(Duration::from_secs(1), s)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        let err = tokio::time::timeout(Duration::from_millis(500), self.stderr)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        if results.is_empty() {
+            return Err(format!(
+                "agent probe {} ended early: {} {}",
+                self.place,
+                why.unwrap_or_else(|| "no summary line".into()),
+                err.trim()
+            ));
+        }
+        Ok(Ran { sent, results })
+    }
+}
+
+/// Reads an agent's lines, each result with when it arrived, up to its summary; `true` when the
+/// summary came.
+async fn read_results(
+    stdout: &mut (dyn AsyncRead + Send + Unpin),
+    mut started: Option<oneshot::Sender<()>>,
+) -> (Vec<(ProbeResult, Instant)>, bool) {
+    let mut results = Vec::new();
+    let mut lines = BufReader::new(stdout).lines();
+    while let Ok(Some(l)) = lines.next_line().await {
+        match AgentLine::parse(&l) {
+            Ok(AgentLine::Result(r)) => results.push((r, Instant::now())),
+            Ok(AgentLine::Started { .. }) => {
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(());
+                }
+            }
+            Ok(AgentLine::Summary { .. }) => return (results, true),
+            Err(_) => {}
+        }
+    }
+    (results, false)
+}
+
+impl Ran {
+    /// The results with their start times on this process's clock. The agent counts `start_ms`
+    /// from its own start, which is no later than the earliest "arrival - elapsed - start_ms" of
+    /// any result; starts are placed there, so they are upper bounds (late by at most the
+    /// transit time of the fastest answer). Older agents give no `start_ms`: their probes
+    /// started by "arrival - elapsed".
+    pub fn timed(self) -> Vec<Probed> {
+        let origin = self
+            .results
+            .iter()
+            .filter_map(|(r, at)| {
+                let back = Duration::from_millis(r.elapsed_ms + r.start_ms?);
+                at.checked_sub(back)
+            })
+            .min()
+            .map(|o| o.max(self.sent));
+        self.results
+            .into_iter()
+            .map(|(result, at)| {
+                let started = match (origin, result.start_ms) {
+                    (Some(origin), Some(ms)) => origin + Duration::from_millis(ms),
+                    _ => at
+                        .checked_sub(Duration::from_millis(result.elapsed_ms))
+                        .unwrap_or(at)
+                        .max(self.sent),
+                };
+                Probed { result, started }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Outcome;
+
+    fn result(start_ms: Option<u64>, elapsed_ms: u64) -> ProbeResult {
+        ProbeResult {
+            id: "1".into(),
+            outcome: Outcome::Connected,
+            detail: String::new(),
+            elapsed_ms,
+            peer_identity: None,
+            addresses: Vec::new(),
+            start_ms,
+            seq: None,
+        }
+    }
+
+    // The agent's clock is placed as late as its answers allow: the tightest result wins.
+    #[test]
+    fn starts_are_placed_by_the_tightest_answer() {
+        let sent = Instant::now();
+        let ms = Duration::from_millis;
+        let ran = Ran {
+            sent,
+            results: vec![
+                // Arrived 130 ms after sending: started at 20 on the agent's clock, took 10.
+                (result(Some(20), 10), sent + ms(130)),
+                // Arrived 300 ms after sending, started at 150, took 50: origin <= sent + 100.
+                (result(Some(150), 50), sent + ms(300)),
+            ],
+        };
+        let t = ran.timed();
+        assert_eq!(t[0].started, sent + ms(120));
+        assert_eq!(t[1].started, sent + ms(250));
+        let old = Ran {
+            sent,
+            results: vec![(result(None, 10), sent + ms(40))],
+        };
+        assert_eq!(old.timed()[0].started, sent + ms(30));
+    }
+}

@@ -1,0 +1,211 @@
+//! Time-to-enforce from recorded attempts (DESIGN §7b), pure: per cell, the start of the first
+//! probe after which every probe agreed, placed within a resolution; per step, the latest of its
+//! measured cells; per run, min / median / p90 / max.
+
+use super::result::{Attempt, StepResult};
+use crate::model::Verdict;
+use crate::probe::series::{onset, Onset, Sample};
+use crate::probe::DenyRule;
+use serde::Serialize;
+use std::time::Duration;
+
+/// When a cell or a step was seen enforced: at `at` (since the step's t0) at the latest, and
+/// after `at - resolution`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enforced {
+    pub at: Duration,
+    pub resolution: Duration,
+}
+
+fn samples(attempts: &[Attempt]) -> Vec<Sample> {
+    attempts
+        .iter()
+        .map(|a| Sample {
+            start_ms: a.at_ms,
+            elapsed_ms: a.elapsed_ms,
+            outcome: a.outcome,
+        })
+        .collect()
+}
+
+/// Where agreement starts among one cell's attempts.
+pub fn cell_onset(attempts: &[Attempt], expected: Verdict, rule: DenyRule) -> Option<Onset> {
+    onset(&samples(attempts), expected, rule)
+}
+
+/// A cell's figure.
+pub fn cell_enforced(onset: &Onset) -> Enforced {
+    Enforced {
+        at: Duration::from_millis(onset.at_or_after_origin_ms()),
+        resolution: Duration::from_millis(onset.resolution_ms()),
+    }
+}
+
+/// The step's figure over its measured cells: the last of them to be enforced. The change lies
+/// after the latest "not yet" of any cell (and after t0) and no later than the latest onset.
+/// `None` when a measured cell never agreed, or there is none.
+pub fn step_enforced(onsets: &[Option<Onset>]) -> Option<Enforced> {
+    if onsets.is_empty() {
+        return None;
+    }
+    let onsets: Vec<&Onset> = onsets.iter().map(Option::as_ref).collect::<Option<_>>()?;
+    let at = onsets.iter().map(|o| o.at_or_after_origin_ms()).max()?;
+    let after = onsets
+        .iter()
+        .filter_map(|o| o.after_ms)
+        .max()
+        .and_then(|a| u64::try_from(a).ok())
+        .unwrap_or(0)
+        .min(at);
+    Some(Enforced {
+        at: Duration::from_millis(at),
+        resolution: Duration::from_millis(at - after),
+    })
+}
+
+/// Time-to-enforce over a run's steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct EnforceStats {
+    /// Steps with a figure.
+    pub steps: usize,
+    /// Of which measured on the cells they change (the others change none).
+    pub measured_on_changes: usize,
+    /// Steps whose cells never agreed.
+    pub never: usize,
+    pub min_ms: u64,
+    pub median_ms: u64,
+    pub p90_ms: u64,
+    pub max_ms: u64,
+    /// The coarsest resolution among them.
+    pub max_resolution_ms: u64,
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Min, median, p90 and max over `steps` (those with judged cells only).
+pub fn stats<'a>(steps: impl IntoIterator<Item = &'a StepResult>) -> EnforceStats {
+    let mut values = Vec::new();
+    let mut s = EnforceStats::default();
+    for step in steps {
+        match step.time_to_enforce {
+            Some(d) => {
+                values.push(d.as_millis() as u64);
+                if step.changed_cells > 0 {
+                    s.measured_on_changes += 1;
+                }
+                let r = step
+                    .time_to_enforce_resolution
+                    .map_or(0, |r| r.as_millis() as u64);
+                s.max_resolution_ms = s.max_resolution_ms.max(r);
+            }
+            None if step.has_judged_cells() => s.never += 1,
+            None => {}
+        }
+    }
+    values.sort_unstable();
+    s.steps = values.len();
+    s.min_ms = values.first().copied().unwrap_or(0);
+    s.median_ms = percentile(&values, 0.5);
+    s.p90_ms = percentile(&values, 0.9);
+    s.max_ms = values.last().copied().unwrap_or(0);
+    s
+}
+
+impl EnforceStats {
+    /// One line for the terminal.
+    pub fn summary(&self) -> String {
+        let mut line = format!(
+            "time-to-enforce over {} step(s): min {} ms, median {} ms, p90 {} ms, max {} ms \
+             (resolution at worst {} ms; {} measured on the paths the step changes)",
+            self.steps,
+            self.min_ms,
+            self.median_ms,
+            self.p90_ms,
+            self.max_ms,
+            self.max_resolution_ms,
+            self.measured_on_changes
+        );
+        if self.never > 0 {
+            line.push_str(&format!("; {} step(s) never agreed", self.never));
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Outcome;
+
+    fn o(at_ms: i64, after_ms: Option<i64>) -> Option<Onset> {
+        Some(Onset {
+            at_ms,
+            after_ms,
+            span_ms: 0,
+            agreeing: 1,
+        })
+    }
+
+    // DESIGN §7b: the step's figure is when its last changed cell was enforced.
+    #[test]
+    fn a_step_is_enforced_when_its_last_cell_is() {
+        let e = step_enforced(&[o(120, Some(80)), o(300, Some(260)), o(40, None)]).unwrap();
+        assert_eq!(e.at, Duration::from_millis(300));
+        assert_eq!(e.resolution, Duration::from_millis(40));
+        assert_eq!(
+            step_enforced(&[o(50, None)]).unwrap().resolution,
+            Duration::from_millis(50)
+        );
+    }
+
+    #[test]
+    fn a_step_with_a_cell_that_never_agreed_has_no_figure() {
+        assert_eq!(step_enforced(&[o(10, None), None]), None);
+        assert_eq!(step_enforced(&[]), None);
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<u64> = (1..=10).collect();
+        assert_eq!(
+            (
+                percentile(&v, 0.5),
+                percentile(&v, 0.9),
+                percentile(&v, 1.0)
+            ),
+            (5, 9, 10)
+        );
+        assert_eq!(percentile(&[7], 0.9), 7);
+        assert_eq!(percentile(&[], 0.5), 0);
+    }
+
+    #[test]
+    fn cell_onsets_read_attempts_on_the_step_clock() {
+        let at = |at_ms: i64, elapsed_ms, outcome| Attempt {
+            round: 1,
+            at_ms,
+            outcome,
+            detail: String::new(),
+            elapsed_ms,
+            peer_identity: None,
+            seq: None,
+        };
+        let attempts = [
+            at(10, 1, Outcome::Connected),
+            at(60, 1000, Outcome::Dropped),
+        ];
+        let onset = cell_onset(&attempts, Verdict::Deny, DenyRule::DroppedOrRejected).unwrap();
+        let e = cell_enforced(&onset);
+        assert_eq!(
+            (e.at, e.resolution),
+            (Duration::from_millis(60), Duration::from_millis(49))
+        );
+    }
+}
