@@ -8,7 +8,9 @@ use crate::cluster::manifest::FixtureOptions;
 use crate::cluster::{connect, new_run_id};
 use crate::model::Via;
 use crate::probe::DenyRule;
-use crate::report::conformance::{scenario_verdict, ScenarioVerdict};
+use crate::report::conformance::{
+    no_evidence_reason, scenario_verdict, shortfall, ScenarioVerdict, Shortfall,
+};
 use crate::runner::suite::{Pool, ScenarioOutcome, SuiteOptions};
 use crate::runner::Judging;
 use crate::sandbox::node::components::{Enforcer, ServiceProxy};
@@ -117,6 +119,10 @@ pub struct RunArgs {
     /// Judge loopback cells (a pod to itself) too; CNIs differ, so they are only reported by default.
     #[arg(long)]
     pub judge_loopback: bool,
+    /// Certification runs: a scenario that could not be judged (e.g. SCTP unsupported) fails the
+    /// run (exit 1) instead of being reported as ignored.
+    #[arg(long)]
+    pub strict: bool,
     /// Image of the probe pods (the netassay binary); ignored by the sandbox.
     #[arg(long, default_value = "ghcr.io/netassay/netassay:latest")]
     pub image: String,
@@ -567,24 +573,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             let handle = handle.clone();
             let bar = bar.clone();
             let kind = s.tags.first().cloned().unwrap_or_default();
+            let strict = args.strict;
             libtest_mimic::Trial::ignorable_test(s.name.clone(), move || {
                 let o = handle.block_on(pool.run(&s));
                 if let Some(pb) = &bar {
                     pb.inc(1);
                 }
-                let verdict = scenario_verdict(&o);
-                let reason = crate::report::conformance::scenario_reason(&o).unwrap_or_default();
-                let text = crate::report::scenario_summary(&o, false);
+                let shown = trial_result(&o, strict);
                 if let Ok(mut v) = outcomes.lock() {
                     v.push(o);
                 }
-                match verdict {
-                    ScenarioVerdict::Passed => Ok(libtest_mimic::Completion::Completed),
-                    // No verdict without evidence: what could not be judged (e.g. SCTP absent)
-                    // is neither ok nor a mismatch; it is shown as ignored, with the reason.
-                    ScenarioVerdict::Skipped => Ok(libtest_mimic::Completion::ignored_with(reason)),
-                    ScenarioVerdict::Failed | ScenarioVerdict::Incomplete => Err(text.into()),
-                }
+                shown
             })
             .with_kind(kind)
         })
@@ -625,80 +624,120 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
         Err(e) => log_line(format!("reports: {e}")),
     }
-    let tte: Vec<u128> = outcomes
-        .iter()
-        .flat_map(|o| {
-            o.steps
-                .iter()
-                .filter_map(|s| s.result.time_to_enforce.map(|d| d.as_millis()))
-        })
-        .collect();
-    if let Some(max) = tte.iter().max() {
-        log_line(format!(
-            "time-to-enforce: max {max} ms over {} step(s)",
-            tte.len()
-        ));
-    }
+    let stats =
+        crate::runner::enforce::stats(outcomes.iter().flat_map(|o| &o.steps).map(|s| &s.result));
+    log_line(stats.summary());
+    let tally = Tally::of(&outcomes);
+    println!("{}", tally.line());
     log_line(format!(
         "run {run_id} took {:.1}s",
         started.elapsed().as_secs_f64()
     ));
     stop_sandbox(&rt, &sandbox);
-    let env_problem = outcomes.iter().any(|o| o.environment.is_some());
-    let verdicts: Vec<ScenarioVerdict> = outcomes.iter().map(scenario_verdict).collect();
-    let judged = verdicts
-        .iter()
-        .any(|v| matches!(v, ScenarioVerdict::Passed | ScenarioVerdict::Failed));
-    let not_judged = verdicts
-        .iter()
-        .filter(|v| **v == ScenarioVerdict::Skipped)
-        .count();
-    Ok(run_exit_code(RunFacts {
-        environment_problem: env_problem,
-        failed: conclusion.has_failed(),
-        judged,
-        not_judged,
-        strict: args.strict,
-        ran: !outcomes.is_empty(),
-    }))
+    let (code, why) = exit_code(&tally, conclusion.has_failed(), args.strict);
+    if let Some(why) = why {
+        eprintln!("netassay: {why}");
+    }
+    Ok(code)
 }
 
-/// What the exit code of a run depends on.
-#[derive(Debug, Clone, Copy)]
-struct RunFacts {
-    environment_problem: bool,
-    failed: bool,
-    /// At least one scenario was judged (passed or failed).
-    judged: bool,
-    /// Scenarios that could not be judged (or had a step that judged nothing).
-    not_judged: usize,
+/// How the test runner shows one scenario (DESIGN §7b): passed is ok; a mismatch, probe errors
+/// or an environment problem fail; a scenario with a step that judged nothing is ignored with
+/// the reason, or fails under `--strict`.
+fn trial_result(
+    o: &ScenarioOutcome,
     strict: bool,
-    /// At least one scenario ran.
-    ran: bool,
+) -> Result<libtest_mimic::Completion, libtest_mimic::Failed> {
+    match (scenario_verdict(o), shortfall(o)) {
+        (ScenarioVerdict::Passed, _) => Ok(libtest_mimic::Completion::Completed),
+        (ScenarioVerdict::Incomplete, Some(Shortfall::NoEvidence)) if !strict => Ok(
+            libtest_mimic::Completion::ignored_with(no_evidence_reason(o)),
+        ),
+        (ScenarioVerdict::Incomplete, Some(Shortfall::NoEvidence)) => Err(format!(
+            "incomplete, and --strict counts that as a failure: {}",
+            crate::report::scenario_summary(o, false).trim_end()
+        )
+        .into()),
+        _ => Err(crate::report::scenario_summary(o, false).into()),
+    }
 }
 
-/// The evidence rule for exit codes (README, "Exit codes"): 0 needs at least one judged
-/// scenario and no failure; a run that judged nothing never exits 0; `--strict` fails on any
-/// scenario that could not be judged.
-fn run_exit_code(f: RunFacts) -> u8 {
-    if f.environment_problem {
-        exit::ENVIRONMENT
-    } else if f.failed {
-        exit::MISMATCH
-    } else if f.ran && !f.judged {
-        log_line(format!(
-            "nothing was judged: all {} scenario(s) could not be judged on this cluster",
-            f.not_judged
-        ));
-        exit::ENVIRONMENT
-    } else if f.strict && f.not_judged > 0 {
-        log_line(format!(
-            "--strict: {} scenario(s) could not be judged, which a certification run counts as failed",
-            f.not_judged
-        ));
-        exit::MISMATCH
+/// Scenarios by how they ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+    /// Incomplete for lack of evidence (unsupported, not judged).
+    unjudged: usize,
+    /// Incomplete because probes kept failing.
+    errors: usize,
+    environment: usize,
+}
+
+impl Tally {
+    fn of(outcomes: &[ScenarioOutcome]) -> Self {
+        let mut t = Tally::default();
+        for o in outcomes {
+            match (scenario_verdict(o), shortfall(o)) {
+                (ScenarioVerdict::Passed, _) => t.passed += 1,
+                (ScenarioVerdict::Failed, _) => t.failed += 1,
+                (_, Some(Shortfall::Environment)) => t.environment += 1,
+                (_, Some(Shortfall::ProbeErrors)) => t.errors += 1,
+                (_, _) => t.unjudged += 1,
+            }
+        }
+        t
+    }
+
+    /// Scenarios that were judged (passed or failed).
+    fn judged(&self) -> usize {
+        self.passed + self.failed
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "scenarios: {} passed, {} failed, {} incomplete (nothing judged in a step: {}; probe \
+             errors: {}; environment: {})",
+            self.passed,
+            self.failed,
+            self.unjudged + self.errors + self.environment,
+            self.unjudged,
+            self.errors,
+            self.environment
+        )
+    }
+}
+
+/// The exit code of a finished run (README, exit codes), and what to say about it. The
+/// environment comes first (3), then anything the test runner failed (1: mismatches, probe
+/// errors, and incomplete scenarios under `--strict`); a run that judged nothing at all never
+/// exits 0.
+fn exit_code(t: &Tally, runner_failed: bool, strict: bool) -> (u8, Option<String>) {
+    if *t == Tally::default() && !runner_failed {
+        (
+            exit::BAD_INPUT,
+            Some("no scenario was selected: check FILTER, --skip and --profile".into()),
+        )
+    } else if t.environment > 0 {
+        (exit::ENVIRONMENT, None)
+    } else if runner_failed || t.failed > 0 || t.errors > 0 {
+        let why = (strict && t.unjudged > 0 && t.failed == 0 && t.errors == 0).then(|| {
+            format!(
+                "--strict: {} scenario(s) could not be judged, so the run is not conformant",
+                t.unjudged
+            )
+        });
+        (exit::MISMATCH, why)
+    } else if t.judged() == 0 {
+        (
+            exit::ENVIRONMENT,
+            Some(format!(
+                "nothing was judged: {} scenario(s) ran and none had evidence (see the reasons above)",
+                t.unjudged
+            )),
+        )
     } else {
-        exit::OK
+        (exit::OK, None)
     }
 }
 
@@ -830,70 +869,42 @@ pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
 }
 
 #[cfg(test)]
-mod exit_code_tests {
+mod tests {
     use super::*;
 
-    // README "Exit codes": 0 needs a judged scenario and no failure; nothing judged is never 0;
-    // --strict fails on anything not judged; environment problems and mismatches come first.
+    // README, exit codes: 0 only when nothing failed and something was judged; --strict fails
+    // incomplete runs; the environment comes first.
     #[test]
-    fn the_exit_code_follows_the_evidence_rule() {
-        let base = RunFacts {
-            environment_problem: false,
-            failed: false,
-            judged: true,
-            not_judged: 0,
-            strict: false,
-            ran: true,
+    fn exit_codes_follow_the_evidence_rule() {
+        let t = |passed, failed, unjudged, errors, environment| Tally {
+            passed,
+            failed,
+            unjudged,
+            errors,
+            environment,
         };
-        let table = [
-            ("all judged and passed", base, exit::OK),
-            (
-                "some not judged, not strict",
-                RunFacts {
-                    not_judged: 3,
-                    ..base
-                },
-                exit::OK,
-            ),
-            (
-                "some not judged, strict",
-                RunFacts {
-                    not_judged: 3,
-                    strict: true,
-                    ..base
-                },
-                exit::MISMATCH,
-            ),
-            (
-                "nothing judged at all",
-                RunFacts {
-                    judged: false,
-                    not_judged: 3,
-                    ..base
-                },
-                exit::ENVIRONMENT,
-            ),
-            (
-                "a mismatch",
-                RunFacts {
-                    failed: true,
-                    not_judged: 1,
-                    ..base
-                },
-                exit::MISMATCH,
-            ),
-            (
-                "an unusable environment",
-                RunFacts {
-                    environment_problem: true,
-                    failed: true,
-                    ..base
-                },
-                exit::ENVIRONMENT,
-            ),
+        let cases = [
+            // (tally, runner failed, strict, code)
+            (t(46, 0, 2, 0, 0), false, false, exit::OK),
+            (t(46, 0, 2, 0, 0), true, true, exit::MISMATCH),
+            (t(48, 0, 0, 0, 0), false, true, exit::OK),
+            (t(40, 1, 2, 0, 0), true, false, exit::MISMATCH),
+            (t(40, 0, 0, 1, 0), true, false, exit::MISMATCH),
+            (t(0, 0, 3, 0, 0), false, false, exit::ENVIRONMENT),
+            (t(0, 0, 3, 0, 0), true, true, exit::MISMATCH),
+            (t(40, 1, 0, 0, 1), true, false, exit::ENVIRONMENT),
+            (t(0, 0, 0, 0, 0), false, false, exit::BAD_INPUT),
         ];
-        for (what, facts, want) in table {
-            assert_eq!(run_exit_code(facts), want, "{what}");
+        for (tally, failed, strict, want) in cases {
+            let (code, _) = exit_code(&tally, failed, strict);
+            assert_eq!(
+                code, want,
+                "{tally:?} runner failed {failed} strict {strict}"
+            );
         }
+        let (_, why) = exit_code(&t(46, 0, 2, 0, 0), true, true);
+        assert!(why.is_some_and(|w| w.contains("--strict")));
+        let (_, why) = exit_code(&t(0, 0, 3, 0, 0), false, false);
+        assert!(why.is_some_and(|w| w.contains("nothing was judged")));
     }
 }

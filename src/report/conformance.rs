@@ -2,7 +2,7 @@
 
 use super::RunReport;
 use crate::runner::result::CellStatus;
-use crate::runner::suite::ScenarioOutcome;
+use crate::runner::suite::{ScenarioOutcome, StepOutcome};
 use crate::scenario::builtin::PROFILES;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -16,23 +16,26 @@ pub const CUSTOM_PROFILE: &str = "custom";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScenarioVerdict {
-    /// Every judged cell as expected, every reject refused.
+    /// Every step has judged cells, every judged cell as expected, every reject refused.
     Passed,
-    /// At least one mismatch (fail or flapping cell) or accepted reject.
+    /// At least one mismatch (fail or flapping cell), accepted reject or unapproved exposure.
     Failed,
-    /// No mismatch, but the environment or the probes failed: nothing can be claimed.
+    /// No mismatch, but nothing can be claimed: see [`Shortfall`].
     Incomplete,
-    /// Nothing could be judged (e.g. every cell on an unsupported protocol).
-    Skipped,
 }
 
 impl ScenarioVerdict {
+    pub const ALL: [ScenarioVerdict; 3] = [
+        ScenarioVerdict::Passed,
+        ScenarioVerdict::Failed,
+        ScenarioVerdict::Incomplete,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ScenarioVerdict::Passed => "passed",
             ScenarioVerdict::Failed => "failed",
             ScenarioVerdict::Incomplete => "incomplete",
-            ScenarioVerdict::Skipped => "skipped",
         }
     }
 }
@@ -43,48 +46,121 @@ impl fmt::Display for ScenarioVerdict {
     }
 }
 
-fn judged_cells(o: &ScenarioOutcome) -> usize {
-    o.steps
-        .iter()
-        .flat_map(|s| &s.result.cells)
-        .filter(|c| !matches!(c.status, CellStatus::Unsupported | CellStatus::NotJudged))
-        .count()
+/// Why an incomplete scenario is incomplete, worst first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shortfall {
+    /// The environment, not the CNI, failed (exit 3).
+    Environment,
+    /// Probes kept failing (errors, wrong peers): reported as errors, never as passes.
+    ProbeErrors,
+    /// A step had no judged cell: all unsupported (e.g. SCTP absent) or not judged. Shown as
+    /// ignored/skipped; `--strict` counts it as a failure.
+    NoEvidence,
 }
 
-/// A step that planned paths but could judge none of them (all unsupported or not judged) and
-/// checked no rejects: it proves nothing, so its scenario cannot pass (the evidence rule,
-/// DESIGN §7b). An inventory does not stand in for paths that were planned.
-fn step_without_evidence(s: &crate::runner::suite::StepOutcome) -> bool {
-    !s.result.cells.is_empty()
-        && s.result
-            .cells
-            .iter()
-            .all(|c| matches!(c.status, CellStatus::Unsupported | CellStatus::NotJudged))
-        && s.rejects.is_empty()
+/// DESIGN §7b, no verdict without evidence: a step is evidence when it judged at least one
+/// cell; a step that planned no cell at all stands on its reject checks or its inventory.
+pub fn step_has_evidence(s: &StepOutcome) -> bool {
+    if s.result.cells.is_empty() {
+        !s.rejects.is_empty() || s.inventory.is_some()
+    } else {
+        s.result.has_judged_cells()
+    }
 }
 
-/// The one place a scenario's outcome becomes a verdict; every report uses it.
-///
-/// Passed needs evidence: every step that planned paths judged at least one of them (or
-/// checked rejects or an inventory). Nothing judged at all, or a step that judged nothing, is
-/// Skipped (reported as not judged: libtest ignored, JUnit skipped), never Passed.
-pub fn scenario_verdict(o: &ScenarioOutcome) -> ScenarioVerdict {
-    if o.failed_cells() > 0 || o.failed_rejects() > 0 || o.failed_exposures() > 0 {
+fn step_failed(s: &StepOutcome) -> bool {
+    s.result.failures().next().is_some()
+        || s.rejects.iter().any(|r| !r.refused)
+        || s.inventory.iter().any(|i| i.unapproved().next().is_some())
+}
+
+/// How one step ended: the same rule as a scenario's, on its own cells.
+pub fn step_verdict(s: &StepOutcome) -> ScenarioVerdict {
+    if step_failed(s) {
         ScenarioVerdict::Failed
-    } else if o.environment.is_some() || o.errors() > 0 {
+    } else if s.result.count(CellStatus::Error) > 0 || !step_has_evidence(s) {
         ScenarioVerdict::Incomplete
-    } else if (judged_cells(o) == 0
-        && o.steps.iter().all(|s| s.rejects.is_empty())
-        // An inventory alone is evidence only when the scenario probes nothing; paths that
-        // were planned but could not be judged leave it incomplete.
-        && (o.steps.iter().any(|s| !s.result.cells.is_empty())
-            || o.steps.iter().all(|s| s.inventory.is_none())))
-        || o.steps.iter().any(step_without_evidence)
-    {
-        ScenarioVerdict::Skipped
     } else {
         ScenarioVerdict::Passed
     }
+}
+
+/// The one place a scenario's outcome becomes a verdict; every report uses it.
+pub fn scenario_verdict(o: &ScenarioOutcome) -> ScenarioVerdict {
+    if o.failed_cells() > 0 || o.failed_rejects() > 0 || o.failed_exposures() > 0 {
+        ScenarioVerdict::Failed
+    } else if shortfall(o).is_some() {
+        ScenarioVerdict::Incomplete
+    } else {
+        ScenarioVerdict::Passed
+    }
+}
+
+/// Why a scenario without a mismatch cannot pass, if it cannot: its environment failed, probes
+/// kept failing, or a step judged nothing (or it has no step at all).
+pub fn shortfall(o: &ScenarioOutcome) -> Option<Shortfall> {
+    if o.environment.is_some() {
+        Some(Shortfall::Environment)
+    } else if o.errors() > 0 {
+        Some(Shortfall::ProbeErrors)
+    } else if o.steps.is_empty() || !o.steps.iter().all(step_has_evidence) {
+        Some(Shortfall::NoEvidence)
+    } else {
+        None
+    }
+}
+
+/// What the unjudged cells of a step say, e.g. `unsupported: SCTP not available on this cluster`.
+pub fn step_unjudged_reasons(s: &StepOutcome) -> Vec<String> {
+    let mut reasons: Vec<String> = Vec::new();
+    let mut add = |r: String| {
+        if !reasons.contains(&r) {
+            reasons.push(r);
+        }
+    };
+    if s.result.cells.is_empty() {
+        add(format!("step {:?} probes nothing", s.name));
+    }
+    for c in &s.result.cells {
+        match c.status {
+            CellStatus::Unsupported if c.expected.cell.protocol == crate::model::Protocol::Sctp => {
+                add("unsupported: SCTP not available on this cluster".into())
+            }
+            CellStatus::Unsupported => add(format!(
+                "unsupported: {}",
+                c.attempts
+                    .last()
+                    .map(|a| a.detail.as_str())
+                    .filter(|d| !d.is_empty())
+                    .unwrap_or("the path cannot be probed here")
+            )),
+            CellStatus::NotJudged => {
+                add("not judged: loopback paths only (--judge-loopback judges them)".into())
+            }
+            _ => {}
+        }
+    }
+    reasons
+}
+
+/// Why a scenario lacks evidence: the reasons of its steps without any.
+pub fn no_evidence_reason(o: &ScenarioOutcome) -> String {
+    let mut reasons: Vec<String> = Vec::new();
+    for r in o
+        .steps
+        .iter()
+        .filter(|s| !step_has_evidence(s))
+        .flat_map(step_unjudged_reasons)
+    {
+        if !reasons.contains(&r) {
+            reasons.push(r);
+        }
+    }
+    if o.steps.is_empty() {
+        reasons.push("the scenario has no step".into());
+    }
+    reasons.join("; ")
 }
 
 /// Why a scenario did not pass, in one line; `None` when it passed.
@@ -106,44 +182,16 @@ pub fn scenario_reason(o: &ScenarioOutcome) -> Option<String> {
     if o.errors() > 0 {
         parts.push(plural(o.errors(), "probe error"));
     }
-    match scenario_verdict(o) {
-        ScenarioVerdict::Passed => None,
-        ScenarioVerdict::Skipped => {
-            let unsupported: usize = o
-                .steps
-                .iter()
-                .map(|s| s.result.count(CellStatus::Unsupported))
-                .sum();
-            let protocols: std::collections::BTreeSet<String> = o
-                .steps
-                .iter()
-                .flat_map(|s| &s.result.cells)
-                .filter(|c| c.status == CellStatus::Unsupported)
-                .map(|c| c.expected.cell.protocol.to_string())
-                .collect();
-            let blind: Vec<&str> = o
-                .steps
-                .iter()
-                .filter(|s| step_without_evidence(s))
-                .map(|s| s.name.as_str())
-                .collect();
-            let what = if protocols.is_empty() {
+    match (scenario_verdict(o), shortfall(o)) {
+        (ScenarioVerdict::Passed, _) => None,
+        (ScenarioVerdict::Incomplete, Some(Shortfall::NoEvidence)) => {
+            let without = o.steps.iter().filter(|s| !step_has_evidence(s)).count();
+            let what = if without == o.steps.len() {
                 "nothing could be judged".to_string()
             } else {
-                format!(
-                    "unsupported: {} not available on this cluster",
-                    protocols.into_iter().collect::<Vec<_>>().join(", ")
-                )
+                format!("{} of {} steps could not be judged", without, o.steps.len())
             };
-            let steps = if judged_cells(o) == 0 {
-                "in every step".to_string()
-            } else {
-                format!("step(s) {} judged nothing", blind.join(", "))
-            };
-            Some(format!(
-                "{what} ({}; {steps})",
-                plural(unsupported, "unsupported cell")
-            ))
+            Some(format!("{what} ({})", no_evidence_reason(o)))
         }
         _ => Some(parts.join("; ")),
     }
@@ -257,7 +305,8 @@ pub enum ProfileResult {
 pub struct Statistics {
     pub passed: usize,
     pub failed: usize,
-    /// Skipped and incomplete scenarios: nothing is claimed for them.
+    /// Incomplete scenarios (nothing judged, probe errors, environment): nothing is claimed
+    /// for them.
     pub skipped: usize,
 }
 
@@ -326,7 +375,7 @@ fn profile_report(report: &RunReport, name: &str) -> ProfileReport {
                 stats.failed += 1;
                 failed_tests.push(o.name.clone());
             }
-            ScenarioVerdict::Incomplete | ScenarioVerdict::Skipped => {
+            ScenarioVerdict::Incomplete => {
                 stats.skipped += 1;
                 skipped_tests.push(o.name.clone());
             }
@@ -345,7 +394,7 @@ fn profile_report(report: &RunReport, name: &str) -> ProfileReport {
     let summary = match result {
         ProfileResult::Skipped => "no scenario of this profile ran".to_string(),
         _ => format!(
-            "{} of {total} scenarios passed, {} failed, {} skipped",
+            "{} of {total} scenarios passed, {} failed, {} incomplete (skipped: nothing claimed)",
             stats.passed, stats.failed, stats.skipped
         ),
     };
@@ -482,114 +531,18 @@ mod tests {
             )],
         );
         assert_eq!(
-            scenario_verdict(&with_inventory(unprobed, true)),
-            ScenarioVerdict::Skipped
+            scenario_verdict(&with_inventory(unprobed.clone(), true)),
+            ScenarioVerdict::Incomplete
+        );
+        assert_eq!(
+            shortfall(&with_inventory(unprobed, true)),
+            Some(Shortfall::NoEvidence)
         );
         let inventory_only = scenario("inv", &["k8tre"], vec![]);
         assert_eq!(
             scenario_verdict(&with_inventory(inventory_only, true)),
             ScenarioVerdict::Passed
         );
-    }
-
-    // DESIGN §7b, the evidence rule: a scenario passes only if every step that planned paths
-    // judged at least one; a step whose cells were all unsupported (or not judged) leaves the
-    // scenario not judged (Skipped), even when another step passed; partly unsupported steps
-    // pass on their judged cells.
-    #[test]
-    fn every_step_needs_evidence_for_its_scenario_to_pass() {
-        let unsupported = || {
-            cell(
-                "x/a",
-                "x/b",
-                Verdict::Deny,
-                CellStatus::Unsupported,
-                &[Outcome::Unsupported],
-            )
-        };
-        let loopback = || {
-            cell(
-                "x/a",
-                "x/a",
-                Verdict::Allow,
-                CellStatus::NotJudged,
-                &[Outcome::Connected],
-            )
-        };
-        let two_steps = |first: Vec<crate::runner::CellResult>,
-                         second: Vec<crate::runner::CellResult>| {
-            let mut o = scenario("s", &["core"], first);
-            o.steps.push(StepOutcome {
-                name: "second".into(),
-                result: step(second),
-                rejects: vec![],
-                inventory: None,
-            });
-            o
-        };
-        let table: Vec<(&str, ScenarioOutcome, ScenarioVerdict)> = vec![
-            (
-                "both steps judged",
-                two_steps(
-                    vec![pass("x/a", "x/b", Verdict::Allow)],
-                    vec![pass("x/a", "x/c", Verdict::Deny)],
-                ),
-                ScenarioVerdict::Passed,
-            ),
-            (
-                "second step all unsupported",
-                two_steps(
-                    vec![pass("x/a", "x/b", Verdict::Allow)],
-                    vec![unsupported()],
-                ),
-                ScenarioVerdict::Skipped,
-            ),
-            (
-                "second step only loopback",
-                two_steps(vec![pass("x/a", "x/b", Verdict::Allow)], vec![loopback()]),
-                ScenarioVerdict::Skipped,
-            ),
-            (
-                "partly unsupported step passes on its judged cell",
-                two_steps(
-                    vec![pass("x/a", "x/b", Verdict::Allow), unsupported()],
-                    vec![pass("x/a", "x/c", Verdict::Deny)],
-                ),
-                ScenarioVerdict::Passed,
-            ),
-            (
-                "nothing judged anywhere",
-                two_steps(vec![unsupported()], vec![unsupported()]),
-                ScenarioVerdict::Skipped,
-            ),
-            (
-                "a mismatch beats missing evidence",
-                two_steps(
-                    vec![cell(
-                        "x/a",
-                        "x/b",
-                        Verdict::Deny,
-                        CellStatus::Fail,
-                        &[Outcome::Connected],
-                    )],
-                    vec![unsupported()],
-                ),
-                ScenarioVerdict::Failed,
-            ),
-        ];
-        for (what, outcome, want) in table {
-            assert_eq!(scenario_verdict(&outcome), want, "{what}");
-        }
-        let reason = scenario_reason(&two_steps(
-            vec![pass("x/a", "x/b", Verdict::Allow)],
-            vec![unsupported()],
-        ))
-        .unwrap_or_default();
-        assert!(
-            reason.starts_with("unsupported: TCP not available on this cluster"),
-            "{reason}"
-        );
-        assert!(reason.contains("step(s) second judged nothing"), "{reason}");
     }
 
     #[test]
@@ -648,24 +601,100 @@ mod tests {
         assert_eq!(scenario_verdict(&env), ScenarioVerdict::Incomplete);
     }
 
+    // DESIGN §7b: no verdict without evidence. A scenario whose cells are all unsupported is
+    // incomplete (shown as ignored/skipped), never passed, and says why.
     #[test]
-    fn only_unsupported_cells_is_skipped() {
-        let s = scenario(
-            "sctp",
-            &["extended"],
-            vec![cell(
+    fn only_unsupported_cells_is_incomplete_for_lack_of_evidence() {
+        let mut sctp = cell(
+            "x/a",
+            "x/b",
+            Verdict::Allow,
+            CellStatus::Unsupported,
+            &[Outcome::Unsupported],
+        );
+        sctp.expected.cell.protocol = crate::model::Protocol::Sctp;
+        let s = scenario("sctp", &["extended"], vec![sctp]);
+        assert_eq!(scenario_verdict(&s), ScenarioVerdict::Incomplete);
+        assert_eq!(shortfall(&s), Some(Shortfall::NoEvidence));
+        assert_eq!(
+            scenario_reason(&s).as_deref(),
+            Some("nothing could be judged (unsupported: SCTP not available on this cluster)")
+        );
+    }
+
+    // Every step needs judged cells: one step without them leaves the scenario incomplete even
+    // when another step passed; a step with some unsupported cells passes on the judged ones.
+    #[test]
+    fn every_step_needs_judged_cells_and_partial_support_is_enough() {
+        let unsupported = || {
+            cell(
                 "x/a",
-                "x/b",
+                "x/c",
                 Verdict::Allow,
                 CellStatus::Unsupported,
                 &[Outcome::Unsupported],
-            )],
+            )
+        };
+        let loopback = cell(
+            "x/a",
+            "x/a",
+            Verdict::Allow,
+            CellStatus::NotJudged,
+            &[Outcome::Connected],
         );
-        assert_eq!(scenario_verdict(&s), ScenarioVerdict::Skipped);
-        assert_eq!(
-            scenario_reason(&s).as_deref(),
-            Some("unsupported: TCP not available on this cluster (1 unsupported cell; in every step)")
+        let mut two = scenario(
+            "two",
+            &["core"],
+            vec![pass("x/a", "x/b", Verdict::Allow), unsupported()],
         );
+        assert_eq!(scenario_verdict(&two), ScenarioVerdict::Passed);
+        assert_eq!(step_verdict(&two.steps[0]), ScenarioVerdict::Passed);
+        two.steps.push(StepOutcome {
+            name: "second".into(),
+            result: step(vec![unsupported(), loopback]),
+            rejects: vec![],
+            inventory: None,
+        });
+        assert_eq!(step_verdict(&two.steps[1]), ScenarioVerdict::Incomplete);
+        assert_eq!(scenario_verdict(&two), ScenarioVerdict::Incomplete);
+        let reason = scenario_reason(&two).unwrap_or_default();
+        assert!(
+            reason.starts_with("1 of 2 steps could not be judged"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("not judged: loopback paths only"),
+            "{reason}"
+        );
+        let empty = ScenarioOutcome {
+            steps: vec![],
+            ..scenario("none", &["core"], vec![])
+        };
+        assert_eq!(shortfall(&empty), Some(Shortfall::NoEvidence));
+    }
+
+    #[test]
+    fn probe_errors_and_environment_problems_are_their_own_shortfalls() {
+        let err = scenario(
+            "err",
+            &["core"],
+            vec![
+                pass("x/a", "x/b", Verdict::Allow),
+                cell(
+                    "x/a",
+                    "x/c",
+                    Verdict::Deny,
+                    CellStatus::Error,
+                    &[Outcome::Error],
+                ),
+            ],
+        );
+        assert_eq!(shortfall(&err), Some(Shortfall::ProbeErrors));
+        let mut env = scenario("env", &["core"], vec![]);
+        env.environment = Some(EnvironmentProblem {
+            what: "pods not ready".into(),
+        });
+        assert_eq!(shortfall(&env), Some(Shortfall::Environment));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The HTML report (`--html`): one self-contained page for sign-off, with inline CSS and SVG only.
 
 use super::conformance::{
-    run_verdict, scenario_reason, scenario_verdict, RunVerdict, ScenarioVerdict,
+    run_verdict, scenario_reason, scenario_verdict, shortfall, step_verdict, RunVerdict,
+    ScenarioVerdict, Shortfall,
 };
 use super::table::{
     self, diff_mark, expected_mark, grids, observed_mark, path, status_name, Grid, View,
@@ -77,7 +78,9 @@ const TOOLTIP_ATTEMPTS: usize = 8;
 
 #[derive(Default)]
 struct Counts {
-    scenarios: [usize; 4],
+    scenarios: [usize; 3],
+    /// Incomplete scenarios that lack evidence (unsupported / not judged), of `scenarios[2]`.
+    no_evidence: usize,
     cells: [usize; 6],
     rejects_refused: usize,
     rejects_accepted: usize,
@@ -97,6 +100,9 @@ fn counts(report: &RunReport) -> Counts {
     let mut c = Counts::default();
     for o in &report.scenarios {
         c.scenarios[scenario_verdict(o) as usize] += 1;
+        if shortfall(o) == Some(Shortfall::NoEvidence) {
+            c.no_evidence += 1;
+        }
         for s in &o.steps {
             for (i, st) in STATUSES.iter().enumerate() {
                 c.cells[i] += s.result.count(*st);
@@ -191,13 +197,13 @@ fn summary(out: &mut String, report: &RunReport) {
         out,
         "<h1>netassay report <span class=\"meta mono\">{}</span></h1>\n\
          <div class=\"verdict {class}\" id=\"verdict\"><div class=\"word\">{}</div>\
-         <div>{} of {total} scenario(s) passed, {} failed, {} incomplete, {} skipped</div></div>\n",
+         <div>{} of {total} scenario(s) passed, {} failed, {} incomplete ({} with nothing judged)</div></div>\n",
         esc(&report.run_id),
         v.as_str(),
         c.scenarios[ScenarioVerdict::Passed as usize],
         c.scenarios[ScenarioVerdict::Failed as usize],
         c.scenarios[ScenarioVerdict::Incomplete as usize],
-        c.scenarios[ScenarioVerdict::Skipped as usize],
+        c.no_evidence,
     );
     out.push_str("<div class=\"cards\">");
     let mut card = |n: usize, label: &str, tone: &str| {
@@ -259,29 +265,47 @@ fn environment(out: &mut String, report: &RunReport) {
 
 /// Horizontal bars, one per step that probed anything; steps that never agreed show in red.
 fn enforcement_chart(out: &mut String, report: &RunReport) {
-    let rows: Vec<(String, Option<u128>)> = report
+    // Steps that change paths, measured on them; steps that change none say little (their first
+    // probes) and steps that judged nothing nothing at all.
+    let rows: Vec<(String, Option<u128>, String)> = report
         .scenarios
         .iter()
         .flat_map(|o| {
             o.steps
                 .iter()
-                .filter(|s| !s.result.cells.is_empty())
+                .filter(|s| s.result.changed_cells > 0)
                 .map(move |s| {
                     (
                         format!("{} › {}", o.name, s.name),
                         s.result.time_to_enforce.map(|d| d.as_millis()),
+                        table::time_to_enforce(&s.result),
                     )
                 })
         })
         .collect();
     out.push_str("<h2>Time to enforce</h2>\n");
+    let stats = crate::runner::enforce::stats(
+        report
+            .scenarios
+            .iter()
+            .flat_map(|o| &o.steps)
+            .map(|s| &s.result),
+    );
+    let _ = writeln!(
+        out,
+        "<p class=\"meta\" id=\"tte-stats\">{}. Measured against the enforcer: from the API server's \
+         answer to the step's last change (t0) to the first probe after which every probe of every \
+         path the step changes agreed; probes of those paths start every few tens of milliseconds, \
+         from before t0.</p>",
+        esc(&stats.summary())
+    );
     if rows.is_empty() {
-        out.push_str("<p class=\"meta\">No step probed anything.</p>\n");
+        out.push_str("<p class=\"meta\">No step changed a path.</p>\n");
         return;
     }
     let max = rows
         .iter()
-        .filter_map(|(_, v)| *v)
+        .filter_map(|(_, v, _)| *v)
         .max()
         .unwrap_or(0)
         .max(1);
@@ -304,7 +328,7 @@ fn enforcement_chart(out: &mut String, report: &RunReport) {
             (frac * max as f64).round() as u128
         );
     }
-    for (i, (label, value)) in rows.iter().enumerate() {
+    for (i, (label, value, full)) in rows.iter().enumerate() {
         let y = top + i * row_h;
         let shown: String = if label.chars().count() > 46 {
             format!("{}…", label.chars().take(45).collect::<String>())
@@ -319,14 +343,14 @@ fn enforcement_chart(out: &mut String, report: &RunReport) {
             ),
             None => (bar_w as f64, WRONG, "never".to_string()),
         };
+        let title = format!("{label}: {full}");
         let _ = writeln!(
             out,
-            "<g><title>{}: {}</title>\
+            "<g><title>{}</title>\
              <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
              <rect x=\"{label_w}\" y=\"{}\" width=\"{w:.1}\" height=\"{}\" rx=\"2\" fill=\"{fill}\"/>\
              <text x=\"{:.1}\" y=\"{}\" fill=\"#1f2430\">{}</text></g>",
-            esc(label),
-            esc(&text),
+            esc(&title),
             label_w - 8,
             y + 12,
             esc(&shown),
@@ -384,14 +408,19 @@ fn step(out: &mut String, s: &StepOutcome) {
         .filter(|st| r.count(**st) > 0)
         .map(|st| format!("{} {}", r.count(*st), status_name(*st)))
         .collect();
+    let v = step_verdict(s);
+    let badge = if v == ScenarioVerdict::Passed {
+        String::new()
+    } else {
+        format!("<span class=\"badge {}\">{}</span>", v.as_str(), v.as_str())
+    };
     let _ = writeln!(
         out,
-        "<div class=\"step\"><h3>{}</h3><div class=\"meta\">{} · time to enforce: {} · {} round(s)</div>",
+        "<div class=\"step\" data-verdict=\"{}\"><h3>{badge}{}</h3><div class=\"meta\">{} · time to enforce: {} · {} round(s)</div>",
+        v.as_str(),
         esc(&s.name),
         esc(&parts.join(", ")),
-        r.time_to_enforce
-            .map(|d| format!("{} ms", d.as_millis()))
-            .unwrap_or_else(|| "never".into()),
+        esc(&table::time_to_enforce(r)),
         r.rounds
     );
     if let Some(inv) = &s.inventory {
@@ -590,12 +619,12 @@ fn not_judged(out: &mut String, report: &RunReport) {
                 e.what.clone(),
             ]);
         }
-        if scenario_verdict(o) == ScenarioVerdict::Skipped {
+        if shortfall(o) == Some(Shortfall::NoEvidence) {
             rows.push([
                 o.name.clone(),
                 String::new(),
                 "whole scenario".into(),
-                "skipped".into(),
+                "incomplete".into(),
                 scenario_reason(o).unwrap_or_default(),
             ]);
         }

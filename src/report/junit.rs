@@ -1,6 +1,6 @@
 //! The JUnit XML report (`--junit`): a testsuite per scenario, a testcase per step (or path).
 
-use super::conformance::scenario_reason;
+use super::conformance::{scenario_reason, step_has_evidence, step_unjudged_reasons};
 use super::table::{self, path, status_name};
 use super::RunReport;
 use crate::runner::result::{CellResult, CellStatus, StepResult};
@@ -116,6 +116,12 @@ fn properties(report: &RunReport, o: &ScenarioOutcome) -> Vec<Property> {
             format!("time-to-enforce-ms/{}", s.name),
             tte(&s.result),
         ));
+        if let Some(res) = s.result.time_to_enforce_resolution {
+            p.push(Property::new(
+                format!("time-to-enforce-resolution-ms/{}", s.name),
+                res.as_millis().to_string(),
+            ));
+        }
     }
     p
 }
@@ -123,7 +129,8 @@ fn properties(report: &RunReport, o: &ScenarioOutcome) -> Vec<Property> {
 fn tte(r: &StepResult) -> String {
     match r.time_to_enforce {
         Some(d) => d.as_millis().to_string(),
-        None => "never".into(),
+        None if r.has_judged_cells() => "never".into(),
+        None => "not measured".into(),
     }
 }
 
@@ -165,10 +172,7 @@ fn counts(r: &StepResult) -> String {
         } else {
             parts.join(", ")
         },
-        match r.time_to_enforce {
-            Some(d) => format!("{} ms", d.as_millis()),
-            None => "never".into(),
-        },
+        table::time_to_enforce(r),
         r.rounds
     )
 }
@@ -346,23 +350,21 @@ fn step_cases(o: &ScenarioOutcome, step: &StepOutcome) -> Vec<TestCase> {
         let mut c = error_case(o, step.name.clone(), &errors, time);
         c.set_system_out(summary);
         out.push(c);
-    } else if r.cells.iter().all(|c| !judged(c.status))
-        && step.rejects.is_empty()
-        && (!r.cells.is_empty() || step.inventory.is_none())
-    {
+    } else if !step_has_evidence(step) {
+        // DESIGN §7b: no verdict without evidence.
         let mut status = TestCaseStatus::skipped();
-        status.set_message(format!("nothing could be judged: {}", counts(r)));
-        out.push(case(o, step.name.clone(), status, time));
+        status
+            .set_message(step_unjudged_reasons(step).join("; "))
+            .set_description(format!("nothing could be judged: {}", counts(r)));
+        let mut c = case(o, step.name.clone(), status, time);
+        c.set_system_out(summary);
+        out.push(c);
     } else {
         let mut c = case(o, step.name.clone(), TestCaseStatus::success(), time);
         c.set_system_out(summary);
         out.push(c);
     }
     out
-}
-
-fn judged(s: CellStatus) -> bool {
-    !matches!(s, CellStatus::Unsupported | CellStatus::NotJudged)
 }
 
 fn error_case(
@@ -674,22 +676,24 @@ mod tests {
         );
     }
 
+    // DESIGN §7b: a step with nothing judged is skipped, with the reason as its message.
     #[test]
-    fn a_step_with_nothing_judged_is_skipped() {
-        let r = report(vec![outcome(
-            "sctp",
-            vec![st(
-                "s",
-                vec![cell(
-                    "x/a",
-                    "x/b",
-                    Verdict::Allow,
-                    CellStatus::Unsupported,
-                    &[Outcome::Unsupported],
-                )],
-            )],
-        )]);
-        let back = Report::deserialize_from_str(&render(&r, Granularity::Step).unwrap()).unwrap();
+    fn a_step_with_nothing_judged_is_skipped_with_the_reason() {
+        let mut sctp = cell(
+            "x/a",
+            "x/b",
+            Verdict::Allow,
+            CellStatus::Unsupported,
+            &[Outcome::Unsupported],
+        );
+        sctp.expected.cell.protocol = crate::model::Protocol::Sctp;
+        let r = report(vec![outcome("sctp", vec![st("s", vec![sctp])])]);
+        let xml = render(&r, Granularity::Step).unwrap();
+        assert!(
+            xml.contains(r#"<skipped message="unsupported: SCTP not available on this cluster""#),
+            "{xml}"
+        );
+        let back = Report::deserialize_from_str(&xml).unwrap();
         assert_eq!((back.tests, back.skipped), (1, 1));
     }
 

@@ -246,6 +246,52 @@ mod tests {
         );
     }
 
+    // DESIGN §7b: the JSON says which scenarios and steps passed, and why the others did not.
+    #[test]
+    fn the_json_carries_verdicts_and_reasons() {
+        let mut r = report();
+        let mut sctp = cell(
+            "x/a",
+            "x/b",
+            Verdict::Allow,
+            CellStatus::Unsupported,
+            &[Outcome::Unsupported],
+        );
+        sctp.expected.cell.protocol = crate::model::Protocol::Sctp;
+        r.scenarios.push(ScenarioOutcome {
+            name: "sctp".into(),
+            file: "f.yaml".into(),
+            tags: vec!["core".into()],
+            intent: false,
+            baseline: None,
+            steps: vec![StepOutcome {
+                name: "s".into(),
+                result: step(vec![sctp]),
+                rejects: vec![],
+                inventory: None,
+            }],
+            environment: None,
+        });
+        let doc: serde_json::Value =
+            serde_json::from_str(&crate::report::json::render(&r).unwrap()).unwrap();
+        let verdicts: Vec<&str> = doc["scenarios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["verdict"].as_str().unwrap())
+            .collect();
+        assert_eq!(verdicts, ["passed", "failed", "incomplete"]);
+        let sctp = &doc["scenarios"][2];
+        assert_eq!(sctp["shortfall"], "no-evidence");
+        assert_eq!(sctp["steps"][0]["verdict"], "incomplete");
+        assert_eq!(
+            sctp["steps"][0]["reason"],
+            "unsupported: SCTP not available on this cluster"
+        );
+        assert_eq!(doc["summary"]["incomplete"], 1);
+        assert_eq!(doc["summary"]["verdict"], "NOT CONFORMANT");
+    }
+
     #[test]
     fn write_all_writes_each_requested_file_and_the_report_dir() {
         let dir = tempfile::tempdir().unwrap();

@@ -42,6 +42,29 @@ pub fn path(cell: &Cell) -> String {
     format!("{} -> {} {}", cell.from, cell.to, GridKey::of(cell))
 }
 
+/// A step's time-to-enforce as every report words it: the figure, its resolution and what it was
+/// measured on, e.g. `300 ms (resolution 48 ms, 24 changed paths)`.
+pub fn time_to_enforce(r: &StepResult) -> String {
+    let ms = |d: std::time::Duration| d.as_millis();
+    match (r.time_to_enforce, r.time_to_enforce_resolution) {
+        (Some(t), res) => {
+            let res = res.map_or(String::new(), |d| format!("resolution {} ms, ", ms(d)));
+            if r.changed_cells > 0 {
+                format!(
+                    "{} ms ({res}{} changed path{})",
+                    ms(t),
+                    r.changed_cells,
+                    if r.changed_cells == 1 { "" } else { "s" }
+                )
+            } else {
+                format!("{} ms ({res}no path changed: its first probes)", ms(t))
+            }
+        }
+        (None, _) if r.has_judged_cells() => "never".into(),
+        (None, _) => "not measured (nothing judged)".into(),
+    }
+}
+
 /// Which of the three upstream grids to draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {

@@ -63,15 +63,16 @@ pub fn step_enforced(onsets: &[Option<Onset>]) -> Option<Enforced> {
     })
 }
 
-/// Time-to-enforce over a run's steps.
+/// Time-to-enforce over a run's steps that change paths (the enforcer's work); steps that change
+/// none are only counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct EnforceStats {
-    /// Steps with a figure.
+    /// Steps that change paths and were seen enforced.
     pub steps: usize,
-    /// Of which measured on the cells they change (the others change none).
-    pub measured_on_changes: usize,
-    /// Steps whose cells never agreed.
+    /// Steps that change paths whose changed cells never agreed.
     pub never: usize,
+    /// Steps that change no path (or judged nothing): not in the figures.
+    pub unchanged: usize,
     pub min_ms: u64,
     pub median_ms: u64,
     pub p90_ms: u64,
@@ -89,24 +90,25 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Min, median, p90 and max over `steps` (those with judged cells only).
+/// Min, median, p90 and max over the `steps` that change paths.
 pub fn stats<'a>(steps: impl IntoIterator<Item = &'a StepResult>) -> EnforceStats {
     let mut values = Vec::new();
     let mut s = EnforceStats::default();
     for step in steps {
+        if step.changed_cells == 0 {
+            s.unchanged += 1;
+            continue;
+        }
         match step.time_to_enforce {
             Some(d) => {
                 values.push(d.as_millis() as u64);
-                if step.changed_cells > 0 {
-                    s.measured_on_changes += 1;
-                }
                 let r = step
                     .time_to_enforce_resolution
                     .map_or(0, |r| r.as_millis() as u64);
                 s.max_resolution_ms = s.max_resolution_ms.max(r);
             }
             None if step.has_judged_cells() => s.never += 1,
-            None => {}
+            None => s.unchanged += 1,
         }
     }
     values.sort_unstable();
@@ -119,21 +121,26 @@ pub fn stats<'a>(steps: impl IntoIterator<Item = &'a StepResult>) -> EnforceStat
 }
 
 impl EnforceStats {
-    /// One line for the terminal.
+    /// One line for the terminal and the reports.
     pub fn summary(&self) -> String {
+        if self.steps == 0 && self.never == 0 {
+            return format!(
+                "time-to-enforce: no step changed a path ({} step(s) without changes)",
+                self.unchanged
+            );
+        }
         let mut line = format!(
-            "time-to-enforce over {} step(s): min {} ms, median {} ms, p90 {} ms, max {} ms \
-             (resolution at worst {} ms; {} measured on the paths the step changes)",
+            "time-to-enforce over {} step(s) that change paths: min {} ms, median {} ms, p90 {} ms, \
+             max {} ms (resolution at worst {} ms)",
             self.steps,
             self.min_ms,
             self.median_ms,
             self.p90_ms,
             self.max_ms,
-            self.max_resolution_ms,
-            self.measured_on_changes
+            self.max_resolution_ms
         );
         if self.never > 0 {
-            line.push_str(&format!("; {} step(s) never agreed", self.never));
+            line.push_str(&format!("; {} step(s) never enforced", self.never));
         }
         line
     }
@@ -169,6 +176,29 @@ mod tests {
     fn a_step_with_a_cell_that_never_agreed_has_no_figure() {
         assert_eq!(step_enforced(&[o(10, None), None]), None);
         assert_eq!(step_enforced(&[]), None);
+    }
+
+    #[test]
+    fn run_statistics_cover_the_steps_that_change_paths() {
+        let step = |tte: Option<u64>, changed: usize| StepResult {
+            cells: vec![],
+            time_to_enforce: tte.map(Duration::from_millis),
+            time_to_enforce_resolution: tte.map(|_| Duration::from_millis(50)),
+            changed_cells: changed,
+            rounds: 1,
+        };
+        let steps = [
+            step(Some(300), 3),
+            step(Some(100), 2),
+            step(Some(900), 1),
+            step(Some(40), 0),
+        ];
+        let s = stats(&steps);
+        assert_eq!(
+            (s.steps, s.unchanged, s.min_ms, s.median_ms, s.max_ms),
+            (3, 1, 100, 300, 900)
+        );
+        assert_eq!(s.max_resolution_ms, 50);
     }
 
     #[test]
