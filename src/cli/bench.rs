@@ -1,4 +1,6 @@
-//! `netassay bench oracle`: the oracle's speed on a synthetic cluster, in cells per second.
+//! `netassay bench oracle` (the oracle's speed on a synthetic cluster), `bench run` (a sandbox
+//! run's wall time against its lower bound) and `bench enforce` (time-to-enforce measured
+//! against injected enforcement delays).
 
 use super::exit;
 use crate::model::{standard_serve, Labels, Namespace, Pod, PodRef, Protocol, Topology};
@@ -157,14 +159,6 @@ pub struct RunBenchArgs {
     pub probe_timeout: String,
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 /// Runs `netassay run --sandbox` as a child (the real product path) and prints how close the
 /// wall time is to the physical lower bound.
 pub fn run(args: RunBenchArgs) -> anyhow::Result<u8> {
@@ -196,22 +190,18 @@ pub fn run(args: RunBenchArgs) -> anyhow::Result<u8> {
     let timeout = parse_secs(&args.probe_timeout)?;
     let mut steps = 0u64;
     let mut attempts = 0u64;
-    let mut tte: Vec<u64> = Vec::new();
     for s in doc["scenarios"].as_array().into_iter().flatten() {
         for b in s["baseline"]["cells"].as_array().into_iter().flatten() {
             attempts += b["attempts"].as_array().map_or(0, |a| a.len() as u64);
         }
         for st in s["steps"].as_array().into_iter().flatten() {
             steps += 1;
-            if let Some(ms) = st["time_to_enforce"].as_u64() {
-                tte.push(ms);
-            }
             for c in st["cells"].as_array().into_iter().flatten() {
                 attempts += c["attempts"].as_array().map_or(0, |a| a.len() as u64);
             }
         }
     }
-    tte.sort_unstable();
+    let tte = &doc["summary"]["time_to_enforce"];
     // Every step needs a full round and a confirmation round, each as long as one probe timeout
     // when anything is denied.
     let rounds = 2.0;
@@ -236,12 +226,13 @@ pub fn run(args: RunBenchArgs) -> anyhow::Result<u8> {
         attempts as f64 / wall
     );
     println!(
-        "time-to-enforce over {} steps: min {} ms, median {} ms, p90 {} ms, max {} ms",
-        tte.len(),
-        percentile(&tte, 0.0),
-        percentile(&tte, 0.5),
-        percentile(&tte, 0.9),
-        percentile(&tte, 1.0)
+        "time-to-enforce over {} steps that change paths: min {} ms, median {} ms, p90 {} ms, max {} ms (resolution at worst {} ms)",
+        tte["steps"],
+        tte["min_ms"],
+        tte["median_ms"],
+        tte["p90_ms"],
+        tte["max_ms"],
+        tte["max_resolution_ms"]
     );
     Ok(if status.success() {
         exit::OK
@@ -256,4 +247,287 @@ fn parse_secs(s: &str) -> anyhow::Result<f64> {
         return Ok(ms.parse::<f64>()? / 1000.0);
     }
     Ok(s.trim_end_matches('s').parse::<f64>()?)
+}
+
+#[derive(Debug, Args)]
+pub struct EnforceBenchArgs {
+    /// Enforcement delays to inject (`--sandbox-fault late=D`); the first is the baseline the
+    /// others are measured against.
+    #[arg(long, value_delimiter = ',', default_value = "0,300ms,1500ms,4s")]
+    pub delays: Vec<String>,
+    /// Scenarios to run under each delay.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "default-deny-ingress,allow-all,updated-policy"
+    )]
+    pub scenarios: Vec<String>,
+    /// Fixtures probed at once (1 keeps the runs from disturbing each other's timing).
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
+    /// Runs per delay; each step's figure is the median over them (the sandbox's own timing
+    /// jitters with the machine's load).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+}
+
+/// One step's time-to-enforce in one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Measured {
+    ms: Option<u64>,
+    resolution_ms: Option<u64>,
+    changed: u64,
+}
+
+/// Steps by `scenario › step`, in run order.
+type Measurements = Vec<(String, Measured)>;
+
+fn measurements(doc: &serde_json::Value) -> Measurements {
+    let mut out = Vec::new();
+    for s in doc["scenarios"].as_array().into_iter().flatten() {
+        for st in s["steps"].as_array().into_iter().flatten() {
+            out.push((
+                format!(
+                    "{} › {}",
+                    s["name"].as_str().unwrap_or("?"),
+                    st["name"].as_str().unwrap_or("?")
+                ),
+                Measured {
+                    ms: st["time_to_enforce"].as_u64(),
+                    resolution_ms: st["time_to_enforce_resolution"].as_u64(),
+                    changed: st["changed_cells"].as_u64().unwrap_or(0),
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// Each step's median figure over repeated runs (a step that never agreed in a run counts as
+/// never there; the median of the runs that agreed is taken only if most did).
+fn median(runs: &[Measurements]) -> Measurements {
+    let Some(first) = runs.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .map(|(step, m)| {
+            let of = |f: fn(&Measured) -> Option<u64>| -> Option<u64> {
+                let mut v: Vec<u64> = runs
+                    .iter()
+                    .filter_map(|r| r.iter().find(|(s, _)| s == step).and_then(|(_, m)| f(m)))
+                    .collect();
+                v.sort_unstable();
+                (v.len() * 2 > runs.len()).then(|| v[v.len() / 2])
+            };
+            (
+                step.clone(),
+                Measured {
+                    ms: of(|m| m.ms),
+                    resolution_ms: of(|m| m.resolution_ms),
+                    changed: m.changed,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The bench's rule: measured within max(100 ms, 10 % of the injected delay) of the injected
+/// delay plus the baseline run's figure for the same step. Returns (expected, tolerance).
+fn expected_with_tolerance(baseline_ms: u64, injected_ms: u64) -> (u64, u64) {
+    (baseline_ms + injected_ms, (injected_ms / 10).max(100))
+}
+
+/// Runs `netassay run --sandbox --sandbox-fault late=D` once per delay (the real product path)
+/// and prints each step's measured time-to-enforce against the injected delay.
+pub fn enforce(args: EnforceBenchArgs) -> anyhow::Result<u8> {
+    use anyhow::Context;
+    if args.delays.len() < 2 || args.scenarios.is_empty() {
+        eprintln!(
+            "netassay bench enforce: give a baseline delay and at least one more, and a scenario"
+        );
+        return Ok(exit::BAD_INPUT);
+    }
+    let mut delays = Vec::new();
+    for d in &args.delays {
+        let fault: crate::sandbox::Fault = format!("late={d}")
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--delays {d:?}: {e}"))?;
+        let crate::sandbox::Fault::Late(delay) = fault else {
+            anyhow::bail!("--delays {d:?}: not a delay");
+        };
+        delays.push((d.clone(), delay.as_millis() as u64));
+    }
+    let exe = std::env::current_exe().context("locating the netassay binary")?;
+    let dir = std::env::temp_dir().join(format!("netassay-bench-enforce-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).context("a directory for the runs' results")?;
+    let mut runs: Vec<(String, u64, Measurements)> = Vec::new();
+    let repeat = args.repeat.max(1);
+    for (name, injected) in &delays {
+        let mut repeats = Vec::new();
+        for k in 0..repeat {
+            let json = dir.join(format!("late-{injected}-{k}.json"));
+            eprintln!(
+                "[netassay] bench enforce: late={name}, run {} of {repeat} ...",
+                k + 1
+            );
+            let status = std::process::Command::new(&exe)
+                .args([
+                    "run",
+                    "--sandbox",
+                    "--sandbox-fault",
+                    &format!("late={name}"),
+                ])
+                .args(["--parallel", &args.parallel.max(1).to_string(), "--exact"])
+                .args(&args.scenarios)
+                .arg("--json")
+                .arg(&json)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .context("running netassay run --sandbox")?;
+            let doc = std::fs::read_to_string(&json)
+                .with_context(|| format!("reading the results of late={name}"))
+                .and_then(|t| Ok(serde_json::from_str::<serde_json::Value>(&t)?));
+            let doc = match doc {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+            };
+            if !status.success() {
+                eprintln!(
+                    "[netassay] bench enforce: the run with late={name} exited {}",
+                    status.code().unwrap_or(-1)
+                );
+            }
+            repeats.push(measurements(&doc));
+        }
+        runs.push((name.clone(), *injected, median(&repeats)));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let Some(((base_name, _, baseline), rest)) = runs.split_first() else {
+        return Ok(exit::BAD_INPUT);
+    };
+    println!(
+        "netassay bench enforce: time-to-enforce measured against injected enforcement delays \
+         (sandbox --sandbox-fault late=D, --parallel {}, median of {repeat} run(s) per delay)",
+        args.parallel.max(1)
+    );
+    println!(
+        "rule: measured within max(100 ms, 10 % of D) of D + the late={base_name} baseline of the same step"
+    );
+    println!(
+        "{:<58} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}  result",
+        "step", "baseline", "injected", "expected", "measured", "resol.", "tol."
+    );
+    let mut all_ok = true;
+    let mut compared = 0;
+    for (step, base) in baseline {
+        if base.changed == 0 {
+            println!(
+                "{step:<58} the step changes no path: no probe can see when the enforcer applied it"
+            );
+            continue;
+        }
+        let Some(base_ms) = base.ms else {
+            println!("{step:<58} no baseline figure (the changed paths never agreed)");
+            all_ok = false;
+            continue;
+        };
+        for (name, injected, run) in rest {
+            let m = run.iter().find(|(s, _)| s == step).map(|(_, m)| m);
+            let (expected, tolerance) = expected_with_tolerance(base_ms, *injected);
+            let (measured, ok) = match m.and_then(|m| m.ms) {
+                Some(ms) => (format!("{ms} ms"), ms.abs_diff(expected) <= tolerance),
+                None => ("never".to_string(), false),
+            };
+            compared += 1;
+            all_ok &= ok;
+            println!(
+                "{:<58} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}  {}",
+                step,
+                format!("{base_ms} ms"),
+                format!("late={name}"),
+                format!("{expected} ms"),
+                measured,
+                m.and_then(|m| m.resolution_ms)
+                    .map_or("-".into(), |r| format!("{r} ms")),
+                format!("±{tolerance}"),
+                if ok { "ok" } else { "OUT OF BOUND" }
+            );
+        }
+    }
+    if compared == 0 {
+        println!("nothing to compare: no step changes a path");
+        return Ok(exit::MISMATCH);
+    }
+    println!(
+        "{}",
+        if all_ok {
+            "every measured value is within its bound"
+        } else {
+            "some measured values are out of bound"
+        }
+    );
+    Ok(if all_ok { exit::OK } else { exit::MISMATCH })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The accuracy rule of `bench enforce`: within max(100 ms, 10 %) of injected + baseline.
+    #[test]
+    fn the_tolerance_is_100_ms_or_a_tenth_of_the_injected_delay() {
+        for (baseline, injected, expected, tolerance) in [
+            (40, 300, 340, 100),
+            (40, 1500, 1540, 150),
+            (40, 4000, 4040, 400),
+            (0, 0, 0, 100),
+        ] {
+            assert_eq!(
+                expected_with_tolerance(baseline, injected),
+                (expected, tolerance),
+                "{baseline} + {injected}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_runs_give_the_median_per_step() {
+        let run = |ms: Option<u64>| {
+            vec![(
+                "s › a".to_string(),
+                Measured {
+                    ms,
+                    resolution_ms: ms.map(|_| 50),
+                    changed: 3,
+                },
+            )]
+        };
+        let m = median(&[run(Some(420)), run(Some(300)), run(Some(330))]);
+        assert_eq!(m[0].1.ms, Some(330));
+        let m = median(&[run(Some(420)), run(None), run(None)]);
+        assert_eq!(m[0].1.ms, None, "most runs never agreed");
+    }
+
+    #[test]
+    fn measurements_are_read_per_step_from_the_results() {
+        let doc = serde_json::json!({"scenarios": [{"name": "s", "steps": [
+            {"name": "a", "time_to_enforce": 310, "time_to_enforce_resolution": 48, "changed_cells": 24},
+            {"name": "b", "time_to_enforce": null, "time_to_enforce_resolution": null, "changed_cells": 0}
+        ]}]});
+        let m = measurements(&doc);
+        assert_eq!(m[0].0, "s › a");
+        assert_eq!(
+            m[0].1,
+            Measured {
+                ms: Some(310),
+                resolution_ms: Some(48),
+                changed: 24
+            }
+        );
+        assert_eq!(m[1].1.ms, None);
+    }
 }

@@ -83,6 +83,9 @@ pub enum BenchCommand {
     Probe(agent::BenchProbeArgs),
     /// The core profile on the sandbox: wall time against the physical lower bound.
     Run(bench::RunBenchArgs),
+    /// Time-to-enforce accuracy: the sandbox with injected enforcement delays, measured against
+    /// injected.
+    Enforce(bench::EnforceBenchArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -110,6 +113,7 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Oracle(a)) => bench::oracle(a),
         Command::Bench(BenchCommand::Probe(a)) => agent::bench_probe(a),
         Command::Bench(BenchCommand::Run(a)) => bench::run(a),
+        Command::Bench(BenchCommand::Enforce(a)) => bench::enforce(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -6,8 +6,7 @@ use super::manifest::{self, FixtureOptions, RUN_LABEL};
 use super::{status_code, ClusterError};
 use crate::model::{Labels, PodRef, Topology, Via};
 use crate::probe::{Outcome, ProbeBatch, ProbeKind, ProbeResult, ProbeSpec, Series};
-use crate::runner::converge::RunningSeries;
-use crate::runner::{Probed, Prober, SeriesPlan};
+use crate::runner::{Probed, Prober, ReadyRound, RunningSeries, SeriesPlan};
 use crate::scenario::policies::{resolve_policy, NamespaceMap};
 use crate::scenario::profile::{Gateway, RouteKind};
 use crate::scenario::{ExpectedCell, Step};
@@ -1006,12 +1005,54 @@ impl RunningSeries for FixtureSeries {
     }
 }
 
+/// A round whose agents are started (one per source pod) and wait for their batch.
+pub struct FixtureRound {
+    agents: Vec<(SourceBatch, Result<AgentRun, String>)>,
+    cells: BTreeMap<usize, ExpectedCell>,
+    unprobed: Vec<(usize, Probed)>,
+}
+
+impl ReadyRound for FixtureRound {
+    async fn run(self) -> Vec<(usize, Probed)> {
+        let mut out = self.unprobed;
+        let runs = self
+            .agents
+            .into_iter()
+            .map(|(b, agent)| run_source(async { agent }, b, None));
+        for results in futures::future::join_all(runs).await {
+            out.extend(to_cells(&self.cells, results));
+        }
+        out
+    }
+}
+
 /// How long a series may take to start (agents exec'd and their clocks running) before the step
-/// goes ahead anyway.
+/// goes ahead anyway; also how long a ready round's agents may take to start.
 const SERIES_START_WAIT: Duration = Duration::from_secs(10);
 
 impl Prober for Fixture {
     type Series = FixtureSeries;
+    type Round = FixtureRound;
+
+    async fn ready_round(&self, cells: &[(usize, &ExpectedCell)]) -> FixtureRound {
+        let (batches, unprobed) = self.batches(cells, None).await;
+        let opening = batches.into_iter().map(|b| {
+            let open = self.open_agent(&b.from);
+            async move {
+                let agent = tokio::time::timeout(SERIES_START_WAIT, open)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(format!("agent probe in {} did not start in time", b.from))
+                    });
+                (b, agent)
+            }
+        });
+        FixtureRound {
+            agents: futures::future::join_all(opening).await,
+            cells: cells.iter().map(|(i, c)| (*i, (*c).clone())).collect(),
+            unprobed,
+        }
+    }
 
     async fn probe(&self, cells: &[(usize, &ExpectedCell)]) -> Vec<(usize, Probed)> {
         let (batches, mut out) = self.batches(cells, None).await;

@@ -151,11 +151,15 @@ impl Onset {
 }
 
 /// The agreeing run at the end of `samples` (any order), read by evidence time; `None` when the
-/// latest sample does not agree (or there is none, or the cell is unsupported).
+/// latest verdict does not agree (or there is none, or the cell is unsupported). Samples that
+/// show no verdict (errors, wrong peers: e.g. a handshake that got through on a retransmission
+/// just before the timeout, with no time left for the greeting) are no evidence either way and
+/// are left out; persistent ones make the cell an error elsewhere.
 pub fn onset(samples: &[Sample], expected: Verdict, rule: DenyRule) -> Option<Onset> {
     let mut by_time: Vec<(i64, Reading)> = samples
         .iter()
         .map(|s| (s.evidence_ms(), read(s.outcome, expected, rule)))
+        .filter(|(_, r)| *r != Reading::Neither)
         .collect();
     // At equal times a disagreement sorts last: agreement is never claimed on a tie.
     by_time.sort_by_key(|(t, r)| (*t, *r == Reading::Agrees));
@@ -344,11 +348,21 @@ mod tests {
     }
 
     #[test]
-    fn errors_break_agreement_and_a_disagreeing_tail_has_no_onset() {
+    fn errors_are_no_evidence_and_a_disagreeing_tail_has_no_onset() {
         use Outcome::*;
         let samples = [s(0, 1000, Dropped), s(50, 0, Error), s(100, 1000, Dropped)];
         let o = onset(&samples, Verdict::Deny, RULE).unwrap();
-        assert_eq!((o.at_ms, o.after_ms, o.agreeing), (100, Some(50), 1));
+        assert_eq!((o.at_ms, o.after_ms, o.agreeing), (0, None, 2));
+        // Deny -> allow: a probe from before the change whose handshake got through on its
+        // retransmission just before the timeout, too late for the greeting, says nothing.
+        let samples = [
+            s(-100, 1011, WrongPeer),
+            s(-50, 3, Connected),
+            s(0, 2, Connected),
+        ];
+        let o = onset(&samples, Verdict::Allow, RULE).unwrap();
+        assert_eq!((o.at_ms, o.after_ms), (-47, None));
+        assert_eq!(onset(&[s(0, 5, Error)], Verdict::Allow, RULE), None);
         assert_eq!(
             onset(
                 &[s(0, 1000, Dropped), s(50, 1, Connected)],

@@ -806,6 +806,32 @@ mod tests {
         assert!(html.contains("loopback (a pod to itself)"));
     }
 
+    // DESIGN §7b: a scenario with a step that judged nothing reads "incomplete", never
+    // "passed"; time-to-enforce comes with its resolution and the run's statistics.
+    #[test]
+    fn unjudged_scenarios_are_incomplete_and_time_to_enforce_has_its_resolution() {
+        let mut sctp = cell(
+            "x/a",
+            "x/b",
+            Verdict::Allow,
+            CellStatus::Unsupported,
+            &[Outcome::Unsupported],
+        );
+        sctp.expected.cell.protocol = crate::model::Protocol::Sctp;
+        let html = render(&report("s", vec![sctp]));
+        assert!(html.contains("<details class=\"scenario\" data-verdict=\"incomplete\""));
+        assert!(html.contains("<div class=\"step\" data-verdict=\"incomplete\">"));
+        assert!(html.contains("unsupported: SCTP not available on this cluster"));
+        assert!(html.contains("<div class=\"word\">INCOMPLETE</div>"));
+        let timed = render(&report("t", vec![pass("x/a", "x/b", Verdict::Deny)]));
+        assert!(
+            timed.contains("t › s: 250 ms (resolution 50 ms, 1 changed path)"),
+            "{timed}"
+        );
+        assert!(timed.contains("id=\"tte-stats\""));
+        assert!(timed.contains("min 250 ms, median 250 ms, p90 250 ms, max 250 ms"));
+    }
+
     #[test]
     fn steps_that_never_agreed_show_as_never_in_the_chart() {
         let mut r = report("s", vec![pass("x/a", "x/b", Verdict::Allow)]);

@@ -46,6 +46,8 @@ pub trait Prober {
     /// A series under way; it owns what it needs, so the fixture is free to make the step's
     /// changes meanwhile.
     type Series: RunningSeries + Send;
+    /// A round whose agents are started and wait for their batch.
+    type Round: ReadyRound + Send;
 
     /// Probes the given cells (indices into the step's cell list) once each and returns one result
     /// per requested index, in any order. Implementations batch: one exec per source pod.
@@ -62,6 +64,20 @@ pub trait Prober {
         cells: &[(usize, &ExpectedCell)],
         plan: &SeriesPlan,
     ) -> impl std::future::Future<Output = Self::Series> + Send;
+
+    /// Gets a round of the given cells ready (one agent per source pod, started and waiting).
+    fn ready_round(
+        &self,
+        cells: &[(usize, &ExpectedCell)],
+    ) -> impl std::future::Future<Output = Self::Round> + Send;
+}
+
+/// A round made ready before the step's changes: its agents' start-up (processes, execs) is
+/// behind it, so its probes start the moment it runs, and that start-up does not compete with
+/// the enforcer at t0.
+pub trait ReadyRound {
+    /// Probes every cell once; one result per cell, in any order.
+    fn run(self) -> impl std::future::Future<Output = Vec<(usize, Probed)>> + Send;
 }
 
 /// A series under way.
@@ -162,23 +178,24 @@ impl Book {
     }
 }
 
-/// A step whose series (if it changes any cell) is already running: the step's changes are made
-/// between [`begin_step`] and [`run_step`].
-pub struct Begun<S> {
+/// A step whose series (if it changes any cell) is already running and whose first round of the
+/// other cells is ready: the step's changes are made between [`begin_step`] and [`run_step`].
+pub struct Begun<P: Prober> {
     /// Which cells are in the series: changed and judged.
     in_series: Vec<bool>,
-    series: Option<S>,
+    series: Option<P::Series>,
+    round: Option<P::Round>,
 }
 
-/// Starts the series of the cells the step changes (`changed[i]`), before its changes are made:
-/// their first probes show the state before the step, so the first probe after the change is at
-/// most one spacing late.
+/// Starts the series of the cells the step changes (`changed[i]`), before its changes are made
+/// (their first probes show the state before the step, so the first probe after the change is
+/// at most one spacing late), and gets the round of the other cells ready.
 pub async fn begin_step<P: Prober>(
     prober: &P,
     cells: &[ExpectedCell],
     changed: &[bool],
     judging: &Judging,
-) -> Begun<P::Series> {
+) -> Begun<P> {
     let in_series: Vec<bool> = (0..cells.len())
         .map(|i| changed.get(i).copied().unwrap_or(false) && judged(&cells[i], judging))
         .collect();
@@ -187,18 +204,38 @@ pub async fn begin_step<P: Prober>(
         .enumerate()
         .filter(|(i, _)| in_series[*i])
         .collect();
-    let series = if series_cells.is_empty() {
-        None
-    } else {
-        let plan = SeriesPlan {
-            spacing: judging.series_spacing,
-            window: judging.series_window,
-            deadline: Instant::now() + judging.converge_timeout,
-            deny_rule: judging.deny_rule,
-        };
-        Some(prober.start_series(&series_cells, &plan).await)
+    let once_cells: Vec<(usize, &ExpectedCell)> = cells
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !in_series[*i])
+        .collect();
+    let plan = SeriesPlan {
+        spacing: judging.series_spacing,
+        window: judging.series_window,
+        deadline: Instant::now() + judging.converge_timeout,
+        deny_rule: judging.deny_rule,
     };
-    Begun { in_series, series }
+    let (series, round) = tokio::join!(
+        async {
+            if series_cells.is_empty() {
+                None
+            } else {
+                Some(prober.start_series(&series_cells, &plan).await)
+            }
+        },
+        async {
+            if once_cells.is_empty() {
+                None
+            } else {
+                Some(prober.ready_round(&once_cells).await)
+            }
+        }
+    );
+    Begun {
+        in_series,
+        series,
+        round,
+    }
 }
 
 /// Runs one step whose changes are in place: `t0` is when the API server accepted the last of
@@ -207,7 +244,7 @@ pub async fn run_step<P: Prober>(
     prober: &P,
     cells: &[ExpectedCell],
     judging: &Judging,
-    begun: Begun<P::Series>,
+    begun: Begun<P>,
     t0: Instant,
 ) -> StepResult {
     let mut book = Book {
@@ -228,7 +265,8 @@ pub async fn run_step<P: Prober>(
 
     // 1. The series of the changed cells runs on; the others get one full round meanwhile.
     let all: Vec<(usize, &ExpectedCell)> = cells.iter().enumerate().collect();
-    let (series, once): (Vec<_>, Vec<_>) = all.iter().copied().partition(|(i, _)| in_series(*i));
+    let series: Vec<(usize, &ExpectedCell)> =
+        all.iter().copied().filter(|(i, _)| in_series(*i)).collect();
     let deadline = t0 + judging.converge_timeout;
     let mut round = 1;
     let (streamed, probed) = tokio::join!(
@@ -239,10 +277,9 @@ pub async fn run_step<P: Prober>(
             }
         },
         async {
-            if once.is_empty() {
-                Vec::new()
-            } else {
-                prober.probe(&once).await
+            match begun.round {
+                Some(r) => r.run().await,
+                None => Vec::new(),
             }
         }
     );
@@ -379,7 +416,7 @@ mod tests {
     use crate::model::{PodRef, Protocol, Via};
     use crate::scenario::plan::{Cell, Source};
     use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     fn cell(from: &str, to: &str, verdict: Verdict) -> ExpectedCell {
         let from: PodRef = from.parse().expect("pod");
@@ -405,7 +442,7 @@ mod tests {
 
     /// A fake cluster: `script(cell index, call number) -> outcome` for rounds, and for series a
     /// script over virtual time (no sleeping: probes start at exact multiples of the spacing).
-    struct Fake<F: Fn(usize, u32) -> Outcome + Sync> {
+    struct Inner<F> {
         script: F,
         series_script: Option<SeriesScript>,
         t0: Instant,
@@ -416,9 +453,18 @@ mod tests {
         streamed: Mutex<Vec<usize>>,
     }
 
+    struct Fake<F>(Arc<Inner<F>>);
+
+    impl<F> std::ops::Deref for Fake<F> {
+        type Target = Inner<F>;
+        fn deref(&self) -> &Inner<F> {
+            &self.0
+        }
+    }
+
     impl<F: Fn(usize, u32) -> Outcome + Sync> Fake<F> {
         fn new(script: F) -> Self {
-            Fake {
+            Fake(Arc::new(Inner {
                 script,
                 series_script: None,
                 t0: Instant::now(),
@@ -426,14 +472,23 @@ mod tests {
                 calls: AtomicU32::new(0),
                 probed: Mutex::new(Vec::new()),
                 streamed: Mutex::new(Vec::new()),
-            }
+            }))
+        }
+
+        fn inner_mut(&mut self) -> &mut Inner<F> {
+            Arc::get_mut(&mut self.0).expect("not shared yet")
         }
 
         fn with_series(
             mut self,
             s: impl Fn(usize, i64) -> (Outcome, u64) + Send + Sync + 'static,
         ) -> Self {
-            self.series_script = Some(Box::new(s));
+            self.inner_mut().series_script = Some(Box::new(s));
+            self
+        }
+
+        fn with_lead(mut self, lead_ms: u64) -> Self {
+            self.inner_mut().lead_ms = lead_ms;
             self
         }
     }
@@ -451,6 +506,24 @@ mod tests {
         }
     }
 
+    impl<F: Fn(usize, u32) -> Outcome + Sync> Inner<F> {
+        fn round(&self, cells: &[usize]) -> Vec<(usize, Probed)> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut p) = self.probed.lock() {
+                p.extend(cells.iter().copied());
+            }
+            cells
+                .iter()
+                .map(|i| {
+                    (
+                        *i,
+                        Probed::now(result(*i, (self.script)(*i, call), 1, None)),
+                    )
+                })
+                .collect()
+        }
+    }
+
     struct FakeSeries(Vec<(usize, Probed)>);
 
     impl RunningSeries for FakeSeries {
@@ -459,7 +532,15 @@ mod tests {
         }
     }
 
-    async fn run<F: Fn(usize, u32) -> Outcome + Sync + Send>(
+    struct FakeRound<F>(Arc<Inner<F>>, Vec<usize>);
+
+    impl<F: Fn(usize, u32) -> Outcome + Sync + Send> ReadyRound for FakeRound<F> {
+        async fn run(self) -> Vec<(usize, Probed)> {
+            self.0.round(&self.1)
+        }
+    }
+
+    async fn run<F: Fn(usize, u32) -> Outcome + Sync + Send + 'static>(
         fake: &Fake<F>,
         cells: &[ExpectedCell],
         changed: &[bool],
@@ -470,23 +551,16 @@ mod tests {
         run_step(fake, cells, judging, begun, t0).await
     }
 
-    impl<F: Fn(usize, u32) -> Outcome + Sync + Send> Prober for Fake<F> {
+    impl<F: Fn(usize, u32) -> Outcome + Sync + Send + 'static> Prober for Fake<F> {
         type Series = FakeSeries;
+        type Round = FakeRound<F>;
 
         async fn probe(&self, cells: &[(usize, &ExpectedCell)]) -> Vec<(usize, Probed)> {
-            let call = self.calls.fetch_add(1, Ordering::SeqCst);
-            if let Ok(mut p) = self.probed.lock() {
-                p.extend(cells.iter().map(|(i, _)| *i));
-            }
-            cells
-                .iter()
-                .map(|(i, _)| {
-                    (
-                        *i,
-                        Probed::now(result(*i, (self.script)(*i, call), 1, None)),
-                    )
-                })
-                .collect()
+            self.round(&cells.iter().map(|(i, _)| *i).collect::<Vec<_>>())
+        }
+
+        async fn ready_round(&self, cells: &[(usize, &ExpectedCell)]) -> FakeRound<F> {
+            FakeRound(self.0.clone(), cells.iter().map(|(i, _)| *i).collect())
         }
 
         async fn start_series(
@@ -820,8 +894,9 @@ mod tests {
     #[tokio::test]
     async fn a_series_started_before_t0_measures_from_t0() {
         let cells = [cell("x/a", "y/b", Verdict::Deny)];
-        let mut fake = Fake::new(|_, _| Outcome::Dropped).with_series(deny_from_300(1000));
-        fake.lead_ms = 120;
+        let fake = Fake::new(|_, _| Outcome::Dropped)
+            .with_series(deny_from_300(1000))
+            .with_lead(120);
         let t0 = fake.t0;
         let r = run(&fake, &cells, &[true], &series_judging(), t0).await;
         assert_eq!(statuses(&r), [CellStatus::Pass]);

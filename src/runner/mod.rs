@@ -7,5 +7,7 @@ pub mod enforce;
 pub mod result;
 pub mod suite;
 
-pub use converge::{run_step, Judging, Probed, Prober, SeriesPlan};
+pub use converge::{
+    begin_step, run_step, Judging, Probed, Prober, ReadyRound, RunningSeries, SeriesPlan,
+};
 pub use result::{Attempt, CellResult, CellStatus, StepResult};
