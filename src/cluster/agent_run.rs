@@ -11,7 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 type Status = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
@@ -108,13 +108,13 @@ impl AgentRun {
         })
     }
 
-    /// Sends `batch` and reads every result up to the summary. `started` is told when a series
-    /// says that its clock started. An agent that ends without its summary is an error unless it
+    /// Sends `batch` and reads every result up to the summary. `started` is set to true when a
+    /// series says that its clock started (and dropped, unset, when the agent never says so). An agent that ends without its summary is an error unless it
     /// gave results (those are kept; the missing ones become errors upstream).
     pub async fn run(
         mut self,
         batch: &ProbeBatch,
-        started: Option<oneshot::Sender<()>>,
+        started: Option<watch::Sender<bool>>,
     ) -> Result<Ran, String> {
         let line = batch.to_json_line();
         let sent = Instant::now();
@@ -167,7 +167,7 @@ impl AgentRun {
 /// summary came.
 async fn read_results(
     stdout: &mut (dyn AsyncRead + Send + Unpin),
-    mut started: Option<oneshot::Sender<()>>,
+    mut started: Option<watch::Sender<bool>>,
 ) -> (Vec<(ProbeResult, Instant)>, bool) {
     let mut results = Vec::new();
     let mut lines = BufReader::new(stdout).lines();
@@ -176,7 +176,7 @@ async fn read_results(
             Ok(AgentLine::Result(r)) => results.push((r, Instant::now())),
             Ok(AgentLine::Started { .. }) => {
                 if let Some(tx) = started.take() {
-                    let _ = tx.send(());
+                    let _ = tx.send(true);
                 }
             }
             Ok(AgentLine::Summary { .. }) => return (results, true),

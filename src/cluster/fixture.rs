@@ -922,7 +922,7 @@ impl Fixture {
 async fn run_source(
     open: impl std::future::Future<Output = Result<AgentRun, String>>,
     b: SourceBatch,
-    started: Option<tokio::sync::oneshot::Sender<()>>,
+    started: Option<tokio::sync::watch::Sender<bool>>,
 ) -> Vec<Probed> {
     let wanted: BTreeSet<String> = b.batch.probes.iter().map(|s| s.id.clone()).collect();
     let budget = b.budget;
@@ -1077,12 +1077,15 @@ impl Prober for Fixture {
         let runs = batches
             .into_iter()
             .map(|b| {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                started.push(rx);
+                let (tx, mut rx) = tokio::sync::watch::channel(false);
+                started.push(async move {
+                    // Err: the sender is gone, the agent failed before its clock started.
+                    let _ = rx.wait_for(|s| *s).await;
+                });
                 tokio::spawn(run_source(self.open_agent(&b.from), b, Some(tx)))
             })
             .collect();
-        // Every agent's clock runs (or it failed: its sender is gone) before the step goes on.
+        // Every agent's clock runs (or it failed) before the step goes on.
         let _ = tokio::time::timeout(SERIES_START_WAIT, futures::future::join_all(started)).await;
         FixtureSeries {
             runs,
