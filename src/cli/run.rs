@@ -119,10 +119,6 @@ pub struct RunArgs {
     /// Judge loopback cells (a pod to itself) too; CNIs differ, so they are only reported by default.
     #[arg(long)]
     pub judge_loopback: bool,
-    /// Certification runs: a scenario that could not be judged (e.g. SCTP unsupported) fails the
-    /// run (exit 1) instead of being reported as ignored.
-    #[arg(long)]
-    pub strict: bool,
     /// Image of the probe pods (the netassay binary); ignored by the sandbox.
     #[arg(long, default_value = "ghcr.io/netassay/netassay:latest")]
     pub image: String,
