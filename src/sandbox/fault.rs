@@ -6,6 +6,7 @@
 //! `k8tre-allow-all`): mistakes in the cluster's own configuration rather than CNI bugs, parsed
 //! from the same names and applied by the preset.
 
+use super::control_fault::{ControlPlaneFault, ControlPlaneFaults};
 use super::preset::PresetFault;
 use super::ClusterState;
 use crate::model::Labels;
@@ -131,8 +132,9 @@ impl fmt::Display for Fault {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FaultParseError {
     #[error(
-        "unknown sandbox fault {0:?}: expected one of {names}, or with --sandbox-preset k8tre one of {presets}",
+        "unknown sandbox fault {0:?}: expected one of {names}, a control-plane fault ({control}), or with --sandbox-preset k8tre one of {presets}",
         names = Fault::ALL_NAMES.join(", "),
+        control = ControlPlaneFault::ALL.map(|f| f.name()).join(", "),
         presets = PresetFault::ALL_NAMES.join(", ")
     )]
     Unknown(String),
@@ -226,6 +228,8 @@ pub struct FaultSet {
     faults: Vec<Fault>,
     /// Sorted, distinct; they need the preset they belong to (see `SandboxOptions::validate`).
     preset_faults: Vec<PresetFault>,
+    /// A hostile control plane rather than a buggy CNI (`api-errors`, `exec-resets`, ...).
+    control_plane: ControlPlaneFaults,
 }
 
 impl FaultSet {
@@ -255,6 +259,10 @@ impl FaultSet {
     /// Adds one fault by its `--sandbox-fault` name: a CNI fault (`tcp-only`, `late=2s`) or a
     /// preset fault (`k8tre-allow-all`).
     pub fn insert_name(&mut self, name: &str) -> Result<(), FaultParseError> {
+        if let Ok(f) = name.parse::<ControlPlaneFault>() {
+            self.control_plane.insert(f);
+            return Ok(());
+        }
         match name.parse::<Fault>() {
             Ok(fault) => self.insert(fault),
             Err(FaultParseError::PresetFault(_)) => self.insert_preset(name.trim().parse()?),
@@ -266,6 +274,16 @@ impl FaultSet {
     /// The preset faults, sorted.
     pub fn preset_faults(&self) -> &[PresetFault] {
         &self.preset_faults
+    }
+
+    /// The control-plane faults.
+    pub fn control_plane(&self) -> &ControlPlaneFaults {
+        &self.control_plane
+    }
+
+    /// Adds a control-plane fault.
+    pub fn insert_control_plane(&mut self, fault: ControlPlaneFault) {
+        self.control_plane.insert(fault);
     }
 
     /// Whether the set holds this fault; `Late` matches whatever its delay.
@@ -281,9 +299,9 @@ impl FaultSet {
         })
     }
 
-    /// No fault of either kind: the compliant profile.
+    /// No fault of any kind: the compliant profile.
     pub fn is_empty(&self) -> bool {
-        self.faults.is_empty() && self.preset_faults.is_empty()
+        self.faults.is_empty() && self.preset_faults.is_empty() && self.control_plane.is_empty()
     }
 
     /// The CNI faults (not the preset ones).
@@ -338,7 +356,8 @@ impl fmt::Display for FaultSet {
             .faults
             .iter()
             .map(Fault::to_string)
-            .chain(self.preset_faults.iter().map(PresetFault::to_string));
+            .chain(self.preset_faults.iter().map(PresetFault::to_string))
+            .chain(self.control_plane.iter().map(ControlPlaneFault::to_string));
         for (i, name) in names.enumerate() {
             if i > 0 {
                 f.write_str(",")?;

@@ -43,6 +43,8 @@ pub enum SandboxError {
     },
     #[error("--sandbox-fault {fault} models a bug of netassay's own enforcer: it cannot be combined with --sandbox-enforcer {enforcer}, which alone enforces")]
     FaultWithThirdPartyEnforcer { fault: String, enforcer: Enforcer },
+    #[error("--sandbox-fault {fault} is a control-plane fault of the emulator: it cannot be combined with --sandbox-control-plane kubernetes (the real API server and netassay's node agent do not model it)")]
+    ControlPlaneFaultOnReference { fault: String },
 }
 
 /// Which API the sandbox's node serves (DESIGN §7a).
@@ -93,6 +95,13 @@ impl SandboxOptions {
                 enforcer: self.enforcer,
                 proxy: self.proxy,
             });
+        }
+        if self.control_plane == ControlPlane::Kubernetes {
+            if let Some(fault) = self.faults.control_plane().iter().next() {
+                return Err(SandboxError::ControlPlaneFaultOnReference {
+                    fault: fault.name().to_string(),
+                });
+            }
         }
         if self.enforcer != Enforcer::Netassay {
             if let Some(fault) = self.faults.iter().next() {
@@ -199,6 +208,7 @@ impl Sandbox {
         let api_options = ApiOptions {
             preset,
             bootstrap: objects,
+            faults: options.faults.control_plane().clone(),
             ..ApiOptions::default()
         };
         let api = match api::start_with(dyn_plane, api_options).await {

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod compile;
+pub mod control_fault;
 pub mod dataplane;
 pub mod fault;
 pub mod instance;
@@ -19,6 +20,7 @@ pub mod preset;
 pub mod reference;
 pub mod system;
 
+pub use control_fault::{ControlPlaneFault, ControlPlaneFaults};
 pub use fault::{Fault, FaultMemory, FaultSet};
 pub use instance::{ControlPlane, Sandbox, SandboxError, SandboxOptions};
 pub use preset::{Preset, PresetFault};

@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -119,8 +120,20 @@ pub(crate) async fn exec(
         }
     };
     let dataplane = Arc::clone(&s.dataplane);
+    // The exec-resets fault: this stream is cut after some lines of output.
+    let reset_after = s.options.faults.draw_exec_reset();
     Ok(upgrade.on_upgrade(move |socket| async move {
-        session(socket, dataplane, namespace, name, command, streams, v5).await;
+        session(
+            socket,
+            dataplane,
+            namespace,
+            name,
+            command,
+            streams,
+            v5,
+            reset_after,
+        )
+        .await;
     }))
 }
 
@@ -131,6 +144,9 @@ fn frame(channel: u8, data: &[u8]) -> Message {
     Message::Binary(bytes.into())
 }
 
+/// One exec session. `reset_after`: the `exec-resets` fault cuts the stream, with no status and
+/// no close frame, once that many lines of output went out (and kills the process).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn session(
     socket: WebSocket,
     dataplane: Arc<dyn Dataplane>,
@@ -139,37 +155,62 @@ pub(crate) async fn session(
     command: Vec<String>,
     streams: Streams,
     v5: bool,
+    reset_after: Option<usize>,
 ) {
     let (sink, incoming) = socket.split();
     let (out, out_rx) = mpsc::channel::<Message>(32);
-    let writer = tokio::spawn(write_frames(sink, out_rx));
+    let abrupt = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(write_frames(sink, out_rx, Arc::clone(&abrupt)));
     let started = {
         let command = command.clone();
         tokio::task::spawn_blocking(move || dataplane.exec(&namespace, &name, &command)).await
     };
     let status = match started {
-        Ok(Ok(child)) => run(child, incoming, out.clone(), streams, v5, &command).await,
-        Ok(Err(e)) => {
-            ApiError::internal(format!("error executing command in container: {e}")).to_status()
+        Ok(Ok(child)) => {
+            run(
+                child,
+                incoming,
+                out.clone(),
+                streams,
+                v5,
+                &command,
+                reset_after,
+            )
+            .await
         }
-        Err(e) => {
-            ApiError::internal(format!("error executing command in container: {e}")).to_status()
-        }
+        Ok(Err(e)) => Some(
+            ApiError::internal(format!("error executing command in container: {e}")).to_status(),
+        ),
+        Err(e) => Some(
+            ApiError::internal(format!("error executing command in container: {e}")).to_status(),
+        ),
     };
-    let status = serde_json::to_vec(&status).unwrap_or_default();
-    let _ = out.send(frame(STATUS, &status)).await;
+    match status {
+        Some(status) => {
+            let status = serde_json::to_vec(&status).unwrap_or_default();
+            let _ = out.send(frame(STATUS, &status)).await;
+        }
+        None => abrupt.store(true, Ordering::SeqCst),
+    }
     drop(out);
     let _ = writer.await;
 }
 
-/// Sends queued frames, then a normal close. If the client is gone, keeps draining the queue so
-/// that producers never block on it.
-async fn write_frames(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Receiver<Message>) {
+/// Sends queued frames, then a normal close (none when `abrupt` is set by then: the connection
+/// just ends). If the client is gone, keeps draining the queue so that producers never block.
+async fn write_frames(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Message>,
+    abrupt: Arc<AtomicBool>,
+) {
     while let Some(message) = queue.recv().await {
         if sink.send(message).await.is_err() {
             while queue.recv().await.is_some() {}
             return;
         }
+    }
+    if abrupt.load(Ordering::SeqCst) {
+        return;
     }
     let _ = sink
         .send(Message::Close(Some(CloseFrame {
@@ -181,21 +222,44 @@ async fn write_frames(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::
 }
 
 /// Copies one output pipe into frames of `channel`; output of an unattached stream is drained
-/// and dropped, so the process never blocks on a full pipe.
+/// and dropped, so the process never blocks on a full pipe. With `cut`, stops after that many
+/// lines went out (the rest of the chunk is dropped) and says so.
 async fn pump(
     mut pipe: impl AsyncRead + Unpin,
     channel: u8,
     mut out: Option<mpsc::Sender<Message>>,
+    mut cut: Option<(usize, oneshot::Sender<()>)>,
 ) {
     let mut buf = vec![0u8; 32 * 1024];
+    let mut lines = 0;
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
+                let mut chunk = &buf[..n];
+                let mut cutting = false;
+                if let Some((after, _)) = &cut {
+                    for (i, b) in chunk.iter().enumerate() {
+                        if *b == b'\n' {
+                            lines += 1;
+                            if lines >= *after {
+                                chunk = &chunk[..=i];
+                                cutting = true;
+                                break;
+                            }
+                        }
+                    }
+                }
                 if let Some(tx) = &out {
-                    if tx.send(frame(channel, &buf[..n])).await.is_err() {
+                    if tx.send(frame(channel, chunk)).await.is_err() {
                         out = None;
                     }
+                }
+                if cutting {
+                    if let Some((_, tx)) = cut.take() {
+                        let _ = tx.send(());
+                    }
+                    return;
                 }
             }
         }
@@ -236,7 +300,8 @@ async fn read_frames(
     let _ = gone.send(());
 }
 
-/// Runs the attached process to its end; returns the Status for channel 3.
+/// Runs the attached process to its end; returns the Status for channel 3, or `None` when the
+/// stream was cut (`reset_after`): the process is killed and the session ends without a status.
 async fn run(
     mut child: Child,
     incoming: SplitStream<WebSocket>,
@@ -244,13 +309,17 @@ async fn run(
     streams: Streams,
     v5: bool,
     command: &[String],
-) -> Value {
+    reset_after: Option<usize>,
+) -> Option<Value> {
     let mut pumps = Vec::new();
+    let (cut_tx, cut_rx) = oneshot::channel();
+    let cut = reset_after.filter(|_| streams.stdout).map(|n| (n, cut_tx));
     if let Some(pipe) = child.stdout.take() {
         pumps.push(tokio::spawn(pump(
             pipe,
             STDOUT,
             streams.stdout.then(|| out.clone()),
+            cut,
         )));
     }
     if let Some(pipe) = child.stderr.take() {
@@ -258,8 +327,15 @@ async fn run(
             pipe,
             STDERR,
             streams.stderr.then(|| out.clone()),
+            None,
         )));
     }
+    let cut = async {
+        if cut_rx.await.is_err() {
+            // Never cut: never resolve.
+            std::future::pending::<()>().await;
+        }
+    };
     let stdin = child.stdin.take().filter(|_| streams.stdin);
     let (gone_tx, gone_rx) = oneshot::channel();
     let reader = tokio::spawn(read_frames(incoming, stdin, v5, gone_tx));
@@ -276,6 +352,13 @@ async fn run(
             let _ = child.start_kill();
             child.wait().await
         }
+        () = cut => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            pumps.iter().for_each(|p| p.abort());
+            reader.abort();
+            return None;
+        }
     };
     let drained = tokio::time::timeout(DRAIN_GRACE, async {
         for p in &mut pumps {
@@ -287,10 +370,10 @@ async fn run(
         pumps.iter().for_each(|p| p.abort());
     }
     reader.abort();
-    match exited {
+    Some(match exited {
         Ok(status) => exit_status(status, command),
         Err(e) => ApiError::internal(format!("waiting for the command: {e}")).to_status(),
-    }
+    })
 }
 
 /// Success, or Failure/NonZeroExitCode with the code as the ExitCode cause (what kubectl and

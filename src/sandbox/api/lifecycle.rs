@@ -386,3 +386,140 @@ pub(crate) async fn delete(
         })
         .await
 }
+
+/// The `pod-restarts` fault: while the emulator runs, every few seconds one of netassay's probe
+/// pods (label `netassay.io/run`, running and ready) has its process killed
+/// and started again in place, as a kubelet restarts a container after an OOM kill: the pod
+/// keeps its IP, `restartCount` goes up, `lastState` says OOMKilled, and the pod is not ready
+/// until its ports accept connections again.
+pub(crate) fn start_restarter(shared: Arc<Shared>) {
+    if shared.options.faults.draw_restart_pause().is_none() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut stopping = shared.stopping.subscribe();
+        loop {
+            let Some(pause) = shared.options.faults.draw_restart_pause() else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stopping.changed() => return,
+            }
+            if *stopping.borrow() {
+                return;
+            }
+            let Some((key, uid, pod)) = pick_restart_victim(&shared) else {
+                continue;
+            };
+            restart(&shared, &key, &uid, &pod).await;
+        }
+    });
+}
+
+fn pick_restart_victim(shared: &Shared) -> Option<(Key, String, Pod)> {
+    let pods: Vec<Pod> = shared
+        .store()
+        .list::<Pod>(None, &Default::default(), &Default::default())
+        .into_iter()
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(crate::cluster::manifest::RUN_LABEL))
+        })
+        .filter(|p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.phase.as_deref() == Some("Running")
+                    && s.container_statuses.iter().flatten().all(|c| c.ready)
+            })
+        })
+        .collect();
+    let pod = pods.get(fastrand::usize(0..pods.len().max(1)))?.clone();
+    let key = (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    );
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    Some((key, uid, pod))
+}
+
+/// Marks the container as killed and running again: restartCount + 1, lastState OOMKilled, not
+/// ready until the readiness poll sees its ports again.
+fn mark_restarted(status: &mut PodStatus) {
+    let at = now();
+    for c in status.container_statuses.iter_mut().flatten() {
+        c.restart_count += 1;
+        c.ready = false;
+        c.last_state = Some(ContainerState {
+            terminated: Some(k8s_openapi::api::core::v1::ContainerStateTerminated {
+                exit_code: 137,
+                reason: Some("OOMKilled".into()),
+                finished_at: Some(at.clone()),
+                started_at: c
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.running.as_ref())
+                    .and_then(|r| r.started_at.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        c.state = Some(ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: Some(at.clone()),
+            }),
+            ..Default::default()
+        });
+    }
+    let names: Vec<String> = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .map(|c| c.name.clone())
+        .collect();
+    for condition in ["ContainersReady", "Ready"] {
+        set_condition(
+            status,
+            condition,
+            false,
+            Some("ContainersNotReady"),
+            Some(unready_message(&names)),
+        );
+    }
+}
+
+async fn restart(shared: &Arc<Shared>, key: &Key, uid: &str, pod: &Pod) {
+    let restarted = shared
+        .with_pod_lock(key, || async {
+            if shared.store().pod_with_uid(key, uid).is_none() {
+                return false;
+            }
+            let dataplane = Arc::clone(&shared.dataplane);
+            let (ns, name) = key.clone();
+            let done = tokio::task::spawn_blocking(move || dataplane.restart_pod(&ns, &name))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            match done {
+                Ok(()) => shared.store().update_pod_status(key, uid, mark_restarted),
+                Err(e) => {
+                    shared.record_error(format!("restarting pod {}/{}: {e}", key.0, key.1));
+                    false
+                }
+            }
+        })
+        .await;
+    if restarted {
+        events::record_pod_event(
+            shared,
+            pod,
+            true,
+            Severity::Warning,
+            "BackOff",
+            "Container was OOM-killed (the sandbox's pod-restarts fault) and restarted in place"
+                .into(),
+        );
+        poll_readiness(shared, key, uid).await;
+    }
+}

@@ -39,6 +39,7 @@
 
 mod access;
 mod admission;
+mod chaos;
 mod discovery;
 mod events;
 pub(crate) mod exec;
@@ -55,6 +56,7 @@ mod status;
 pub(crate) mod store;
 mod table;
 
+use crate::sandbox::control_fault::ControlPlaneFaults;
 use crate::sandbox::dataplane::Dataplane;
 use crate::sandbox::preset::PresetProfile;
 use crate::sandbox::ClusterState;
@@ -87,6 +89,9 @@ pub struct ApiOptions {
     pub preset: Option<PresetProfile>,
     /// Objects created at start, before the first request (see [`ApiServer::bootstrap`]).
     pub bootstrap: Vec<Object>,
+    /// Control-plane faults (`api-errors`, `slow-api`, `exec-resets`, `pod-restarts`); empty: a
+    /// well-behaved API server.
+    pub faults: ControlPlaneFaults,
 }
 
 impl Default for ApiOptions {
@@ -95,6 +100,7 @@ impl Default for ApiOptions {
             ready_timeout: Duration::from_secs(60),
             preset: None,
             bootstrap: Vec::new(),
+            faults: ControlPlaneFaults::default(),
         }
     }
 }
@@ -178,6 +184,7 @@ pub async fn start_with(
     if bootstrapped.is_empty() {
         shared.sync().await;
     }
+    lifecycle::start_restarter(Arc::clone(&shared));
     let app = router(Arc::clone(&shared));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -526,5 +533,9 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            chaos::hostile,
+        ))
         .with_state(shared)
 }

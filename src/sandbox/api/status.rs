@@ -139,6 +139,35 @@ impl ApiError {
         )
     }
 
+    /// 429 as kube-apiserver's max-in-flight filter answers it.
+    pub fn too_many_requests(retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Too many requests, please try again later.",
+        );
+        e.details = Some(json!({"causes": [], "retryAfterSeconds": retry_after_secs}));
+        e
+    }
+
+    /// 503 as an overloaded or starting kube-apiserver answers it.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request",
+        )
+    }
+
+    /// A request that took too long (504 from the sandbox's stall).
+    pub fn timeout(code: StatusCode) -> Self {
+        Self::new(
+            code,
+            "Timeout",
+            "the server was unable to return a response in the time allotted",
+        )
+    }
+
     /// The `Status` object itself (also sent on the exec status channel).
     pub fn to_status(&self) -> Value {
         let mut status = json!({

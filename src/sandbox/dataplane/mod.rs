@@ -49,6 +49,14 @@ pub trait Dataplane: Send + Sync + 'static {
     fn pod_log(&self, _namespace: &str, _name: &str) -> Option<String> {
         None
     }
+    /// Kills the pod's process and starts it again in the same network namespace (same IP), as a
+    /// kubelet restarts a container after an OOM kill (the `pod-restarts` fault).
+    fn restart_pod(&self, namespace: &str, name: &str) -> Result<(), DataplaneError> {
+        Err(DataplaneError::Command {
+            what: format!("restarting pod {namespace}/{name}"),
+            detail: "this dataplane cannot restart pods".into(),
+        })
+    }
     /// Starts `command` inside the pod's network namespace with stdin, stdout and stderr piped.
     /// A leading `netassay` means the running executable.
     fn exec(

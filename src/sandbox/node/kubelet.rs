@@ -326,7 +326,10 @@ fn exec(
         }
     };
     upgrade.on_upgrade(move |socket| async move {
-        session(socket, dataplane, namespace, pod, command, streams, v5).await;
+        session(
+            socket, dataplane, namespace, pod, command, streams, v5, None,
+        )
+        .await;
     })
 }
 

@@ -143,6 +143,8 @@ struct Pod {
     ip: Ipv4Addr,
     ports: Vec<u16>,
     child: Child,
+    /// What it runs, for a restart.
+    command: Vec<String>,
 }
 
 impl NetnsDataplane {
@@ -738,6 +740,7 @@ impl super::Dataplane for NetnsDataplane {
                     ip,
                     ports,
                     child,
+                    command: pod.command.clone(),
                 };
                 pods.live.insert(pod_key, entry);
                 return Ok(IpAddr::V4(ip));
@@ -760,6 +763,23 @@ impl super::Dataplane for NetnsDataplane {
             Some(pod) => self.stop_pod(pod),
             None => Ok(()),
         }
+    }
+
+    fn restart_pod(&self, namespace: &str, name: &str) -> Result<(), DataplaneError> {
+        self.ensure_open()?;
+        let mut pods = self.pods.lock().unwrap();
+        let pod =
+            pods.live
+                .get_mut(&key(namespace, name))
+                .ok_or_else(|| DataplaneError::NoSuchPod {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                })?;
+        // SIGKILL, as the OOM killer does; then the same command in the same namespace.
+        stop_process_group(&mut pod.child)?;
+        let netns = self.prefix.pod_netns(pod.index);
+        pod.child = self.spawn(&netns, &pod.command, name)?;
+        Ok(())
     }
 
     fn pod_ready(&self, namespace: &str, name: &str) -> bool {
