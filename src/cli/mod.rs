@@ -2,6 +2,7 @@
 
 pub mod agent;
 mod bench;
+mod bench_chaos;
 mod offline;
 pub mod render;
 mod run;
@@ -86,6 +87,9 @@ pub enum BenchCommand {
     /// Time-to-enforce accuracy: the sandbox with injected enforcement delays, measured against
     /// injected.
     Enforce(bench::EnforceBenchArgs),
+    /// Equal verdicts under a hostile control plane (API errors, exec resets, pod restarts, a
+    /// slow API): exit codes and cells differing from the clean run.
+    Chaos(bench_chaos::ChaosBenchArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -114,6 +118,7 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Probe(a)) => agent::bench_probe(a),
         Command::Bench(BenchCommand::Run(a)) => bench::run(a),
         Command::Bench(BenchCommand::Enforce(a)) => bench::enforce(a),
+        Command::Bench(BenchCommand::Chaos(a)) => bench_chaos::chaos(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

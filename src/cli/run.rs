@@ -5,7 +5,7 @@ use crate::cluster::cleanup::{cleanup as cleanup_run, Selection};
 use crate::cluster::facts::{self, Environment};
 use crate::cluster::lock::RunLock;
 use crate::cluster::manifest::FixtureOptions;
-use crate::cluster::{connect, new_run_id};
+use crate::cluster::{client_with_retries, connect, load_config, new_run_id, ApiTally};
 use crate::model::Via;
 use crate::probe::DenyRule;
 use crate::report::conformance::{
@@ -435,10 +435,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
     };
 
-    let client = match rt.block_on(connect(
-        kubeconfig.as_deref(),
-        args.cluster.context.as_deref(),
-    )) {
+    let connected = rt.block_on(async {
+        let config = load_config(kubeconfig.as_deref(), args.cluster.context.as_deref()).await?;
+        let client = client_with_retries(config.clone(), &ApiTally::default())
+            .map_err(|e| crate::cluster::ClusterError::api("building the client", e))?;
+        Ok::<_, crate::cluster::ClusterError>((config, client))
+    });
+    let (client_config, client) = match connected {
         Ok(c) => c,
         Err(e) => {
             stop_sandbox(&rt, &sandbox);
@@ -549,16 +552,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         pb
     });
     let bar_for_log = bar.clone();
-    let pool = Arc::new(Pool::new(
-        client.clone(),
-        &run_id,
-        args.parallel,
-        options,
-        Box::new(move |m| match &bar_for_log {
-            Some(pb) => pb.set_message(m),
-            None => log_line(m),
-        }),
-    ));
+    let pool = Arc::new(
+        Pool::new(
+            client.clone(),
+            &run_id,
+            args.parallel,
+            options,
+            Box::new(move |m| match &bar_for_log {
+                Some(pb) => pb.set_message(m),
+                None => log_line(m),
+            }),
+        )
+        .with_client_config(client_config),
+    );
     let outcomes: Arc<Mutex<Vec<ScenarioOutcome>>> = Arc::new(Mutex::new(Vec::new()));
     let handle = rt.handle().clone();
     let trials = scenarios
@@ -623,6 +629,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let stats =
         crate::runner::enforce::stats(outcomes.iter().flat_map(|o| &o.steps).map(|s| &s.result));
     log_line(stats.summary());
+    let mut resilience = crate::runner::Resilience::default();
+    for o in outcomes.iter() {
+        resilience.add(&o.resilience());
+    }
+    if !resilience.is_quiet() {
+        log_line(format!(
+            "the control plane made netassay try again: {} (none of it is a verdict)",
+            resilience.summary()
+        ));
+    }
     let tally = Tally::of(&outcomes);
     println!("{}", tally.line());
     log_line(format!(

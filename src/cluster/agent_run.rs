@@ -16,6 +16,9 @@ use tokio::task::JoinHandle;
 
 type Status = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
 
+/// Once an exec's status has settled, how long the output already sent may take to be read.
+const STREAM_DRAIN: Duration = Duration::from_millis(500);
+
 /// What keeps the agent alive while it runs (dropping it ends the run).
 enum Keep {
     Exec(#[allow(dead_code)] AttachedProcess),
@@ -39,6 +42,9 @@ pub struct AgentRun {
 pub struct Ran {
     pub sent: Instant,
     pub results: Vec<(ProbeResult, Instant)>,
+    /// `None` when the agent reached its summary; else why the run ended early (the exec stream
+    /// broke, the agent died): the results are only those that came.
+    pub cut: Option<String>,
 }
 
 fn read_side(mut stderr: impl AsyncRead + Send + Unpin + 'static) -> JoinHandle<String> {
@@ -126,40 +132,72 @@ impl AgentRun {
             stdin.write_all(b"\n").await?;
             stdin.flush().await
         };
-        let (w, (results, finished)) = tokio::join!(write, read_results(&mut self.stdout, started));
+        let mut results = Vec::new();
+        let mut status = self.status.take();
+        let mut ended_early = None;
+        let reading = async {
+            let reading = read_results(&mut self.stdout, started, &mut results);
+            match status.as_mut() {
+                None => reading.await,
+                Some(st) => {
+                    // An exec stream that breaks (reset, no status) leaves kube-rs's stdout open
+                    // for ever: the exec's status settling is the sign to stop reading, once
+                    // what was already sent has been read.
+                    tokio::pin!(reading);
+                    tokio::select! {
+                        finished = &mut reading => finished,
+                        why = st => {
+                            ended_early = Some(why);
+                            tokio::time::timeout(STREAM_DRAIN, reading).await.unwrap_or(false)
+                        }
+                    }
+                }
+            }
+        };
+        let (w, finished) = tokio::join!(write, reading);
         if let Err(e) = &w {
             if results.is_empty() {
                 return Err(format!("writing the batch {}: {e}", self.place));
             }
         }
         if finished {
-            return Ok(Ran { sent, results });
+            return Ok(Ran {
+                sent,
+                results,
+                cut: None,
+            });
         }
         // No summary: the agent died or could not start. Say why, from its status and stderr.
         if let Keep::Local(child) = &mut self.keep {
             let _ = child.kill().await;
         }
-        let why = match self.status.take() {
-            Some(s) => tokio::time::timeout(Duration::from_secs(1), s)
+        let why = match (ended_early, status) {
+            (Some(why), _) => why,
+            (None, Some(s)) => tokio::time::timeout(Duration::from_secs(1), s)
                 .await
                 .ok()
                 .flatten(),
-            None => None,
+            (None, None) => None,
         };
         let err = tokio::time::timeout(Duration::from_millis(500), self.stderr)
             .await
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
+        let why = format!(
+            "agent probe {} ended early: {} {}",
+            self.place,
+            why.unwrap_or_else(|| "the exec stream ended without a status".into()),
+            err.trim()
+        );
         if results.is_empty() {
-            return Err(format!(
-                "agent probe {} ended early: {} {}",
-                self.place,
-                why.unwrap_or_else(|| "no summary line".into()),
-                err.trim()
-            ));
+            return Err(why.trim_end().to_string());
         }
-        Ok(Ran { sent, results })
+        Ok(Ran {
+            sent,
+            results,
+            cut: Some(why.trim_end().to_string()),
+        })
     }
 }
 
@@ -168,8 +206,8 @@ impl AgentRun {
 async fn read_results(
     stdout: &mut (dyn AsyncRead + Send + Unpin),
     mut started: Option<watch::Sender<bool>>,
-) -> (Vec<(ProbeResult, Instant)>, bool) {
-    let mut results = Vec::new();
+    results: &mut Vec<(ProbeResult, Instant)>,
+) -> bool {
     let mut lines = BufReader::new(stdout).lines();
     while let Ok(Some(l)) = lines.next_line().await {
         match AgentLine::parse(&l) {
@@ -179,11 +217,11 @@ async fn read_results(
                     let _ = tx.send(true);
                 }
             }
-            Ok(AgentLine::Summary { .. }) => return (results, true),
+            Ok(AgentLine::Summary { .. }) => return true,
             Err(_) => {}
         }
     }
-    (results, false)
+    false
 }
 
 impl Ran {
@@ -243,6 +281,7 @@ mod tests {
         let ms = Duration::from_millis;
         let ran = Ran {
             sent,
+            cut: None,
             results: vec![
                 // Arrived 130 ms after sending: started at 20 on the agent's clock, took 10.
                 (result(Some(20), 10), sent + ms(130)),
@@ -255,6 +294,7 @@ mod tests {
         assert_eq!(t[1].started, sent + ms(250));
         let old = Ran {
             sent,
+            cut: None,
             results: vec![(result(None, 10), sent + ms(40))],
         };
         assert_eq!(old.timed()[0].started, sent + ms(30));

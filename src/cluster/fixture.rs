@@ -6,7 +6,7 @@ use super::manifest::{self, FixtureOptions, RUN_LABEL};
 use super::{status_code, ClusterError};
 use crate::model::{Labels, PodRef, Topology, Via};
 use crate::probe::{Outcome, ProbeBatch, ProbeKind, ProbeResult, ProbeSpec, Series};
-use crate::runner::{Probed, Prober, ReadyRound, RunningSeries, SeriesPlan};
+use crate::runner::{Probed, Prober, ReadyRound, Resilience, RunningSeries, SeriesPlan};
 use crate::scenario::policies::{resolve_policy, NamespaceMap};
 use crate::scenario::profile::{Gateway, RouteKind};
 use crate::scenario::{ExpectedCell, Step};
@@ -18,11 +18,45 @@ use kube::api::{
 use kube::Api;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What a fixture had to do again because of the control plane (counters only grow; a step's
+/// share is the difference around it).
+#[derive(Debug, Clone, Default)]
+pub struct FixtureTally {
+    /// Retries of the fixture's own client.
+    pub api: super::ApiTally,
+    exec_replays: Arc<AtomicU64>,
+    pod_restarts: Arc<AtomicU64>,
+}
+
+impl FixtureTally {
+    pub fn snapshot(&self) -> Resilience {
+        Resilience {
+            api_retries: self.api.retries(),
+            exec_replays: self.exec_replays.load(Ordering::Relaxed),
+            pod_restarts: self.pod_restarts.load(Ordering::Relaxed),
+        }
+    }
+
+    fn exec_replayed(&self) {
+        self.exec_replays.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn pods_restarted(&self, n: usize) {
+        self.pod_restarts.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
 
 /// A live topology of one run.
 pub struct Fixture {
+    /// Restart counts as last seen.
+    restarts: Option<RestartWatch>,
     client: kube::Client,
+    /// Retries, replays and restarts seen, for the reports.
+    pub tally: FixtureTally,
     run: String,
     pub names: NamespaceMap,
     /// The scenario topology (logical names) with live pod addresses and current labels.
@@ -82,6 +116,7 @@ impl Fixture {
     /// (or `ready_timeout` passes, naming the pods that are not), and reads live addresses.
     pub async fn deploy(
         client: kube::Client,
+        tally: FixtureTally,
         plan: &Deployment<'_>,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Fixture, ClusterError> {
@@ -99,7 +134,9 @@ impl Fixture {
         let names =
             NamespaceMap::for_run(&tag, topology.namespaces.iter().map(|n| n.name.as_str()));
         let mut fixture = Fixture {
+            restarts: None,
             client: client.clone(),
+            tally,
             run: run.to_string(),
             names: names.clone(),
             topology: topology.clone(),
@@ -116,8 +153,7 @@ impl Fixture {
         for ns in &topology.namespaces {
             let real = names.real(&ns.name).to_string();
             let obj = manifest::namespace(&real, ns, run, opts);
-            ns_api
-                .create(&PostParams::default(), &obj)
+            create_ours(&ns_api, &obj, run)
                 .await
                 .map_err(|e| ClusterError::api(format!("creating namespace {real}"), e))?;
             fixture.namespaces.push(real);
@@ -128,8 +164,8 @@ impl Fixture {
             let manifest = manifest::pod(&real, pod, run, opts);
             let deadline = tokio::time::Instant::now() + super::SERVICE_ACCOUNT_WAIT;
             loop {
-                match api.create(&PostParams::default(), &manifest).await {
-                    Ok(_) => break,
+                match create_ours(&api, &manifest, run).await {
+                    Ok(()) => break,
                     Err(kube::Error::Api(s))
                         if super::is_service_account_race(&s)
                             && tokio::time::Instant::now() < deadline =>
@@ -146,7 +182,7 @@ impl Fixture {
             }
             if services {
                 let sapi: Api<Service> = Api::namespaced(client.clone(), &real);
-                sapi.create(&PostParams::default(), &manifest::service(&real, pod, run))
+                create_ours(&sapi, &manifest::service(&real, pod, run), run)
                     .await
                     .map_err(|e| {
                         ClusterError::api(format!("creating service {real}/{}", pod.id.name), e)
@@ -162,6 +198,20 @@ impl Fixture {
             }
         }
         fixture.wait_ready(ready_timeout, &mut progress).await?;
+        let watch = RestartWatch {
+            client: client.clone(),
+            run: run.to_string(),
+            namespaces: topology
+                .namespaces
+                .iter()
+                .map(|n| (names.real(&n.name).to_string(), n.name.clone()))
+                .collect(),
+            seen: Default::default(),
+            tally: fixture.tally.clone(),
+        };
+        // The first look records the counts the fixture starts with.
+        watch.restarted().await.map_err(ClusterError::NotReady)?;
+        fixture.restarts = Some(watch);
         if services {
             for pod in &topology.pods {
                 let real = names.real(&pod.id.namespace).to_string();
@@ -328,18 +378,16 @@ impl Fixture {
                             what: what(),
                             detail: e.to_string(),
                         })?;
-                api.create(&PostParams::default(), &obj)
+                create_ours(&api, &obj, run)
                     .await
-                    .map(|_| ())
                     .map_err(|e| ClusterError::api(what(), e))
             }
             _ => {
                 let api: Api<k8s_openapi::api::networking::v1::Ingress> =
                     Api::namespaced(self.client.clone(), real);
                 let obj = manifest::ingress(real, pod, run, host, g.ingress_class_name.as_deref());
-                api.create(&PostParams::default(), &obj)
+                create_ours(&api, &obj, run)
                     .await
-                    .map(|_| ())
                     .map_err(|e| ClusterError::api(what(), e))
             }
         }
@@ -895,49 +943,241 @@ impl Fixture {
         (batches, unprobed)
     }
 
-    /// Starts `netassay agent probe` for a source: over exec in its pod, or on this machine for
-    /// the outside vantage.
-    fn open_agent(
+    /// One batch per source pod, once.
+    async fn probe_once(
         &self,
-        from: &PodRef,
-    ) -> impl std::future::Future<Output = Result<AgentRun, String>> + Send + 'static {
-        let client = self.client.clone();
-        let namespace = self.names.real(&from.namespace).to_string();
-        let from = from.clone();
-        let outside = self.outside.clone();
-        async move {
-            if from.is_outside() {
-                let argv = outside.ok_or("no vantage point outside the cluster")?;
-                AgentRun::local(&argv, "outside the cluster".into())
-            } else {
-                AgentRun::exec(client, &namespace, &from.name, format!("in {from}")).await
+        cells: &[(usize, &ExpectedCell)],
+        by_index: &BTreeMap<usize, ExpectedCell>,
+    ) -> Vec<(usize, Probed)> {
+        let (batches, mut out) = self.batches(cells, None).await;
+        let runs = batches.into_iter().map(|b| {
+            run_source(
+                self.agent_opener(&b.from),
+                None,
+                b,
+                None,
+                self.tally.clone(),
+            )
+        });
+        for results in futures::future::join_all(runs).await {
+            out.extend(to_cells(by_index, results));
+        }
+        out
+    }
+
+    /// How to start `netassay agent probe` for a source: over exec in its pod, or on this
+    /// machine for the outside vantage.
+    fn agent_opener(&self, from: &PodRef) -> AgentOpener {
+        AgentOpener {
+            client: self.client.clone(),
+            namespace: self.names.real(&from.namespace).to_string(),
+            from: from.clone(),
+            outside: self.outside.clone(),
+        }
+    }
+}
+
+/// Starts agents for one source, as often as needed.
+#[derive(Clone)]
+struct AgentOpener {
+    client: kube::Client,
+    namespace: String,
+    from: PodRef,
+    outside: Option<Vec<String>>,
+}
+
+impl AgentOpener {
+    async fn open(&self) -> Result<AgentRun, String> {
+        if self.from.is_outside() {
+            let argv = self
+                .outside
+                .as_deref()
+                .ok_or("no vantage point outside the cluster")?;
+            AgentRun::local(argv, "outside the cluster".into())
+        } else {
+            AgentRun::exec(
+                self.client.clone(),
+                &self.namespace,
+                &self.from.name,
+                format!("in {}", self.from),
+            )
+            .await
+        }
+    }
+}
+
+/// Restart counts of a fixture's pods as last seen (DESIGN §6). A pod restarted while a round
+/// probed it (an OOM kill, an eviction: its server was down for a moment) says nothing about
+/// policy in that round, so the cells that involved it are probed again.
+#[derive(Clone)]
+struct RestartWatch {
+    client: kube::Client,
+    run: String,
+    /// (real, logical) namespace names.
+    namespaces: Vec<(String, String)>,
+    seen: Arc<std::sync::Mutex<BTreeMap<PodRef, i32>>>,
+    tally: FixtureTally,
+}
+
+/// How often one round re-probes after restarts before it leaves the rest to the step's rounds.
+const MAX_RESTART_REPROBES: usize = 3;
+/// How long a restarted pod may take to be ready again.
+const RESTART_READY_WAIT: Duration = Duration::from_secs(30);
+
+impl RestartWatch {
+    /// Every pod of the fixture with the sum of its containers' restart counts and whether it
+    /// is Ready.
+    async fn look(&self) -> Result<Vec<(PodRef, i32, bool)>, String> {
+        let mut out = Vec::new();
+        for (real, logical) in &self.namespaces {
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), real);
+            let pods = api
+                .list(&ListParams::default().labels(&format!("{RUN_LABEL}={}", self.run)))
+                .await
+                .map_err(|e| format!("listing pods in {real} to check for restarts: {e}"))?;
+            for p in pods {
+                let status = p.status.unwrap_or_default();
+                let restarts = status
+                    .container_statuses
+                    .iter()
+                    .flatten()
+                    .map(|c| c.restart_count)
+                    .sum();
+                let ready = status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
+                let name = p.metadata.name.unwrap_or_default();
+                out.push((PodRef::new(logical.clone(), name), restarts, ready));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Pods whose restart count went up since the last look (the first look only records).
+    async fn restarted(&self) -> Result<BTreeSet<PodRef>, String> {
+        let now = self.look().await?;
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let first = seen.is_empty();
+        let mut up = BTreeSet::new();
+        for (pod, restarts, _) in now {
+            let before = seen.insert(pod.clone(), restarts);
+            if !first && before.is_some_and(|b| restarts > b) {
+                up.insert(pod);
+            }
+        }
+        if !up.is_empty() {
+            self.tally.pods_restarted(up.len());
+        }
+        Ok(up)
+    }
+
+    /// Waits until every pod of `pods` is Ready again (or the wait is over).
+    async fn ready_again(&self, pods: &BTreeSet<PodRef>) {
+        let deadline = Instant::now() + RESTART_READY_WAIT;
+        while Instant::now() < deadline {
+            match self.look().await {
+                Ok(now) if now.iter().all(|(p, _, ready)| *ready || !pods.contains(p)) => return,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     }
 }
 
-/// Runs one source's batch to its end within its budget. An agent that never finishes (a lost
-/// stream, a stuck kubelet) must not hang the run: its probes become errors, which are retried
-/// and never count as verdicts.
+/// The cells (indices) of `cells` that involve one of `pods`, as source or destination.
+fn involving(cells: &BTreeMap<usize, ExpectedCell>, pods: &BTreeSet<PodRef>) -> Vec<usize> {
+    cells
+        .iter()
+        .filter(|(_, c)| pods.contains(&c.cell.from) || pods.contains(&c.cell.to))
+        .map(|(i, _)| *i)
+        .collect()
+}
+
+/// For a round or series that cannot re-probe by itself: the cells that involved a restarted
+/// pod get an error result after what they saw, so the step's rounds probe them again; what a
+/// restart made them see is never their verdict.
+async fn mark_restarted(
+    watch: &RestartWatch,
+    cells: &BTreeMap<usize, ExpectedCell>,
+    out: &mut Vec<(usize, Probed)>,
+) {
+    let (pods, why) = match watch.restarted().await {
+        Ok(p) if p.is_empty() => return,
+        Ok(p) => {
+            let names: Vec<String> = p.iter().map(PodRef::to_string).collect();
+            let why = format!(
+                "pod {} restarted while this was probed: probed again",
+                names.join(", ")
+            );
+            (p, why)
+        }
+        // Not knowing is not "no restart": every cell is probed again.
+        Err(e) => (cells.values().map(|c| c.cell.from.clone()).collect(), e),
+    };
+    for i in involving(cells, &pods) {
+        out.push((i, Probed::now(error_result(i.to_string(), why.clone()))));
+    }
+}
+
+/// How often a probe batch whose exec stream broke is run again.
+const MAX_EXEC_REPLAYS: u32 = 3;
+
+/// Runs one source's batch to its end within its budget. An agent whose stream breaks (an exec
+/// reset, an exec the API server refused) is replayed: a round's partial results are dropped and
+/// the whole batch runs again, so every result comes from one consistent run; a series keeps
+/// what it saw (each probe is timed on its own) and goes on until its deadline. An agent that
+/// never finishes (a stuck kubelet) must not hang the run: its probes become errors, which are
+/// retried and never count as verdicts.
 async fn run_source(
-    open: impl std::future::Future<Output = Result<AgentRun, String>>,
-    b: SourceBatch,
-    started: Option<tokio::sync::watch::Sender<bool>>,
+    opener: AgentOpener,
+    mut first: Option<Result<AgentRun, String>>,
+    mut b: SourceBatch,
+    mut started: Option<tokio::sync::watch::Sender<bool>>,
+    tally: FixtureTally,
 ) -> Vec<Probed> {
     let wanted: BTreeSet<String> = b.batch.probes.iter().map(|s| s.id.clone()).collect();
     let budget = b.budget;
-    let ran = tokio::time::timeout(budget, async { open.await?.run(&b.batch, started).await })
-        .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "agent probe in {} did not finish within {budget:?}",
-                b.from
-            ))
-        });
+    let series_end = b
+        .batch
+        .series
+        .map(|s| Instant::now() + Duration::from_millis(s.deadline_ms));
+    let mut kept: Vec<Probed> = Vec::new();
+    let mut replays = 0;
+    let ran = loop {
+        let agent = match first.take() {
+            Some(a) => a,
+            None => opener.open().await,
+        };
+        let batch = &b.batch;
+        let tx = started.take();
+        let ran = tokio::time::timeout(budget, async { agent?.run(batch, tx).await })
+            .await
+            .map_err(|_| format!("agent probe in {} did not finish within {budget:?}", b.from));
+        let broken = match &ran {
+            Ok(Ok(r)) => r.cut.is_some(),
+            Ok(Err(_)) => true,
+            // Stuck rather than broken: the rounds retry it.
+            Err(_) => false,
+        };
+        let left = series_end.map(|end| end.saturating_duration_since(Instant::now()));
+        if !broken || replays >= MAX_EXEC_REPLAYS || left.is_some_and(|l| l.is_zero()) {
+            break ran.and_then(|r| r);
+        }
+        replays += 1;
+        tally.exec_replayed();
+        if let (Ok(Ok(partial)), Some(left)) = (ran, left) {
+            kept.extend(partial.timed());
+            if let Some(series) = b.batch.series.as_mut() {
+                series.deadline_ms = (left.as_millis() as u64).max(1);
+            }
+        }
+        tokio::time::sleep(crate::cluster::retry::backoff(replays)).await;
+    };
     match ran {
         Ok(ran) => {
-            let mut got: Vec<Probed> = ran
-                .timed()
+            kept.extend(ran.timed());
+            let mut got: Vec<Probed> = kept
                 .into_iter()
                 .filter(|p| wanted.contains(&p.result.id))
                 .collect();
@@ -955,10 +1195,24 @@ async fn run_source(
             }
             got
         }
-        Err(e) => wanted
+        Err(e) if kept.is_empty() => wanted
             .into_iter()
             .map(|id| Probed::now(error_result(id, e.clone())))
             .collect(),
+        Err(e) => {
+            let seen: BTreeSet<String> = kept.iter().map(|p| p.result.id.clone()).collect();
+            let mut got: Vec<Probed> = kept
+                .into_iter()
+                .filter(|p| wanted.contains(&p.result.id))
+                .collect();
+            got.extend(
+                wanted
+                    .into_iter()
+                    .filter(|id| !seen.contains(id))
+                    .map(|id| Probed::now(error_result(id, e.clone()))),
+            );
+            got
+        }
     }
 }
 
@@ -984,6 +1238,7 @@ pub struct FixtureSeries {
     runs: Vec<tokio::task::JoinHandle<Vec<Probed>>>,
     cells: BTreeMap<usize, ExpectedCell>,
     unprobed: Vec<(usize, Probed)>,
+    restarts: Option<RestartWatch>,
 }
 
 impl Drop for FixtureSeries {
@@ -1001,26 +1256,35 @@ impl RunningSeries for FixtureSeries {
             let results = run.await.unwrap_or_default();
             out.extend(to_cells(&self.cells, results));
         }
+        if let Some(watch) = &self.restarts {
+            mark_restarted(watch, &self.cells, &mut out).await;
+        }
         out
     }
 }
 
 /// A round whose agents are started (one per source pod) and wait for their batch.
 pub struct FixtureRound {
-    agents: Vec<(SourceBatch, Result<AgentRun, String>)>,
+    agents: Vec<(AgentOpener, SourceBatch, Result<AgentRun, String>)>,
     cells: BTreeMap<usize, ExpectedCell>,
     unprobed: Vec<(usize, Probed)>,
+    tally: FixtureTally,
+    restarts: Option<RestartWatch>,
 }
 
 impl ReadyRound for FixtureRound {
     async fn run(self) -> Vec<(usize, Probed)> {
         let mut out = self.unprobed;
+        let tally = self.tally;
         let runs = self
             .agents
             .into_iter()
-            .map(|(b, agent)| run_source(async { agent }, b, None));
+            .map(|(opener, b, agent)| run_source(opener, Some(agent), b, None, tally.clone()));
         for results in futures::future::join_all(runs).await {
             out.extend(to_cells(&self.cells, results));
+        }
+        if let Some(watch) = &self.restarts {
+            mark_restarted(watch, &self.cells, &mut out).await;
         }
         out
     }
@@ -1037,33 +1301,56 @@ impl Prober for Fixture {
     async fn ready_round(&self, cells: &[(usize, &ExpectedCell)]) -> FixtureRound {
         let (batches, unprobed) = self.batches(cells, None).await;
         let opening = batches.into_iter().map(|b| {
-            let open = self.open_agent(&b.from);
+            let opener = self.agent_opener(&b.from);
             async move {
-                let agent = tokio::time::timeout(SERIES_START_WAIT, open)
+                let agent = tokio::time::timeout(SERIES_START_WAIT, opener.open())
                     .await
                     .unwrap_or_else(|_| {
                         Err(format!("agent probe in {} did not start in time", b.from))
                     });
-                (b, agent)
+                (opener, b, agent)
             }
         });
         FixtureRound {
             agents: futures::future::join_all(opening).await,
             cells: cells.iter().map(|(i, c)| (*i, (*c).clone())).collect(),
             unprobed,
+            tally: self.tally.clone(),
+            restarts: self.restarts.clone(),
         }
     }
 
     async fn probe(&self, cells: &[(usize, &ExpectedCell)]) -> Vec<(usize, Probed)> {
-        let (batches, mut out) = self.batches(cells, None).await;
-        let runs = batches
-            .into_iter()
-            .map(|b| run_source(self.open_agent(&b.from), b, None));
         let by_index: BTreeMap<usize, ExpectedCell> =
             cells.iter().map(|(i, c)| (*i, (*c).clone())).collect();
-        for results in futures::future::join_all(runs).await {
-            out.extend(to_cells(&by_index, results));
+        let mut out = self.probe_once(cells, &by_index).await;
+        let Some(watch) = &self.restarts else {
+            return out;
+        };
+        // A pod restarted meanwhile: what its cells saw is no evidence. They are probed again,
+        // once it is ready, a few times at most; then the step's rounds take over.
+        for _ in 0..MAX_RESTART_REPROBES {
+            let pods = match watch.restarted().await {
+                Ok(p) if p.is_empty() => return out,
+                Ok(p) => p,
+                Err(e) => {
+                    for (i, _) in cells {
+                        out.push((*i, Probed::now(error_result(i.to_string(), e.clone()))));
+                    }
+                    return out;
+                }
+            };
+            watch.ready_again(&pods).await;
+            let again: BTreeSet<usize> = involving(&by_index, &pods).into_iter().collect();
+            let cells_again: Vec<(usize, &ExpectedCell)> = cells
+                .iter()
+                .filter(|(i, _)| again.contains(i))
+                .copied()
+                .collect();
+            out.retain(|(i, _)| !again.contains(i));
+            out.extend(self.probe_once(&cells_again, &by_index).await);
         }
+        mark_restarted(watch, &by_index, &mut out).await;
         out
     }
 
@@ -1082,7 +1369,13 @@ impl Prober for Fixture {
                     // Err: the sender is gone, the agent failed before its clock started.
                     let _ = rx.wait_for(|s| *s).await;
                 });
-                tokio::spawn(run_source(self.open_agent(&b.from), b, Some(tx)))
+                tokio::spawn(run_source(
+                    self.agent_opener(&b.from),
+                    None,
+                    b,
+                    Some(tx),
+                    self.tally.clone(),
+                ))
             })
             .collect();
         // Every agent's clock runs (or it failed) before the step goes on.
@@ -1091,7 +1384,37 @@ impl Prober for Fixture {
             runs,
             cells: cells.iter().map(|(i, c)| (*i, (*c).clone())).collect(),
             unprobed,
+            restarts: self.restarts.clone(),
         }
+    }
+}
+
+/// Creates `obj`. A create is retried when its answer never came (see `retry`), so an
+/// "AlreadyExists" for an object of this very run is the first attempt having gone through:
+/// success. Anyone else's object of that name stays an error.
+async fn create_ours<K>(api: &Api<K>, obj: &K, run: &str) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => Ok(()),
+        Err(e) if status_code(&e) == Some(409) => {
+            let name = obj.meta().name.clone().unwrap_or_default();
+            let ours = api.get_opt(&name).await?.is_some_and(|current| {
+                current
+                    .meta()
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(RUN_LABEL))
+                    .is_some_and(|r| r == run)
+            });
+            if ours {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -9,11 +9,13 @@ pub mod fixture;
 pub mod inventory;
 pub mod lock;
 pub mod manifest;
+pub mod retry;
 
 use std::path::Path;
 use thiserror::Error;
 
 pub use fixture::Fixture;
+pub use retry::{client_with_retries, ApiTally};
 
 #[derive(Debug, Error)]
 pub enum ClusterError {
@@ -64,11 +66,22 @@ pub fn is_service_account_race(status: &kube::core::Status) -> bool {
 pub const SERVICE_ACCOUNT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Connects with a kubeconfig file (or the usual discovery: $KUBECONFIG, ~/.kube/config,
-/// in-cluster) and an optional context.
+/// in-cluster) and an optional context. Requests are retried (see [`retry`]).
 pub async fn connect(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
 ) -> Result<kube::Client, ClusterError> {
+    let config = load_config(kubeconfig, context).await?;
+    client_with_retries(config, &ApiTally::default())
+        .map_err(|e| ClusterError::api("building the client", e))
+}
+
+/// The client configuration from a kubeconfig file (or the usual discovery) and a context; each
+/// fixture builds a client of its own from it, to count its own retries.
+pub async fn load_config(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<kube::Config, ClusterError> {
     // kube is built on ring; a process may have no default crypto provider yet.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let options = kube::config::KubeConfigOptions {
@@ -90,7 +103,7 @@ pub async fn connect(
             .await
             .map_err(|e| ClusterError::Kubeconfig(e.to_string()))?,
     };
-    kube::Client::try_from(config).map_err(|e| ClusterError::api("building the client", e))
+    Ok(config)
 }
 
 /// A short random run id: lowercase hex, valid in names and labels.

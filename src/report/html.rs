@@ -205,6 +205,19 @@ fn summary(out: &mut String, report: &RunReport) {
         c.scenarios[ScenarioVerdict::Incomplete as usize],
         c.no_evidence,
     );
+    let mut tried = crate::runner::Resilience::default();
+    for o in &report.scenarios {
+        tried.add(&o.resilience());
+    }
+    if !tried.is_quiet() {
+        let _ = writeln!(
+            out,
+            "<p class=\"meta\" id=\"resilience\">The control plane made netassay try again: {}. \
+             Retried requests, replayed probe batches and cells re-probed after a pod restart are \
+             never a verdict; each step below says what it needed.</p>",
+            esc(&tried.summary())
+        );
+    }
     out.push_str("<div class=\"cards\">");
     let mut card = |n: usize, label: &str, tone: &str| {
         let tone = if n == 0 { "" } else { tone };
@@ -416,12 +429,20 @@ fn step(out: &mut String, s: &StepOutcome) {
     };
     let _ = writeln!(
         out,
-        "<div class=\"step\" data-verdict=\"{}\"><h3>{badge}{}</h3><div class=\"meta\">{} · time to enforce: {} · {} round(s)</div>",
+        "<div class=\"step\" data-verdict=\"{}\"><h3>{badge}{}</h3><div class=\"meta\">{} · time to enforce: {} · {} round(s){}</div>",
         v.as_str(),
         esc(&s.name),
         esc(&parts.join(", ")),
         esc(&table::time_to_enforce(r)),
-        r.rounds
+        r.rounds,
+        if r.resilience.is_quiet() {
+            String::new()
+        } else {
+            format!(
+                " · <span class=\"retries\">tried again: {}</span>",
+                esc(&r.resilience.summary())
+            )
+        }
     );
     if let Some(inv) = &s.inventory {
         for e in &inv.exposures {

@@ -48,6 +48,13 @@ pub fn render(report: &RunReport) -> serde_json::Result<String> {
             "failed": count(ScenarioVerdict::Failed),
             "incomplete": count(ScenarioVerdict::Incomplete),
             "time_to_enforce": stats,
+            "resilience": report.scenarios.iter().fold(
+                crate::runner::Resilience::default(),
+                |mut t, o| {
+                    t.add(&o.resilience());
+                    t
+                },
+            ),
         },
         "environment": report.environment,
         "statements": super::statements::k8tre(report),

@@ -412,6 +412,7 @@ pub(crate) mod fixtures {
             time_to_enforce_resolution: Some(Duration::from_millis(50)),
             changed_cells: 1,
             rounds: 2,
+            resilience: Default::default(),
         }
     }
 

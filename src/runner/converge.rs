@@ -386,6 +386,8 @@ pub async fn run_step<P: Prober>(
         time_to_enforce_resolution: step.map(|e| e.resolution),
         changed_cells: series.len(),
         rounds: round,
+        // The prober's counters are read around the step by whoever knows the prober.
+        resilience: Default::default(),
     }
 }
 

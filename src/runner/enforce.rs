@@ -186,6 +186,7 @@ mod tests {
             time_to_enforce_resolution: tte.map(|_| Duration::from_millis(50)),
             changed_cells: changed,
             rounds: 1,
+            resilience: Default::default(),
         };
         let steps = [
             step(Some(300), 3),

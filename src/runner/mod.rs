@@ -10,4 +10,4 @@ pub mod suite;
 pub use converge::{
     begin_step, run_step, Judging, Probed, Prober, ReadyRound, RunningSeries, SeriesPlan,
 };
-pub use result::{Attempt, CellResult, CellStatus, StepResult};
+pub use result::{Attempt, CellResult, CellStatus, Resilience, StepResult};

@@ -99,6 +99,64 @@ pub struct StepResult {
     /// Judged cells whose verdict this step changes (probed as a series).
     pub changed_cells: usize,
     pub rounds: u32,
+    /// What the control plane made netassay do again during this step.
+    pub resilience: Resilience,
+}
+
+/// What a hostile control plane cost a step (DESIGN §6): nothing of it ever becomes a verdict,
+/// but a report shows how much was retried.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Resilience {
+    /// API requests retried (429, 5xx, timeouts).
+    pub api_retries: u64,
+    /// Probe batches run again because their exec stream broke.
+    pub exec_replays: u64,
+    /// Probe pods seen restarted; the cells that involved them in that round were probed again.
+    pub pod_restarts: u64,
+}
+
+impl Resilience {
+    /// What happened between `before` and `self` (counters only grow).
+    pub fn since(&self, before: &Resilience) -> Resilience {
+        Resilience {
+            api_retries: self.api_retries.saturating_sub(before.api_retries),
+            exec_replays: self.exec_replays.saturating_sub(before.exec_replays),
+            pod_restarts: self.pod_restarts.saturating_sub(before.pod_restarts),
+        }
+    }
+
+    pub fn add(&mut self, other: &Resilience) {
+        self.api_retries += other.api_retries;
+        self.exec_replays += other.exec_replays;
+        self.pod_restarts += other.pod_restarts;
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        *self == Resilience::default()
+    }
+
+    /// The sum over `steps`.
+    pub fn total<'a>(steps: impl IntoIterator<Item = &'a StepResult>) -> Resilience {
+        let mut t = Resilience::default();
+        for s in steps {
+            t.add(&s.resilience);
+        }
+        t
+    }
+
+    /// `3 API retries, 1 exec replay`; empty when nothing happened.
+    pub fn summary(&self) -> String {
+        [
+            (self.api_retries, "API retry", "API retries"),
+            (self.exec_replays, "exec replay", "exec replays"),
+            (self.pod_restarts, "pod restart seen", "pod restarts seen"),
+        ]
+        .into_iter()
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, one, many)| format!("{n} {}", if n == 1 { one } else { many }))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
 }
 
 fn ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {

@@ -3,7 +3,7 @@
 
 use super::converge::{begin_step, run_step, Judging};
 use super::result::{CellStatus, StepResult};
-use crate::cluster::fixture::{Deployment, Fixture, RejectCheck};
+use crate::cluster::fixture::{Deployment, Fixture, FixtureTally, RejectCheck};
 use crate::cluster::manifest::FixtureOptions;
 use crate::cluster::ClusterError;
 use crate::model::{Topology, Verdict, Via};
@@ -127,6 +127,15 @@ impl ScenarioOutcome {
             .map(|s| s.result.count(CellStatus::Error))
             .sum()
     }
+
+    /// What the control plane made this scenario do again, baseline included.
+    pub fn resilience(&self) -> crate::runner::Resilience {
+        crate::runner::Resilience::total(
+            self.baseline
+                .iter()
+                .chain(self.steps.iter().map(|s| &s.result)),
+        )
+    }
 }
 
 /// The least time the baseline step may take to agree.
@@ -231,6 +240,8 @@ fn baseline_cells(t: &Topology) -> Vec<ExpectedCell> {
 /// Fixtures alive in the run, reused by topology.
 pub struct Pool {
     client: kube::Client,
+    /// Where each fixture's own client comes from; `None`: fixtures share `client`.
+    client_config: Option<kube::Config>,
     run: String,
     opts: SuiteOptions,
     idle: Mutex<Vec<(String, Fixture)>>,
@@ -249,6 +260,7 @@ impl Pool {
     ) -> Self {
         Pool {
             client,
+            client_config: None,
             run: run.to_string(),
             opts,
             idle: Mutex::new(Vec::new()),
@@ -256,6 +268,12 @@ impl Pool {
             next_id: Mutex::new(0),
             log,
         }
+    }
+
+    /// Fixtures get clients of their own from `config` (with retries counted per fixture).
+    pub fn with_client_config(mut self, config: kube::Config) -> Self {
+        self.client_config = Some(config);
+        self
     }
 
     fn take_idle(&self, k: &str) -> Option<Fixture> {
@@ -347,7 +365,23 @@ impl Pool {
                         log(format!("{name}: pods ready {ready}/{total}"));
                     }
                 };
-                match Fixture::deploy(self.client.clone(), &plan, progress).await {
+                // A client per fixture, so each step's API retries can be told apart.
+                let tally = FixtureTally::default();
+                let client = match &self.client_config {
+                    Some(config) => {
+                        match crate::cluster::client_with_retries(config.clone(), &tally.api) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                outcome.environment = Some(EnvironmentProblem {
+                                    what: format!("building a client for the fixture: {e}"),
+                                });
+                                return outcome;
+                            }
+                        }
+                    }
+                    None => self.client.clone(),
+                };
+                match Fixture::deploy(client, tally, &plan, progress).await {
                     Ok(f) => f,
                     Err(e) => {
                         outcome.environment = Some(EnvironmentProblem {
@@ -390,8 +424,10 @@ impl Pool {
             judge_loopback: self.opts.judging.judge_loopback || intent,
             ..self.opts.judging.clone()
         };
+        let before = fixture.tally.snapshot();
         let none = begin_step(fixture, &baseline, &[], &judging).await;
-        let b = run_step(fixture, &baseline, &judging, none, Instant::now()).await;
+        let mut b = run_step(fixture, &baseline, &judging, none, Instant::now()).await;
+        b.resilience = fixture.tally.snapshot().since(&before);
         // Unreachable pods mean a broken fixture (environment); connectivity that comes and goes
         // with no policy at all is the dataplane's fault and is judged like any other step.
         let bad: Vec<String> = b
@@ -442,6 +478,7 @@ impl Pool {
             let before = k.checked_sub(1).and_then(|b| plans.get(b));
             let changed = changed_cells(s.mode, before, fixture.original_topology(), plan);
             // The changed cells' series runs while the changes are made (dropped on error).
+            let before = fixture.tally.snapshot();
             let begun = begin_step(fixture, &plan.cells, &changed, &self.opts.judging).await;
             let applied = fixture.apply_step(step).await?;
             (self.log)(format!(
@@ -459,6 +496,7 @@ impl Pool {
                 applied.accepted,
             )
             .await;
+            result.resilience = fixture.tally.snapshot().since(&before);
             if s.mode == crate::scenario::Mode::Oracle {
                 for c in result.cells.iter_mut().filter(|c| c.status.is_failure()) {
                     c.explanation = plan.explain(&c.expected.cell).map(|e| e.summary());

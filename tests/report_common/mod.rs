@@ -94,6 +94,7 @@ fn step(name: &str, cells: Vec<CellResult>, tte_ms: Option<u64>) -> StepOutcome 
             time_to_enforce_resolution: tte_ms.map(|_| Duration::from_millis(50)),
             changed_cells: 0,
             rounds: 3,
+            resilience: Default::default(),
         },
         rejects: vec![],
         inventory: None,
