@@ -272,6 +272,14 @@ fn kubectl_works_against_sandbox_up() {
     assert!(svc[2].starts_with("10.96."), "{services}");
     assert_eq!((svc[3].as_str(), svc[4].as_str()), ("<none>", "80/TCP"));
     assert_eq!(svc[6], "app=web");
+    // The cluster DNS Service the sandbox creates for itself.
+    let all = k.ok(&["get", "services", "-A"]);
+    let dns = row(&all, "kube-system");
+    assert_eq!(
+        (dns[1].as_str(), dns[3].as_str(), dns[5].as_str()),
+        ("kube-dns", "10.96.0.10", "53/UDP,53/TCP"),
+        "{all}"
+    );
     let namespaces = k.ok(&["get", "namespaces"]);
     assert_eq!(header(&namespaces), ["NAME", "STATUS", "AGE"]);
     assert_eq!(row(&namespaces, "demo")[1], "Active");
@@ -325,8 +333,16 @@ fn kubectl_works_against_sandbox_up() {
         version.trim(),
         format!("netassay {}", env!("CARGO_PKG_VERSION"))
     );
+    let described = k.ok(&["describe", "pod", "web", "-n", "demo"]);
+    assert!(described.contains("tier=db"), "{described}");
     let logs = k.ok(&["logs", "-n", "demo", "web"]);
     assert!(logs.contains("demo/web ready on tcp:80"), "{logs}");
+    let dns = k.ok(&["logs", "-n", "kube-system", "coredns"]);
+    assert!(dns.contains("netassay agent dns: ready"), "{dns}");
+    let last = k.ok(&["logs", "-n", "kube-system", "coredns", "--tail=1"]);
+    assert_eq!(last.lines().count(), 1, "{last}");
+    let missing = k.fails(&["logs", "-n", "demo", "nobody"]);
+    assert!(missing.contains("NotFound"), "{missing}");
     let refused = k.fails(&["logs", "-n", "demo", "bb"]);
     assert!(
         refused.contains("is waiting to start: ErrImagePull"),

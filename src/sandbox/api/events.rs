@@ -8,7 +8,7 @@ use super::status::ApiError;
 use super::store::{now, Key, Kind, Store};
 use super::table;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::Json;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -204,7 +204,6 @@ pub(crate) async fn list_v1(
     State(s): AppState,
     Path(p): PathParams,
     uri: Uri,
-    _headers: HeaderMap,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let params = Params::from_uri(&uri)?;
     if params.flag("watch") {

@@ -58,13 +58,13 @@ pub(crate) trait Kind:
     /// preset's policies.
     fn stored(_store: &mut Store, _obj: &Self) {}
 
-    /// Server-side Table columns (what kubectl get prints); empty: no Table, and kubectl prints
-    /// NAME and AGE itself.
-    const COLUMNS: &'static [super::table::Column] = &[];
+    /// Server-side Table columns (what kubectl get prints); kinds without a printer of their
+    /// own get NAME and AGE, as upstream gives custom resources without printer columns.
+    const COLUMNS: &'static [super::table::Column] = super::table::DEFAULT_COLUMNS;
 
     /// The Table cells of this object, one per column.
-    fn cells(&self, _now: k8s_openapi::jiff::Timestamp) -> Vec<String> {
-        Vec::new()
+    fn cells(&self, now: k8s_openapi::jiff::Timestamp) -> Vec<String> {
+        super::table::default_cells(self.metadata(), now)
     }
 
     /// A field label's value for `fieldSelector` ("" when unset).
