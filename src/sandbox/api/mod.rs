@@ -40,7 +40,7 @@
 mod access;
 mod admission;
 mod discovery;
-mod events;
+pub(crate) mod events;
 pub(crate) mod exec;
 pub(crate) mod exposure;
 pub mod gateway_api;

@@ -88,6 +88,7 @@ pub(crate) struct Preconditions {
 pub(crate) struct Store {
     revision: u64,
     rng: u64,
+    last_event_nanos: u64,
     pub(crate) node: NodeInfo,
     pub(crate) namespaces: BTreeMap<Key, Namespace>,
     pub(crate) pods: BTreeMap<Key, Pod>,
@@ -180,6 +181,7 @@ impl Store {
         let mut store = Store {
             revision: 1,
             rng: seed,
+            last_event_nanos: 0,
             node,
             namespaces: BTreeMap::new(),
             pods: BTreeMap::new(),
@@ -239,8 +241,15 @@ impl Store {
     }
 
     /// The suffix of an event's name (`<object>.<16 hex digits>`, as upstream's recorders do).
+    /// An event name's suffix as a kubelet's event recorder makes it: the time in nanoseconds,
+    /// in hex, so that a pod's events list (and `kubectl describe` shows them) in the order
+    /// they happened.
     pub fn next_event_suffix(&mut self) -> String {
-        format!("{:016x}", self.next_random())
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.last_event_nanos = nanos.max(self.last_event_nanos + 1);
+        format!("{:x}", self.last_event_nanos)
     }
 
     /// The five-character suffix the API server appends to `generateName`.
