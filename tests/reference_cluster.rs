@@ -675,17 +675,18 @@ fn kubectl_script_prints_the_same_on_both_backends() {
         let transcript = kubectl_common::script::run_script(&k, &manifests);
         eprintln!("{backend}: the script took {:?}", started.elapsed());
         let status = up.stop();
-        assert!(status.success(), "sandbox up ({backend}) exited with {status}");
+        assert!(
+            status.success(),
+            "sandbox up ({backend}) exited with {status}"
+        );
         transcript
     };
     let emulator = run_on("emulator");
     let kubernetes = run_on("kubernetes");
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kubectl-script");
-    if let Err(diff) = kubectl_common::script::compare(
-        &out,
-        ("emulator", &emulator),
-        ("kubernetes", &kubernetes),
-    ) {
+    if let Err(diff) =
+        kubectl_common::script::compare(&out, ("emulator", &emulator), ("kubernetes", &kubernetes))
+    {
         panic!(
             "kubectl prints differently against the emulator and the reference cluster \
              (normalised transcripts in {}):\n{diff}",

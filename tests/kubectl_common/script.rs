@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 pub const NAMESPACE: &str = "demo";
 
 /// A pod running netassay's agent (the one image the sandbox runs), listening on a named port.
-pub const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: demo, labels: {app: web}}\n\
+pub const POD: &str =
+    "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: demo, labels: {app: web}}\n\
 spec:\n  containers:\n  - name: agent\n    image: netassay:sandbox\n    \
 command: [netassay, agent, serve, --identity, demo/web, --listen, 'tcp:80']\n    \
 ports: [{containerPort: 80, name: web}]\n";
@@ -61,7 +62,10 @@ pub enum Action {
     },
     /// Poll `args` (not recorded) until its stdout is `want`, for at most 60 s. The emulator
     /// serves no watch, so the script cannot use `kubectl wait`.
-    Until { args: Vec<String>, want: &'static str },
+    Until {
+        args: Vec<String>,
+        want: &'static str,
+    },
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -276,6 +280,18 @@ impl Transcript {
     }
 
     fn view(&self, record: &Record, content: &str) -> String {
+        if record.view == View::Yaml && !content.trim().is_empty() {
+            // Names are replaced in the parsed values: `{node}` would read as a YAML mapping.
+            let mut value: Value = serde_saphyr::from_str(content)
+                .unwrap_or_else(|e| panic!("`{}` printed no YAML: {e}", record.command));
+            self.normalise_value(&mut value);
+            for (command, path, _) in KNOWN_YAML_DIFFERENCES {
+                if record.command.contains(command) {
+                    remove_path(&mut value, path);
+                }
+            }
+            return serde_json::to_string_pretty(&value).expect("JSON") + "\n";
+        }
         let content = self.replace_names(content);
         match record.view {
             View::Text => normalise(&content),
@@ -286,17 +302,6 @@ impl Transcript {
                     lines[1..].sort();
                 }
                 lines.iter().map(|l| format!("{l}\n")).collect()
-            }
-            View::Yaml if !content.trim().is_empty() => {
-                let mut value: Value = serde_saphyr::from_str(&content)
-                    .unwrap_or_else(|e| panic!("`{}` printed no YAML: {e}", record.command));
-                normalise_value(&mut value);
-                for (command, path, _) in KNOWN_YAML_DIFFERENCES {
-                    if record.command.contains(command) {
-                        remove_path(&mut value, path);
-                    }
-                }
-                serde_json::to_string_pretty(&value).expect("JSON") + "\n"
             }
             View::Yaml => normalise(&content),
             View::Responses(status) => content
@@ -309,6 +314,27 @@ impl Transcript {
                     normalise(l)
                 })
                 .collect(),
+        }
+    }
+
+    /// Normalises parsed YAML: names and [`normalise_words`] in every string, every
+    /// resourceVersion, and nulls dropped (to the API an explicit null and an absent field are
+    /// the same: Go's encoder writes `lastProbeTime: null` where k8s-openapi leaves it out).
+    fn normalise_value(&self, value: &mut Value) {
+        match value {
+            Value::String(s) => *s = normalise_words(&self.replace_names(s)),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.normalise_value(v)),
+            Value::Object(map) => {
+                map.retain(|_, v| !v.is_null());
+                for (key, inner) in map.iter_mut() {
+                    if key == "resourceVersion" {
+                        *inner = Value::String("<resourceVersion>".into());
+                    } else {
+                        self.normalise_value(inner);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -399,12 +425,20 @@ pub fn run_script(k: &Kubectl, dir: &Path) -> Transcript {
         }
     }
     let node = k.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let version: Value =
+        serde_json::from_str(&k.ok(&["version", "-o", "json"])).expect("kubectl version JSON");
+    let server_version = version["serverVersion"]["gitVersion"]
+        .as_str()
+        .expect("a server version")
+        .to_string();
     Transcript {
         records,
         names: vec![
             (dir_text, "{dir}"),
             (k.kubeconfig.to_string_lossy().into_owned(), "{kubeconfig}"),
             (node, "{node}"),
+            // The control planes' versions differ (the emulator says which API it emulates).
+            (server_version, "{server-version}"),
         ],
     }
 }
@@ -421,7 +455,23 @@ pub const KNOWN_YAML_DIFFERENCES: &[(&str, &str, &str)] = &[(
 /// Known differences in text output: (a part of the step's command, the stream, a part of the
 /// lines to drop, why). Both transcripts lose the lines, so a difference that goes away needs no
 /// change here, but each one left must still be explained.
-pub const KNOWN_LINE_DIFFERENCES: &[(&str, &str, &str, &str)] = &[];
+pub const KNOWN_LINE_DIFFERENCES: &[(&str, &str, &str, &str)] = &[
+    (
+        "get namespaces",
+        "stdout",
+        "netassay  Active",
+        "the reference cluster applies manifests/rbac.yaml (namespace `netassay` with netassay's \
+         ServiceAccount) so that runs use exactly that identity; the emulator has one user and no \
+         RBAC, so no such namespace",
+    ),
+    (
+        "auth whoami",
+        "stdout",
+        "authentication.kubernetes.io/credential-id",
+        "kube-apiserver authenticates the admin by an X.509 client certificate and names that \
+         credential; the emulator listens on loopback only and authenticates no one",
+    ),
+];
 
 fn drop_known(command: &str, stream: &str, content: &str) -> String {
     let known: Vec<&str> = KNOWN_LINE_DIFFERENCES
@@ -464,23 +514,6 @@ fn remove_path(value: &mut Value, path: &str) {
     go(value, &parts);
 }
 
-fn normalise_value(value: &mut Value) {
-    match value {
-        Value::String(s) => *s = normalise_words(s),
-        Value::Array(items) => items.iter_mut().for_each(normalise_value),
-        Value::Object(map) => {
-            for (key, inner) in map.iter_mut() {
-                if key == "resourceVersion" {
-                    *inner = Value::String("<resourceVersion>".into());
-                } else {
-                    normalise_value(inner);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
 /// Normalises text: runs of two or more spaces become two (column widths follow the values),
 /// trailing spaces go, and [`normalise_words`] on each line.
 pub fn normalise(text: &str) -> String {
@@ -520,14 +553,53 @@ pub fn normalise_words(line: &str) -> String {
             continue;
         }
         let w = words[i];
-        if is_age(w) {
+        // "for 300s" (a toleration) is a setting, not an age.
+        if is_age(w) && (i == 0 || words[i - 1] != "for") {
             out.push("<age>".into());
         } else {
             out.push(replace_tokens(w));
         }
         i += 1;
     }
-    out.join(" ")
+    let line = out.join(" ");
+    // The API server's URL: the emulator serves plain HTTP on loopback, kube-apiserver HTTPS.
+    let line = line
+        .replace("https://<apiserver>", "{api}")
+        .replace("http://<apiserver>", "{api}");
+    generated_suffixes(&instance_folders(&line), "kube-api-access-", 5)
+}
+
+/// `<prefix><n random characters>`, as the API server names generated objects.
+fn generated_suffixes(line: &str, prefix: &str, n: usize) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(at) = rest.find(prefix) {
+        out.push_str(&rest[..at + prefix.len()]);
+        rest = &rest[at + prefix.len()..];
+        let suffix = rest.bytes().take_while(u8::is_ascii_alphanumeric).count();
+        if suffix == n {
+            out.push_str("{suffix}");
+            rest = &rest[n..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `/run/netassay/<instance>/...`: each sandbox's folder has its instance prefix.
+fn instance_folders(line: &str) -> String {
+    const RUN: &str = "/run/netassay/";
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(at) = rest.find(RUN) {
+        out.push_str(&rest[..at + RUN.len()]);
+        rest = &rest[at + RUN.len()..];
+        let end = rest.find(['/', ' ']).unwrap_or(rest.len());
+        out.push_str("{instance}");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn is_age(word: &str) -> bool {
@@ -652,7 +724,12 @@ fn address_at(b: &[u8]) -> Option<(usize, &'static str)> {
             i += 1;
         }
         (i > start && i - start <= 3).then_some(())?;
-        octets.push(std::str::from_utf8(&b[start..i]).ok()?.parse::<u16>().ok()?);
+        octets.push(
+            std::str::from_utf8(&b[start..i])
+                .ok()?
+                .parse::<u16>()
+                .ok()?,
+        );
     }
     if b.get(i).is_some_and(|c| c.is_ascii_digit() || *c == b'.') {
         return None;

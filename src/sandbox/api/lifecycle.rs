@@ -76,6 +76,9 @@ pub(crate) fn mark_running(status: &mut PodStatus, ip: IpAddr, containers: &[(St
     status.pod_ips = Some(vec![PodIP { ip: ip.to_string() }]);
     status.start_time = Some(started.clone());
     let names: Vec<String> = containers.iter().map(|(n, _)| n.clone()).collect();
+    // Bound to the node before it starts (the emulator's admission, or the node agent's
+    // binding, whose condition its status patch would otherwise replace).
+    set_condition(status, "PodScheduled", true, None, None);
     set_condition(status, "PodReadyToStartContainers", true, None, None);
     set_condition(status, "Initialized", true, None, None);
     set_condition(
@@ -102,6 +105,7 @@ pub(crate) fn mark_running(status: &mut PodStatus, ip: IpAddr, containers: &[(St
                 ready: false,
                 started: Some(true),
                 restart_count: 0,
+                last_state: Some(ContainerState::default()),
                 state: Some(ContainerState {
                     running: Some(ContainerStateRunning {
                         started_at: Some(started.clone()),
@@ -161,7 +165,11 @@ pub(crate) fn image_problem(image: &str) -> Option<String> {
 
 /// A pod whose image cannot run: Pending, its containers waiting in `ErrImagePull`, as a kubelet
 /// reports an image it cannot pull.
-pub(crate) fn mark_image_unavailable(status: &mut PodStatus, containers: &[(String, String)], why: &str) {
+pub(crate) fn mark_image_unavailable(
+    status: &mut PodStatus,
+    containers: &[(String, String)],
+    why: &str,
+) {
     status.phase = Some("Pending".to_string());
     let names: Vec<String> = containers.iter().map(|(n, _)| n.clone()).collect();
     set_condition(status, "PodScheduled", true, None, None);
@@ -185,6 +193,7 @@ pub(crate) fn mark_image_unavailable(status: &mut PodStatus, containers: &[(Stri
                 ready: false,
                 started: Some(false),
                 restart_count: 0,
+                last_state: Some(ContainerState::default()),
                 state: Some(ContainerState {
                     waiting: Some(ContainerStateWaiting {
                         reason: Some("ErrImagePull".to_string()),

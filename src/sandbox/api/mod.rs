@@ -39,7 +39,7 @@
 
 mod access;
 mod admission;
-mod discovery;
+pub(crate) mod discovery;
 pub(crate) mod events;
 pub(crate) mod exec;
 pub(crate) mod exposure;

@@ -205,6 +205,23 @@ impl Store {
             // Cannot fail: the names are valid and the store is empty.
             let _ = store.create("", ns, false);
         }
+        // The `kubernetes` Service, as kube-apiserver keeps it: the API at 10.96.0.1:443 (no
+        // selector; the emulator has no endpoints, and sandbox pods never call the API).
+        let kubernetes: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"component": "apiserver", "provider": "kubernetes"},
+            },
+            "spec": {
+                "clusterIP": crate::sandbox::system::KUBERNETES_SERVICE_IP.to_string(),
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443}],
+            },
+        }))
+        .expect("a well-formed Service");
+        if let Err(e) = store.create("default", kubernetes, false) {
+            eprintln!("netassay sandbox API: the kubernetes Service: {e:?}");
+        }
         store
     }
 
@@ -662,7 +679,19 @@ impl Store {
             })
             .collect();
         let pods = self.pods.values().map(pod_state).collect();
-        let services = self.services.values().filter_map(service_state).collect();
+        // A Service without a selector (the `kubernetes` Service) has no endpoints the node
+        // programs, as the reference cluster's node agent does it.
+        let services = self
+            .services
+            .values()
+            .filter(|s| {
+                s.spec
+                    .as_ref()
+                    .and_then(|spec| spec.selector.as_ref())
+                    .is_some_and(|sel| !sel.is_empty())
+            })
+            .filter_map(service_state)
+            .collect();
         let gateway_routes = system::gateway_routes(
             self.http_routes.values(),
             self.ingresses.values(),

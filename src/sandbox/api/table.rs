@@ -602,7 +602,12 @@ pub(crate) fn node_cells(node: &Value, now: Timestamp) -> Vec<String> {
         address("InternalIP"),
         address("ExternalIP"),
         unknown(&info["osImage"]),
-        unknown(&info["kernelVersion"]),
+        // kube-apiserver's printer adds the architecture to the kernel.
+        match (text(&info["kernelVersion"]), text(&info["architecture"])) {
+            (kernel, _) if kernel.is_empty() => "<unknown>".into(),
+            (kernel, arch) if arch.is_empty() => kernel,
+            (kernel, arch) => format!("{kernel} ({arch})"),
+        },
         unknown(&info["containerRuntimeVersion"]),
     ]
 }

@@ -15,9 +15,12 @@ pub mod api_relay;
 pub mod components;
 pub mod kubelet;
 
+use crate::sandbox::api::discovery::{
+    container_runtime_version, go_arch, kernel_version, OS_IMAGE,
+};
+use crate::sandbox::api::events::pod_event;
 use crate::sandbox::api::exposure::gateway_status_at;
 use crate::sandbox::api::gateway_api::{Gateway, HttpRoute};
-use crate::sandbox::api::events::pod_event;
 use crate::sandbox::api::lifecycle::{
     containers, dataplane_spec, failed_event, image_refused_events, mark_failed,
     mark_image_unavailable, mark_ready, mark_running, refused_images, scheduled_event,
@@ -192,10 +195,25 @@ impl NodeAgent {
     pub async fn start(options: NodeOptions) -> Result<NodeAgent, NodeError> {
         let node_info = options.dataplane.node();
         let (stop, stopping) = watch::channel(false);
+        // The kubelet endpoint starts first (the Node names its port); it reads the pods the
+        // agent mirrors once the agent exists.
+        let agent: Arc<std::sync::OnceLock<std::sync::Weak<Shared>>> = Arc::default();
+        let waiting: kubelet::ContainerWaiting = {
+            let agent = agent.clone();
+            Arc::new(move |namespace: &str, pod: &str, container: &str| {
+                let shared = agent.get()?.upgrade()?;
+                let objects = lock(&shared.objects);
+                let pod = objects
+                    .pods
+                    .get(&(namespace.to_string(), pod.to_string()))?;
+                container_waiting(pod, container)
+            })
+        };
         let kubelet = kubelet::KubeletServer::start(
             &options.tls,
             options.dataplane.clone(),
             options.logs.clone(),
+            waiting,
         )
         .await?;
         let shared = Arc::new(Shared {
@@ -212,6 +230,7 @@ impl NodeAgent {
             errors: Mutex::new(Vec::new()),
             stopping,
         });
+        let _ = agent.set(Arc::downgrade(&shared));
         register(&shared, kubelet.addr(), &options.version).await?;
         let mut agent = NodeAgent {
             shared: shared.clone(),
@@ -364,8 +383,11 @@ async fn register(shared: &Shared, kubelet: SocketAddr, version: &str) -> Result
             "labels": {
                 "kubernetes.io/hostname": shared.node,
                 "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": std::env::consts::ARCH,
+                "kubernetes.io/arch": go_arch(),
                 "node.kubernetes.io/instance-type": "netassay-sandbox",
+                // The control plane runs on this host too, as on a single-node kubeadm
+                // cluster (and the emulator's node says the same).
+                "node-role.kubernetes.io/control-plane": "",
             },
         },
     }))
@@ -430,23 +452,17 @@ fn node_status(shared: &Shared, port: u16, version: &str) -> serde_json::Value {
         "nodeInfo": {
             "machineID": "", "systemUUID": "", "bootID": "",
             "kernelVersion": kernel_version(),
-            "osImage": "netassay sandbox node",
-            "containerRuntimeVersion": format!("netassay://{}", env!("CARGO_PKG_VERSION")),
+            "osImage": OS_IMAGE,
+            "containerRuntimeVersion": container_runtime_version(),
             "kubeletVersion": version,
             "kubeProxyVersion": "",
             "operatingSystem": "linux",
-            "architecture": std::env::consts::ARCH,
+            "architecture": go_arch(),
         },
         // kube-apiserver then proxies exec to this node as WebSocket (v5.channel.k8s.io)
         // instead of translating it to SPDY.
         "declaredFeatures": ["ExtendWebSocketsToKubelet"],
     }})
-}
-
-fn kernel_version() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }
 
 /// Renews the node's Lease every 10 s, as a kubelet does, so the node lifecycle controller
@@ -665,6 +681,24 @@ fn on_pod_gone(shared: &Arc<Shared>, pod: &Pod) {
         stop_in_dataplane(&shared, &key, &uid).await;
         lock(&shared.handled).retain(|(u, _)| *u != uid);
     });
+}
+
+/// Why `container` of `pod` has not started, from its status: its waiting reason, or
+/// `ContainerCreating` before the node reported any.
+fn container_waiting(pod: &Pod, container: &str) -> Option<String> {
+    let status = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == container));
+    match status {
+        None => Some("ContainerCreating".to_string()),
+        Some(c) => c
+            .state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .map(|w| w.reason.clone().unwrap_or_default()),
+    }
 }
 
 /// The scheduler's part: every pod goes to the one node.
