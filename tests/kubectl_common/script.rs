@@ -15,7 +15,7 @@ pub const NAMESPACE: &str = "demo";
 /// A pod running netassay's agent (the one image the sandbox runs), listening on a named port.
 pub const POD: &str =
     "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: demo, labels: {app: web}}\n\
-spec:\n  containers:\n  - name: agent\n    image: netassay:sandbox\n    \
+spec:\n  containers:\n  - name: agent\n    image: ghcr.io/netassay/netassay:latest\n    \
 command: [netassay, agent, serve, --identity, demo/web, --listen, 'tcp:80']\n    \
 ports: [{containerPort: 80, name: web}]\n";
 
