@@ -42,8 +42,8 @@ pub enum View {
     Yaml,
     /// Normalised lines, sorted (events, whose list order is their generated names' order).
     SortedLines,
-    /// `-v=6`: only the response lines whose status contains this, without klog's prefix or
-    /// timings.
+    /// `-v=6`: only the response lines whose status starts with this, without klog's prefix
+    /// or timings.
     Responses(&'static str),
 }
 
@@ -306,7 +306,7 @@ impl Transcript {
             View::Yaml => normalise(&content),
             View::Responses(status) => content
                 .lines()
-                .filter(|l| l.contains("\"Response\"") && l.contains(status))
+                .filter(|l| l.contains("\"Response\"") && l.contains(&format!("status=\"{status}")))
                 .map(|l| {
                     // klog's prefix (level, time, pid, file:line) up to "] ", and the timing.
                     let l = l.split_once("] ").map_or(l, |(_, rest)| rest);
