@@ -8,6 +8,8 @@
 //! Needs root, `ip`, `nft` and the binaries of scripts/reference-cluster/build.sh (CI builds
 //! them before `cargo test`). Without them each test says so and passes, unless `CI` is set.
 
+mod kubectl_common;
+
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::ClusterRole;
@@ -644,6 +646,53 @@ async fn kubectl_works_against_the_reference_cluster() {
     let (code, _, _) = k(&admin, &["get", "namespace", "demo"]);
     assert_ne!(code, 0, "the namespace is gone");
     real.stop().await;
+}
+
+/// The one kubectl script (`kubectl_common::script`) against `netassay sandbox up` on each
+/// control plane: after normalising names, times, UIDs, resourceVersions, addresses, the API
+/// server's port and paths, and dropping the listed known differences, both print the same.
+#[test]
+fn kubectl_script_prints_the_same_on_both_backends() {
+    if !usable() {
+        return;
+    }
+    let test = "kubectl_script_prints_the_same_on_both_backends";
+    let Some(program) = kubectl_common::kubectl_or_skip(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run_on = |backend: &str| {
+        let up = kubectl_common::SandboxUp::start(&["--sandbox-control-plane", backend]);
+        let work = dir.path().join(backend);
+        let manifests = work.join("manifests");
+        std::fs::create_dir_all(&manifests).expect("mkdir");
+        let k = kubectl_common::Kubectl {
+            program: program.clone(),
+            kubeconfig: up.kubeconfig.clone(),
+            cache: work.join("cache"),
+        };
+        let started = Instant::now();
+        let transcript = kubectl_common::script::run_script(&k, &manifests);
+        eprintln!("{backend}: the script took {:?}", started.elapsed());
+        let status = up.stop();
+        assert!(
+            status.success(),
+            "sandbox up ({backend}) exited with {status}"
+        );
+        transcript
+    };
+    let emulator = run_on("emulator");
+    let kubernetes = run_on("kubernetes");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kubectl-script");
+    if let Err(diff) =
+        kubectl_common::script::compare(&out, ("emulator", &emulator), ("kubernetes", &kubernetes))
+    {
+        panic!(
+            "kubectl prints differently against the emulator and the reference cluster \
+             (normalised transcripts in {}):\n{diff}",
+            out.display()
+        );
+    }
 }
 
 /// kube-network-policies needs the nftables `queue` expression. Where the kernel lacks it (this

@@ -2398,3 +2398,26 @@ async fn a_pod_of_another_image_waits_in_err_image_pull_with_an_event_saying_why
     assert!(notes.iter().any(|n| n.contains(why)), "{v1}");
     assert_eq!(v1["items"][0]["regarding"]["kind"], "Pod");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinds_without_a_printer_get_name_and_age_tables() {
+    let sb = sandbox().await;
+    sb.namespace("x", json!({})).await;
+    let (status, table) = call(
+        &sb,
+        reqwest::Method::GET,
+        "/apis/gateway.networking.k8s.io/v1/namespaces/x/httproutes",
+        &[("accept", TABLE)],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 200, "{table}");
+    let names: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["Name", "Age"]);
+    assert_eq!(table["rows"], json!([]));
+}

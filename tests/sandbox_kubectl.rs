@@ -3,146 +3,17 @@
 //! clients send protobuf (`create namespace`, `run`, `create service`, `auth can-i`), `get`
 //! asks for server-side Tables, `describe` reads Events, `logs` reads pods/log.
 //!
+//! The commands are the shared script (`kubectl_common::script`), which the reference-cluster
+//! test also runs against the real control plane and compares with this backend's output; here
+//! each answer is also checked against what it must say.
+//!
 //! Needs root (network namespaces) and a kubectl (see `kubectl_common`); without either it says
 //! it skipped, and fails when `CI` is set.
 
 mod kubectl_common;
 mod run_common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-/// `netassay sandbox up` as a child; SIGTERM on drop (it then removes everything it made).
-struct SandboxUp {
-    child: Child,
-    kubeconfig: PathBuf,
-}
-
-impl SandboxUp {
-    fn start() -> SandboxUp {
-        let mut child = run_common::netassay()
-            .args(["sandbox", "up"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("netassay sandbox up starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("sandbox up prints its kubeconfig");
-        let kubeconfig = PathBuf::from(line.trim());
-        assert!(
-            kubeconfig.is_file(),
-            "sandbox up printed {line:?}, not a kubeconfig"
-        );
-        SandboxUp { child, kubeconfig }
-    }
-
-    /// SIGTERM, then its exit status (it stops cleanly).
-    fn stop(mut self) -> std::process::ExitStatus {
-        terminate(&self.child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "sandbox up did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn terminate(child: &Child) {
-    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill has no memory preconditions; the pid is our own child's.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
-}
-
-impl Drop for SandboxUp {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            terminate(&self.child);
-            let _ = self.child.wait();
-        }
-    }
-}
-
-struct Kubectl {
-    program: PathBuf,
-    kubeconfig: PathBuf,
-    cache: PathBuf,
-}
-
-impl Kubectl {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(&self.program)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&self.cache)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("kubectl runs")
-    }
-
-    /// Runs and expects success; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    /// Runs and expects failure; its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "kubectl {args:?} should fail: {}",
-            text(&out.stdout)
-        );
-        text(&out.stderr)
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn write(dir: &Path, name: &str, yaml: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, yaml).expect("write manifest");
-    path.to_string_lossy().into_owned()
-}
-
-/// The header line of a table, split into column names (multi-word names kept whole).
-fn header(table: &str) -> Vec<String> {
-    let line = table.lines().next().unwrap_or("");
-    line.split("   ")
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// The cells of the row whose first cell is `name`.
-fn row(table: &str, name: &str) -> Vec<String> {
-    table
-        .lines()
-        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-        .find(|cells| cells.first().map(String::as_str) == Some(name))
-        .unwrap_or_else(|| panic!("no row {name} in:\n{table}"))
-}
+use kubectl_common::{header, row, script, Kubectl, SandboxUp};
 
 #[test]
 fn kubectl_works_against_sandbox_up() {
@@ -153,78 +24,29 @@ fn kubectl_works_against_sandbox_up() {
     let Some(program) = kubectl_common::kubectl_or_skip(test) else {
         return;
     };
-    let sandbox = SandboxUp::start();
+    let sandbox = SandboxUp::start(&[]);
     let dir = tempfile::tempdir().expect("tempdir");
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).expect("mkdir");
     let k = Kubectl {
         program,
         kubeconfig: sandbox.kubeconfig.clone(),
         cache: dir.path().join("cache"),
     };
+    let t = script::run_script(&k, &manifests);
+    let out = |command: &str| t.stdout(command).to_string();
+    let err = |command: &str| t.stderr(command).to_string();
 
     // Typed clients: protobuf bodies.
-    assert!(k
-        .ok(&["create", "namespace", "demo"])
-        .contains("namespace/demo created"));
-    let pod = write(
-        dir.path(),
-        "pod.yaml",
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: demo, labels: {app: web}}\n\
-         spec:\n  containers:\n  - name: agent\n    image: ghcr.io/netassay/netassay:latest\n    \
-         command: [netassay, agent, serve, --identity, demo/web, --listen, 'tcp:80']\n    \
-         ports: [{containerPort: 80, name: web}]\n",
-    );
-    assert!(k.ok(&["apply", "-f", &pod]).contains("pod/web created"));
-    assert!(k
-        .ok(&[
-            "run",
-            "bb",
-            "-n",
-            "demo",
-            "--image=busybox",
-            "--",
-            "sleep",
-            "3600"
-        ])
-        .contains("pod/bb created"));
-    assert!(k
-        .ok(&[
-            "create",
-            "service",
-            "clusterip",
-            "web",
-            "-n",
-            "demo",
-            "--tcp=80:80"
-        ])
-        .contains("service/web created"));
-    let policy = write(
-        dir.path(),
-        "policy.yaml",
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web-ingress, namespace: demo}\n\
-         spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{ports: [{port: web}]}]\n",
-    );
-    assert!(k
-        .ok(&["apply", "-f", &policy])
+    assert!(out("create namespace demo").contains("namespace/demo created"));
+    assert!(out("apply -f {dir}/pod.yaml").contains("pod/web created"));
+    assert!(out("run bb -n demo --image=busybox -- sleep 3600").contains("pod/bb created"));
+    assert!(out("-n demo create service clusterip web --tcp=80:80").contains("service/web created"));
+    assert!(out("apply -f {dir}/policy.yaml")
         .contains("networkpolicy.networking.k8s.io/web-ingress created"));
 
-    // The sandbox serves no watch, so no `kubectl wait`: poll as netassay does.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while k.ok(&[
-        "get",
-        "pod",
-        "web",
-        "-n",
-        "demo",
-        "-o",
-        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-    ]) != "True"
-    {
-        assert!(Instant::now() < deadline, "pod web never became ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-
     // Server-side Tables: upstream's columns, wide ones only with -o wide.
-    let wide = k.ok(&["get", "pods", "-n", "demo", "-o", "wide"]);
+    let wide = out("-n demo get pods -o wide");
     assert_eq!(
         header(&wide),
         [
@@ -247,13 +69,13 @@ fn kubectl_works_against_sandbox_up() {
     assert_eq!(&web[7..], ["<none>", "<none>"], "{wide}");
     let bb = row(&wide, "bb");
     assert_eq!(&bb[1..3], ["0/1", "ErrImagePull"], "{wide}");
-    let narrow = k.ok(&["get", "pods", "-n", "demo"]);
+    let narrow = out("-n demo get pods");
     assert_eq!(
         header(&narrow),
         ["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
         "{narrow}"
     );
-    let services = k.ok(&["get", "services", "-n", "demo", "-o", "wide"]);
+    let services = out("-n demo get services -o wide");
     assert_eq!(
         header(&services),
         [
@@ -272,10 +94,24 @@ fn kubectl_works_against_sandbox_up() {
     assert!(svc[2].starts_with("10.96."), "{services}");
     assert_eq!((svc[3].as_str(), svc[4].as_str()), ("<none>", "80/TCP"));
     assert_eq!(svc[6], "app=web");
-    let namespaces = k.ok(&["get", "namespaces"]);
+    // The cluster DNS Service the sandbox creates for itself, and the API's own.
+    let all = out("get services -A");
+    let dns = row(&all, "kube-system");
+    assert_eq!(
+        (dns[1].as_str(), dns[3].as_str(), dns[5].as_str()),
+        ("kube-dns", "10.96.0.10", "53/UDP,53/TCP"),
+        "{all}"
+    );
+    let api = row(&all, "default");
+    assert_eq!(
+        (api[1].as_str(), api[3].as_str(), api[5].as_str()),
+        ("kubernetes", "10.96.0.1", "443/TCP"),
+        "{all}"
+    );
+    let namespaces = out("get namespaces");
     assert_eq!(header(&namespaces), ["NAME", "STATUS", "AGE"]);
     assert_eq!(row(&namespaces, "demo")[1], "Active");
-    let nodes = k.ok(&["get", "nodes", "-o", "wide"]);
+    let nodes = out("get nodes -o wide");
     assert_eq!(
         header(&nodes)[..6],
         ["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP"],
@@ -285,21 +121,29 @@ fn kubectl_works_against_sandbox_up() {
         nodes.contains(" Ready ") && nodes.contains("control-plane"),
         "{nodes}"
     );
-    let policies = k.ok(&["get", "networkpolicies", "-n", "demo"]);
+    let policies = out("-n demo get networkpolicies");
     assert_eq!(header(&policies), ["NAME", "POD-SELECTOR", "AGE"]);
     assert_eq!(row(&policies, "web-ingress")[1], "app=web");
 
     // Objects as YAML, describe with events.
-    let yaml = k.ok(&["get", "pod", "web", "-n", "demo", "-o", "yaml"]);
+    let yaml = out("-n demo get pod web -o yaml");
     assert!(
         yaml.contains("podIP: 10.244.") && yaml.contains("kind: Pod"),
         "{yaml}"
     );
-    let described = k.ok(&["describe", "pod", "web", "-n", "demo"]);
-    for line in ["Status:", "Running", "Scheduled", "Started container agent"] {
+    let yaml = out("-n demo get networkpolicy web-ingress -o yaml");
+    assert!(yaml.contains("- Ingress"), "policyTypes defaulted: {yaml}");
+    let described = out("-n demo describe pod web");
+    for line in [
+        "Status:",
+        "Running",
+        "Scheduled",
+        "Started container agent",
+        "tier=db",
+    ] {
         assert!(described.contains(line), "no {line:?} in:\n{described}");
     }
-    let described = k.ok(&["describe", "pod", "bb", "-n", "demo"]);
+    let described = out("-n demo describe pod bb");
     assert!(
         described.contains("ErrImagePull")
             && described.contains(
@@ -307,71 +151,62 @@ fn kubectl_works_against_sandbox_up() {
             ),
         "{described}"
     );
-    let events = k.ok(&["get", "events", "-n", "demo"]);
+    let events = out("-n demo get events");
     assert!(
         events.contains("Failed to pull image \"busybox\""),
         "{events}"
     );
 
     // Label, exec, logs.
-    assert!(k
-        .ok(&["label", "pod", "web", "-n", "demo", "tier=db"])
-        .contains("labeled"));
-    assert!(k
-        .ok(&["get", "pod", "web", "-n", "demo", "--show-labels"])
-        .contains("app=web,tier=db"));
-    let version = k.ok(&["exec", "-n", "demo", "web", "--", "netassay", "--version"]);
+    assert!(out("-n demo label pod web tier=db").contains("labeled"));
+    assert!(out("-n demo get pod web --show-labels").contains("app=web,tier=db"));
     assert_eq!(
-        version.trim(),
+        out("-n demo exec web -- netassay --version").trim(),
         format!("netassay {}", env!("CARGO_PKG_VERSION"))
     );
-    let logs = k.ok(&["logs", "-n", "demo", "web"]);
+    let failed = t.get("-n demo exec web -- netassay no-such-command");
+    assert_ne!(failed.code, 0, "{}", failed.stderr);
+    let logs = out("-n demo logs web");
     assert!(logs.contains("demo/web ready on tcp:80"), "{logs}");
-    let refused = k.fails(&["logs", "-n", "demo", "bb"]);
+    let dns = out("logs -n kube-system coredns");
+    assert!(dns.contains("netassay agent dns: ready"), "{dns}");
+    let last = out("logs -n kube-system coredns --tail=1");
+    assert_eq!(last.lines().count(), 1, "{last}");
+    let missing = err("-n demo logs nobody");
+    assert!(missing.contains("NotFound"), "{missing}");
+    let refused = err("-n demo logs bb");
     assert!(
         refused.contains("is waiting to start: ErrImagePull"),
         "{refused}"
     );
 
     // One user, who may do everything.
-    assert_eq!(
-        k.ok(&["auth", "can-i", "create", "pods", "-n", "demo"])
-            .trim(),
-        "yes"
-    );
-    assert_eq!(
-        k.ok(&["auth", "can-i", "delete", "namespaces"]).trim(),
-        "yes"
-    );
-    assert!(k
-        .ok(&["auth", "can-i", "--list", "-n", "demo"])
-        .contains("*.*"));
-    assert!(k.ok(&["auth", "whoami"]).contains("netassay-sandbox"));
+    assert_eq!(out("-n demo auth can-i create pods").trim(), "yes");
+    assert_eq!(out("auth can-i delete namespaces").trim(), "yes");
+    assert!(out("-n demo auth can-i --list").contains("*.*"));
+    assert!(out("auth whoami").contains("netassay-sandbox"));
 
     // An invalid policy: 422 with the field path.
-    let bad = write(
-        dir.path(),
-        "bad.yaml",
-        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bad, namespace: demo}\n\
-         spec: {podSelector: {}, ingress: [{ports: [{port: web, endPort: 81}]}]}\n",
-    );
-    let stderr = k.fails(&["apply", "-f", &bad, "-v=6"]);
+    let stderr = err("apply -f {dir}/bad.yaml -v=6");
     assert!(stderr.contains("422 Unprocessable Entity"), "{stderr}");
-    assert!(
-        stderr.contains("The NetworkPolicy \"bad\" is invalid")
-            && stderr.contains("spec.ingress[0].ports[0].endPort"),
-        "{stderr}"
-    );
+    for stderr in [stderr, err("apply -f {dir}/bad.yaml")] {
+        assert!(
+            stderr.contains("The NetworkPolicy \"bad\" is invalid")
+                && stderr.contains("spec.ingress[0].ports[0].endPort"),
+            "{stderr}"
+        );
+    }
 
     // Delete, down to the namespace.
-    assert!(k
-        .ok(&["delete", "pod", "bb", "-n", "demo"])
-        .contains("deleted"));
-    assert!(k
-        .ok(&["delete", "networkpolicy", "web-ingress", "-n", "demo"])
-        .contains("deleted"));
-    assert!(k.ok(&["delete", "namespace", "demo"]).contains("deleted"));
-    let gone = k.fails(&["get", "namespace", "demo"]);
+    for command in [
+        "-n demo delete pod bb",
+        "-n demo delete networkpolicy web-ingress",
+        "-n demo delete pod web",
+        "delete namespace demo",
+    ] {
+        assert!(out(command).contains("deleted"), "{command}");
+    }
+    let gone = err("get namespace demo");
     assert!(gone.contains("NotFound"), "{gone}");
     let status = sandbox.stop();
     assert!(status.success(), "sandbox up exited with {status}");

@@ -11,8 +11,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 
-/// The one user of the sandbox (the kubeconfig carries no credentials).
-pub(crate) const USER: &str = "netassay-sandbox";
+/// The one user of the sandbox (the kubeconfig carries no credentials), named as the reference
+/// cluster's admin certificate names it.
+pub(crate) const USER: &str = "netassay-sandbox-admin";
 const REASON: &str = "the netassay sandbox has one user, who may do everything";
 
 type Answer = Result<(StatusCode, Json<Value>), ApiError>;
@@ -90,9 +91,27 @@ pub(crate) async fn self_subject_rules_review(
             review,
             "SelfSubjectRulesReview",
             "authorization.k8s.io/v1",
+            // What kube-apiserver answers a system:masters user: everything, then the rules of
+            // the default ClusterRoles every authenticated user has (system:basic-user,
+            // system:discovery, system:public-info-viewer), in its order.
             json!({
-                "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                "resourceRules": [
+                    {"verbs": ["create"], "apiGroups": ["authorization.k8s.io"],
+                     "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]},
+                    {"verbs": ["create"], "apiGroups": ["authentication.k8s.io"],
+                     "resources": ["selfsubjectreviews"]},
+                    {"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]},
+                ],
+                "nonResourceRules": [
+                    {"verbs": ["*"], "nonResourceURLs": ["*"]},
+                    {"verbs": ["get"], "nonResourceURLs": [
+                        "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez",
+                        "/openapi", "/openapi/*", "/readyz", "/version", "/version/",
+                    ]},
+                    {"verbs": ["get"], "nonResourceURLs": [
+                        "/healthz", "/livez", "/readyz", "/version", "/version/",
+                    ]},
+                ],
                 "incomplete": false,
             }),
         )),

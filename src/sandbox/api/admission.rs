@@ -203,6 +203,151 @@ impl Kind for Namespace {
     }
 }
 
+/// Whether kubelet would pull an image always: its tag is `latest`, or it has neither tag nor
+/// digest (the API server then defaults `imagePullPolicy` to `Always`).
+fn image_tag_is_latest(image: &str) -> bool {
+    if image.contains('@') {
+        return false;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        Some((_, tag)) => tag == "latest",
+        None => true,
+    }
+}
+
+/// Where the ServiceAccount admission plugin mounts the token volume.
+const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// What the real API server adds to a new pod beyond the fields above, so that `get -o yaml`
+/// and `describe` read the same on both control planes: the remaining defaults
+/// (`enableServiceLinks`, priority, `securityContext`, each container's `resources` and
+/// termination message), the ServiceAccount admission plugin's `default` account and its
+/// `kube-api-access-*` projected volume (mounted read-only in every container, unless
+/// `automountServiceAccountToken: false`), and the DefaultTolerationSeconds plugin's
+/// tolerations. The sandbox puts no token in that volume, on either control plane: its pods run
+/// netassay, which never calls the API from inside a pod.
+fn default_pod_spec(spec: &mut k8s_openapi::api::core::v1::PodSpec) {
+    use k8s_openapi::api::core::v1::{
+        ConfigMapProjection, DownwardAPIProjection, DownwardAPIVolumeFile, KeyToPath,
+        ObjectFieldSelector, PodSecurityContext, ProjectedVolumeSource, ResourceRequirements,
+        ServiceAccountTokenProjection, Toleration, Volume, VolumeMount, VolumeProjection,
+    };
+    spec.enable_service_links.get_or_insert(true);
+    spec.preemption_policy
+        .get_or_insert_with(|| "PreemptLowerPriority".to_string());
+    spec.priority.get_or_insert(0);
+    spec.security_context
+        .get_or_insert_with(PodSecurityContext::default);
+    let account = spec
+        .service_account_name
+        .clone()
+        .or_else(|| spec.service_account.clone())
+        .unwrap_or_else(|| "default".to_string());
+    spec.service_account_name = Some(account.clone());
+    spec.service_account = Some(account);
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        c.resources
+            .get_or_insert_with(ResourceRequirements::default);
+        c.termination_message_path
+            .get_or_insert_with(|| "/dev/termination-log".to_string());
+        c.termination_message_policy
+            .get_or_insert_with(|| "File".to_string());
+    }
+    let mounted = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+        .any(|m| m.mount_path == SERVICE_ACCOUNT_MOUNT);
+    if spec.automount_service_account_token != Some(false) && !mounted {
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let suffix: String = (0..5)
+            .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+            .collect();
+        let name = format!("kube-api-access-{suffix}");
+        spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+            name: name.clone(),
+            projected: Some(ProjectedVolumeSource {
+                default_mode: Some(0o644),
+                sources: Some(vec![
+                    VolumeProjection {
+                        service_account_token: Some(ServiceAccountTokenProjection {
+                            expiration_seconds: Some(3607),
+                            path: "token".to_string(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    VolumeProjection {
+                        config_map: Some(ConfigMapProjection {
+                            name: "kube-root-ca.crt".to_string(),
+                            items: Some(vec![KeyToPath {
+                                key: "ca.crt".to_string(),
+                                path: "ca.crt".to_string(),
+                                ..Default::default()
+                            }]),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    VolumeProjection {
+                        downward_api: Some(DownwardAPIProjection {
+                            items: Some(vec![DownwardAPIVolumeFile {
+                                path: "namespace".to_string(),
+                                field_ref: Some(ObjectFieldSelector {
+                                    api_version: Some("v1".to_string()),
+                                    field_path: "metadata.namespace".to_string(),
+                                }),
+                                ..Default::default()
+                            }]),
+                        }),
+                        ..Default::default()
+                    },
+                ]),
+            }),
+            ..Default::default()
+        });
+        for c in spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+        {
+            c.volume_mounts
+                .get_or_insert_with(Vec::new)
+                .push(VolumeMount {
+                    name: name.clone(),
+                    mount_path: SERVICE_ACCOUNT_MOUNT.to_string(),
+                    read_only: Some(true),
+                    ..Default::default()
+                });
+        }
+    }
+    let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let tolerated = tolerations.iter().any(|t| {
+            (t.key.as_deref() == Some(key)
+                || t.key.is_none() && t.operator.as_deref() == Some("Exists"))
+                && matches!(t.effect.as_deref(), None | Some("NoExecute"))
+        });
+        if !tolerated {
+            tolerations.push(Toleration {
+                key: Some(key.to_string()),
+                operator: Some("Exists".to_string()),
+                effect: Some("NoExecute".to_string()),
+                toleration_seconds: Some(300),
+                ..Default::default()
+            });
+        }
+    }
+}
+
 impl Kind for Pod {
     const COLUMNS: &'static [table::Column] = table::POD_COLUMNS;
 
@@ -262,8 +407,10 @@ impl Kind for Pod {
                     if c.image.as_deref().unwrap_or("").is_empty() {
                         errs.push(required(&format!("{path}.image"), ""));
                     }
-                    c.image_pull_policy
-                        .get_or_insert_with(|| "IfNotPresent".to_string());
+                    let always = image_tag_is_latest(c.image.as_deref().unwrap_or(""));
+                    c.image_pull_policy.get_or_insert_with(|| {
+                        if always { "Always" } else { "IfNotPresent" }.to_string()
+                    });
                     for (j, p) in c.ports.iter_mut().flatten().enumerate() {
                         let ppath = format!("{path}.ports[{j}]");
                         if !(1..=65535).contains(&p.container_port) {
@@ -291,9 +438,11 @@ impl Kind for Pod {
                 spec.scheduler_name
                     .get_or_insert_with(|| "default-scheduler".to_string());
                 spec.termination_grace_period_seconds.get_or_insert(30);
+                default_pod_spec(spec);
             }
         }
         reject::<Self>(&pod.metadata, errs)?;
+        pod.metadata.generation = Some(1);
         let host_ip = store.node.address.to_string();
         pod.status = Some(PodStatus {
             phase: Some("Pending".to_string()),
@@ -575,7 +724,13 @@ impl Kind for Service {
             None => match spec.cluster_ip.as_deref() {
                 Some("None") => spec.cluster_ips = Some(vec!["None".to_string()]),
                 requested => {
-                    let used = used_cluster_ips(store);
+                    let mut used = used_cluster_ips(store);
+                    // 10.96.0.1 is the `kubernetes` Service's, which the store makes itself.
+                    let kubernetes = (meta.namespace.as_deref(), meta.name.as_deref())
+                        == (Some("default"), Some("kubernetes"));
+                    if kubernetes && requested == Some(&KUBERNETES_SERVICE_IP.to_string()) {
+                        used.remove(&KUBERNETES_SERVICE_IP);
+                    }
                     let ip = match requested.filter(|r| !r.is_empty()) {
                         None => allocate_cluster_ip(&used).ok_or_else(|| {
                             ApiError::internal("failed to allocate a serviceIP: range is full")

@@ -27,12 +27,27 @@ pub(crate) async fn version() -> Json<Value> {
 }
 
 /// Architecture names as Go (and so Kubernetes) spells them.
-fn go_arch() -> &'static str {
+/// The architecture as Go (and so a kubelet) names it.
+pub(crate) fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
         other => other,
     }
+}
+
+/// The kernel release (`uname -r`), as a kubelet reports it.
+pub(crate) fn kernel_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// What the sandbox node reports as its OS image and container runtime, on both control planes.
+pub(crate) const OS_IMAGE: &str = "netassay sandbox node";
+
+pub(crate) fn container_runtime_version() -> String {
+    format!("netassay://{}", env!("CARGO_PKG_VERSION"))
 }
 
 pub(crate) async fn healthz() -> &'static str {
@@ -244,11 +259,11 @@ fn node_object(s: &super::shared::Shared) -> Value {
             "nodeInfo": {
                 "kubeletVersion": format!("v{MAJOR}.{MINOR}.0-netassay-sandbox"),
                 "kubeProxyVersion": format!("v{MAJOR}.{MINOR}.0-netassay-sandbox"),
-                "containerRuntimeVersion": "netassay-sandbox://0",
+                "containerRuntimeVersion": container_runtime_version(),
                 "operatingSystem": std::env::consts::OS,
                 "architecture": go_arch(),
-                "osImage": "netassay sandbox",
-                "kernelVersion": "",
+                "osImage": OS_IMAGE,
+                "kernelVersion": kernel_version(),
                 "machineID": "",
                 "systemUUID": "",
                 "bootID": "",

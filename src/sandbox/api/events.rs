@@ -8,7 +8,7 @@ use super::status::ApiError;
 use super::store::{now, Key, Kind, Store};
 use super::table;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::Json;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -110,6 +110,34 @@ pub(crate) fn record_pod_event(
     message: String,
 ) {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let mut store = shared.store();
+    let suffix = store.next_event_suffix();
+    let event = pod_event(
+        pod,
+        &shared.node.name,
+        &suffix,
+        container,
+        severity,
+        reason,
+        message,
+    );
+    // The namespace may be going away meanwhile; then the event has nowhere to go.
+    let _ = store.create(&namespace, event, false);
+}
+
+/// The core/v1 Event the scheduler or the kubelet of `node` records about `pod` (its first
+/// container, when `container` is set), named `<pod>.<suffix>`: the emulator's and the
+/// reference cluster's node agent record the same ones.
+pub(crate) fn pod_event(
+    pod: &Pod,
+    node: &str,
+    suffix: &str,
+    container: bool,
+    severity: Severity,
+    reason: &str,
+    message: String,
+) -> Event {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     let field_path = container
         .then(|| pod.spec.as_ref().and_then(|s| s.containers.first()))
@@ -117,12 +145,10 @@ pub(crate) fn record_pod_event(
         .map(|c| format!("spec.containers{{{}}}", c.name));
     let (component, host) = match reporter_of(reason) {
         Reporter::Scheduler => ("default-scheduler", None),
-        Reporter::Kubelet => ("kubelet", Some(shared.node.name.clone())),
+        Reporter::Kubelet => ("kubelet", Some(node.to_string())),
     };
     let time = now();
-    let mut store = shared.store();
-    let suffix = store.next_event_suffix();
-    let event = Event {
+    Event {
         metadata: ObjectMeta {
             name: Some(format!("{pod_name}.{suffix}")),
             namespace: Some(namespace.clone()),
@@ -132,7 +158,7 @@ pub(crate) fn record_pod_event(
             api_version: Some("v1".into()),
             kind: Some("Pod".into()),
             name: Some(pod_name),
-            namespace: Some(namespace.clone()),
+            namespace: Some(namespace),
             uid: pod.metadata.uid.clone(),
             resource_version: pod.metadata.resource_version.clone(),
             field_path,
@@ -156,9 +182,7 @@ pub(crate) fn record_pod_event(
         reporting_component: Some(component.into()),
         reporting_instance: Some(host.unwrap_or_default()),
         ..Default::default()
-    };
-    // The namespace may be going away meanwhile; then the event has nowhere to go.
-    let _ = store.create(&namespace, event, false);
+    }
 }
 
 fn reporter_of(reason: &str) -> Reporter {
@@ -204,7 +228,6 @@ pub(crate) async fn list_v1(
     State(s): AppState,
     Path(p): PathParams,
     uri: Uri,
-    _headers: HeaderMap,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let params = Params::from_uri(&uri)?;
     if params.flag("watch") {

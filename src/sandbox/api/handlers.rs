@@ -207,14 +207,14 @@ fn selectors<K: Kind>(params: &Params) -> Result<(LabelQuery, FieldQuery), ApiEr
     Ok((labels, fields))
 }
 
-/// The Table of `items` when the client asked for one and the kind has columns.
+/// The Table of `items` when the client asked for one.
 fn as_table<K: Kind>(
     headers: &HeaderMap,
     params: &Params,
     items: &[K],
     revision: &str,
 ) -> Result<Option<Json<Value>>, ApiError> {
-    if K::COLUMNS.is_empty() || !table::wanted(headers) {
+    if !table::wanted(headers) {
         return Ok(None);
     }
     let now = k8s_openapi::jiff::Timestamp::now();

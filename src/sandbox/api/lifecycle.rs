@@ -76,6 +76,9 @@ pub(crate) fn mark_running(status: &mut PodStatus, ip: IpAddr, containers: &[(St
     status.pod_ips = Some(vec![PodIP { ip: ip.to_string() }]);
     status.start_time = Some(started.clone());
     let names: Vec<String> = containers.iter().map(|(n, _)| n.clone()).collect();
+    // Bound to the node before it starts (the emulator's admission, or the node agent's
+    // binding, whose condition its status patch would otherwise replace).
+    set_condition(status, "PodScheduled", true, None, None);
     set_condition(status, "PodReadyToStartContainers", true, None, None);
     set_condition(status, "Initialized", true, None, None);
     set_condition(
@@ -102,6 +105,7 @@ pub(crate) fn mark_running(status: &mut PodStatus, ip: IpAddr, containers: &[(St
                 ready: false,
                 started: Some(true),
                 restart_count: 0,
+                last_state: Some(ContainerState::default()),
                 state: Some(ContainerState {
                     running: Some(ContainerStateRunning {
                         started_at: Some(started.clone()),
@@ -161,7 +165,11 @@ pub(crate) fn image_problem(image: &str) -> Option<String> {
 
 /// A pod whose image cannot run: Pending, its containers waiting in `ErrImagePull`, as a kubelet
 /// reports an image it cannot pull.
-fn mark_image_unavailable(status: &mut PodStatus, containers: &[(String, String)], why: &str) {
+pub(crate) fn mark_image_unavailable(
+    status: &mut PodStatus,
+    containers: &[(String, String)],
+    why: &str,
+) {
     status.phase = Some("Pending".to_string());
     let names: Vec<String> = containers.iter().map(|(n, _)| n.clone()).collect();
     set_condition(status, "PodScheduled", true, None, None);
@@ -185,6 +193,7 @@ fn mark_image_unavailable(status: &mut PodStatus, containers: &[(String, String)
                 ready: false,
                 started: Some(false),
                 restart_count: 0,
+                last_state: Some(ContainerState::default()),
                 state: Some(ContainerState {
                     waiting: Some(ContainerStateWaiting {
                         reason: Some("ErrImagePull".to_string()),
@@ -213,59 +222,21 @@ pub(crate) fn start(shared: Arc<Shared>, pod: &Pod) {
         let event = |severity, reason: &str, message: String, container: bool| {
             events::record_pod_event(&shared, &pod, container, severity, reason, message)
         };
-        event(
-            Severity::Normal,
-            "Scheduled",
-            format!(
-                "Successfully assigned {}/{} to {}",
-                key.0, key.1, shared.node.name
-            ),
-            false,
-        );
-        let refused: Vec<(String, String)> = containers
-            .iter()
-            .filter_map(|(_, image)| Some((image.clone(), image_problem(image)?)))
-            .collect();
+        let (severity, reason, message) = scheduled_event(&key.0, &key.1, &shared.node.name);
+        event(severity, reason, message, false);
+        let refused = refused_images(&containers);
         if let Some((_, first)) = refused.first() {
             shared.store().update_pod_status(&key, &uid, |s| {
                 mark_image_unavailable(s, &containers, first)
             });
-            for (image, why) in &refused {
-                event(
-                    Severity::Warning,
-                    "Failed",
-                    format!("Failed to pull image {image:?}: {why}"),
-                    true,
-                );
+            for (severity, reason, message) in image_refused_events(&refused) {
+                event(severity, reason, message, true);
             }
-            event(
-                Severity::Warning,
-                "Failed",
-                "Error: ErrImagePull".into(),
-                true,
-            );
             return;
         }
         if create(&shared, &key, &uid, spec, &containers).await {
-            for (name, image) in &containers {
-                event(
-                    Severity::Normal,
-                    "Pulled",
-                    format!("Container image {image:?} already present on machine"),
-                    true,
-                );
-                event(
-                    Severity::Normal,
-                    "Created",
-                    format!("Created container: {name}"),
-                    true,
-                );
-                event(
-                    Severity::Normal,
-                    "Started",
-                    format!("Started container {name}"),
-                    true,
-                );
+            for (severity, reason, message) in started_events(&containers) {
+                event(severity, reason, message, true);
             }
             shared.sync().await;
             poll_readiness(&shared, &key, &uid).await;
@@ -275,15 +246,77 @@ pub(crate) fn start(shared: Arc<Shared>, pod: &Pod) {
                 .pod_with_uid(&key, &uid)
                 .and_then(|p| p.status.as_ref()?.message.clone());
             if let Some(message) = failure {
-                event(
-                    Severity::Warning,
-                    "Failed",
-                    format!("Error: {message}"),
-                    true,
-                );
+                let (severity, reason, message) = failed_event(&message);
+                event(severity, reason, message, true);
             }
         }
     });
+}
+
+/// A kubelet event: severity, reason, message.
+pub(crate) type PodEvent = (Severity, &'static str, String);
+
+/// The scheduler's event for a pod bound to `node`.
+pub(crate) fn scheduled_event(namespace: &str, name: &str, node: &str) -> PodEvent {
+    (
+        Severity::Normal,
+        "Scheduled",
+        format!("Successfully assigned {namespace}/{name} to {node}"),
+    )
+}
+
+/// The images of `containers` the sandbox cannot run, each with why.
+pub(crate) fn refused_images(containers: &[(String, String)]) -> Vec<(String, String)> {
+    containers
+        .iter()
+        .filter_map(|(_, image)| Some((image.clone(), image_problem(image)?)))
+        .collect()
+}
+
+/// The kubelet's events for images it cannot pull.
+pub(crate) fn image_refused_events(refused: &[(String, String)]) -> Vec<PodEvent> {
+    refused
+        .iter()
+        .map(|(image, why)| {
+            (
+                Severity::Warning,
+                "Failed",
+                format!("Failed to pull image {image:?}: {why}"),
+            )
+        })
+        .chain([(Severity::Warning, "Failed", "Error: ErrImagePull".into())])
+        .collect()
+}
+
+/// The kubelet's events for started containers.
+pub(crate) fn started_events(containers: &[(String, String)]) -> Vec<PodEvent> {
+    containers
+        .iter()
+        .flat_map(|(name, image)| {
+            [
+                (
+                    Severity::Normal,
+                    "Pulled",
+                    format!("Container image {image:?} already present on machine"),
+                ),
+                (
+                    Severity::Normal,
+                    "Created",
+                    format!("Created container: {name}"),
+                ),
+                (
+                    Severity::Normal,
+                    "Started",
+                    format!("Started container {name}"),
+                ),
+            ]
+        })
+        .collect()
+}
+
+/// The kubelet's event for a pod the dataplane could not start.
+pub(crate) fn failed_event(message: &str) -> PodEvent {
+    (Severity::Warning, "Failed", format!("Error: {message}"))
 }
 
 /// Creates the pod in the dataplane under its lock; true when it runs with an IP.

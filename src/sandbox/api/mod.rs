@@ -31,6 +31,11 @@
 //! a pod does not run (only images of a repository named `netassay` run: any other waits in
 //! `ErrImagePull` with an event saying so). Answers are always JSON.
 //!
+//! New pods are defaulted as kube-apiserver defaults them (its admission plugins included: the
+//! `default` ServiceAccount and its `kube-api-access-*` volume, the default tolerations), and the
+//! `kubernetes` Service sits at 10.96.0.1, so that kubectl prints the same here as against the
+//! reference cluster (`tests/reference_cluster.rs` compares the two with one kubectl script).
+//!
 //! Not served: **watch** (netassay polls; `?watch=true` gets 405 MethodNotAllowed with a message
 //! saying so, so `kubectl wait` and `get -w` do not work), SPDY exec, tty resizing, following
 //! logs (`logs -f` prints what there is and ends), field managers and managedFields (server-side
@@ -40,8 +45,8 @@
 mod access;
 mod admission;
 mod chaos;
-mod discovery;
-mod events;
+pub(crate) mod discovery;
+pub(crate) mod events;
 pub(crate) mod exec;
 pub(crate) mod exposure;
 pub mod gateway_api;

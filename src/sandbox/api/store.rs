@@ -58,13 +58,13 @@ pub(crate) trait Kind:
     /// preset's policies.
     fn stored(_store: &mut Store, _obj: &Self) {}
 
-    /// Server-side Table columns (what kubectl get prints); empty: no Table, and kubectl prints
-    /// NAME and AGE itself.
-    const COLUMNS: &'static [super::table::Column] = &[];
+    /// Server-side Table columns (what kubectl get prints); kinds without a printer of their
+    /// own get NAME and AGE, as upstream gives custom resources without printer columns.
+    const COLUMNS: &'static [super::table::Column] = super::table::DEFAULT_COLUMNS;
 
     /// The Table cells of this object, one per column.
-    fn cells(&self, _now: k8s_openapi::jiff::Timestamp) -> Vec<String> {
-        Vec::new()
+    fn cells(&self, now: k8s_openapi::jiff::Timestamp) -> Vec<String> {
+        super::table::default_cells(self.metadata(), now)
     }
 
     /// A field label's value for `fieldSelector` ("" when unset).
@@ -88,6 +88,7 @@ pub(crate) struct Preconditions {
 pub(crate) struct Store {
     revision: u64,
     rng: u64,
+    last_event_nanos: u64,
     pub(crate) node: NodeInfo,
     pub(crate) namespaces: BTreeMap<Key, Namespace>,
     pub(crate) pods: BTreeMap<Key, Pod>,
@@ -180,6 +181,7 @@ impl Store {
         let mut store = Store {
             revision: 1,
             rng: seed,
+            last_event_nanos: 0,
             node,
             namespaces: BTreeMap::new(),
             pods: BTreeMap::new(),
@@ -202,6 +204,23 @@ impl Store {
             };
             // Cannot fail: the names are valid and the store is empty.
             let _ = store.create("", ns, false);
+        }
+        // The `kubernetes` Service, as kube-apiserver keeps it: the API at 10.96.0.1:443 (no
+        // selector; the emulator has no endpoints, and sandbox pods never call the API).
+        let kubernetes: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"component": "apiserver", "provider": "kubernetes"},
+            },
+            "spec": {
+                "clusterIP": crate::sandbox::system::KUBERNETES_SERVICE_IP.to_string(),
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443}],
+            },
+        }))
+        .expect("a well-formed Service");
+        if let Err(e) = store.create("default", kubernetes, false) {
+            eprintln!("netassay sandbox API: the kubernetes Service: {e:?}");
         }
         store
     }
@@ -239,8 +258,15 @@ impl Store {
     }
 
     /// The suffix of an event's name (`<object>.<16 hex digits>`, as upstream's recorders do).
+    /// An event name's suffix as a kubelet's event recorder makes it: the time in nanoseconds,
+    /// in hex, so that a pod's events list (and `kubectl describe` shows them) in the order
+    /// they happened.
     pub fn next_event_suffix(&mut self) -> String {
-        format!("{:016x}", self.next_random())
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.last_event_nanos = nanos.max(self.last_event_nanos + 1);
+        format!("{:x}", self.last_event_nanos)
     }
 
     /// The five-character suffix the API server appends to `generateName`.
@@ -653,7 +679,19 @@ impl Store {
             })
             .collect();
         let pods = self.pods.values().map(pod_state).collect();
-        let services = self.services.values().filter_map(service_state).collect();
+        // A Service without a selector (the `kubernetes` Service) has no endpoints the node
+        // programs, as the reference cluster's node agent does it.
+        let services = self
+            .services
+            .values()
+            .filter(|s| {
+                s.spec
+                    .as_ref()
+                    .and_then(|spec| spec.selector.as_ref())
+                    .is_some_and(|sel| !sel.is_empty())
+            })
+            .filter_map(service_state)
+            .collect();
         let gateway_routes = system::gateway_routes(
             self.http_routes.values(),
             self.ingresses.values(),

@@ -1,6 +1,7 @@
 //! Server-side `Table` output (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`), the
 //! columns kubectl prints: the same columns and cells as upstream's printers
-//! (pkg/printers/internalversion/printers.go), wide columns at priority 1.
+//! (pkg/printers/internalversion/printers.go), wide columns at priority 1; NAME and AGE for
+//! kinds without a printer.
 
 use axum::http::{header, HeaderMap};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 /// One column: (name, priority). All cells are strings, as upstream's printers make them.
 pub(crate) type Column = (&'static str, u8);
 
+pub(crate) const DEFAULT_COLUMNS: &[Column] = &[("Name", 0), ("Age", 0)];
 pub(crate) const POD_COLUMNS: &[Column] = &[
     ("Name", 0),
     ("Ready", 0),
@@ -269,6 +271,14 @@ fn format_selector(selector: &LabelSelector) -> String {
 
 fn name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
     meta.name.clone().unwrap_or_default()
+}
+
+/// NAME AGE, for kinds without a printer.
+pub(crate) fn default_cells(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    now: Timestamp,
+) -> Vec<String> {
+    vec![name(meta), age(meta.creation_timestamp.as_ref(), now)]
 }
 
 /// printPod: NAME READY STATUS RESTARTS AGE | IP NODE NOMINATED-NODE READINESS-GATES.
@@ -592,7 +602,12 @@ pub(crate) fn node_cells(node: &Value, now: Timestamp) -> Vec<String> {
         address("InternalIP"),
         address("ExternalIP"),
         unknown(&info["osImage"]),
-        unknown(&info["kernelVersion"]),
+        // kube-apiserver's printer adds the architecture to the kernel.
+        match (text(&info["kernelVersion"]), text(&info["architecture"])) {
+            (kernel, _) if kernel.is_empty() => "<unknown>".into(),
+            (kernel, arch) if arch.is_empty() => kernel,
+            (kernel, arch) => format!("{kernel} ({arch})"),
+        },
         unknown(&info["containerRuntimeVersion"]),
     ]
 }

@@ -40,10 +40,15 @@ pub struct KubeletServer {
 /// A pod's output so far (its container's log), by namespace and name.
 pub type PodLogs = Arc<dyn Fn(&str, &str) -> Option<String> + Send + Sync>;
 
+/// Why a pod's container has not started (`ErrImagePull`, `ContainerCreating`), by namespace,
+/// pod and container; `None` once it runs.
+pub type ContainerWaiting = Arc<dyn Fn(&str, &str, &str) -> Option<String> + Send + Sync>;
+
 #[derive(Clone)]
 struct Shared {
     dataplane: Arc<dyn Dataplane>,
     logs: PodLogs,
+    waiting: ContainerWaiting,
 }
 
 /// The TLS configuration: our serving certificate, client certificates required.
@@ -107,6 +112,7 @@ impl KubeletServer {
         tls: &KubeletTls,
         dataplane: Arc<dyn Dataplane>,
         logs: PodLogs,
+        waiting: ContainerWaiting,
     ) -> std::io::Result<KubeletServer> {
         let config = tls_config(tls)?;
         let tcp = TcpListener::bind(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0)).await?;
@@ -134,7 +140,11 @@ impl KubeletServer {
                 "/containerLogs/{namespace}/{pod}/{container}",
                 get(container_logs),
             )
-            .with_state(Shared { dataplane, logs });
+            .with_state(Shared {
+                dataplane,
+                logs,
+                waiting,
+            });
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serving = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -245,9 +255,16 @@ fn bad_request(message: &str) -> Response {
 /// `kubectl logs`: the pod's output (`tailLines` honoured; `follow` is not served).
 async fn container_logs(
     State(shared): State<Shared>,
-    Path((namespace, pod, _container)): Path<(String, String, String)>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
     uri: Uri,
 ) -> Response {
+    // As a kubelet answers for a container that never started (the API server passes a 400's
+    // text on as a BadRequest Status).
+    if let Some(reason) = (shared.waiting)(&namespace, &pod, &container) {
+        return bad_request(&format!(
+            "container \"{container}\" in pod \"{pod}\" is waiting to start: {reason}"
+        ));
+    }
     let logs = shared.logs.clone();
     let (ns, name) = (namespace.clone(), pod.clone());
     let text = tokio::task::spawn_blocking(move || logs(&ns, &name))

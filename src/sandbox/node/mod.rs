@@ -15,10 +15,16 @@ pub mod api_relay;
 pub mod components;
 pub mod kubelet;
 
+use crate::sandbox::api::discovery::{
+    container_runtime_version, go_arch, kernel_version, OS_IMAGE,
+};
+use crate::sandbox::api::events::pod_event;
 use crate::sandbox::api::exposure::gateway_status_at;
 use crate::sandbox::api::gateway_api::{Gateway, HttpRoute};
 use crate::sandbox::api::lifecycle::{
-    containers, dataplane_spec, mark_failed, mark_ready, mark_running,
+    containers, dataplane_spec, failed_event, image_refused_events, mark_failed,
+    mark_image_unavailable, mark_ready, mark_running, refused_images, scheduled_event,
+    started_events, PodEvent,
 };
 use crate::sandbox::api::store::{pod_state, service_state};
 use crate::sandbox::dataplane::Dataplane;
@@ -27,7 +33,7 @@ use crate::sandbox::reference::KubeletTls;
 use crate::sandbox::{system, ClusterState, NamespaceState};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodStatus, Service};
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod, PodStatus, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher;
@@ -189,10 +195,25 @@ impl NodeAgent {
     pub async fn start(options: NodeOptions) -> Result<NodeAgent, NodeError> {
         let node_info = options.dataplane.node();
         let (stop, stopping) = watch::channel(false);
+        // The kubelet endpoint starts first (the Node names its port); it reads the pods the
+        // agent mirrors once the agent exists.
+        let agent: Arc<std::sync::OnceLock<std::sync::Weak<Shared>>> = Arc::default();
+        let waiting: kubelet::ContainerWaiting = {
+            let agent = agent.clone();
+            Arc::new(move |namespace: &str, pod: &str, container: &str| {
+                let shared = agent.get()?.upgrade()?;
+                let objects = lock(&shared.objects);
+                let pod = objects
+                    .pods
+                    .get(&(namespace.to_string(), pod.to_string()))?;
+                container_waiting(pod, container)
+            })
+        };
         let kubelet = kubelet::KubeletServer::start(
             &options.tls,
             options.dataplane.clone(),
             options.logs.clone(),
+            waiting,
         )
         .await?;
         let shared = Arc::new(Shared {
@@ -209,6 +230,7 @@ impl NodeAgent {
             errors: Mutex::new(Vec::new()),
             stopping,
         });
+        let _ = agent.set(Arc::downgrade(&shared));
         register(&shared, kubelet.addr(), &options.version).await?;
         let mut agent = NodeAgent {
             shared: shared.clone(),
@@ -361,8 +383,11 @@ async fn register(shared: &Shared, kubelet: SocketAddr, version: &str) -> Result
             "labels": {
                 "kubernetes.io/hostname": shared.node,
                 "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": std::env::consts::ARCH,
+                "kubernetes.io/arch": go_arch(),
                 "node.kubernetes.io/instance-type": "netassay-sandbox",
+                // The control plane runs on this host too, as on a single-node kubeadm
+                // cluster (and the emulator's node says the same).
+                "node-role.kubernetes.io/control-plane": "",
             },
         },
     }))
@@ -427,23 +452,17 @@ fn node_status(shared: &Shared, port: u16, version: &str) -> serde_json::Value {
         "nodeInfo": {
             "machineID": "", "systemUUID": "", "bootID": "",
             "kernelVersion": kernel_version(),
-            "osImage": "netassay sandbox node",
-            "containerRuntimeVersion": format!("netassay://{}", env!("CARGO_PKG_VERSION")),
+            "osImage": OS_IMAGE,
+            "containerRuntimeVersion": container_runtime_version(),
             "kubeletVersion": version,
             "kubeProxyVersion": "",
             "operatingSystem": "linux",
-            "architecture": std::env::consts::ARCH,
+            "architecture": go_arch(),
         },
         // kube-apiserver then proxies exec to this node as WebSocket (v5.channel.k8s.io)
         // instead of translating it to SPDY.
         "declaredFeatures": ["ExtendWebSocketsToKubelet"],
     }})
-}
-
-fn kernel_version() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }
 
 /// Renews the node's Lease every 10 s, as a kubelet does, so the node lifecycle controller
@@ -664,6 +683,24 @@ fn on_pod_gone(shared: &Arc<Shared>, pod: &Pod) {
     });
 }
 
+/// Why `container` of `pod` has not started, from its status: its waiting reason, or
+/// `ContainerCreating` before the node reported any.
+fn container_waiting(pod: &Pod, container: &str) -> Option<String> {
+    let status = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == container));
+    match status {
+        None => Some("ContainerCreating".to_string()),
+        Some(c) => c
+            .state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .map(|w| w.reason.clone().unwrap_or_default()),
+    }
+}
+
 /// The scheduler's part: every pod goes to the one node.
 async fn bind(shared: Arc<Shared>, pod: Pod) {
     let (namespace, name) = key_of(&pod.metadata);
@@ -683,10 +720,41 @@ async fn bind(shared: Arc<Shared>, pod: Pod) {
         )
         .await;
     match result {
-        Ok(_) => {}
+        Ok(_) => {
+            let event = scheduled_event(&namespace, &name, &shared.node);
+            record_events(&shared, &pod, false, vec![event]).await;
+        }
         // Deleted meanwhile, or bound by someone else: nothing to do.
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
         Err(e) => shared.record_error(format!("binding pod {namespace}/{name}: {e}")),
+    }
+}
+
+/// Records the scheduler's or the kubelet's events about `pod` (its first container, when
+/// `container` is set), the same ones the emulator records.
+async fn record_events(shared: &Shared, pod: &Pod, container: bool, events: Vec<PodEvent>) {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let api: Api<Event> = Api::namespaced(shared.client.clone(), &namespace);
+    for (severity, reason, message) in events {
+        // As a kubelet's event recorder names them: the time in nanoseconds, in hex.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let event = pod_event(
+            pod,
+            &shared.node,
+            &format!("{nanos:x}"),
+            container,
+            severity,
+            reason,
+            message,
+        );
+        match api.create(&PostParams::default(), &event).await {
+            Ok(_) => {}
+            // The namespace is going away: the event has nowhere to go.
+            Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => {}
+            Err(e) => shared.record_error(format!("recording event {reason} for {namespace}: {e}")),
+        }
     }
 }
 
@@ -719,6 +787,22 @@ async fn start_pod(shared: Arc<Shared>, pod: Pod) {
     if !still_there {
         return;
     }
+    // Only the netassay image runs: any other waits in ErrImagePull, as in the emulator.
+    let refused = refused_images(&containers);
+    if let Some((_, first)) = refused.first() {
+        let mut status = PodStatus::default();
+        mark_image_unavailable(&mut status, &containers, first);
+        status.host_ip = Some(shared.node_address.to_string());
+        status.host_ips = Some(vec![k8s_openapi::api::core::v1::HostIP {
+            ip: shared.node_address.to_string(),
+        }]);
+        status.qos_class = Some("BestEffort".into());
+        if let Err(e) = patch_status(&shared, &pod, &status).await {
+            shared.record_error(format!("reporting pod {}/{} waiting: {e}", key.0, key.1));
+        }
+        record_events(&shared, &pod, true, image_refused_events(&refused)).await;
+        return;
+    }
     let dataplane = shared.dataplane.clone();
     let created = tokio::task::spawn_blocking(move || dataplane.create_pod(&spec))
         .await
@@ -738,15 +822,15 @@ async fn start_pod(shared: Arc<Shared>, pod: Pod) {
                 shared.record_error(format!("reporting pod {}/{} running: {e}", key.0, key.1));
                 return;
             }
+            record_events(&shared, &pod, true, started_events(&containers)).await;
         }
         Err(message) => {
-            mark_failed(
-                &mut status,
-                format!("the sandbox dataplane could not start the pod: {message}"),
-            );
+            let message = format!("the sandbox dataplane could not start the pod: {message}");
+            mark_failed(&mut status, message.clone());
             if let Err(e) = patch_status(&shared, &pod, &status).await {
                 shared.record_error(format!("reporting pod {}/{} failed: {e}", key.0, key.1));
             }
+            record_events(&shared, &pod, true, vec![failed_event(&message)]).await;
             return;
         }
     }
