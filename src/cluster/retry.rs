@@ -21,7 +21,7 @@ use tower::BoxError;
 
 /// Most retries of one request.
 pub const MAX_RETRIES: u32 = 8;
-/// No retry starts later than this after the first attempt.
+/// No retry starts later than this after the request's first failure.
 pub const RETRY_DEADLINE: Duration = Duration::from_secs(60);
 /// One attempt may take this long to get its answer's headers.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,6 +60,7 @@ pub struct GaveUp {
 pub struct ApiRetry {
     tally: ApiTally,
     retries: u32,
+    /// When the request first failed.
     first: Option<Instant>,
 }
 
@@ -139,7 +140,8 @@ impl<Res> tower::retry::Policy<Request<Body>, Response<Res>, BoxError> for ApiRe
     }
 
     fn clone_request(&mut self, req: &Request<Body>) -> Option<Request<Body>> {
-        self.first.get_or_insert_with(Instant::now);
+        // No state here: tower calls this on the service's own policy, which every later
+        // request's policy is cloned from; `retry` runs on the request's own copy.
         if is_upgrade(req) {
             return None;
         }
@@ -264,6 +266,25 @@ mod tests {
             .is_none()
         );
         assert!(p.retry(&mut req, &mut answer(503, None)).is_none());
+    }
+
+    // Regression: the service's own policy is the template every request's copy is cloned
+    // from; state kept there made a late request look as old as the client ("gave up after 0
+    // retries over 126s").
+    #[tokio::test]
+    async fn every_request_starts_with_a_fresh_count_and_clock() {
+        let mut service_policy = ApiRetry::new(ApiTally::default());
+        let _ = <ApiRetry as Policy<Request<Body>, Response<()>, BoxError>>::clone_request(
+            &mut service_policy,
+            &get(),
+        );
+        let mut first = service_policy.clone();
+        for _ in 0..3 {
+            assert!(first.retry(&mut get(), &mut answer(503, None)).is_some());
+        }
+        let mut later = service_policy.clone();
+        assert_eq!((later.retries, later.first), (0, None));
+        assert!(later.retry(&mut get(), &mut answer(503, None)).is_some());
     }
 
     #[test]
