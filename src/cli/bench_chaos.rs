@@ -34,6 +34,9 @@ pub struct ChaosBenchArgs {
     /// Fixtures probed at once, as for `run`.
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
+    /// Keep each run's JSON results (`run-N.json`) and output (`run-N.txt`) in this folder.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<std::path::PathBuf>,
 }
 
 /// One run's result, read from its JSON report.
@@ -46,8 +49,8 @@ struct Run {
     retries: [u64; 3],
 }
 
-/// The runs' results, removed when the bench ends.
-struct RunsDir(std::path::PathBuf);
+/// The runs' results, removed when the bench ends unless kept.
+struct RunsDir(std::path::PathBuf, bool);
 
 impl RunsDir {
     fn path(&self) -> &Path {
@@ -57,7 +60,9 @@ impl RunsDir {
 
 impl Drop for RunsDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if !self.1 {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -137,8 +142,13 @@ fn differing(a: &Run, b: &Run) -> Vec<String> {
 
 pub fn chaos(args: ChaosBenchArgs) -> anyhow::Result<u8> {
     let exe = std::env::current_exe().context("locating the netassay binary")?;
-    let dir =
-        RunsDir(std::env::temp_dir().join(format!("netassay-bench-chaos-{}", std::process::id())));
+    let dir = match &args.keep {
+        Some(keep) => RunsDir(keep.clone(), true),
+        None => RunsDir(
+            std::env::temp_dir().join(format!("netassay-bench-chaos-{}", std::process::id())),
+            false,
+        ),
+    };
     std::fs::create_dir_all(dir.path()).context("a directory for the runs' results")?;
     let sets = if args.faults.is_empty() {
         default_fault_sets()
@@ -188,9 +198,12 @@ pub fn chaos(args: ChaosBenchArgs) -> anyhow::Result<u8> {
         if !args.scenarios.is_empty() {
             cmd.arg("--exact").args(&args.scenarios);
         }
+        let output = std::fs::File::create(dir.path().join(format!("run-{k}.txt")))
+            .context("a file for the run's output")?;
         cmd.arg("--json")
             .arg(&json)
-            .stdout(std::process::Stdio::null());
+            .stdout(output.try_clone()?)
+            .stderr(output);
         let started = Instant::now();
         let status = cmd.status().context("running netassay run --sandbox")?;
         let seconds = started.elapsed().as_secs_f64();
