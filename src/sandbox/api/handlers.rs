@@ -51,11 +51,11 @@ impl Params {
     }
 
     /// kubectl asks for strict field validation; kube-rs does not by default.
-    fn strict(&self) -> bool {
+    pub(super) fn strict(&self) -> bool {
         self.get("fieldValidation") == Some("Strict")
     }
 
-    fn dry_run(&self) -> bool {
+    pub(super) fn dry_run(&self) -> bool {
         self.get("dryRun") == Some("All")
     }
 
@@ -84,7 +84,7 @@ fn to_json<T: serde::Serialize>(obj: &T) -> Result<Json<Value>, ApiError> {
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-fn media_type(headers: &HeaderMap) -> String {
+pub(super) fn media_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -119,7 +119,11 @@ pub(crate) fn body_value(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiE
 }
 
 /// Decodes a create/replace body of kind `K`.
-fn decode<K: Kind>(headers: &HeaderMap, body: &[u8], params: &Params) -> Result<K, ApiError> {
+pub(super) fn decode<K: Kind>(
+    headers: &HeaderMap,
+    body: &[u8],
+    params: &Params,
+) -> Result<K, ApiError> {
     let value = body_value(headers, body)?;
     if media_type(headers) == protobuf::MEDIA_TYPE
         && (value["kind"] != K::KIND || value["apiVersion"] != K::API_VERSION)
@@ -136,7 +140,7 @@ fn decode<K: Kind>(headers: &HeaderMap, body: &[u8], params: &Params) -> Result<
 }
 
 /// A DELETE body as JSON: protobuf `DeleteOptions` (typed clients send them) are converted.
-fn json_body(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
+pub(super) fn json_body(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
     if media_type(headers) != protobuf::MEDIA_TYPE || body.is_empty() {
         return Ok(body);
     }
@@ -148,7 +152,10 @@ fn json_body(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
 }
 
 /// `DeleteOptions` from a DELETE body: preconditions and dryRun (either may be absent).
-fn delete_options(body: &[u8], params: &Params) -> Result<(Preconditions, bool), ApiError> {
+pub(super) fn delete_options(
+    body: &[u8],
+    params: &Params,
+) -> Result<(Preconditions, bool), ApiError> {
     let mut dry_run = params.dry_run();
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok((Preconditions::default(), dry_run));
@@ -199,7 +206,7 @@ async fn after_change<K: Kind>(s: &Shared, dry_run: bool) {
     }
 }
 
-fn selectors<K: Kind>(params: &Params) -> Result<(LabelQuery, FieldQuery), ApiError> {
+pub(super) fn selectors<K: Kind>(params: &Params) -> Result<(LabelQuery, FieldQuery), ApiError> {
     let labels = LabelQuery::parse(params.get("labelSelector").unwrap_or(""))
         .map_err(ApiError::bad_request)?;
     let fields = FieldQuery::parse(params.get("fieldSelector").unwrap_or(""), K::FIELDS)
