@@ -153,7 +153,8 @@ impl Fixture {
         for ns in &topology.namespaces {
             let real = names.real(&ns.name).to_string();
             let obj = manifest::namespace(&real, ns, run, opts);
-            create_ours(&ns_api, &obj, run)
+            ns_api
+                .create(&PostParams::default(), &obj)
                 .await
                 .map_err(|e| ClusterError::api(format!("creating namespace {real}"), e))?;
             fixture.namespaces.push(real);
@@ -164,8 +165,8 @@ impl Fixture {
             let manifest = manifest::pod(&real, pod, run, opts);
             let deadline = tokio::time::Instant::now() + super::SERVICE_ACCOUNT_WAIT;
             loop {
-                match create_ours(&api, &manifest, run).await {
-                    Ok(()) => break,
+                match api.create(&PostParams::default(), &manifest).await {
+                    Ok(_) => break,
                     Err(kube::Error::Api(s))
                         if super::is_service_account_race(&s)
                             && tokio::time::Instant::now() < deadline =>
@@ -182,7 +183,7 @@ impl Fixture {
             }
             if services {
                 let sapi: Api<Service> = Api::namespaced(client.clone(), &real);
-                create_ours(&sapi, &manifest::service(&real, pod, run), run)
+                sapi.create(&PostParams::default(), &manifest::service(&real, pod, run))
                     .await
                     .map_err(|e| {
                         ClusterError::api(format!("creating service {real}/{}", pod.id.name), e)
@@ -378,16 +379,18 @@ impl Fixture {
                             what: what(),
                             detail: e.to_string(),
                         })?;
-                create_ours(&api, &obj, run)
+                api.create(&PostParams::default(), &obj)
                     .await
+                    .map(|_| ())
                     .map_err(|e| ClusterError::api(what(), e))
             }
             _ => {
                 let api: Api<k8s_openapi::api::networking::v1::Ingress> =
                     Api::namespaced(self.client.clone(), real);
                 let obj = manifest::ingress(real, pod, run, host, g.ingress_class_name.as_deref());
-                create_ours(&api, &obj, run)
+                api.create(&PostParams::default(), &obj)
                     .await
+                    .map(|_| ())
                     .map_err(|e| ClusterError::api(what(), e))
             }
         }
@@ -1386,35 +1389,6 @@ impl Prober for Fixture {
             unprobed,
             restarts: self.restarts.clone(),
         }
-    }
-}
-
-/// Creates `obj`. A create is retried when its answer never came (see `retry`), so an
-/// "AlreadyExists" for an object of this very run is the first attempt having gone through:
-/// success. Anyone else's object of that name stays an error.
-async fn create_ours<K>(api: &Api<K>, obj: &K, run: &str) -> Result<(), kube::Error>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    match api.create(&PostParams::default(), obj).await {
-        Ok(_) => Ok(()),
-        Err(e) if status_code(&e) == Some(409) => {
-            let name = obj.meta().name.clone().unwrap_or_default();
-            let ours = api.get_opt(&name).await?.is_some_and(|current| {
-                current
-                    .meta()
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(RUN_LABEL))
-                    .is_some_and(|r| r == run)
-            });
-            if ours {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        }
-        Err(e) => Err(e),
     }
 }
 

@@ -4,8 +4,9 @@
 //! A tower layer on netassay's client: every request but an exec upgrade (the probe batch is
 //! replayed instead, see `fixture`) is retried with exponential backoff and jitter, honouring
 //! `Retry-After`; each attempt has its own timeout, so a stalled request is retried too. Creates
-//! are retried as well: an answer that never came may still have created the object, so callers
-//! treat "AlreadyExists" for their own objects as success. After [`MAX_RETRIES`] (or
+//! are retried as well: an answer that never came may still have created the object, and the
+//! retry then gets "AlreadyExists", which ends the run as an environment error (exit 3), never
+//! as a verdict. After [`MAX_RETRIES`] (or
 //! [`RETRY_DEADLINE`]) the request fails with [`GaveUp`], naming the cause and the retries.
 //!
 //! Each client counts its retries in an [`ApiTally`]; a fixture has a client of its own, so the
