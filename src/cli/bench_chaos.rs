@@ -93,14 +93,22 @@ fn read_run(label: String, code: i32, seconds: f64, json: &Path) -> anyhow::Resu
         if s["verdict"] == "failed" {
             failed.insert(name.to_string());
         }
-        for step in s["steps"].as_array().into_iter().flatten() {
-            let r = &step["resilience"];
+        // The baseline's retries too: the columns count the whole run.
+        for r in std::iter::once(&s["baseline"]["resilience"]).chain(
+            s["steps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|step| &step["resilience"]),
+        ) {
             for (k, key) in ["api_retries", "exec_replays", "pod_restarts"]
                 .iter()
                 .enumerate()
             {
                 retries[k] += r[key].as_u64().unwrap_or(0);
             }
+        }
+        for step in s["steps"].as_array().into_iter().flatten() {
             for c in step["cells"].as_array().into_iter().flatten() {
                 let key = format!(
                     "{name} | {} | {} -> {} {}/{} via {}",

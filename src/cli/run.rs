@@ -626,13 +626,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
         Err(e) => log_line(format!("reports: {e}")),
     }
-    let stats =
-        crate::runner::enforce::stats(outcomes.iter().flat_map(|o| &o.steps).map(|s| &s.result));
+    let stats = crate::runner::suite::run_enforce_stats(&outcomes);
     log_line(stats.summary());
-    let mut resilience = crate::runner::Resilience::default();
-    for o in outcomes.iter() {
-        resilience.add(&o.resilience());
-    }
+    let resilience = crate::runner::suite::run_resilience(&outcomes);
     if !resilience.is_quiet() {
         log_line(format!(
             "the control plane made netassay try again: {} (none of it is a verdict)",

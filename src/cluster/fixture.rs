@@ -1177,46 +1177,26 @@ async fn run_source(
         }
         tokio::time::sleep(crate::cluster::retry::backoff(replays)).await;
     };
-    match ran {
+    // What did not come, from this run or a replay, is an error: never a verdict.
+    let why_missing = match ran {
         Ok(ran) => {
             kept.extend(ran.timed());
-            let mut got: Vec<Probed> = kept
-                .into_iter()
-                .filter(|p| wanted.contains(&p.result.id))
-                .collect();
-            let seen: BTreeSet<&str> = got.iter().map(|p| p.result.id.as_str()).collect();
-            let missing: Vec<String> = wanted
-                .iter()
-                .filter(|id| !seen.contains(id.as_str()))
-                .cloned()
-                .collect();
-            for id in missing {
-                got.push(Probed::now(error_result(
-                    id,
-                    "the agent gave no result for this probe".into(),
-                )));
-            }
-            got
+            "the agent gave no result for this probe".to_string()
         }
-        Err(e) if kept.is_empty() => wanted
+        Err(e) => e,
+    };
+    let seen: BTreeSet<String> = kept.iter().map(|p| p.result.id.clone()).collect();
+    let mut got: Vec<Probed> = kept
+        .into_iter()
+        .filter(|p| wanted.contains(&p.result.id))
+        .collect();
+    got.extend(
+        wanted
             .into_iter()
-            .map(|id| Probed::now(error_result(id, e.clone())))
-            .collect(),
-        Err(e) => {
-            let seen: BTreeSet<String> = kept.iter().map(|p| p.result.id.clone()).collect();
-            let mut got: Vec<Probed> = kept
-                .into_iter()
-                .filter(|p| wanted.contains(&p.result.id))
-                .collect();
-            got.extend(
-                wanted
-                    .into_iter()
-                    .filter(|id| !seen.contains(id))
-                    .map(|id| Probed::now(error_result(id, e.clone()))),
-            );
-            got
-        }
-    }
+            .filter(|id| !seen.contains(id))
+            .map(|id| Probed::now(error_result(id, why_missing.clone()))),
+    );
+    got
 }
 
 /// Each result back to its cell index, read the way its path is judged.

@@ -205,10 +205,7 @@ fn summary(out: &mut String, report: &RunReport) {
         c.scenarios[ScenarioVerdict::Incomplete as usize],
         c.no_evidence,
     );
-    let mut tried = crate::runner::Resilience::default();
-    for o in &report.scenarios {
-        tried.add(&o.resilience());
-    }
+    let tried = crate::runner::suite::run_resilience(&report.scenarios);
     if !tried.is_quiet() {
         let _ = writeln!(
             out,
@@ -297,13 +294,7 @@ fn enforcement_chart(out: &mut String, report: &RunReport) {
         })
         .collect();
     out.push_str("<h2>Time to enforce</h2>\n");
-    let stats = crate::runner::enforce::stats(
-        report
-            .scenarios
-            .iter()
-            .flat_map(|o| &o.steps)
-            .map(|s| &s.result),
-    );
+    let stats = crate::runner::suite::run_enforce_stats(&report.scenarios);
     let _ = writeln!(
         out,
         "<p class=\"meta\" id=\"tte-stats\">{}. Measured against the enforcer: from the API server's \

@@ -24,13 +24,7 @@ pub fn render(report: &RunReport) -> serde_json::Result<String> {
             .filter(|o| scenario_verdict(o) == v)
             .count()
     };
-    let stats = crate::runner::enforce::stats(
-        report
-            .scenarios
-            .iter()
-            .flat_map(|o| &o.steps)
-            .map(|s| &s.result),
-    );
+    let stats = crate::runner::suite::run_enforce_stats(&report.scenarios);
     let doc = json!({
         "schema": SCHEMA,
         "run": {
@@ -48,13 +42,7 @@ pub fn render(report: &RunReport) -> serde_json::Result<String> {
             "failed": count(ScenarioVerdict::Failed),
             "incomplete": count(ScenarioVerdict::Incomplete),
             "time_to_enforce": stats,
-            "resilience": report.scenarios.iter().fold(
-                crate::runner::Resilience::default(),
-                |mut t, o| {
-                    t.add(&o.resilience());
-                    t
-                },
-            ),
+            "resilience": crate::runner::suite::run_resilience(&report.scenarios),
         },
         "environment": report.environment,
         "statements": super::statements::k8tre(report),

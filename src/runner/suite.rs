@@ -128,14 +128,23 @@ impl ScenarioOutcome {
             .sum()
     }
 
-    /// What the control plane made this scenario do again, baseline included.
-    pub fn resilience(&self) -> crate::runner::Resilience {
-        crate::runner::Resilience::total(
-            self.baseline
-                .iter()
-                .chain(self.steps.iter().map(|s| &s.result)),
-        )
+    /// Every step's result, the baseline first.
+    fn all_steps(&self) -> impl Iterator<Item = &StepResult> {
+        self.baseline
+            .iter()
+            .chain(self.steps.iter().map(|s| &s.result))
     }
+}
+
+/// Time-to-enforce over a whole run's steps (baselines change nothing and are left out): the
+/// terminal, JSON and HTML say it.
+pub fn run_enforce_stats(outcomes: &[ScenarioOutcome]) -> crate::runner::enforce::EnforceStats {
+    crate::runner::enforce::stats(outcomes.iter().flat_map(|o| &o.steps).map(|s| &s.result))
+}
+
+/// What the control plane made a whole run do again (the terminal, JSON and HTML say it).
+pub fn run_resilience(outcomes: &[ScenarioOutcome]) -> crate::runner::Resilience {
+    crate::runner::Resilience::total(outcomes.iter().flat_map(ScenarioOutcome::all_steps))
 }
 
 /// The least time the baseline step may take to agree.

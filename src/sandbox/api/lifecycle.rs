@@ -69,6 +69,38 @@ fn unready_message(containers: &[String]) -> String {
     format!("containers with unready status: [{}]", containers.join(" "))
 }
 
+/// `ContainersReady` and `Ready` false because of `containers`, as a kubelet says it.
+fn mark_unready(status: &mut PodStatus, containers: &[String]) {
+    for condition in ["ContainersReady", "Ready"] {
+        set_condition(
+            status,
+            condition,
+            false,
+            Some("ContainersNotReady"),
+            Some(unready_message(containers)),
+        );
+    }
+}
+
+/// Why `container` of `pod` has not started, from its status: its waiting reason, or
+/// `ContainerCreating` before any status was reported. Both kubelets (the emulator's `logs` and
+/// the node agent's endpoint) answer from it.
+pub(crate) fn container_waiting(pod: &Pod, container: &str) -> Option<String> {
+    let status = pod
+        .status
+        .iter()
+        .flat_map(|s| s.container_statuses.iter().flatten())
+        .find(|c| c.name == container);
+    match status {
+        None => Some("ContainerCreating".to_string()),
+        Some(c) => c
+            .state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .map(|w| w.reason.clone().unwrap_or_default()),
+    }
+}
+
 pub(crate) fn mark_running(status: &mut PodStatus, ip: IpAddr, containers: &[(String, String)]) {
     let started = now();
     status.phase = Some("Running".to_string());
@@ -81,20 +113,7 @@ pub(crate) fn mark_running(status: &mut PodStatus, ip: IpAddr, containers: &[(St
     set_condition(status, "PodScheduled", true, None, None);
     set_condition(status, "PodReadyToStartContainers", true, None, None);
     set_condition(status, "Initialized", true, None, None);
-    set_condition(
-        status,
-        "ContainersReady",
-        false,
-        Some("ContainersNotReady"),
-        Some(unready_message(&names)),
-    );
-    set_condition(
-        status,
-        "Ready",
-        false,
-        Some("ContainersNotReady"),
-        Some(unready_message(&names)),
-    );
+    mark_unready(status, &names);
     status.container_statuses = Some(
         containers
             .iter()
@@ -174,15 +193,7 @@ pub(crate) fn mark_image_unavailable(
     let names: Vec<String> = containers.iter().map(|(n, _)| n.clone()).collect();
     set_condition(status, "PodScheduled", true, None, None);
     set_condition(status, "Initialized", true, None, None);
-    for condition in ["ContainersReady", "Ready"] {
-        set_condition(
-            status,
-            condition,
-            false,
-            Some("ContainersNotReady"),
-            Some(unready_message(&names)),
-        );
-    }
+    mark_unready(status, &names);
     status.container_statuses = Some(
         containers
             .iter()
@@ -511,15 +522,7 @@ fn mark_restarted(status: &mut PodStatus) {
         .flatten()
         .map(|c| c.name.clone())
         .collect();
-    for condition in ["ContainersReady", "Ready"] {
-        set_condition(
-            status,
-            condition,
-            false,
-            Some("ContainersNotReady"),
-            Some(unready_message(&names)),
-        );
-    }
+    mark_unready(status, &names);
 }
 
 async fn restart(shared: &Arc<Shared>, key: &Key, uid: &str, pod: &Pod) {

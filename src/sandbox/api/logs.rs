@@ -45,21 +45,7 @@ pub(crate) async fn pod_log(
             "previous terminated container \"{container}\" in pod \"{name}\" not found"
         )));
     }
-    let status = pod
-        .status
-        .iter()
-        .flat_map(|s| s.container_statuses.iter().flatten())
-        .find(|c| c.name == container)
-        .cloned();
-    let waiting = match &status {
-        None => Some("ContainerCreating".to_string()),
-        Some(c) => c
-            .state
-            .as_ref()
-            .and_then(|s| s.waiting.as_ref())
-            .map(|w| w.reason.clone().unwrap_or_default()),
-    };
-    if let Some(reason) = waiting {
+    if let Some(reason) = super::lifecycle::container_waiting(&pod, &container) {
         return Err(ApiError::bad_request(format!(
             "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
         )));

@@ -206,7 +206,7 @@ impl NodeAgent {
                 let pod = objects
                     .pods
                     .get(&(namespace.to_string(), pod.to_string()))?;
-                container_waiting(pod, container)
+                crate::sandbox::api::lifecycle::container_waiting(pod, container)
             })
         };
         let kubelet = kubelet::KubeletServer::start(
@@ -681,24 +681,6 @@ fn on_pod_gone(shared: &Arc<Shared>, pod: &Pod) {
         stop_in_dataplane(&shared, &key, &uid).await;
         lock(&shared.handled).retain(|(u, _)| *u != uid);
     });
-}
-
-/// Why `container` of `pod` has not started, from its status: its waiting reason, or
-/// `ContainerCreating` before the node reported any.
-fn container_waiting(pod: &Pod, container: &str) -> Option<String> {
-    let status = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|all| all.iter().find(|c| c.name == container));
-    match status {
-        None => Some("ContainerCreating".to_string()),
-        Some(c) => c
-            .state
-            .as_ref()
-            .and_then(|s| s.waiting.as_ref())
-            .map(|w| w.reason.clone().unwrap_or_default()),
-    }
 }
 
 /// The scheduler's part: every pod goes to the one node.
