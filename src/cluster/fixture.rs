@@ -823,6 +823,15 @@ fn error_result(id: String, detail: String) -> ProbeResult {
     }
 }
 
+/// A probe the cluster stopped (a restart, a broken exec, an agent that would not start, an API
+/// call that failed): no evidence, retried, and an environment problem if it persists.
+fn interrupted(id: String, detail: String) -> ProbeResult {
+    ProbeResult {
+        outcome: Outcome::Interrupted,
+        ..error_result(id, detail)
+    }
+}
+
 /// Where the outside vantage's NodePorts lead: (pod, container port) -> node address and port.
 type NodePorts = BTreeMap<(PodRef, u16), Vec<(IpAddr, u16)>>;
 
@@ -889,7 +898,7 @@ impl Fixture {
             Err(e) => {
                 let all = cells
                     .iter()
-                    .map(|(i, _)| (*i, Probed::now(error_result(i.to_string(), e.clone()))))
+                    .map(|(i, _)| (*i, Probed::now(interrupted(i.to_string(), e.clone()))))
                     .collect();
                 return (Vec::new(), all);
             }
@@ -1026,6 +1035,8 @@ struct RestartWatch {
 const MAX_RESTART_REPROBES: usize = 3;
 /// How long a restarted pod may take to be ready again.
 const RESTART_READY_WAIT: Duration = Duration::from_secs(30);
+/// How long a restarted pod must stay Ready, with no further restart, before it is probed again.
+const RESTART_SETTLE: Duration = Duration::from_secs(1);
 
 impl RestartWatch {
     /// Every pod of the fixture with the sum of its containers' restart counts and whether it
@@ -1076,14 +1087,34 @@ impl RestartWatch {
         Ok(up)
     }
 
-    /// Waits until every pod of `pods` is Ready again (or the wait is over).
+    /// Waits until every pod of `pods` is Ready again and has stayed so, without another
+    /// restart, for [`RESTART_SETTLE`] (or the wait is over): a pod that restarts again at once
+    /// would only interrupt the probes that follow.
     async fn ready_again(&self, pods: &BTreeSet<PodRef>) {
         let deadline = Instant::now() + RESTART_READY_WAIT;
+        // Since when the pods have been Ready, with which restart counts.
+        let mut steady: Option<(Instant, Vec<i32>)> = None;
         while Instant::now() < deadline {
-            match self.look().await {
-                Ok(now) if now.iter().all(|(p, _, ready)| *ready || !pods.contains(p)) => return,
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            if let Ok(now) = self.look().await {
+                let ours: Vec<_> = now
+                    .into_iter()
+                    .filter(|(p, _, _)| pods.contains(p))
+                    .collect();
+                let counts: Vec<i32> = ours.iter().map(|(_, r, _)| *r).collect();
+                if ours.iter().all(|(_, _, ready)| *ready) {
+                    match &steady {
+                        Some((since, was)) if *was == counts => {
+                            if since.elapsed() >= RESTART_SETTLE {
+                                return;
+                            }
+                        }
+                        _ => steady = Some((Instant::now(), counts)),
+                    }
+                } else {
+                    steady = None;
+                }
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
@@ -1119,7 +1150,7 @@ async fn mark_restarted(
         Err(e) => (cells.values().map(|c| c.cell.from.clone()).collect(), e),
     };
     for i in involving(cells, &pods) {
-        out.push((i, Probed::now(error_result(i.to_string(), why.clone()))));
+        out.push((i, Probed::now(interrupted(i.to_string(), why.clone()))));
     }
 }
 
@@ -1178,12 +1209,28 @@ async fn run_source(
         tokio::time::sleep(crate::cluster::retry::backoff(replays)).await;
     };
     // What did not come, from this run or a replay, is an error: never a verdict.
+    // An agent that ended early (its stream broke, it died) or never ran was stopped by the
+    // cluster; one that reached its summary without a probe's result is at fault itself.
+    let missing: fn(String, String) -> ProbeResult;
     let why_missing = match ran {
         Ok(ran) => {
+            let cut = ran.cut.clone();
             kept.extend(ran.timed());
-            "the agent gave no result for this probe".to_string()
+            match cut {
+                Some(why) => {
+                    missing = interrupted;
+                    format!("the agent's run broke (replayed {replays} time(s)): {why}")
+                }
+                None => {
+                    missing = error_result;
+                    "the agent gave no result for this probe".to_string()
+                }
+            }
         }
-        Err(e) => e,
+        Err(e) => {
+            missing = interrupted;
+            e
+        }
     };
     let seen: BTreeSet<String> = kept.iter().map(|p| p.result.id.clone()).collect();
     let mut got: Vec<Probed> = kept
@@ -1194,7 +1241,7 @@ async fn run_source(
         wanted
             .into_iter()
             .filter(|id| !seen.contains(id))
-            .map(|id| Probed::now(error_result(id, why_missing.clone()))),
+            .map(|id| Probed::now(missing(id, why_missing.clone()))),
     );
     got
 }
@@ -1318,7 +1365,7 @@ impl Prober for Fixture {
                 Ok(p) => p,
                 Err(e) => {
                     for (i, _) in cells {
-                        out.push((*i, Probed::now(error_result(i.to_string(), e.clone()))));
+                        out.push((*i, Probed::now(interrupted(i.to_string(), e.clone()))));
                     }
                     return out;
                 }

@@ -25,9 +25,15 @@ pub enum Outcome {
     Error,
     /// The protocol is not available where the probe ran (e.g. SCTP missing from the kernel).
     Unsupported,
+    /// The cluster, not the path, stopped the probe: a pod it involved restarted, its exec
+    /// stream broke, its agent could not be started or the API server would not answer. Never
+    /// written by an agent (the harness gives it); no evidence, and when it persists past the
+    /// step's deadline, an environment problem (exit 3), never a verdict.
+    Interrupted,
 }
 
 impl Outcome {
+    /// The outcomes an agent reports (`Interrupted` is the harness's own).
     pub const ALL: [Outcome; 7] = [
         Outcome::Connected,
         Outcome::WrongPeer,
@@ -47,6 +53,7 @@ impl Outcome {
             Outcome::DnsFailed => "dns-failed",
             Outcome::Error => "error",
             Outcome::Unsupported => "unsupported",
+            Outcome::Interrupted => "interrupted",
         }
     }
 
@@ -56,7 +63,11 @@ impl Outcome {
         match self {
             Outcome::Connected => Some(Verdict::Allow),
             Outcome::Dropped | Outcome::Rejected => Some(Verdict::Deny),
-            Outcome::WrongPeer | Outcome::DnsFailed | Outcome::Error | Outcome::Unsupported => None,
+            Outcome::WrongPeer
+            | Outcome::DnsFailed
+            | Outcome::Error
+            | Outcome::Unsupported
+            | Outcome::Interrupted => None,
         }
     }
 
@@ -190,7 +201,7 @@ mod tests {
 
     #[test]
     fn outcomes_use_the_documented_kebab_case_names() {
-        for o in Outcome::ALL {
+        for o in Outcome::ALL.into_iter().chain([Outcome::Interrupted]) {
             assert_eq!(
                 serde_json::to_string(&o).unwrap(),
                 format!("\"{}\"", o.as_str())
@@ -210,6 +221,7 @@ mod tests {
             Outcome::DnsFailed,
             Outcome::Error,
             Outcome::Unsupported,
+            Outcome::Interrupted,
         ] {
             assert!(!o.is_verdict(), "{o}");
             assert!(!o.satisfies(Verdict::Allow, DenyRule::DroppedOrRejected));

@@ -79,7 +79,7 @@ fn step_failed(s: &StepOutcome) -> bool {
 pub fn step_verdict(s: &StepOutcome) -> ScenarioVerdict {
     if step_failed(s) {
         ScenarioVerdict::Failed
-    } else if s.result.count(CellStatus::Error) > 0 || !step_has_evidence(s) {
+    } else if s.result.cells.iter().any(|c| c.status.is_unanswered()) || !step_has_evidence(s) {
         ScenarioVerdict::Incomplete
     } else {
         ScenarioVerdict::Passed
@@ -98,9 +98,11 @@ pub fn scenario_verdict(o: &ScenarioOutcome) -> ScenarioVerdict {
 }
 
 /// Why a scenario without a mismatch cannot pass, if it cannot: its environment failed, probes
-/// kept failing, or a step judged nothing (or it has no step at all).
+/// kept failing, or a step judged nothing (or it has no step at all). Paths the cluster kept
+/// interrupting are the environment's fault, unless some probe failed by itself too: a probe
+/// error may be the dataplane's doing, so it is never excused as the environment's.
 pub fn shortfall(o: &ScenarioOutcome) -> Option<Shortfall> {
-    if o.environment.is_some() {
+    if o.environment.is_some() || (o.interrupted() > 0 && o.errors() == 0) {
         Some(Shortfall::Environment)
     } else if o.errors() > 0 {
         Some(Shortfall::ProbeErrors)
@@ -181,6 +183,12 @@ pub fn scenario_reason(o: &ScenarioOutcome) -> Option<String> {
     }
     if o.errors() > 0 {
         parts.push(plural(o.errors(), "probe error"));
+    }
+    if o.interrupted() > 0 {
+        parts.push(format!(
+            "{} the cluster kept interrupting (restarts, broken exec streams; see each path)",
+            plural(o.interrupted(), "path")
+        ));
     }
     match (scenario_verdict(o), shortfall(o)) {
         (ScenarioVerdict::Passed, _) => None,
@@ -695,6 +703,65 @@ mod tests {
             what: "pods not ready".into(),
         });
         assert_eq!(shortfall(&env), Some(Shortfall::Environment));
+    }
+
+    // Issue 15: a path the cluster kept interrupting (restarts, broken exec streams) is the
+    // environment's fault (exit 3), not a probe error (exit 1) and never a pass; but a probe
+    // error beside it may be the dataplane's doing and is not excused.
+    #[test]
+    fn paths_the_cluster_kept_interrupting_are_an_environment_shortfall() {
+        let interrupted = || {
+            cell(
+                "x/a",
+                "x/c",
+                Verdict::Deny,
+                CellStatus::Interrupted,
+                &[Outcome::Dropped, Outcome::Interrupted],
+            )
+        };
+        let only = scenario(
+            "restarts",
+            &["core"],
+            vec![pass("x/a", "x/b", Verdict::Allow), interrupted()],
+        );
+        assert_eq!(shortfall(&only), Some(Shortfall::Environment));
+        assert_eq!(scenario_verdict(&only), ScenarioVerdict::Incomplete);
+        assert_eq!(step_verdict(&only.steps[0]), ScenarioVerdict::Incomplete);
+        let reason = scenario_reason(&only).unwrap_or_default();
+        assert!(
+            reason.contains("1 path the cluster kept interrupting"),
+            "{reason}"
+        );
+        let mixed = scenario(
+            "mixed",
+            &["core"],
+            vec![
+                interrupted(),
+                cell(
+                    "x/a",
+                    "x/d",
+                    Verdict::Deny,
+                    CellStatus::Error,
+                    &[Outcome::Error],
+                ),
+            ],
+        );
+        assert_eq!(shortfall(&mixed), Some(Shortfall::ProbeErrors));
+        let failed = scenario(
+            "failed",
+            &["core"],
+            vec![
+                interrupted(),
+                cell(
+                    "x/a",
+                    "x/d",
+                    Verdict::Deny,
+                    CellStatus::Fail,
+                    &[Outcome::Connected],
+                ),
+            ],
+        );
+        assert_eq!(scenario_verdict(&failed), ScenarioVerdict::Failed);
     }
 
     #[test]

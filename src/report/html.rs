@@ -81,19 +81,20 @@ struct Counts {
     scenarios: [usize; 3],
     /// Incomplete scenarios that lack evidence (unsupported / not judged), of `scenarios[2]`.
     no_evidence: usize,
-    cells: [usize; 6],
+    cells: [usize; 7],
     rejects_refused: usize,
     rejects_accepted: usize,
     exposures_unapproved: usize,
 }
 
-const STATUSES: [CellStatus; 6] = [
+const STATUSES: [CellStatus; 7] = [
     CellStatus::Pass,
     CellStatus::Fail,
     CellStatus::Flapping,
     CellStatus::Error,
     CellStatus::Unsupported,
     CellStatus::NotJudged,
+    CellStatus::Interrupted,
 ];
 
 fn counts(report: &RunReport) -> Counts {
@@ -230,6 +231,9 @@ fn summary(out: &mut String, report: &RunReport) {
     card(c.cells[3], "probe errors", "warn");
     card(c.cells[4], "unsupported", "");
     card(c.cells[5], "not judged", "");
+    if c.cells[6] > 0 {
+        card(c.cells[6], "interrupted by the cluster", "warn");
+    }
     card(c.rejects_refused, "rejects refused", "good");
     card(c.rejects_accepted, "rejects accepted", "bad");
     if report
@@ -491,7 +495,7 @@ fn fill(view: View, c: &CellResult) -> (&'static str, char) {
     let colour = match mark {
         '.' => ALLOW,
         'X' => DENY,
-        'E' => ERROR,
+        'E' | 'I' => ERROR,
         'U' | '_' => UNSUPPORTED,
         _ => MISSING,
     };
@@ -588,7 +592,9 @@ fn heat_map(g: &Grid<'_>, view: View) -> String {
                 CellStatus::Flapping => {
                     format!(" stroke=\"{WRONG}\" stroke-width=\"3\" stroke-dasharray=\"4 2\"")
                 }
-                CellStatus::Error => format!(" stroke=\"{ERROR_EDGE}\" stroke-width=\"2\""),
+                CellStatus::Error | CellStatus::Interrupted => {
+                    format!(" stroke=\"{ERROR_EDGE}\" stroke-width=\"2\"")
+                }
                 _ if mark == '?' => " stroke=\"#999\"".to_string(),
                 _ => String::new(),
             };
@@ -656,6 +662,10 @@ fn not_judged(out: &mut String, report: &RunReport) {
                         "probe kept failing ({}): {detail}",
                         c.observed().map(|o| o.as_str()).unwrap_or("no attempt")
                     ),
+                    CellStatus::Interrupted => format!(
+                        "the cluster kept interrupting the probe past the step's deadline \
+                         (an environment problem, not the CNI's): {detail}"
+                    ),
                     _ => detail,
                 };
                 rows.push([
@@ -699,7 +709,10 @@ fn unjudged(r: &StepResult) -> impl Iterator<Item = &CellResult> {
     r.cells.iter().filter(|c| {
         matches!(
             c.status,
-            CellStatus::Error | CellStatus::Unsupported | CellStatus::NotJudged
+            CellStatus::Error
+                | CellStatus::Interrupted
+                | CellStatus::Unsupported
+                | CellStatus::NotJudged
         )
     })
 }

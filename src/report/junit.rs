@@ -156,6 +156,7 @@ fn counts(r: &StepResult) -> String {
         CellStatus::Fail,
         CellStatus::Flapping,
         CellStatus::Error,
+        CellStatus::Interrupted,
         CellStatus::Unsupported,
         CellStatus::NotJudged,
     ] {
@@ -261,7 +262,7 @@ fn step_cases(o: &ScenarioOutcome, step: &StepOutcome) -> Vec<TestCase> {
     let errors: Vec<&CellResult> = r
         .cells
         .iter()
-        .filter(|c| c.status == CellStatus::Error)
+        .filter(|c| c.status.is_unanswered())
         .collect();
     let accepted: Vec<_> = step.rejects.iter().filter(|x| !x.refused).collect();
     let exposed: Vec<_> = step.inventory.iter().flat_map(|i| i.unapproved()).collect();
@@ -377,10 +378,17 @@ fn error_case(
     for c in errors {
         body.push_str(&describe(c));
     }
+    // Only interruptions: the cluster's fault, said as such (the run exits 3).
+    let cluster = errors.iter().all(|c| c.status == CellStatus::Interrupted);
+    let (kind, what) = if cluster {
+        ("interrupted", "path(s) the cluster kept interrupting")
+    } else {
+        ("probe-error", "probe error(s)")
+    };
     let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
     status
-        .set_type("probe-error")
-        .set_message(message("probe error(s)", errors, 0))
+        .set_type(kind)
+        .set_message(message(what, errors, 0))
         .set_description(body);
     case(o, name, status, time)
 }
@@ -413,17 +421,20 @@ fn path_cases(o: &ScenarioOutcome, step: &StepOutcome) -> Vec<TestCase> {
             .sum();
         let status = match cell.status {
             CellStatus::Pass => TestCaseStatus::success(),
-            CellStatus::Fail | CellStatus::Flapping | CellStatus::Error => {
-                let kind = if cell.status == CellStatus::Error {
+            CellStatus::Fail
+            | CellStatus::Flapping
+            | CellStatus::Error
+            | CellStatus::Interrupted => {
+                let kind = if cell.status.is_unanswered() {
                     NonSuccessKind::Error
                 } else {
                     NonSuccessKind::Failure
                 };
                 let mut s = TestCaseStatus::non_success(kind);
-                s.set_type(if kind == NonSuccessKind::Error {
-                    "probe-error"
-                } else {
-                    "mismatch"
+                s.set_type(match cell.status {
+                    CellStatus::Error => "probe-error",
+                    CellStatus::Interrupted => "interrupted",
+                    _ => "mismatch",
                 })
                 .set_message(short(cell))
                 .set_description(describe(cell));

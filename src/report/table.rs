@@ -85,9 +85,9 @@ impl View {
     }
 }
 
-/// A cell that went wrong: a mismatch, or a probe that kept failing.
+/// A cell that went wrong: a mismatch, or a probe that kept failing or being interrupted.
 pub fn is_wrong(status: CellStatus) -> bool {
-    status.is_failure() || status == CellStatus::Error
+    status.is_failure() || status.is_unanswered()
 }
 
 /// `.` allow, `X` deny.
@@ -99,7 +99,8 @@ pub fn expected_mark(cell: &CellResult) -> char {
     }
 }
 
-/// `.` connected, `X` dropped or rejected, `E` error or wrong peer, `U` unsupported, `?` no result.
+/// `.` connected, `X` dropped or rejected, `E` error or wrong peer, `I` interrupted by the
+/// cluster, `U` unsupported, `?` no result.
 pub fn observed_mark(cell: &CellResult) -> char {
     match cell.observed() {
         None => '?',
@@ -107,15 +108,18 @@ pub fn observed_mark(cell: &CellResult) -> char {
         Some(Outcome::Dropped | Outcome::Rejected) => 'X',
         Some(Outcome::WrongPeer | Outcome::DnsFailed | Outcome::Error) => 'E',
         Some(Outcome::Unsupported) => 'U',
+        Some(Outcome::Interrupted) => 'I',
     }
 }
 
-/// `.` match, `X` mismatch (fail or flapping), `E` probe error, `U` unsupported, `_` not judged.
+/// `.` match, `X` mismatch (fail or flapping), `E` probe error, `I` interrupted by the cluster,
+/// `U` unsupported, `_` not judged.
 pub fn diff_mark(cell: &CellResult) -> char {
     match cell.status {
         CellStatus::Pass => '.',
         CellStatus::Fail | CellStatus::Flapping => 'X',
         CellStatus::Error => 'E',
+        CellStatus::Interrupted => 'I',
         CellStatus::Unsupported => 'U',
         CellStatus::NotJudged => '_',
     }
@@ -126,8 +130,8 @@ const ABSENT: char = '-';
 
 pub const LEGEND: &str =
     "legend: expected . allow X deny | observed . connected X dropped/rejected \
-E error/wrong peer U unsupported ? no result | diff . match X mismatch E error U unsupported \
-_ not judged | - not probed";
+E error/wrong peer I interrupted U unsupported ? no result | diff . match X mismatch E error \
+I interrupted by the cluster U unsupported _ not judged | - not probed";
 
 const RED: &str = "\x1b[1;31m";
 const GREEN: &str = "\x1b[32m";
@@ -141,7 +145,7 @@ fn colour(view: View, cell: &CellResult) -> Option<&'static str> {
     match (view, cell.status) {
         (View::Expected, _) => None,
         (_, CellStatus::Fail | CellStatus::Flapping) => Some(RED),
-        (_, CellStatus::Error) => Some(YELLOW),
+        (_, CellStatus::Error | CellStatus::Interrupted) => Some(YELLOW),
         (_, CellStatus::Unsupported | CellStatus::NotJudged) => Some(DIM),
         (View::Diff, CellStatus::Pass) => Some(GREEN),
         (View::Observed, CellStatus::Pass) => None,
@@ -316,7 +320,7 @@ pub fn compact_diff(step: &StepResult, color: bool) -> String {
         let status = status_name(cell.status);
         let status = if !color {
             status.to_string()
-        } else if cell.status == CellStatus::Error {
+        } else if cell.status.is_unanswered() {
             format!("{YELLOW}{status}{RESET}")
         } else {
             format!("{RED}{status}{RESET}")
@@ -345,6 +349,7 @@ pub fn status_name(status: CellStatus) -> &'static str {
         CellStatus::Fail => "fail",
         CellStatus::Flapping => "flapping",
         CellStatus::Error => "error",
+        CellStatus::Interrupted => "interrupted",
         CellStatus::Unsupported => "unsupported",
         CellStatus::NotJudged => "not-judged",
     }

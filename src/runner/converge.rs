@@ -122,6 +122,8 @@ impl Default for Judging {
 
 /// How often a confirmation round retries probes that erred (not verdicts) before judging.
 const CONFIRM_ERROR_RETRIES: u32 = 3;
+/// How many rounds past the deadline a cell gets whose last probe the cluster interrupted.
+const INTERRUPTED_RETRIES: u32 = 3;
 
 fn agrees(outcome: Outcome, expected: Verdict, rule: DenyRule) -> bool {
     outcome.satisfies(expected, rule)
@@ -286,18 +288,35 @@ pub async fn run_step<P: Prober>(
     book.record(streamed, round);
     book.record(probed, round);
 
-    // 2. Re-probe what disagrees, with backoff, until agreement or the deadline.
+    // 2. Re-probe what disagrees, with backoff, until agreement or the deadline. Past the
+    //    deadline, a cell whose last probe the cluster interrupted still has no evidence either
+    //    way: it gets a few more rounds, so that a flaky cluster ends in evidence or in an
+    //    interruption (an environment problem), never in a probe error or a verdict it did
+    //    not earn.
     let mut pause = judging.backoff;
+    let mut grace = INTERRUPTED_RETRIES;
     loop {
-        let pending: Vec<(usize, &ExpectedCell)> = all
+        let mut pending: Vec<(usize, &ExpectedCell)> = all
             .iter()
             .filter(|(i, _)| !settled(&book, *i))
             .copied()
             .collect();
-        if pending.is_empty() || Instant::now() >= deadline {
+        let past = Instant::now() >= deadline;
+        if past {
+            pending.retain(|(i, _)| book.last(*i) == Some(Outcome::Interrupted));
+            if grace == 0 {
+                pending.clear();
+            }
+            grace = grace.saturating_sub(1);
+        }
+        if pending.is_empty() {
             break;
         }
-        let wait = pause.min(deadline.saturating_duration_since(Instant::now()));
+        let wait = if past {
+            pause
+        } else {
+            pause.min(deadline.saturating_duration_since(Instant::now()))
+        };
         tokio::time::sleep(wait).await;
         pause = (pause * 2).min(judging.max_backoff);
         round += 1;
@@ -406,6 +425,7 @@ fn classify(cell: &ExpectedCell, last: Option<Outcome>, flapped: bool, j: &Judgi
         return CellStatus::Flapping;
     }
     match o {
+        Outcome::Interrupted => CellStatus::Interrupted,
         Outcome::Error | Outcome::WrongPeer | Outcome::DnsFailed => CellStatus::Error,
         _ if agrees(o, cell.verdict, j.deny_rule) => CellStatus::Pass,
         _ => CellStatus::Fail,
@@ -713,6 +733,57 @@ mod tests {
         });
         let r = run(&fake, &cells, &[], &fast(), Instant::now()).await;
         assert_eq!(statuses(&r), [CellStatus::Error, CellStatus::Error]);
+    }
+
+    // Issue 15: what the cluster interrupts (a restarted pod, a broken exec) is no evidence. Past
+    // the deadline such a cell still gets a few rounds, and only such a cell: a cell that
+    // disagreed at the deadline stays a failure.
+    #[tokio::test]
+    async fn a_cell_the_cluster_interrupted_is_probed_past_the_deadline_and_judged() {
+        let cells = [
+            cell("x/a", "y/b", Verdict::Deny),
+            cell("x/a", "y/c", Verdict::Deny),
+        ];
+        let t = Instant::now();
+        // Cell 0 is interrupted until 350 ms (past the 300 ms deadline); cell 1 never agrees.
+        let fake = Fake::new(move |i, _| match i {
+            0 if t.elapsed() < Duration::from_millis(350) => Outcome::Interrupted,
+            0 => Outcome::Dropped,
+            _ => Outcome::Connected,
+        });
+        let r = run(&fake, &cells, &[], &fast(), t).await;
+        assert_eq!(statuses(&r), [CellStatus::Pass, CellStatus::Fail]);
+        let last = r.cells[0].attempts.last().expect("attempts");
+        assert!(last.at_ms >= 300, "probed past the deadline: {last:?}");
+        let probed = fake.probed.lock().expect("lock").clone();
+        let after_last_1 = probed.iter().rposition(|i| *i == 1).map_or(0, |p| p + 1);
+        assert!(
+            !probed[after_last_1..].is_empty() && probed[after_last_1..].iter().all(|i| *i == 0),
+            "past the deadline only the interrupted cell is probed again: {probed:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cell_the_cluster_keeps_interrupting_ends_interrupted_not_as_an_error() {
+        let cells = [cell("x/a", "y/b", Verdict::Deny)];
+        let fake = Fake::new(|_, _| Outcome::Interrupted);
+        let t = Instant::now();
+        let r = run(&fake, &cells, &[], &fast(), t).await;
+        assert_eq!(statuses(&r), [CellStatus::Interrupted]);
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "waited the deadline"
+        );
+        // Every round before the deadline, then exactly INTERRUPTED_RETRIES more: bounded.
+        let past: Vec<_> = r.cells[0]
+            .attempts
+            .iter()
+            .filter(|a| a.at_ms >= 300)
+            .collect();
+        assert!(
+            !past.is_empty() && past.len() <= INTERRUPTED_RETRIES as usize + 1,
+            "{past:?}"
+        );
     }
 
     #[tokio::test]

@@ -37,6 +37,10 @@ pub enum CellStatus {
     Flapping,
     /// The probe itself failed or reached the wrong peer: neither pass nor fail.
     Error,
+    /// The cluster kept interrupting the probe past the step's deadline (restarting pods,
+    /// broken exec streams, an API server that would not answer): neither pass nor fail, and
+    /// the environment's fault, not the CNI's (exit 3).
+    Interrupted,
     /// The protocol is not available (e.g. SCTP): reported, not judged.
     Unsupported,
     /// Loopback cell, reported but not judged.
@@ -47,6 +51,11 @@ impl CellStatus {
     /// A mismatch that makes the run non-conformant.
     pub fn is_failure(self) -> bool {
         matches!(self, CellStatus::Fail | CellStatus::Flapping)
+    }
+
+    /// No evidence because a probe failed: an error, or an interruption by the cluster.
+    pub fn is_unanswered(self) -> bool {
+        matches!(self, CellStatus::Error | CellStatus::Interrupted)
     }
 
     /// Evidence about the CNI: the cell was probed and compared with its expectation.

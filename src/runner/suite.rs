@@ -127,6 +127,13 @@ impl ScenarioOutcome {
             .map(|s| s.result.count(CellStatus::Error))
             .sum()
     }
+    /// Paths the cluster kept interrupting (restarts, broken exec streams) past their deadline.
+    pub fn interrupted(&self) -> usize {
+        self.steps
+            .iter()
+            .map(|s| s.result.count(CellStatus::Interrupted))
+            .sum()
+    }
 
     /// Every step's result, the baseline first.
     fn all_steps(&self) -> impl Iterator<Item = &StepResult> {
@@ -443,7 +450,7 @@ impl Pool {
             .cells
             .iter()
             .filter(|c| match c.status {
-                CellStatus::Error => true,
+                CellStatus::Error | CellStatus::Interrupted => true,
                 // Under the cluster's own policies a pod may not even reach itself.
                 CellStatus::Fail => !intent,
                 _ => false,
