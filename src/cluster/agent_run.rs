@@ -23,6 +23,9 @@ const STREAM_DRAIN: Duration = Duration::from_millis(500);
 enum Keep {
     Exec(#[allow(dead_code)] AttachedProcess),
     Local(tokio::process::Child),
+    /// Tests: streams made by hand, nothing to keep alive.
+    #[cfg(test)]
+    Nothing,
 }
 
 /// An agent started and waiting for its batch.
@@ -260,6 +263,86 @@ impl Ran {
 mod tests {
     use super::*;
     use crate::probe::Outcome;
+    use tokio::io::{AsyncWriteExt, DuplexStream};
+
+    /// An exec-like run over hand-made streams: what the test writes to the returned end is the
+    /// agent's stdout, which stays open as long as that end lives (as kube-rs leaves it when a
+    /// websocket breaks); `status` is the exec's status channel.
+    fn exec_like(status: Status) -> (AgentRun, DuplexStream) {
+        let (agent_side, ours) = tokio::io::duplex(64 * 1024);
+        let run = AgentRun {
+            place: "in x/a".into(),
+            stdin: Box::new(tokio::io::sink()),
+            stdout: Box::new(agent_side),
+            stderr: tokio::spawn(async { String::new() }),
+            status: Some(status),
+            keep: Keep::Nothing,
+        };
+        (run, ours)
+    }
+
+    fn batch() -> ProbeBatch {
+        serde_json::from_str(r#"{"schema":"netassay.probe/v1","probes":[]}"#).expect("batch")
+    }
+
+    fn line(r: &ProbeResult) -> String {
+        format!("{}\n", AgentLine::Result(r.clone()).to_json_line())
+    }
+
+    // Issue 15, found under exec-resets: kube-rs never ends an exec's stdout when the websocket
+    // breaks without a status. The status settling must end the read, keeping what came and
+    // saying why the run was cut, instead of hanging until the batch's budget.
+    #[tokio::test]
+    async fn a_settled_status_ends_a_read_whose_stdout_never_closes() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Option<String>>();
+        let (run, mut stdout) = exec_like(Box::pin(async move { rx.await.ok().flatten() }));
+        stdout
+            .write_all(line(&result(Some(0), 3)).as_bytes())
+            .await
+            .expect("write");
+        let b = batch();
+        let running = tokio::spawn(async move { run.run(&b, None).await });
+        // Give the reader the line, then break the "websocket": a status, stdout left open.
+        tokio::task::yield_now().await;
+        tx.send(Some("connection reset by peer".into()))
+            .expect("send");
+        let ran = tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("the read must end once the status settles, not hang")
+            .expect("join")
+            .expect("results came, so the run is kept");
+        assert_eq!(ran.results.len(), 1);
+        let cut = ran.cut.expect("a cut run says so");
+        assert!(cut.contains("connection reset by peer"), "{cut}");
+        drop(stdout);
+    }
+
+    #[tokio::test]
+    async fn a_run_that_reached_its_summary_is_whole_and_one_with_nothing_is_an_error() {
+        let (run, mut stdout) = exec_like(Box::pin(std::future::pending()));
+        let summary = AgentLine::Summary {
+            summary: crate::probe::BatchSummary::of([Outcome::Connected], 3),
+        };
+        let text = format!("{}{}\n", line(&result(Some(0), 3)), summary.to_json_line());
+        stdout.write_all(text.as_bytes()).await.expect("write");
+        let ran = run.run(&batch(), None).await.expect("whole run");
+        assert!(ran.cut.is_none());
+        assert_eq!(ran.results.len(), 1);
+
+        let (run, stdout) = exec_like(Box::pin(async { Some("pod restarted".into()) }));
+        let err = match tokio::time::timeout(Duration::from_secs(10), run.run(&batch(), None))
+            .await
+            .expect("ends")
+        {
+            Ok(_) => panic!("a run with no result and no summary is an error"),
+            Err(e) => e,
+        };
+        assert!(
+            err.contains("ended early") && err.contains("pod restarted"),
+            "{err}"
+        );
+        drop(stdout);
+    }
 
     fn result(start_ms: Option<u64>, elapsed_ms: u64) -> ProbeResult {
         ProbeResult {
