@@ -281,7 +281,7 @@ fn environment(out: &mut String, report: &RunReport) {
 fn enforcement_chart(out: &mut String, report: &RunReport) {
     // Steps that change paths, measured on them; steps that change none say little (their first
     // probes) and steps that judged nothing nothing at all.
-    let rows: Vec<(String, Option<u128>, String)> = report
+    let rows: Vec<(String, Option<u128>, String, bool)> = report
         .scenarios
         .iter()
         .flat_map(|o| {
@@ -293,6 +293,7 @@ fn enforcement_chart(out: &mut String, report: &RunReport) {
                         format!("{} › {}", o.name, s.name),
                         s.result.time_to_enforce.map(|d| d.as_millis()),
                         table::time_to_enforce(&s.result),
+                        s.result.time_to_enforce_disturbed > 0,
                     )
                 })
         })
@@ -313,7 +314,7 @@ fn enforcement_chart(out: &mut String, report: &RunReport) {
     }
     let max = rows
         .iter()
-        .filter_map(|(_, v, _)| *v)
+        .filter_map(|(_, v, _, _)| *v)
         .max()
         .unwrap_or(0)
         .max(1);
@@ -336,7 +337,7 @@ fn enforcement_chart(out: &mut String, report: &RunReport) {
             (frac * max as f64).round() as u128
         );
     }
-    for (i, (label, value, full)) in rows.iter().enumerate() {
+    for (i, (label, value, full, disturbed)) in rows.iter().enumerate() {
         let y = top + i * row_h;
         let shown: String = if label.chars().count() > 46 {
             format!("{}…", label.chars().take(45).collect::<String>())
@@ -349,6 +350,8 @@ fn enforcement_chart(out: &mut String, report: &RunReport) {
                 "#3f7fbf",
                 format!("{ms} ms"),
             ),
+            // Not a figure of the enforcer's: a pale bar, not a red one.
+            None if *disturbed => (bar_w as f64, UNSUPPORTED, "not timed".to_string()),
             None => (bar_w as f64, WRONG, "never".to_string()),
         };
         let title = format!("{label}: {full}");
@@ -864,5 +867,22 @@ mod tests {
         let html = render(&r);
         assert!(html.contains("id=\"tte-chart\""));
         assert!(html.contains("s › s: never"));
+    }
+
+    // Issue 15: a step whose series the cluster interrupted has no figure, and it is not shown
+    // as an enforcer that never enforced.
+    #[test]
+    fn steps_the_cluster_interrupted_are_not_timed_and_not_never() {
+        let mut r = report("s", vec![pass("x/a", "x/b", Verdict::Allow)]);
+        r.scenarios[0].steps[0].result.time_to_enforce = None;
+        r.scenarios[0].steps[0].result.time_to_enforce_disturbed = 1;
+        let html = render(&r);
+        assert!(
+            html.contains("s › s: not measured (the cluster interrupted"),
+            "chart title"
+        );
+        assert!(html.contains(">not timed</text>"));
+        assert!(!html.contains("s › s: never"));
+        assert!(html.contains("1 step(s) not timed"), "summary line");
     }
 }

@@ -60,6 +60,14 @@ pub fn time_to_enforce(r: &StepResult) -> String {
                 format!("{} ms ({res}no path changed: its first probes)", ms(t))
             }
         }
+        (None, _) if r.time_to_enforce_disturbed > 0 => {
+            format!(
+            "not measured (the cluster interrupted the series of {} changed path{}: it would time \
+             a restart, not the enforcer)",
+            r.time_to_enforce_disturbed,
+            if r.time_to_enforce_disturbed == 1 { "" } else { "s" }
+        )
+        }
         (None, _) if r.has_judged_cells() => "never".into(),
         (None, _) => "not measured (nothing judged)".into(),
     }
@@ -416,6 +424,7 @@ pub(crate) mod fixtures {
             time_to_enforce: Some(Duration::from_millis(250)),
             time_to_enforce_resolution: Some(Duration::from_millis(50)),
             changed_cells: 1,
+            time_to_enforce_disturbed: 0,
             rounds: 2,
             resilience: Default::default(),
         }

@@ -337,10 +337,26 @@ pub async fn run_step<P: Prober>(
             .filter(|i| book.last(*i) != Some(Outcome::Unsupported))
             .collect()
     };
+    // A changed cell the cluster interrupted during its series (restart markers, an agent that
+    // could not run) may have seen a restarting server, not the enforcer: no figure from it,
+    // and none for the step, which would otherwise be timed without its slowest cell maybe.
+    let disturbed: Vec<bool> = (0..cells.len())
+        .map(|i| {
+            in_series(i)
+                && book.attempts[i]
+                    .iter()
+                    .any(|a| a.round == 1 && a.outcome == Outcome::Interrupted)
+        })
+        .collect();
     let onsets: Vec<_> = (0..cells.len())
         .map(|i| cell_onset(&book.attempts[i], cells[i].verdict, judging.deny_rule))
         .collect();
-    let step = step_enforced(&measured.iter().map(|i| onsets[*i]).collect::<Vec<_>>());
+    let time_to_enforce_disturbed = measured.iter().filter(|i| disturbed[**i]).count();
+    let step = if time_to_enforce_disturbed > 0 {
+        None
+    } else {
+        step_enforced(&measured.iter().map(|i| onsets[*i]).collect::<Vec<_>>())
+    };
 
     // 3. Confirmation: the whole matrix again; a cell whose verdict changes flaps. A probe that
     //    errs is not a verdict: it is retried a few times before the round is judged.
@@ -385,7 +401,7 @@ pub async fn run_step<P: Prober>(
             let tries = std::mem::take(&mut book.attempts[i]);
             let final_outcome = tries.last().map(|a| a.outcome);
             let status = classify(c, final_outcome, flapped[i], judging);
-            let enforced = in_series(i)
+            let enforced = (in_series(i) && !disturbed[i])
                 .then(|| onsets[i].map(|o| cell_enforced(&o)))
                 .flatten();
             CellResult {
@@ -404,6 +420,7 @@ pub async fn run_step<P: Prober>(
         time_to_enforce: step.map(|e| e.at),
         time_to_enforce_resolution: step.map(|e| e.resolution),
         changed_cells: series.len(),
+        time_to_enforce_disturbed,
         rounds: round,
         // The prober's counters are read around the step by whoever knows the prober.
         resilience: Default::default(),
@@ -981,6 +998,32 @@ mod tests {
             r.time_to_enforce_resolution,
             Some(Duration::from_millis(48))
         );
+    }
+
+    // Issue 15: a series the cluster interrupted (a pod restarted under it) may have timed the
+    // restart, not the enforcer: that cell and its step get no figure, and say why; the
+    // verdicts still stand on the probes.
+    #[tokio::test]
+    async fn a_series_the_cluster_interrupted_gives_no_time_to_enforce() {
+        let cells = [
+            cell("x/a", "y/b", Verdict::Deny),
+            cell("x/a", "y/c", Verdict::Deny),
+        ];
+        let deny = deny_from_300(1000);
+        let fake = Fake::new(|_, _| Outcome::Dropped).with_series(move |i, start| {
+            if i == 1 && (500..600).contains(&start) {
+                (Outcome::Interrupted, 0)
+            } else {
+                deny(i, start)
+            }
+        });
+        let t0 = fake.t0;
+        let r = run(&fake, &cells, &[true, true], &series_judging(), t0).await;
+        assert_eq!(statuses(&r), [CellStatus::Pass, CellStatus::Pass]);
+        assert!(r.cells[0].time_to_enforce.is_some());
+        assert_eq!(r.cells[1].time_to_enforce, None);
+        assert_eq!(r.time_to_enforce, None);
+        assert_eq!(r.time_to_enforce_disturbed, 1);
     }
 
     #[tokio::test]

@@ -71,6 +71,8 @@ pub struct EnforceStats {
     pub steps: usize,
     /// Steps that change paths whose changed cells never agreed.
     pub never: usize,
+    /// Steps that change paths whose series the cluster interrupted: not timed.
+    pub disturbed: usize,
     /// Steps that change no path (or judged nothing): not in the figures.
     pub unchanged: usize,
     pub min_ms: u64,
@@ -107,6 +109,7 @@ pub fn stats<'a>(steps: impl IntoIterator<Item = &'a StepResult>) -> EnforceStat
                     .map_or(0, |r| r.as_millis() as u64);
                 s.max_resolution_ms = s.max_resolution_ms.max(r);
             }
+            None if step.time_to_enforce_disturbed > 0 => s.disturbed += 1,
             None if step.has_judged_cells() => s.never += 1,
             None => s.unchanged += 1,
         }
@@ -123,7 +126,7 @@ pub fn stats<'a>(steps: impl IntoIterator<Item = &'a StepResult>) -> EnforceStat
 impl EnforceStats {
     /// One line for the terminal and the reports.
     pub fn summary(&self) -> String {
-        if self.steps == 0 && self.never == 0 {
+        if self.steps == 0 && self.never == 0 && self.disturbed == 0 {
             return format!(
                 "time-to-enforce: no step changed a path ({} step(s) without changes)",
                 self.unchanged
@@ -141,6 +144,12 @@ impl EnforceStats {
         );
         if self.never > 0 {
             line.push_str(&format!("; {} step(s) never enforced", self.never));
+        }
+        if self.disturbed > 0 {
+            line.push_str(&format!(
+                "; {} step(s) not timed (the cluster interrupted their series: a pod restarted)",
+                self.disturbed
+            ));
         }
         line
     }
@@ -185,6 +194,7 @@ mod tests {
             time_to_enforce: tte.map(Duration::from_millis),
             time_to_enforce_resolution: tte.map(|_| Duration::from_millis(50)),
             changed_cells: changed,
+            time_to_enforce_disturbed: 0,
             rounds: 1,
             resilience: Default::default(),
         };
@@ -200,6 +210,18 @@ mod tests {
             (3, 1, 100, 300, 900)
         );
         assert_eq!(s.max_resolution_ms, 50);
+        // A step whose series the cluster interrupted is neither a figure nor "never".
+        let disturbed = StepResult {
+            time_to_enforce_disturbed: 1,
+            ..step(None, 2)
+        };
+        let s = stats(&[step(Some(300), 3), disturbed]);
+        assert_eq!((s.steps, s.never, s.disturbed), (1, 0, 1));
+        assert!(
+            s.summary().contains("1 step(s) not timed"),
+            "{}",
+            s.summary()
+        );
     }
 
     #[test]

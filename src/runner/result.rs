@@ -107,6 +107,10 @@ pub struct StepResult {
     pub time_to_enforce_resolution: Option<Duration>,
     /// Judged cells whose verdict this step changes (probed as a series).
     pub changed_cells: usize,
+    /// Changed cells whose series the cluster interrupted (a pod they involve restarted, their
+    /// agent could not run): what they saw then times the cluster, not the enforcer, so neither
+    /// they nor the step get a time-to-enforce.
+    pub time_to_enforce_disturbed: usize,
     pub rounds: u32,
     /// What the control plane made netassay do again during this step.
     pub resilience: Resilience,

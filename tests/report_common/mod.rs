@@ -93,6 +93,7 @@ fn step(name: &str, cells: Vec<CellResult>, tte_ms: Option<u64>) -> StepOutcome 
             time_to_enforce: tte_ms.map(Duration::from_millis),
             time_to_enforce_resolution: tte_ms.map(|_| Duration::from_millis(50)),
             changed_cells: 0,
+            time_to_enforce_disturbed: 0,
             rounds: 3,
             resilience: Default::default(),
         },
