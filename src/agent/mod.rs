@@ -13,6 +13,9 @@
 //! `unsupported` for an SCTP probe where the source lacks SCTP. Any other bind failure (port
 //! taken, permission) is fatal: the agent exits 3 before writing the ready file.
 //!
+//! `agent serve` also hands out UDP source ports to the `agent probe` processes of its pod
+//! ([`source_ports`]), so that no UDP probe rides the conntrack entry of an earlier one.
+//!
 //! Two more subcommands run as sandbox infrastructure rather than in probe pods: `agent dns`
 //! ([`dns_server`], the cluster DNS answering from a zone file) and `agent gateway`
 //! ([`gateway`], the HTTP reverse proxy routing by Host). Both answer from a small text file
@@ -25,6 +28,7 @@ pub mod gateway;
 pub mod prober;
 pub mod serve;
 mod sock;
+pub mod source_ports;
 pub mod watched;
 
 pub use prober::{prepare, run_batch, PreparedBatch};

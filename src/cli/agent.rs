@@ -5,6 +5,7 @@ use crate::agent::bench::{Bench, BenchConfig};
 use crate::agent::dns_server::{self, DnsConfig, DnsError};
 use crate::agent::gateway::{self, GatewayConfig, GatewayError};
 use crate::agent::serve::write_ready_file;
+use crate::agent::source_ports;
 use crate::agent::watched::{self, LineTable as _};
 use crate::agent::{bind_all, prepare, run_batch, ServeConfig, ServeError};
 use crate::probe::{AgentLine, ListenSpec, ListenerState, Outcome, ProbeBatch, ProbeKind};
@@ -265,6 +266,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         listeners: args.listen,
         http_port: args.http,
         address: args.address,
+        source_ports: Some(source_ports::LEASE_NAME.to_string()),
     };
     if let Some(spec) = ListenSpec::repeated(&config.listeners) {
         eprintln!("netassay agent serve: --listen names {spec} twice");
@@ -284,6 +286,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             }
         };
         let report = agent.report().clone();
+        for warning in agent.warnings() {
+            eprintln!("netassay agent serve: {warning}");
+        }
         for l in &report.listeners {
             if l.state == ListenerState::Unsupported {
                 let reason = l.reason.as_deref().unwrap_or("unsupported");

@@ -15,6 +15,7 @@ mod udp;
 use self::dns::Resolvers;
 use self::http::{Clients, HttpTarget};
 use self::stream::Stream;
+use super::source_ports::{SourcePortClient, LEASE_NAME};
 use crate::probe::{
     AgentLine, BatchError, BatchSummary, HostPort, Outcome, ProbeBatch, ProbeKind, ProbeResult,
     ProbeSpec, Series, SpecError,
@@ -139,6 +140,8 @@ pub(crate) fn judge_identity(
 pub(crate) struct Context {
     resolvers: Arc<Resolvers>,
     http: Arc<Clients>,
+    /// Fresh UDP source ports from the pod's `agent serve`.
+    source_ports: SourcePortClient,
 }
 
 impl Context {
@@ -157,6 +160,7 @@ impl Context {
         Context {
             http: Arc::new(Clients::new(resolvers.clone())),
             resolvers,
+            source_ports: SourcePortClient::new(LEASE_NAME),
         }
     }
 

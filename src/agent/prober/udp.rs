@@ -1,9 +1,10 @@
 //! UDP probes: a nonce on a connected socket; the echo proves the path, ICMP errors refuse it.
 
 use super::{judge_identity, Context, Finding};
+use crate::agent::source_ports::{Lease, PORTS, REUSE_AFTER};
 use crate::agent::{classify, sock};
 use crate::probe::{parse_udp_reply, HostPort, Outcome, ProbeSpec, UdpReply};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
@@ -23,19 +24,9 @@ pub(super) async fn probe(
         Ok(addr) => addr,
         Err(finding) => return finding,
     };
-    let local: SocketAddr = if addr.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = match UdpSocket::bind(local).await {
+    let socket = match open_socket(ctx, addr.is_ipv6()).await {
         Ok(s) => s,
-        Err(e) => {
-            return Finding::new(
-                Outcome::Error,
-                format!("cannot open a socket: {}", classify::describe(&e)),
-            )
-        }
+        Err(finding) => return finding,
     };
     if let Err(e) = sock::report_icmp_errors(&socket, addr.is_ipv6()) {
         return Finding::new(
@@ -99,4 +90,55 @@ pub(super) async fn probe(
             format!("no reply from {addr} within {timeout_ms} ms ({sent} datagrams sent)"),
         )
     }
+}
+
+/// Ports taken by something else in the pod that a probe skips before it gives up.
+const TAKEN_PORTS_SKIPPED: usize = 32;
+
+/// A UDP socket on a source port no recent probe from this pod used (see
+/// [`crate::agent::source_ports`]), or on one the kernel picks where the pod hands out none.
+async fn open_socket(ctx: &Context, ipv6: bool) -> Result<UdpSocket, Finding> {
+    let unspecified: IpAddr = if ipv6 {
+        Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        Ipv4Addr::UNSPECIFIED.into()
+    };
+    let cannot_open = |e: std::io::Error| {
+        Finding::new(
+            Outcome::Error,
+            format!("cannot open a socket: {}", classify::describe(&e)),
+        )
+    };
+    for _ in 0..TAKEN_PORTS_SKIPPED {
+        let port = match ctx.source_ports.lease().await {
+            Lease::Port(port) => port,
+            Lease::Unavailable => {
+                return UdpSocket::bind(SocketAddr::new(unspecified, 0))
+                    .await
+                    .map_err(cannot_open)
+            }
+            // A reused port could ride a flow admitted before the policy: no probe rather
+            // than one that may lie.
+            Lease::Exhausted => {
+                return Err(Finding::new(
+                    Outcome::Error,
+                    format!(
+                        "no fresh UDP source port: all of {}-{} were used within {} s, and a reused one could ride an older flow",
+                        PORTS.start(),
+                        PORTS.end(),
+                        REUSE_AFTER.as_secs()
+                    ),
+                ))
+            }
+        };
+        match UdpSocket::bind(SocketAddr::new(unspecified, port)).await {
+            Ok(socket) => return Ok(socket),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(cannot_open(e)),
+        }
+    }
+    Err(Finding::new(
+        Outcome::Error,
+        format!("no fresh UDP source port: {TAKEN_PORTS_SKIPPED} in a row were taken in this pod"),
+    ))
 }
