@@ -281,7 +281,9 @@ fn environment(out: &mut String, report: &RunReport) {
 fn enforcement_chart(out: &mut String, report: &RunReport) {
     // Steps that change paths, measured on them; steps that change none say little (their first
     // probes) and steps that judged nothing nothing at all.
-    let rows: Vec<(String, Option<u128>, String, bool)> = report
+    // The last field: the pale bar's word for a step without a figure that is not the enforcer's
+    // fault; `None` for a step that has one or never agreed.
+    let rows: Vec<(String, Option<u128>, String, Option<&str>)> = report
         .scenarios
         .iter()
         .flat_map(|o| {
@@ -293,7 +295,13 @@ fn enforcement_chart(out: &mut String, report: &RunReport) {
                         format!("{} › {}", o.name, s.name),
                         s.result.time_to_enforce.map(|d| d.as_millis()),
                         table::time_to_enforce(&s.result),
-                        s.result.time_to_enforce_disturbed > 0,
+                        if s.result.time_to_enforce_disturbed > 0 {
+                            Some("not timed")
+                        } else if !s.result.has_judged_changed_cells() {
+                            Some("not measured")
+                        } else {
+                            None
+                        },
                     )
                 })
         })
@@ -337,7 +345,7 @@ fn enforcement_chart(out: &mut String, report: &RunReport) {
             (frac * max as f64).round() as u128
         );
     }
-    for (i, (label, value, full, disturbed)) in rows.iter().enumerate() {
+    for (i, (label, value, full, pale)) in rows.iter().enumerate() {
         let y = top + i * row_h;
         let shown: String = if label.chars().count() > 46 {
             format!("{}…", label.chars().take(45).collect::<String>())
@@ -351,8 +359,10 @@ fn enforcement_chart(out: &mut String, report: &RunReport) {
                 format!("{ms} ms"),
             ),
             // Not a figure of the enforcer's: a pale bar, not a red one.
-            None if *disturbed => (bar_w as f64, UNSUPPORTED, "not timed".to_string()),
-            None => (bar_w as f64, WRONG, "never".to_string()),
+            None => match pale {
+                Some(word) => (bar_w as f64, UNSUPPORTED, word.to_string()),
+                None => (bar_w as f64, WRONG, "never".to_string()),
+            },
         };
         let title = format!("{label}: {full}");
         let _ = writeln!(
@@ -862,11 +872,24 @@ mod tests {
 
     #[test]
     fn steps_that_never_agreed_show_as_never_in_the_chart() {
-        let mut r = report("s", vec![pass("x/a", "x/b", Verdict::Allow)]);
+        let mut changed = pass("x/a", "x/b", Verdict::Allow);
+        changed.changed = true;
+        let mut r = report("s", vec![changed]);
         r.scenarios[0].steps[0].result.time_to_enforce = None;
         let html = render(&r);
         assert!(html.contains("id=\"tte-chart\""));
         assert!(html.contains("s › s: never"));
+    }
+
+    // A step whose changed paths were all unsupported (not judged) says so, pale, not "never".
+    #[test]
+    fn steps_whose_changed_paths_were_not_judged_are_not_never() {
+        let mut r = report("s", vec![pass("x/a", "x/b", Verdict::Allow)]);
+        r.scenarios[0].steps[0].result.time_to_enforce = None;
+        let html = render(&r);
+        assert!(html.contains("s › s: not measured (no path the step changes was judged)"));
+        assert!(html.contains(">not measured</text>"));
+        assert!(!html.contains("s › s: never"));
     }
 
     // Issue 15: a step whose series the cluster interrupted has no figure, and it is not shown

@@ -130,7 +130,7 @@ fn tte(r: &StepResult) -> String {
     match r.time_to_enforce {
         Some(d) => d.as_millis().to_string(),
         None if r.time_to_enforce_disturbed > 0 => "not measured (interrupted)".into(),
-        None if r.has_judged_cells() => "never".into(),
+        None if r.has_judged_changed_cells() => "never".into(),
         None => "not measured".into(),
     }
 }

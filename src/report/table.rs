@@ -68,7 +68,10 @@ pub fn time_to_enforce(r: &StepResult) -> String {
             if r.time_to_enforce_disturbed == 1 { "" } else { "s" }
         )
         }
-        (None, _) if r.has_judged_cells() => "never".into(),
+        (None, _) if r.has_judged_changed_cells() => "never".into(),
+        (None, _) if r.has_judged_cells() => {
+            "not measured (no path the step changes was judged)".into()
+        }
         (None, _) => "not measured (nothing judged)".into(),
     }
 }

@@ -73,7 +73,7 @@ pub struct EnforceStats {
     pub never: usize,
     /// Steps that change paths whose series the cluster interrupted: not timed.
     pub disturbed: usize,
-    /// Steps that change no path (or judged nothing): not in the figures.
+    /// Steps that change no path, or judged none of the paths they change: not in the figures.
     pub unchanged: usize,
     pub min_ms: u64,
     pub median_ms: u64,
@@ -110,7 +110,7 @@ pub fn stats<'a>(steps: impl IntoIterator<Item = &'a StepResult>) -> EnforceStat
                 s.max_resolution_ms = s.max_resolution_ms.max(r);
             }
             None if step.time_to_enforce_disturbed > 0 => s.disturbed += 1,
-            None if step.has_judged_cells() => s.never += 1,
+            None if step.has_judged_changed_cells() => s.never += 1,
             None => s.unchanged += 1,
         }
     }
@@ -159,6 +159,7 @@ impl EnforceStats {
 mod tests {
     use super::*;
     use crate::probe::Outcome;
+    use crate::runner::result::CellStatus;
 
     fn o(at_ms: i64, after_ms: Option<i64>) -> Option<Onset> {
         Some(Onset {
@@ -222,6 +223,48 @@ mod tests {
             "{}",
             s.summary()
         );
+    }
+
+    // Found by `bench chaos` on a clean run: protocol-only-sctp's "SCTP 81 only" changes only
+    // SCTP paths, which this kernel cannot probe; the step passes on its other cells and was
+    // counted as "never enforced", which says the enforcer failed where nothing was seen.
+    #[test]
+    fn a_step_whose_changed_paths_were_not_judged_is_not_never_enforced() {
+        use crate::report::table::fixtures::{cell, pass};
+        let mut unsupported = cell(
+            "x/a",
+            "x/b",
+            Verdict::Deny,
+            CellStatus::Unsupported,
+            &[Outcome::Unsupported],
+        );
+        unsupported.changed = true;
+        let step = |cells| StepResult {
+            cells,
+            time_to_enforce: None,
+            time_to_enforce_resolution: None,
+            changed_cells: 1,
+            time_to_enforce_disturbed: 0,
+            rounds: 2,
+            resilience: Default::default(),
+        };
+        let unmeasurable = step(vec![
+            unsupported.clone(),
+            pass("x/a", "x/c", Verdict::Allow),
+        ]);
+        let s = stats(std::slice::from_ref(&unmeasurable));
+        assert_eq!((s.steps, s.never, s.unchanged), (0, 0, 1));
+        assert!(!s.summary().contains("never"), "{}", s.summary());
+        assert_eq!(
+            crate::report::table::time_to_enforce(&unmeasurable),
+            "not measured (no path the step changes was judged)"
+        );
+
+        // A changed path that was judged and never agreed is the enforcer's.
+        let mut never = pass("x/a", "x/c", Verdict::Deny);
+        never.changed = true;
+        let s = stats(&[step(vec![unsupported, never])]);
+        assert_eq!((s.steps, s.never, s.unchanged), (0, 1, 0));
     }
 
     #[test]

@@ -196,4 +196,11 @@ impl StepResult {
     pub fn has_judged_cells(&self) -> bool {
         self.judged() > 0
     }
+
+    /// Whether a path this step changes was judged. Only then can a missing time-to-enforce
+    /// mean that the enforcer never got there: a step whose changed paths are all unsupported
+    /// (SCTP where the kernel lacks it) passes on its other cells but times nothing.
+    pub fn has_judged_changed_cells(&self) -> bool {
+        self.cells.iter().any(|c| c.changed && c.status.is_judged())
+    }
 }
