@@ -29,6 +29,17 @@ pub(crate) fn sctp_socket(domain: Domain) -> io::Result<Socket> {
     Socket::new(domain, Type::STREAM, Some(Protocol::from(IPPROTO_SCTP)))
 }
 
+/// A non-blocking UDP socket bound to `local` with `SO_REUSEADDR`, so that probes towards
+/// different destinations can share a source port (each connects to its own peer and gets only
+/// that peer's datagrams).
+pub(crate) fn shared_udp_socket(local: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(domain_of(local), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&local.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
 /// Whether `err` says the protocol does not exist here (rather than that something failed).
 pub(crate) fn is_protocol_unsupported(err: &io::Error) -> bool {
     matches!(

@@ -1,7 +1,7 @@
 //! Fresh UDP source ports, so that every UDP probe is a new flow.
 //!
-//! Conntrack remembers a UDP flow by its addresses and ports for as long as datagrams keep it
-//! alive (Linux: 30 s unanswered, 120 s once answered; Cilium: 60 s), and enforcers that accept
+//! Conntrack remembers a UDP flow by its addresses and ports while datagrams keep it alive
+//! (Linux: 30 s, 120 s for a flow that lasts; Cilium: 60 s), and enforcers that accept
 //! established flows before their policy chains (iptables and nftables dataplanes, our sandbox)
 //! let through a datagram that reuses the tuple of a flow admitted before a deny policy:
 //! Kubernetes leaves the fate of existing connections to the implementation. With the kernel
@@ -11,25 +11,36 @@
 //!
 //! So `agent serve`, which lives as long as the pod, hands out source ports over an abstract
 //! Unix socket. Abstract names belong to a network namespace, which all containers of a pod
-//! share, so the `agent probe` the harness execs in the pod reaches it; a port is not handed out
-//! again until [`REUSE_AFTER`] has passed. The ports come from below Linux's default ephemeral
-//! range, so ports the kernel picks itself (the resolver's) do not meet them.
+//! share, so the `agent probe` the harness execs in the pod reaches it. The prober names the
+//! destination; what must never repeat within [`REUSE_AFTER`] is a source port *towards one
+//! destination*, so each destination has its own hand that walks the port range no faster
+//! than one port per [`TICK`] beyond a lead of [`LEAD`] ports ahead of the wall clock. That
+//! also holds across a restart of the server, which remembers nothing: a new server starts
+//! every destination past the furthest point its predecessor could have reached (the clock
+//! plus the lead), so the ports a killed agent handed out are not handed out again either. The
+//! ports come from below Linux's default ephemeral range, so the ports the kernel picks (the
+//! resolver's, and every probe's where no server answers) never meet them. Probes towards
+//! different destinations may share a port at the same time (the sockets set `SO_REUSEADDR`
+//! and are connected, so each gets its own peer's datagrams).
 //!
-//! Where nothing answers on the name (no `agent serve` in this namespace, or it restarted and
-//! lost its memory), the prober lets the kernel choose, as before: the odds of meeting an old
-//! flow are then those of a random pick among ~28 000 ports.
+//! Wire format: the prober writes a destination (`10.0.0.1:80`, `[fd00::1]:80`) and `\n`; the
+//! server answers with a port in decimal and `\n`, `-\n` when that destination asked for ports
+//! faster than they can be retired (about 140 a second, [`LEAD`] at once; the prober waits and
+//! asks again), or `?\n` for a line that is not a destination.
 //!
-//! Wire format: the prober writes `\n` for each port it wants; the server answers each with the
-//! port in decimal and `\n`, or `-\n` when every port was handed out within [`REUSE_AFTER`].
+//! Where nothing answers on the name (no `agent serve` in this namespace), the prober lets the
+//! kernel choose, as before. A prober whose server went away (the agent restarted) asks once
+//! more, on a new connection, and so reaches the successor.
 
+use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::os::linux::net::SocketAddrExt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 /// The abstract socket name `agent serve` answers on and `agent probe` asks.
 pub const LEASE_NAME: &str = "netassay-udp-source-ports";
@@ -37,57 +48,93 @@ pub const LEASE_NAME: &str = "netassay-udp-source-ports";
 /// The ports handed out: below Linux's default ephemeral range (32768-60999).
 pub const PORTS: std::ops::RangeInclusive<u16> = 10000..=32767;
 
-/// How long a port stays out of use after it was handed out: the longest UDP conntrack timeout
-/// in common use (Linux's 120 s for an answered flow) with room for the probe itself and for
-/// clusters that lengthen it.
-pub const REUSE_AFTER: Duration = Duration::from_secs(300);
+/// How often each destination's hand may move on by one port.
+pub const TICK: Duration = Duration::from_millis(7);
+
+/// How far ahead of the clock a destination's hand may run: its burst.
+pub const LEAD: u64 = 512;
+
+/// The least time between two uses of one source port towards one destination, by
+/// construction: (ports - lead - 2) ticks. Longer than every UDP conntrack timeout in common
+/// use (Linux 30 s or 120 s, Cilium 60 s).
+pub const REUSE_AFTER: Duration = Duration::from_secs(150);
+
+/// How many ticks the server waits for a refused destination's hand before it says `-`.
+const ANSWER_WAIT_TICKS: usize = 4;
 
 /// How long the prober waits for an answer before it lets the kernel choose.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Which ports were handed out, and when.
+/// Above this many destinations, those whose hand the clock has caught up with are forgotten
+/// (which changes nothing: such a hand starts at the clock anyway).
+const REMEMBERED: usize = 4096;
+
+/// Each destination's hand over the port range, on a clock of [`TICK`]s.
 #[derive(Debug)]
 pub struct SourcePorts {
     first: u16,
-    handed_out: Vec<Option<Instant>>,
-    reuse_after: Duration,
+    count: u64,
+    tick_ms: u64,
+    lead: u64,
+    /// Where a destination this server has not handed a port for starts: past anything a
+    /// predecessor in this namespace can have handed out.
+    floor: u64,
+    /// Per destination, the next position of its hand (positions count ticks, not ports).
+    next: HashMap<SocketAddr, u64>,
 }
 
 impl SourcePorts {
-    pub fn new(ports: std::ops::RangeInclusive<u16>, reuse_after: Duration) -> Self {
-        let count = usize::from(*ports.end()).saturating_sub(usize::from(*ports.start())) + 1;
+    /// A server that starts at `now_ms` (milliseconds since the Unix epoch).
+    pub fn new(
+        ports: std::ops::RangeInclusive<u16>,
+        tick: Duration,
+        lead: u64,
+        now_ms: u64,
+    ) -> Self {
+        let tick_ms = (tick.as_millis() as u64).max(1);
         SourcePorts {
             first: *ports.start(),
-            handed_out: vec![None; count],
-            reuse_after,
+            count: u64::from(*ports.end()).saturating_sub(u64::from(*ports.start())) + 1,
+            tick_ms,
+            lead,
+            floor: now_ms / tick_ms + lead + 1,
+            next: HashMap::new(),
         }
     }
 
-    fn free(&self, index: usize, now: Instant) -> bool {
-        match self.handed_out[index] {
-            None => true,
-            Some(at) => now.saturating_duration_since(at) >= self.reuse_after,
-        }
+    /// A server with the module's constants, starting now.
+    pub fn starting_now() -> Self {
+        SourcePorts::new(PORTS, TICK, LEAD, wall_ms())
     }
 
-    /// A port not handed out within `reuse_after` of `now`, now marked as handed out; `None`
-    /// when there is none. Picked at random, so a server that restarted and forgot is no
-    /// likelier than the kernel to pick a port its predecessor handed out.
-    pub fn lease(&mut self, now: Instant) -> Option<u16> {
-        let count = self.handed_out.len();
-        if count == 0 {
+    /// A port towards `destination` not used towards it within the reuse time, or `None`
+    /// when the destination's hand is as far ahead of the clock as it may run.
+    pub fn lease(&mut self, destination: SocketAddr, now_ms: u64) -> Option<u16> {
+        let clock = now_ms / self.tick_ms;
+        let position = self
+            .next
+            .get(&destination)
+            .copied()
+            .unwrap_or(0)
+            .max(self.floor)
+            .max(clock);
+        if position > clock + self.lead {
             return None;
         }
-        let start = fastrand::usize(..count);
-        let index = (0..16)
-            .map(|_| fastrand::usize(..count))
-            .chain((0..count).map(|k| (start + k) % count))
-            .find(|&i| self.free(i, now))?;
-        self.handed_out[index] = Some(now);
-        u16::try_from(index)
-            .ok()
-            .and_then(|i| self.first.checked_add(i))
+        if self.next.len() >= REMEMBERED {
+            self.next.retain(|_, next| *next > clock);
+        }
+        self.next.insert(destination, position + 1);
+        let offset = u16::try_from(position % self.count).ok()?;
+        self.first.checked_add(offset)
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Binds the abstract socket `name`. `None` when another process in this network namespace
@@ -106,15 +153,21 @@ pub fn bind(name: &str) -> io::Result<Option<UnixListener>> {
 
 /// Answers every prober that connects until `stop` is raised.
 pub async fn serve(listener: UnixListener, stop: watch::Receiver<bool>) {
-    let ports = Arc::new(Mutex::new(SourcePorts::new(PORTS, REUSE_AFTER)));
-    let stopped = super::sock::stopped(stop);
+    let ports = Arc::new(Mutex::new(SourcePorts::starting_now()));
+    let stopped = super::sock::stopped(stop.clone());
     tokio::pin!(stopped);
     loop {
         tokio::select! {
             _ = &mut stopped => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(answer(stream, ports.clone()));
+                    let (ports, stop) = (ports.clone(), stop.clone());
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = super::sock::stopped(stop) => {}
+                            _ = answer(stream, ports) => {}
+                        }
+                    });
                 }
                 Err(e) => super::sock::accept_backoff(e, "netassay agent serve", "the source-port socket").await,
             },
@@ -125,14 +178,28 @@ pub async fn serve(listener: UnixListener, stop: watch::Receiver<bool>) {
 async fn answer(stream: UnixStream, ports: Arc<Mutex<SourcePorts>>) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
-    while let Ok(Some(_)) = lines.next_line().await {
-        let port = match ports.lock() {
-            Ok(mut ports) => ports.lease(Instant::now()),
-            Err(_) => None,
-        };
-        let answer = match port {
-            Some(port) => format!("{port}\n"),
-            None => "-\n".to_string(),
+    while let Ok(Some(line)) = lines.next_line().await {
+        let answer = match line.trim().parse::<SocketAddr>() {
+            Err(_) => "?\n".to_string(),
+            Ok(destination) => {
+                let mut port = None;
+                // A refusal lasts a tick or so (right after start, or a short burst): wait it
+                // out here rather than send the prober round again.
+                for _ in 0..ANSWER_WAIT_TICKS {
+                    port = match ports.lock() {
+                        Ok(mut ports) => ports.lease(destination, wall_ms()),
+                        Err(_) => None,
+                    };
+                    if port.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(TICK).await;
+                }
+                match port {
+                    Some(port) => format!("{port}\n"),
+                    None => "-\n".to_string(),
+                }
+            }
         };
         if write.write_all(answer.as_bytes()).await.is_err() {
             return;
@@ -144,7 +211,7 @@ async fn answer(stream: UnixStream, ports: Arc<Mutex<SourcePorts>>) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lease {
     Port(u16),
-    /// The server answered, but every port was handed out within [`REUSE_AFTER`].
+    /// The server answered, but this destination asked faster than ports can be retired.
     Exhausted,
     /// Nobody answers on the name (or stopped answering): let the kernel choose.
     Unavailable,
@@ -170,26 +237,50 @@ impl SourcePortClient {
         }
     }
 
-    /// A fresh source port, or why there is none.
-    pub async fn lease(&self) -> Lease {
+    /// A fresh source port towards `destination`, or why there is none.
+    pub async fn lease(&self, destination: SocketAddr) -> Lease {
         let mut connection = self.connection.lock().await;
-        if matches!(*connection, Connection::NotTried) {
-            *connection = match connect(&self.name) {
-                Ok(stream) => Connection::Open(BufReader::new(stream)),
-                Err(_) => Connection::Unavailable,
-            };
+        let fresh = matches!(*connection, Connection::NotTried);
+        if fresh {
+            *connection = self.open();
         }
         let Connection::Open(stream) = &mut *connection else {
             return Lease::Unavailable;
         };
-        match tokio::time::timeout(ASK_TIMEOUT, ask(stream)).await {
-            Ok(Ok(lease)) => lease,
-            // The server is gone (its pod restarted) or confused: stop asking it.
-            Ok(Err(_)) | Err(_) => {
+        if let Some(lease) = ask_in_time(stream, destination).await {
+            return lease;
+        }
+        // The server went away (its pod's agent restarted) or is confused: a successor may
+        // answer on the name already, and it never hands out what its predecessor did.
+        *connection = if fresh {
+            Connection::Unavailable
+        } else {
+            self.open()
+        };
+        let Connection::Open(stream) = &mut *connection else {
+            return Lease::Unavailable;
+        };
+        match ask_in_time(stream, destination).await {
+            Some(lease) => lease,
+            None => {
                 *connection = Connection::Unavailable;
                 Lease::Unavailable
             }
         }
+    }
+
+    fn open(&self) -> Connection {
+        match connect(&self.name) {
+            Ok(stream) => Connection::Open(BufReader::new(stream)),
+            Err(_) => Connection::Unavailable,
+        }
+    }
+}
+
+async fn ask_in_time(stream: &mut BufReader<UnixStream>, destination: SocketAddr) -> Option<Lease> {
+    match tokio::time::timeout(ASK_TIMEOUT, ask(stream, destination)).await {
+        Ok(Ok(lease)) => Some(lease),
+        Ok(Err(_)) | Err(_) => None,
     }
 }
 
@@ -200,8 +291,11 @@ fn connect(name: &str) -> io::Result<UnixStream> {
     UnixStream::from_std(stream)
 }
 
-async fn ask(stream: &mut BufReader<UnixStream>) -> io::Result<Lease> {
-    stream.get_mut().write_all(b"\n").await?;
+async fn ask(stream: &mut BufReader<UnixStream>, destination: SocketAddr) -> io::Result<Lease> {
+    stream
+        .get_mut()
+        .write_all(format!("{destination}\n").as_bytes())
+        .await?;
     let mut answer = String::new();
     if stream.read_line(&mut answer).await? == 0 {
         return Err(io::ErrorKind::UnexpectedEof.into());
@@ -219,46 +313,125 @@ async fn ask(stream: &mut BufReader<UnixStream>) -> io::Result<Lease> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn no_port_is_handed_out_twice_within_the_reuse_time() {
-        let now = Instant::now();
-        let mut ports = SourcePorts::new(40000..=40099, Duration::from_secs(300));
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..100 {
-            let port = ports.lease(now).expect("a free port");
-            assert!((40000..=40099).contains(&port));
-            assert!(seen.insert(port), "{port} handed out twice");
-        }
-        assert_eq!(ports.lease(now + Duration::from_secs(299)), None);
-        let again = ports
-            .lease(now + Duration::from_secs(300))
-            .expect("free again");
-        assert!(seen.contains(&again));
+    const D1: &str = "10.0.0.1:80";
+    const D2: &str = "[fd00::1]:80";
+
+    fn dst(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn ports(now_ms: u64) -> SourcePorts {
+        SourcePorts::new(PORTS, TICK, LEAD, now_ms)
     }
 
     #[test]
-    fn a_port_handed_out_later_is_held_from_then() {
-        let start = Instant::now();
-        let mut ports = SourcePorts::new(40000..=40001, Duration::from_secs(10));
-        let a = ports.lease(start).unwrap();
-        let b = ports.lease(start + Duration::from_secs(5)).unwrap();
-        assert_ne!(a, b);
-        // At 12 s only the first is free again.
-        assert_eq!(ports.lease(start + Duration::from_secs(12)), Some(a));
-        assert_eq!(ports.lease(start + Duration::from_secs(12)), None);
+    fn the_constants_keep_the_promised_reuse_time() {
+        let count = PORTS.count() as u64;
+        assert!(TICK * (count - LEAD - 2) as u32 >= REUSE_AFTER);
+    }
+
+    /// Every lease towards `d` from `from_ms` for `for_ms`, one every `every_ms`: (time, port).
+    fn leases(
+        p: &mut SourcePorts,
+        d: SocketAddr,
+        from_ms: u64,
+        for_ms: u64,
+        every_ms: u64,
+    ) -> Vec<(u64, u16)> {
+        (0..for_ms / every_ms)
+            .map(|k| from_ms + k * every_ms)
+            .filter_map(|t| p.lease(d, t).map(|port| (t, port)))
+            .collect()
+    }
+
+    fn assert_no_reuse_within(got: &[(u64, u16)], reuse_ms: u64) {
+        let mut last: HashMap<u16, u64> = HashMap::new();
+        for &(t, port) in got {
+            if let Some(&before) = last.get(&port) {
+                assert!(
+                    t - before >= reuse_ms,
+                    "port {port} again after {} ms",
+                    t - before
+                );
+            }
+            last.insert(port, t);
+        }
     }
 
     #[test]
-    fn the_whole_range_is_usable() {
-        let mut ports = SourcePorts::new(PORTS, REUSE_AFTER);
-        let now = Instant::now();
-        let count = PORTS.count();
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..count {
-            seen.insert(ports.lease(now).unwrap());
+    fn one_destination_probed_at_the_series_pace_never_meets_a_port_again_within_the_reuse_time() {
+        let start = 1_700_000_000_000;
+        let mut p = ports(start);
+        // A series probes a cell every 50 ms: 20 minutes of it, all granted.
+        let after_start = start + TICK.as_millis() as u64;
+        let got = leases(&mut p, dst(D1), after_start, 20 * 60 * 1000, 50);
+        assert_eq!(got.len(), 20 * 60 * 20);
+        assert_no_reuse_within(&got, REUSE_AFTER.as_millis() as u64);
+        // The hand went round the range: ports did come again, only never too soon.
+        let distinct: std::collections::BTreeSet<u16> = got.iter().map(|g| g.1).collect();
+        assert!(distinct.len() < got.len());
+    }
+
+    #[test]
+    fn a_burst_gets_the_lead_then_is_refused_until_the_clock_moves() {
+        let start = 1_700_000_000_000;
+        let mut p = ports(start);
+        // Past the start-up period, a destination may take LEAD + 1 ports at once.
+        let later = start + (LEAD + 2) * TICK.as_millis() as u64;
+        let burst: Vec<u16> = std::iter::from_fn(|| p.lease(dst(D1), later))
+            .take(10_000)
+            .collect();
+        assert_eq!(burst.len() as u64, LEAD + 1);
+        assert_eq!(p.lease(dst(D1), later), None);
+        assert!(p.lease(dst(D1), later + TICK.as_millis() as u64).is_some());
+        // Another destination has its own hand.
+        assert!(p.lease(dst(D2), later).is_some());
+    }
+
+    #[test]
+    fn a_server_that_restarted_never_hands_out_what_its_predecessor_did() {
+        let start = 1_700_000_000_000;
+        let mut first = ports(start);
+        // The predecessor runs its hand as far ahead as it may (bursts) for 10 s, then dies.
+        let mut got = Vec::new();
+        let mut t = start;
+        while t < start + 10_000 {
+            while let Some(port) = first.lease(dst(D1), t) {
+                got.push((t, port));
+            }
+            t += 100;
         }
-        assert_eq!(seen.len(), count);
-        assert_eq!(ports.lease(now), None);
+        // Its successor starts right away and probes at the series pace.
+        let mut second = ports(t);
+        got.extend(leases(&mut second, dst(D1), t, 60_000, 50));
+        assert_no_reuse_within(&got, REUSE_AFTER.as_millis() as u64);
+    }
+
+    #[test]
+    fn right_after_start_a_destination_gets_a_port_a_tick() {
+        // The first tick belongs to a predecessor that may have died in it.
+        let start = 1_700_000_000_000;
+        let tick = TICK.as_millis() as u64;
+        let mut p = ports(start);
+        assert_eq!(p.lease(dst(D1), start), None);
+        assert!(p.lease(dst(D1), start + tick).is_some());
+        assert_eq!(p.lease(dst(D1), start + tick), None);
+        assert!(p.lease(dst(D1), start + 2 * tick).is_some());
+    }
+
+    #[test]
+    fn forgetting_caught_up_destinations_changes_nothing() {
+        let start = 1_700_000_000_000;
+        let mut p = ports(start);
+        let late = start + 10 * 60 * 1000;
+        for i in 0..(REMEMBERED as u32 + 10) {
+            let d = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 80));
+            assert!(p
+                .lease(d, start + TICK.as_millis() as u64 + u64::from(i))
+                .is_some());
+        }
+        assert!(p.lease(dst(D1), late).is_some());
+        assert!(p.next.len() < REMEMBERED);
     }
 
     fn unique_name(tag: &str) -> String {
@@ -270,7 +443,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_prober_gets_fresh_ports_from_the_server_and_none_once_it_is_gone() {
+    async fn a_prober_gets_ports_from_the_server_and_none_once_it_is_gone() {
         let name = unique_name("lease");
         let listener = bind(&name).unwrap().expect("name free");
         assert!(bind(&name).unwrap().is_none(), "a second server defers");
@@ -278,35 +451,55 @@ mod tests {
         let server = tokio::spawn(serve(listener, stop_rx));
 
         let client = SourcePortClient::new(&name);
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..50 {
-            match client.lease().await {
-                Lease::Port(port) => {
-                    assert!(PORTS.contains(&port));
-                    assert!(seen.insert(port), "{port} handed out twice");
-                }
-                other => panic!("expected a port, got {other:?}"),
-            }
-        }
-        // A second prober process shares the server's memory.
+        let Lease::Port(first) = client.lease(dst(D1)).await else {
+            panic!("expected a port");
+        };
+        assert!(PORTS.contains(&first));
+        // Another destination, and another prober process of the same pod, are served too;
+        // the second prober does not get the first one's port towards the same destination.
+        assert!(matches!(client.lease(dst(D2)).await, Lease::Port(_)));
+        tokio::time::sleep(TICK * 2).await;
         let other = SourcePortClient::new(&name);
-        match other.lease().await {
-            Lease::Port(port) => assert!(!seen.contains(&port)),
+        match other.lease(dst(D1)).await {
+            Lease::Port(port) => assert_ne!(port, first),
             lease => panic!("expected a port, got {lease:?}"),
         }
 
         let _ = stop_tx.send(true);
         server.await.unwrap();
         assert_eq!(
-            SourcePortClient::new(&name).lease().await,
+            SourcePortClient::new(&name).lease(dst(D1)).await,
             Lease::Unavailable
         );
     }
 
     #[tokio::test]
+    async fn a_prober_whose_server_restarted_asks_the_successor() {
+        let name = unique_name("restart");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let first = tokio::spawn(serve(bind(&name).unwrap().expect("name free"), stop_rx));
+        let client = SourcePortClient::new(&name);
+        let Lease::Port(before) = client.lease(dst(D1)).await else {
+            panic!("expected a port");
+        };
+        let _ = stop_tx.send(true);
+        first.await.unwrap();
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let second = tokio::spawn(serve(bind(&name).unwrap().expect("name free"), stop_rx));
+        match client.lease(dst(D1)).await {
+            Lease::Port(after) => assert_ne!(after, before),
+            lease => panic!("expected a port from the successor, got {lease:?}"),
+        }
+        let _ = stop_tx.send(true);
+        second.await.unwrap();
+        assert_eq!(client.lease(dst(D1)).await, Lease::Unavailable);
+    }
+
+    #[tokio::test]
     async fn without_a_server_the_kernel_chooses() {
         let client = SourcePortClient::new(&unique_name("absent"));
-        assert_eq!(client.lease().await, Lease::Unavailable);
-        assert_eq!(client.lease().await, Lease::Unavailable);
+        assert_eq!(client.lease(dst(D1)).await, Lease::Unavailable);
+        assert_eq!(client.lease(dst(D1)).await, Lease::Unavailable);
     }
 }

@@ -1,7 +1,7 @@
 //! UDP probes: a nonce on a connected socket; the echo proves the path, ICMP errors refuse it.
 
 use super::{judge_identity, Context, Finding};
-use crate::agent::source_ports::{Lease, PORTS, REUSE_AFTER};
+use crate::agent::source_ports::{Lease, REUSE_AFTER, TICK};
 use crate::agent::{classify, sock};
 use crate::probe::{parse_udp_reply, HostPort, Outcome, ProbeSpec, UdpReply};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -24,10 +24,15 @@ pub(super) async fn probe(
         Ok(addr) => addr,
         Err(finding) => return finding,
     };
-    let socket = match open_socket(ctx, addr.is_ipv6()).await {
+    let asked = Instant::now();
+    let socket = match open_socket(ctx, addr).await {
         Ok(s) => s,
         Err(finding) => return finding,
     };
+    // Waiting for a fresh source port is not the path's time: the probe's own timeout starts
+    // once it has its socket, so a wait can never read as a drop.
+    let waited = asked.elapsed();
+    let (started, deadline) = (started + waited, deadline + waited);
     if let Err(e) = sock::report_icmp_errors(&socket, addr.is_ipv6()) {
         return Finding::new(
             Outcome::Error,
@@ -95,10 +100,15 @@ pub(super) async fn probe(
 /// Ports taken by something else in the pod that a probe skips before it gives up.
 const TAKEN_PORTS_SKIPPED: usize = 32;
 
-/// A UDP socket on a source port no recent probe from this pod used (see
+/// How long a probe waits for a fresh source port when its destination is asked for faster
+/// than ports retire (a few hundred probes at once towards one destination, right after the
+/// pod started).
+const EXHAUSTED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A UDP socket on a source port no recent probe from this pod used towards `destination` (see
 /// [`crate::agent::source_ports`]), or on one the kernel picks where the pod hands out none.
-async fn open_socket(ctx: &Context, ipv6: bool) -> Result<UdpSocket, Finding> {
-    let unspecified: IpAddr = if ipv6 {
+async fn open_socket(ctx: &Context, destination: SocketAddr) -> Result<UdpSocket, Finding> {
+    let unspecified: IpAddr = if destination.is_ipv6() {
         Ipv6Addr::UNSPECIFIED.into()
     } else {
         Ipv4Addr::UNSPECIFIED.into()
@@ -109,31 +119,38 @@ async fn open_socket(ctx: &Context, ipv6: bool) -> Result<UdpSocket, Finding> {
             format!("cannot open a socket: {}", classify::describe(&e)),
         )
     };
-    for _ in 0..TAKEN_PORTS_SKIPPED {
-        let port = match ctx.source_ports.lease().await {
+    let mut taken = 0;
+    let waiting_since = tokio::time::Instant::now();
+    while taken < TAKEN_PORTS_SKIPPED {
+        let port = match ctx.source_ports.lease(destination).await {
             Lease::Port(port) => port,
             Lease::Unavailable => {
                 return UdpSocket::bind(SocketAddr::new(unspecified, 0))
                     .await
                     .map_err(cannot_open)
             }
-            // A reused port could ride a flow admitted before the policy: no probe rather
-            // than one that may lie.
+            // Probes towards this destination came faster than ports retire: wait for the
+            // clock, a while. A reused port could ride a flow admitted before the policy: no
+            // probe rather than one that may lie.
+            Lease::Exhausted if waiting_since.elapsed() < EXHAUSTED_WAIT => {
+                tokio::time::sleep(TICK).await;
+                continue;
+            }
             Lease::Exhausted => {
                 return Err(Finding::new(
                     Outcome::Error,
                     format!(
-                        "no fresh UDP source port: all of {}-{} were used within {} s, and a reused one could ride an older flow",
-                        PORTS.start(),
-                        PORTS.end(),
+                        "no fresh UDP source port towards {destination} within {} s: probes to it \
+                         came faster than ports can be retired ({} s before a port is used again)",
+                        EXHAUSTED_WAIT.as_secs(),
                         REUSE_AFTER.as_secs()
                     ),
                 ))
             }
         };
-        match UdpSocket::bind(SocketAddr::new(unspecified, port)).await {
-            Ok(socket) => return Ok(socket),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+        match sock::shared_udp_socket(SocketAddr::new(unspecified, port)) {
+            Ok(socket) => return UdpSocket::from_std(socket).map_err(cannot_open),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => taken += 1,
             Err(e) => return Err(cannot_open(e)),
         }
     }
