@@ -151,8 +151,8 @@ pub fn bind_all(config: &ServeConfig) -> Result<BoundAgent, ServeError> {
             })?,
         );
     }
-    // Without the port server probes still run (the kernel picks their ports), so a failure
-    // here is said, not fatal.
+    // Without the port server probes still run (each prober keeps a hand of its own), so a
+    // failure here is said, not fatal.
     let mut warnings = Vec::new();
     let source_ports = match &config.source_ports {
         None => None,
@@ -160,7 +160,7 @@ pub fn bind_all(config: &ServeConfig) -> Result<BoundAgent, ServeError> {
             Ok(listener) => listener,
             Err(e) => {
                 warnings.push(format!(
-                    "cannot hand out UDP source ports on @{name} ({e}): UDP probes from this pod let the kernel pick their ports"
+                    "cannot hand out UDP source ports on @{name} ({e}): each UDP prober in this pod picks its own ports, and probers that run at the same time may share one towards a destination"
                 ));
                 None
             }

@@ -19,7 +19,7 @@
 //! every destination past the furthest point its predecessor could have reached (the clock
 //! plus the lead), so the ports a killed agent handed out are not handed out again either. The
 //! ports come from below Linux's default ephemeral range, so the ports the kernel picks (the
-//! resolver's, and every probe's where no server answers) never meet them. Probes towards
+//! resolver's, say) never meet them. Probes towards
 //! different destinations may share a port at the same time (the sockets set `SO_REUSEADDR`
 //! and are connected, so each gets its own peer's datagrams).
 //!
@@ -28,9 +28,12 @@
 //! faster than they can be retired (about 140 a second, [`LEAD`] at once; the prober waits and
 //! asks again), or `?\n` for a line that is not a destination.
 //!
-//! Where nothing answers on the name (no `agent serve` in this namespace), the prober lets the
-//! kernel choose, as before. A prober whose server went away (the agent restarted) asks once
-//! more, on a new connection, and so reaches the successor.
+//! A prober whose server went away (the agent restarted) asks once more, on a new connection,
+//! and so reaches the successor. Where nothing answers on the name (the outside vantage, which
+//! runs no `agent serve`; an agent that is down), the prober keeps a hand of its own, made
+//! when first needed: like a restarted server, it starts past anything an earlier prober or a
+//! dead server can have reached, so consecutive probers never meet each other's ports. Only
+//! probers that overlap in time with no server between them could.
 
 use std::collections::HashMap;
 use std::io;
@@ -62,7 +65,7 @@ pub const REUSE_AFTER: Duration = Duration::from_secs(150);
 /// How many ticks the server waits for a refused destination's hand before it says `-`.
 const ANSWER_WAIT_TICKS: usize = 4;
 
-/// How long the prober waits for an answer before it lets the kernel choose.
+/// How long the prober waits for an answer before it uses a hand of its own.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Above this many destinations, those whose hand the clock has caught up with are forgotten
@@ -211,69 +214,74 @@ async fn answer(stream: UnixStream, ports: Arc<Mutex<SourcePorts>>) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lease {
     Port(u16),
-    /// The server answered, but this destination asked faster than ports can be retired.
+    /// This destination asked faster than ports can be retired: ask again after a [`TICK`].
     Exhausted,
-    /// Nobody answers on the name (or stopped answering): let the kernel choose.
-    Unavailable,
 }
 
-/// The prober's side: one connection per process, opened on first use, shared by every probe.
+/// The prober's side: one connection per process, opened on first use, shared by every probe;
+/// where no server answers, a hand of its own.
 pub struct SourcePortClient {
     name: String,
-    connection: tokio::sync::Mutex<Connection>,
+    state: tokio::sync::Mutex<ClientState>,
 }
 
-enum Connection {
-    NotTried,
-    Open(BufReader<UnixStream>),
-    Unavailable,
+#[derive(Default)]
+struct ClientState {
+    tried: bool,
+    server: Option<BufReader<UnixStream>>,
+    /// Where nobody answers on the name (or stopped answering): the prober's own hand, made
+    /// when first needed, so it starts past anything an earlier prober (or a server that
+    /// died) can have reached.
+    own: Option<SourcePorts>,
 }
 
 impl SourcePortClient {
     pub fn new(name: &str) -> Self {
         SourcePortClient {
             name: name.to_string(),
-            connection: tokio::sync::Mutex::new(Connection::NotTried),
+            state: tokio::sync::Mutex::new(ClientState::default()),
         }
     }
 
-    /// A fresh source port towards `destination`, or why there is none.
+    /// A fresh source port towards `destination`, from the pod's server or the prober's own
+    /// hand.
     pub async fn lease(&self, destination: SocketAddr) -> Lease {
-        let mut connection = self.connection.lock().await;
-        let fresh = matches!(*connection, Connection::NotTried);
-        if fresh {
-            *connection = self.open();
+        let mut state = self.state.lock().await;
+        let first = !state.tried;
+        if first {
+            state.tried = true;
+            state.server = connect(&self.name).ok().map(BufReader::new);
         }
-        let Connection::Open(stream) = &mut *connection else {
-            return Lease::Unavailable;
-        };
-        if let Some(lease) = ask_in_time(stream, destination).await {
-            return lease;
-        }
-        // The server went away (its pod's agent restarted) or is confused: a successor may
-        // answer on the name already, and it never hands out what its predecessor did.
-        *connection = if fresh {
-            Connection::Unavailable
-        } else {
-            self.open()
-        };
-        let Connection::Open(stream) = &mut *connection else {
-            return Lease::Unavailable;
-        };
-        match ask_in_time(stream, destination).await {
-            Some(lease) => lease,
-            None => {
-                *connection = Connection::Unavailable;
-                Lease::Unavailable
+        if let Some(stream) = state.server.as_mut() {
+            if let Some(lease) = ask_in_time(stream, destination).await {
+                return lease;
+            }
+            // The server went away (its pod's agent restarted) or is confused: a successor may
+            // answer on the name already, and it never hands out what its predecessor did.
+            state.server = None;
+            if !first {
+                if let Ok(stream) = connect(&self.name) {
+                    let mut stream = BufReader::new(stream);
+                    if let Some(lease) = ask_in_time(&mut stream, destination).await {
+                        state.server = Some(stream);
+                        return lease;
+                    }
+                }
             }
         }
+        match state
+            .own
+            .get_or_insert_with(SourcePorts::starting_now)
+            .lease(destination, wall_ms())
+        {
+            Some(port) => Lease::Port(port),
+            None => Lease::Exhausted,
+        }
     }
 
-    fn open(&self) -> Connection {
-        match connect(&self.name) {
-            Ok(stream) => Connection::Open(BufReader::new(stream)),
-            Err(_) => Connection::Unavailable,
-        }
+    /// Whether this prober hands out its own ports (no server answered).
+    pub async fn is_on_its_own(&self) -> bool {
+        self.state.lock().await.own.is_some()
     }
 }
 
@@ -465,12 +473,24 @@ mod tests {
             lease => panic!("expected a port, got {lease:?}"),
         }
 
+        assert!(!other.is_on_its_own().await);
+
         let _ = stop_tx.send(true);
         server.await.unwrap();
-        assert_eq!(
-            SourcePortClient::new(&name).lease(dst(D1)).await,
-            Lease::Unavailable
-        );
+        let alone = SourcePortClient::new(&name);
+        assert!(PORTS.contains(&port(&alone, dst(D1)).await));
+        assert!(alone.is_on_its_own().await);
+    }
+
+    /// A port towards `d`, waiting out the refusals of a hand's first tick.
+    async fn port(client: &SourcePortClient, d: SocketAddr) -> u16 {
+        for _ in 0..100 {
+            match client.lease(d).await {
+                Lease::Port(port) => return port,
+                Lease::Exhausted => tokio::time::sleep(TICK).await,
+            }
+        }
+        panic!("no port towards {d} in 100 ticks");
     }
 
     #[tokio::test]
@@ -491,15 +511,25 @@ mod tests {
             Lease::Port(after) => assert_ne!(after, before),
             lease => panic!("expected a port from the successor, got {lease:?}"),
         }
+        assert!(!client.is_on_its_own().await);
         let _ = stop_tx.send(true);
         second.await.unwrap();
-        assert_eq!(client.lease(dst(D1)).await, Lease::Unavailable);
+        assert_ne!(port(&client, dst(D1)).await, before);
+        assert!(client.is_on_its_own().await);
     }
 
     #[tokio::test]
-    async fn without_a_server_the_kernel_chooses() {
-        let client = SourcePortClient::new(&unique_name("absent"));
-        assert_eq!(client.lease(dst(D1)).await, Lease::Unavailable);
-        assert_eq!(client.lease(dst(D1)).await, Lease::Unavailable);
+    async fn without_a_server_consecutive_probers_never_meet_each_others_ports() {
+        // The outside vantage: one prober process per batch, nothing that outlives them.
+        let name = unique_name("absent");
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..3 {
+            let client = SourcePortClient::new(&name);
+            for _ in 0..50 {
+                let got = port(&client, dst(D1)).await;
+                assert!(seen.insert(got), "port {got} handed out twice");
+            }
+            assert!(client.is_on_its_own().await);
+        }
     }
 }

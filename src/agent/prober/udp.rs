@@ -106,7 +106,7 @@ const TAKEN_PORTS_SKIPPED: usize = 32;
 const EXHAUSTED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A UDP socket on a source port no recent probe from this pod used towards `destination` (see
-/// [`crate::agent::source_ports`]), or on one the kernel picks where the pod hands out none.
+/// [`crate::agent::source_ports`]).
 async fn open_socket(ctx: &Context, destination: SocketAddr) -> Result<UdpSocket, Finding> {
     let unspecified: IpAddr = if destination.is_ipv6() {
         Ipv6Addr::UNSPECIFIED.into()
@@ -124,11 +124,6 @@ async fn open_socket(ctx: &Context, destination: SocketAddr) -> Result<UdpSocket
     while taken < TAKEN_PORTS_SKIPPED {
         let port = match ctx.source_ports.lease(destination).await {
             Lease::Port(port) => port,
-            Lease::Unavailable => {
-                return UdpSocket::bind(SocketAddr::new(unspecified, 0))
-                    .await
-                    .map_err(cannot_open)
-            }
             // Probes towards this destination came faster than ports retire: wait for the
             // clock, a while. A reused port could ride a flow admitted before the policy: no
             // probe rather than one that may lie.
