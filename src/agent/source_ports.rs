@@ -62,9 +62,6 @@ pub const LEAD: u64 = 512;
 /// use (Linux 30 s or 120 s, Cilium 60 s).
 pub const REUSE_AFTER: Duration = Duration::from_secs(150);
 
-/// How many ticks the server waits for a refused destination's hand before it says `-`.
-const ANSWER_WAIT_TICKS: usize = 4;
-
 /// How long the prober waits for an answer before it uses a hand of its own.
 const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -185,19 +182,10 @@ async fn answer(stream: UnixStream, ports: Arc<Mutex<SourcePorts>>) {
         let answer = match line.trim().parse::<SocketAddr>() {
             Err(_) => "?\n".to_string(),
             Ok(destination) => {
-                let mut port = None;
-                // A refusal lasts a tick or so (right after start, or a short burst): wait it
-                // out here rather than send the prober round again.
-                for _ in 0..ANSWER_WAIT_TICKS {
-                    port = match ports.lock() {
-                        Ok(mut ports) => ports.lease(destination, wall_ms()),
-                        Err(_) => None,
-                    };
-                    if port.is_some() {
-                        break;
-                    }
-                    tokio::time::sleep(TICK).await;
-                }
+                let port = match ports.lock() {
+                    Ok(mut ports) => ports.lease(destination, wall_ms()),
+                    Err(_) => None,
+                };
                 match port {
                     Some(port) => format!("{port}\n"),
                     None => "-\n".to_string(),
@@ -280,7 +268,8 @@ impl SourcePortClient {
     }
 
     /// Whether this prober hands out its own ports (no server answered).
-    pub async fn is_on_its_own(&self) -> bool {
+    #[cfg(test)]
+    async fn is_on_its_own(&self) -> bool {
         self.state.lock().await.own.is_some()
     }
 }
@@ -451,7 +440,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_prober_gets_ports_from_the_server_and_none_once_it_is_gone() {
+    async fn a_prober_gets_ports_from_the_server_and_from_its_own_hand_once_it_is_gone() {
         let name = unique_name("lease");
         let listener = bind(&name).unwrap().expect("name free");
         assert!(bind(&name).unwrap().is_none(), "a second server defers");
@@ -459,20 +448,14 @@ mod tests {
         let server = tokio::spawn(serve(listener, stop_rx));
 
         let client = SourcePortClient::new(&name);
-        let Lease::Port(first) = client.lease(dst(D1)).await else {
-            panic!("expected a port");
-        };
+        let first = port(&client, dst(D1)).await;
         assert!(PORTS.contains(&first));
+        assert!(!client.is_on_its_own().await);
         // Another destination, and another prober process of the same pod, are served too;
         // the second prober does not get the first one's port towards the same destination.
-        assert!(matches!(client.lease(dst(D2)).await, Lease::Port(_)));
-        tokio::time::sleep(TICK * 2).await;
+        assert!(PORTS.contains(&port(&client, dst(D2)).await));
         let other = SourcePortClient::new(&name);
-        match other.lease(dst(D1)).await {
-            Lease::Port(port) => assert_ne!(port, first),
-            lease => panic!("expected a port, got {lease:?}"),
-        }
-
+        assert_ne!(port(&other, dst(D1)).await, first);
         assert!(!other.is_on_its_own().await);
 
         let _ = stop_tx.send(true);
@@ -499,22 +482,28 @@ mod tests {
         let (stop_tx, stop_rx) = watch::channel(false);
         let first = tokio::spawn(serve(bind(&name).unwrap().expect("name free"), stop_rx));
         let client = SourcePortClient::new(&name);
-        let Lease::Port(before) = client.lease(dst(D1)).await else {
-            panic!("expected a port");
-        };
+        let mut handed = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            assert!(handed.insert(port(&client, dst(D1)).await));
+        }
         let _ = stop_tx.send(true);
         first.await.unwrap();
 
+        // The successor answers the same prober, and hands out nothing its predecessor did.
         let (stop_tx, stop_rx) = watch::channel(false);
         let second = tokio::spawn(serve(bind(&name).unwrap().expect("name free"), stop_rx));
-        match client.lease(dst(D1)).await {
-            Lease::Port(after) => assert_ne!(after, before),
-            lease => panic!("expected a port from the successor, got {lease:?}"),
+        for _ in 0..20 {
+            let got = port(&client, dst(D1)).await;
+            assert!(handed.insert(got), "port {got} handed out twice");
+            assert!(!client.is_on_its_own().await);
         }
-        assert!(!client.is_on_its_own().await);
+        // With no successor, the prober's own hand takes over, and meets neither server's.
         let _ = stop_tx.send(true);
         second.await.unwrap();
-        assert_ne!(port(&client, dst(D1)).await, before);
+        for _ in 0..20 {
+            let got = port(&client, dst(D1)).await;
+            assert!(handed.insert(got), "port {got} handed out twice");
+        }
         assert!(client.is_on_its_own().await);
     }
 

@@ -120,7 +120,7 @@ async fn open_socket(ctx: &Context, destination: SocketAddr) -> Result<UdpSocket
         )
     };
     let mut taken = 0;
-    let waiting_since = tokio::time::Instant::now();
+    let waiting_since = Instant::now();
     while taken < TAKEN_PORTS_SKIPPED {
         let port = match ctx.source_ports.lease(destination).await {
             Lease::Port(port) => port,
