@@ -99,6 +99,9 @@ pub(crate) struct Finding {
     pub detail: String,
     pub peer_identity: Option<String>,
     pub addresses: Vec<IpAddr>,
+    /// How long after its launch the probe could begin (a UDP probe may wait for a fresh
+    /// source port): its start and elapsed time count from then.
+    pub began_after: Duration,
 }
 
 impl Finding {
@@ -108,6 +111,7 @@ impl Finding {
             detail: detail.into(),
             peer_identity: None,
             addresses: Vec::new(),
+            began_after: Duration::ZERO,
         }
     }
 }
@@ -293,14 +297,15 @@ impl Reporter {
     }
 
     fn result(&self, id: String, finding: Finding) -> ProbeResult {
+        let began = self.started + finding.began_after;
         ProbeResult {
             id,
             outcome: finding.outcome,
             detail: finding.detail,
-            elapsed_ms: millis(self.started.elapsed()),
+            elapsed_ms: millis(began.elapsed()),
             peer_identity: finding.peer_identity,
             addresses: finding.addresses,
-            start_ms: Some(millis(self.started.saturating_duration_since(self.origin))),
+            start_ms: Some(millis(began.saturating_duration_since(self.origin))),
             seq: self.seq,
         }
     }
@@ -342,6 +347,32 @@ mod tests {
         assert_eq!(
             (f.outcome, f.peer_identity.as_deref()),
             (Outcome::Connected, Some("z/a"))
+        );
+    }
+
+    #[test]
+    fn a_probe_that_began_late_is_reported_from_when_it_began() {
+        // A UDP probe that waited 400 ms for a source port, launched 1 s ago with its batch.
+        let Some(origin) = Instant::now().checked_sub(Duration::from_secs(1)) else {
+            return; // a clock younger than a second: nothing to place
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let reporter = Reporter {
+            id: Some("p".into()),
+            seq: None,
+            tx,
+            origin,
+            started: origin,
+        };
+        let mut finding = Finding::new(Outcome::Dropped, "no reply");
+        finding.began_after = Duration::from_millis(400);
+        reporter.send(finding);
+        let result = rx.try_recv().expect("one result");
+        assert_eq!(result.start_ms, Some(400));
+        assert!(
+            (600..1000).contains(&result.elapsed_ms),
+            "elapsed {} ms counts from the launch, not from when the probe began",
+            result.elapsed_ms
         );
     }
 

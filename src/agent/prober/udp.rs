@@ -30,9 +30,31 @@ pub(super) async fn probe(
         Err(finding) => return finding,
     };
     // Waiting for a fresh source port is not the path's time: the probe's own timeout starts
-    // once it has its socket, so a wait can never read as a drop.
+    // once it has its socket, so a wait can never read as a drop, and its result is reported
+    // from then, so it is never placed before the probe looked.
     let waited = asked.elapsed();
-    let (started, deadline) = (started + waited, deadline + waited);
+    let mut finding = exchange(
+        socket,
+        addr,
+        spec,
+        started + waited,
+        deadline + waited,
+        timeout_ms,
+    )
+    .await;
+    finding.began_after = waited;
+    finding
+}
+
+/// Sends the nonce from `socket` to `addr` and judges what comes back by `deadline`.
+async fn exchange(
+    socket: UdpSocket,
+    addr: SocketAddr,
+    spec: &ProbeSpec,
+    started: Instant,
+    deadline: Instant,
+    timeout_ms: u64,
+) -> Finding {
     if let Err(e) = sock::report_icmp_errors(&socket, addr.is_ipv6()) {
         return Finding::new(
             Outcome::Error,
