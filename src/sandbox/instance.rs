@@ -19,6 +19,16 @@ use thiserror::Error;
 
 /// How long the add-on pods (cluster DNS, the gateway) may take to become ready.
 const ADD_ON_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the node may take to program an add-on's Service before its pods are created.
+const ADD_ON_SERVICE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An object's (namespace, name).
+fn key_of(meta: &kube::api::ObjectMeta) -> (String, String) {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
 
 #[derive(Debug, Error)]
 pub enum SandboxError {
@@ -342,29 +352,73 @@ impl Sandbox {
     }
 
     /// Creates the add-ons through the reference cluster's API and waits until they serve.
+    ///
+    /// Everything but the pods comes first, and the pods only once the node has programmed
+    /// their Services, as an installer orders a manifest (Helm puts Services before workloads):
+    /// a pod then starts with its Services in place (cluster DNS reads its own name in the zone
+    /// it starts with), and the add-ons come up the same way on every run.
     async fn create_add_ons(
         &self,
         client: &kube::Client,
         objects: Vec<Object>,
     ) -> Result<(), SandboxError> {
-        let mut pods = Vec::new();
-        for object in objects {
-            let value = reference::object_json(&object).map_err(|detail| SandboxError::AddOn {
-                what: object.describe(),
-                detail,
-            })?;
-            if let Object::Pod(p) = &object {
-                pods.push((
-                    p.metadata.namespace.clone().unwrap_or_default(),
-                    p.metadata.name.clone().unwrap_or_default(),
-                ));
+        let (pods, others): (Vec<Object>, Vec<Object>) = objects
+            .into_iter()
+            .partition(|o| matches!(o, Object::Pod(_)));
+        let mut services = Vec::new();
+        for object in &others {
+            if let Object::Service(s) = object {
+                let selects = s
+                    .spec
+                    .as_ref()
+                    .and_then(|spec| spec.selector.as_ref())
+                    .is_some_and(|sel| !sel.is_empty());
+                if selects {
+                    services.push(key_of(&s.metadata));
+                }
             }
-            reference::create_object(client, value).await?;
+            self.create_add_on(client, object).await?;
         }
-        let waits = pods
+        if let Some(reference) = &self.reference {
+            for (namespace, name) in &services {
+                if !reference
+                    .node
+                    .wait_until_programmed(namespace, name, ADD_ON_SERVICE_TIMEOUT)
+                    .await
+                {
+                    return Err(SandboxError::AddOn {
+                        what: format!("Service {namespace}/{name}"),
+                        detail: format!(
+                            "the node did not program it within {ADD_ON_SERVICE_TIMEOUT:?}"
+                        ),
+                    });
+                }
+            }
+        }
+        let mut started = Vec::new();
+        for pod in &pods {
+            if let Object::Pod(p) = pod {
+                started.push(key_of(&p.metadata));
+            }
+            self.create_add_on(client, pod).await?;
+        }
+        let waits = started
             .iter()
             .map(|(namespace, name)| self.wait_until_serving(namespace, name));
         futures::future::try_join_all(waits).await?;
+        Ok(())
+    }
+
+    async fn create_add_on(
+        &self,
+        client: &kube::Client,
+        object: &Object,
+    ) -> Result<(), SandboxError> {
+        let value = reference::object_json(object).map_err(|detail| SandboxError::AddOn {
+            what: object.describe(),
+            detail,
+        })?;
+        reference::create_object(client, value).await?;
         Ok(())
     }
 

@@ -168,8 +168,8 @@ pub async fn start(dataplane: Arc<dyn Dataplane>) -> std::io::Result<ApiServer> 
 
 /// Starts the emulator on 127.0.0.1 and a random port. The objects of
 /// [`ApiOptions::bootstrap`] are created first (an error stops the start) and their pods
-/// started; the dataplane learns the initial state before the first request, or, with bootstrap
-/// pods, once the first of them has its address ([`ApiServer::sync`] waits for it).
+/// started; the dataplane learns the initial state before the pods start and again as each of
+/// them has its address.
 pub async fn start_with(
     dataplane: Arc<dyn Dataplane>,
     mut options: ApiOptions,
@@ -184,13 +184,12 @@ pub async fn start_with(
     let shared = Arc::new(Shared::new(dataplane, node, options, addr));
     let pods = create_objects(&shared, bootstrap)
         .map_err(|e| std::io::Error::other(format!("creating the sandbox's own objects: {e}")))?;
+    // The dataplane learns the initial state (system namespaces, bootstrap objects) before any
+    // bootstrap pod starts: the add-ons read their Services' names in the zone they start with,
+    // as on the reference cluster, where the node programs an add-on's Services before its pods
+    // are created. Each started pod syncs again once it has its address.
+    shared.sync().await;
     let bootstrapped = start_pods(&shared, pods);
-    // The dataplane learns the initial state (system namespaces, bootstrap objects): now, or,
-    // when bootstrap pods start, as each of them has its address (the first sync that can
-    // route to it), without a sync of no use before.
-    if bootstrapped.is_empty() {
-        shared.sync().await;
-    }
     lifecycle::start_restarter(Arc::clone(&shared));
     let app = router(Arc::clone(&shared));
     let (stop, stopped) = oneshot::channel::<()>();

@@ -104,6 +104,8 @@ struct Shared {
     /// One pod's dataplane work at a time (a re-created pod starts after the old one is gone).
     pod_locks: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
     changed: Notify,
+    /// The Services (namespace, name) of the last state the dataplane programmed.
+    programmed: watch::Sender<BTreeSet<Key>>,
     errors: Mutex<Vec<String>>,
     stopping: watch::Receiver<bool>,
 }
@@ -227,6 +229,7 @@ impl NodeAgent {
             handled: Mutex::new(BTreeSet::new()),
             pod_locks: Mutex::new(HashMap::new()),
             changed: Notify::new(),
+            programmed: watch::channel(BTreeSet::new()).0,
             errors: Mutex::new(Vec::new()),
             stopping,
         });
@@ -346,6 +349,21 @@ impl NodeAgent {
     /// Whether the pod runs in the dataplane and has been reported with its IP.
     pub fn is_running(&self, namespace: &str, name: &str) -> bool {
         lock(&self.shared.running).contains_key(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// Waits until the dataplane has programmed Service `namespace/name` (its ClusterIP, its
+    /// DNS name in the zone), for at most `timeout`. False if it did not in time.
+    pub async fn wait_until_programmed(
+        &self,
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> bool {
+        let key = (namespace.to_string(), name.to_string());
+        let mut programmed = self.shared.programmed.subscribe();
+        tokio::time::timeout(timeout, programmed.wait_for(|s| s.contains(&key)))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Stops every task and the kubelet endpoint. The pods stay in the dataplane, whose owner
@@ -514,7 +532,15 @@ async fn sync_loop(shared: Arc<Shared>) {
         let dataplane = shared.dataplane.clone();
         let synced = state.clone();
         match tokio::task::spawn_blocking(move || dataplane.sync(&synced)).await {
-            Ok(Ok(())) => last = Some(state),
+            Ok(Ok(())) => {
+                let services = state
+                    .services
+                    .iter()
+                    .map(|s| (s.namespace.clone(), s.name.clone()))
+                    .collect();
+                shared.programmed.send_replace(services);
+                last = Some(state);
+            }
             Ok(Err(e)) => shared.record_error(format!("dataplane sync failed: {e}")),
             Err(e) => shared.record_error(format!("dataplane sync panicked: {e}")),
         }
