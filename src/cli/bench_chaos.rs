@@ -8,7 +8,7 @@
 //! a CNI fault, the same scenarios fail as without the hostile control plane.
 
 use super::exit;
-use crate::sandbox::ControlPlaneFault;
+use crate::sandbox::{ControlPlane, ControlPlaneFault};
 use anyhow::Context;
 use clap::Args;
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,6 +34,11 @@ pub struct ChaosBenchArgs {
     /// Fixtures probed at once, as for `run`.
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
+    /// The API the sandbox serves, as for `run`. On the reference cluster (`kubernetes`) only
+    /// the faults its node carries apply: `exec-resets` (cut by the node's kubelet endpoint and
+    /// relayed by the real API server) and `pod-restarts`.
+    #[arg(long, value_enum, default_value_t = ControlPlane::Emulator)]
+    pub sandbox_control_plane: ControlPlane,
     /// Keep each run's JSON results (`run-N.json`) and output (`run-N.txt`) in this folder.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<std::path::PathBuf>,
@@ -66,13 +71,20 @@ impl Drop for RunsDir {
     }
 }
 
-fn default_fault_sets() -> Vec<String> {
-    let mut sets: Vec<String> = ControlPlaneFault::ALL
-        .iter()
-        .map(|f| f.name().to_string())
-        .collect();
+/// The control-plane faults `plane` can carry.
+fn applicable(plane: ControlPlane) -> Vec<ControlPlaneFault> {
+    ControlPlaneFault::ALL
+        .into_iter()
+        .filter(|f| plane == ControlPlane::Emulator || f.on_the_node())
+        .collect()
+}
+
+/// Each applicable fault alone, then all of them together.
+fn default_fault_sets(plane: ControlPlane) -> Vec<String> {
+    let faults = applicable(plane);
+    let mut sets: Vec<String> = faults.iter().map(|f| f.name().to_string()).collect();
     sets.push(
-        ControlPlaneFault::ALL
+        faults
             .iter()
             .map(|f| f.name())
             .collect::<Vec<_>>()
@@ -158,21 +170,29 @@ pub fn chaos(args: ChaosBenchArgs) -> anyhow::Result<u8> {
         ),
     };
     std::fs::create_dir_all(dir.path()).context("a directory for the runs' results")?;
+    let plane = args.sandbox_control_plane;
     let sets = if args.faults.is_empty() {
-        default_fault_sets()
+        default_fault_sets(plane)
     } else {
         args.faults.clone()
     };
     for set in &sets {
         for f in set.split('+') {
-            if f.parse::<ControlPlaneFault>().is_err() {
-                eprintln!("netassay bench chaos: --faults {set:?}: {f:?} is not a control-plane fault (expected one of api-errors, exec-resets, pod-restarts, slow-api)");
-                return Ok(exit::BAD_INPUT);
+            match f.parse::<ControlPlaneFault>() {
+                Err(_) => {
+                    eprintln!("netassay bench chaos: --faults {set:?}: {f:?} is not a control-plane fault (expected one of api-errors, exec-resets, pod-restarts, slow-api)");
+                    return Ok(exit::BAD_INPUT);
+                }
+                Ok(fault) if !applicable(plane).contains(&fault) => {
+                    eprintln!("netassay bench chaos: --faults {set:?}: {f} is a fault of the emulator's API, which --sandbox-control-plane {plane} does not have (its node carries exec-resets and pod-restarts)");
+                    return Ok(exit::BAD_INPUT);
+                }
+                Ok(_) => {}
             }
         }
     }
     let cni = (args.cni_fault != "none").then(|| args.cni_fault.clone());
-    let all_chaos = ControlPlaneFault::ALL
+    let all_chaos = applicable(plane)
         .iter()
         .map(|f| f.name())
         .collect::<Vec<_>>()
@@ -199,6 +219,7 @@ pub fn chaos(args: ChaosBenchArgs) -> anyhow::Result<u8> {
         );
         let mut cmd = std::process::Command::new(&exe);
         cmd.args(["run", "--sandbox", "--profile", &args.profile])
+            .args(["--sandbox-control-plane", &plane.to_string()])
             .args(["--parallel", &args.parallel.max(1).to_string()]);
         for f in faults {
             cmd.args(["--sandbox-fault", f]);
@@ -226,7 +247,7 @@ pub fn chaos(args: ChaosBenchArgs) -> anyhow::Result<u8> {
         return Ok(exit::BAD_INPUT);
     };
     println!(
-        "netassay bench chaos: profile {}{}, --parallel {}",
+        "netassay bench chaos: profile {}{}, --parallel {}, control plane {plane}",
         args.profile,
         if args.scenarios.is_empty() {
             String::new()
@@ -340,8 +361,18 @@ mod tests {
 
     #[test]
     fn the_default_sets_are_each_fault_then_all() {
-        let sets = default_fault_sets();
+        let sets = default_fault_sets(ControlPlane::Emulator);
         assert_eq!(sets.len(), 5);
         assert_eq!(sets[4], "api-errors+exec-resets+pod-restarts+slow-api");
+    }
+
+    // The reference cluster's API is the real one: only the faults its node carries apply.
+    #[test]
+    fn on_the_reference_cluster_the_sets_are_the_node_faults() {
+        let sets = default_fault_sets(ControlPlane::Kubernetes);
+        assert_eq!(
+            sets,
+            ["exec-resets", "pod-restarts", "exec-resets+pod-restarts"]
+        );
     }
 }

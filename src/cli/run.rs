@@ -63,6 +63,9 @@ pub struct RunArgs {
     /// ignore-named-ports, ignore-endport, ignore-except, tcp-only, ignore-namespace-selector,
     /// late[=5s], flaky, ignore-updates, ignore-relabel; with `--sandbox-preset k8tre`, also the
     /// TRE configuration mistakes k8tre-allow-all, k8tre-ports-only-egress, k8tre-nodeport.
+    /// Or like a hostile control plane, combinable with all of these: api-errors, exec-resets,
+    /// pod-restarts, slow-api (the reference cluster's node carries exec-resets and
+    /// pod-restarts; api-errors and slow-api are the emulator's API's).
     #[arg(long = "sandbox-fault", value_name = "NAME", requires = "sandbox")]
     pub sandbox_faults: Vec<String>,
     /// Make the sandbox look like a configured cluster: `k8tre` adds a TRE's cluster-wide

@@ -6,7 +6,9 @@
 //!
 //! Names, descriptions and the random draws live here; the emulator applies `api-errors` and
 //! `slow-api` to every request (`api::chaos`), `exec-resets` to exec streams (`api::exec`), and
-//! `pod-restarts` through the dataplane (`api::lifecycle`).
+//! `pod-restarts` through the dataplane (`api::lifecycle`). The reference cluster's node agent
+//! carries the two that live on a node: `exec-resets` on its kubelet endpoint (`node::kubelet`),
+//! whose cut the real API server relays, and `pod-restarts` in its pod lifecycle (`node`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -48,6 +50,15 @@ impl ControlPlaneFault {
         ControlPlaneFault::PodRestarts,
         ControlPlaneFault::SlowApi,
     ];
+
+    /// Whether the node carries this fault (its kubelet endpoint, its pod lifecycle), so that
+    /// the reference cluster's node agent can apply it too; the others are the emulator API's.
+    pub fn on_the_node(&self) -> bool {
+        matches!(
+            self,
+            ControlPlaneFault::ExecResets | ControlPlaneFault::PodRestarts
+        )
+    }
 
     pub fn name(&self) -> &'static str {
         match self {

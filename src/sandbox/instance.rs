@@ -53,7 +53,7 @@ pub enum SandboxError {
     },
     #[error("--sandbox-fault {fault} models a bug of netassay's own enforcer: it cannot be combined with --sandbox-enforcer {enforcer}, which alone enforces")]
     FaultWithThirdPartyEnforcer { fault: String, enforcer: Enforcer },
-    #[error("--sandbox-fault {fault} is a control-plane fault of the emulator: it cannot be combined with --sandbox-control-plane kubernetes (the real API server and netassay's node agent do not model it)")]
+    #[error("--sandbox-fault {fault} is a fault of the emulator's API: it cannot be combined with --sandbox-control-plane kubernetes (the real API server answers as it does; of the control-plane faults, the reference cluster's node carries exec-resets and pod-restarts)")]
     ControlPlaneFaultOnReference { fault: String },
 }
 
@@ -107,7 +107,12 @@ impl SandboxOptions {
             });
         }
         if self.control_plane == ControlPlane::Kubernetes {
-            if let Some(fault) = self.faults.control_plane().iter().next() {
+            let emulator_only = self
+                .faults
+                .control_plane()
+                .iter()
+                .find(|f| !f.on_the_node());
+            if let Some(fault) = emulator_only {
                 return Err(SandboxError::ControlPlaneFaultOnReference {
                     fault: fault.name().to_string(),
                 });
@@ -302,6 +307,7 @@ impl Sandbox {
                 ready_timeout: ApiOptions::default().ready_timeout,
                 preset: preset.clone(),
                 gateway_api: true,
+                faults: options.faults.control_plane().clone(),
             })
             .await?;
             let upstream = cluster
@@ -669,6 +675,47 @@ mod tests {
                 (w, g) => {
                     panic!("{control_plane} {enforcer} {proxy} {faults:?}: want {w:?}, got {g:?}")
                 }
+            }
+        }
+    }
+
+    // The reference cluster's API is the real kube-apiserver: the emulator's API faults do not
+    // apply there, while its node carries exec-resets and pod-restarts.
+    #[test]
+    fn the_reference_cluster_carries_only_the_node_faults() {
+        let table = [
+            (ControlPlane::Emulator, "api-errors", None),
+            (ControlPlane::Emulator, "slow-api", None),
+            (ControlPlane::Emulator, "exec-resets,pod-restarts", None),
+            (
+                ControlPlane::Kubernetes,
+                "api-errors",
+                Some("api-errors is a fault of the emulator's API"),
+            ),
+            (
+                ControlPlane::Kubernetes,
+                "exec-resets,slow-api",
+                Some("slow-api is a fault of the emulator's API"),
+            ),
+            (ControlPlane::Kubernetes, "exec-resets", None),
+            (ControlPlane::Kubernetes, "pod-restarts", None),
+            (
+                ControlPlane::Kubernetes,
+                "exec-resets,pod-restarts,ignore-named-ports",
+                None,
+            ),
+        ];
+        for (control_plane, faults, want) in table {
+            let options = SandboxOptions {
+                faults: faults.parse().unwrap(),
+                control_plane,
+                ..SandboxOptions::default()
+            };
+            let got = options.validate().err().map(|e| e.to_string());
+            match (want, got) {
+                (None, None) => {}
+                (Some(w), Some(g)) => assert!(g.contains(w), "{g}"),
+                (w, g) => panic!("{control_plane} {faults:?}: want {w:?}, got {g:?}"),
             }
         }
     }

@@ -466,18 +466,7 @@ fn pick_restart_victim(shared: &Shared) -> Option<(Key, String, Pod)> {
         .store()
         .list::<Pod>(None, &Default::default(), &Default::default())
         .into_iter()
-        .filter(|p| {
-            p.metadata
-                .labels
-                .as_ref()
-                .is_some_and(|l| l.contains_key(crate::cluster::manifest::RUN_LABEL))
-        })
-        .filter(|p| {
-            p.status.as_ref().is_some_and(|s| {
-                s.phase.as_deref() == Some("Running")
-                    && s.container_statuses.iter().flatten().all(|c| c.ready)
-            })
-        })
+        .filter(restartable)
         .collect();
     let pod = pods.get(fastrand::usize(0..pods.len().max(1)))?.clone();
     let key = (
@@ -490,7 +479,7 @@ fn pick_restart_victim(shared: &Shared) -> Option<(Key, String, Pod)> {
 
 /// Marks the container as killed and running again: restartCount + 1, lastState OOMKilled, not
 /// ready until the readiness poll sees its ports again.
-fn mark_restarted(status: &mut PodStatus) {
+pub(crate) fn mark_restarted(status: &mut PodStatus) {
     let at = now();
     for c in status.container_statuses.iter_mut().flatten() {
         c.restart_count += 1;
@@ -547,15 +536,29 @@ async fn restart(shared: &Arc<Shared>, key: &Key, uid: &str, pod: &Pod) {
         })
         .await;
     if restarted {
-        events::record_pod_event(
-            shared,
-            pod,
-            true,
-            Severity::Warning,
-            "BackOff",
-            "Container was OOM-killed (the sandbox's pod-restarts fault) and restarted in place"
-                .into(),
-        );
+        let (severity, reason, message) = restarted_event();
+        events::record_pod_event(shared, pod, true, severity, reason, message);
         poll_readiness(shared, key, uid).await;
     }
+}
+
+/// The kubelet's event for a container the `pod-restarts` fault killed and restarted.
+pub(crate) fn restarted_event() -> PodEvent {
+    (
+        Severity::Warning,
+        "BackOff",
+        "Container was OOM-killed (the sandbox's pod-restarts fault) and restarted in place".into(),
+    )
+}
+
+/// Whether `pod` is a ready probe pod the `pod-restarts` fault may restart.
+pub(crate) fn restartable(pod: &Pod) -> bool {
+    pod.metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(crate::cluster::manifest::RUN_LABEL))
+        && pod.status.as_ref().is_some_and(|s| {
+            s.phase.as_deref() == Some("Running")
+                && s.container_statuses.iter().flatten().all(|c| c.ready)
+        })
 }

@@ -10,6 +10,7 @@
 //! channel protocol.
 
 use crate::sandbox::api::exec::{session, Streams, V4, V5};
+use crate::sandbox::control_fault::ControlPlaneFaults;
 use crate::sandbox::dataplane::Dataplane;
 use crate::sandbox::reference::KubeletTls;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -49,6 +50,8 @@ struct Shared {
     dataplane: Arc<dyn Dataplane>,
     logs: PodLogs,
     waiting: ContainerWaiting,
+    /// `exec-resets` cuts exec streams here, between the kubelet and the API server.
+    faults: ControlPlaneFaults,
 }
 
 /// The TLS configuration: our serving certificate, client certificates required.
@@ -113,6 +116,7 @@ impl KubeletServer {
         dataplane: Arc<dyn Dataplane>,
         logs: PodLogs,
         waiting: ContainerWaiting,
+        faults: ControlPlaneFaults,
     ) -> std::io::Result<KubeletServer> {
         let config = tls_config(tls)?;
         let tcp = TcpListener::bind(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0)).await?;
@@ -144,6 +148,7 @@ impl KubeletServer {
                 dataplane,
                 logs,
                 waiting,
+                faults,
             });
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -302,7 +307,7 @@ async fn exec_without_uid(
     uri: Uri,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    exec(shared.dataplane, namespace, pod, uri, upgrade)
+    exec(&shared, namespace, pod, uri, upgrade)
 }
 
 async fn exec_with_uid(
@@ -311,11 +316,11 @@ async fn exec_with_uid(
     uri: Uri,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    exec(shared.dataplane, namespace, pod, uri, upgrade)
+    exec(&shared, namespace, pod, uri, upgrade)
 }
 
 fn exec(
-    dataplane: Arc<dyn Dataplane>,
+    shared: &Shared,
     namespace: String,
     pod: String,
     uri: Uri,
@@ -342,9 +347,20 @@ fn exec(
             ))
         }
     };
+    let dataplane = shared.dataplane.clone();
+    // The exec-resets fault: this stream is cut after some lines of output, with no status, and
+    // the API server relays the cut as it relays a kubelet's.
+    let reset_after = shared.faults.draw_exec_reset();
     upgrade.on_upgrade(move |socket| async move {
         session(
-            socket, dataplane, namespace, pod, command, streams, v5, None,
+            socket,
+            dataplane,
+            namespace,
+            pod,
+            command,
+            streams,
+            v5,
+            reset_after,
         )
         .await;
     })

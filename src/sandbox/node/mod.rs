@@ -23,14 +23,14 @@ use crate::sandbox::api::exposure::gateway_status_at;
 use crate::sandbox::api::gateway_api::{Gateway, HttpRoute};
 use crate::sandbox::api::lifecycle::{
     containers, dataplane_spec, failed_event, image_refused_events, mark_failed,
-    mark_image_unavailable, mark_ready, mark_running, refused_images, scheduled_event,
-    started_events, PodEvent,
+    mark_image_unavailable, mark_ready, mark_restarted, mark_running, refused_images, restartable,
+    restarted_event, scheduled_event, started_events, PodEvent,
 };
 use crate::sandbox::api::store::{pod_state, service_state};
 use crate::sandbox::dataplane::Dataplane;
 use crate::sandbox::preset::PresetProfile;
 use crate::sandbox::reference::KubeletTls;
-use crate::sandbox::{system, ClusterState, NamespaceState};
+use crate::sandbox::{system, ClusterState, ControlPlaneFault, ControlPlaneFaults, NamespaceState};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod, PodStatus, Service};
@@ -75,6 +75,10 @@ pub struct NodeOptions {
     /// Whether the Gateway API CRDs are installed: then HTTPRoutes feed the sandbox gateway and
     /// Gateways of the sandbox's class are programmed at the node's address.
     pub gateway_api: bool,
+    /// The control-plane faults a node carries: `exec-resets` (its kubelet endpoint cuts exec
+    /// streams) and `pod-restarts` (it kills and restarts probe pods in place). The others are
+    /// the emulator's API's and are refused before the node starts.
+    pub faults: ControlPlaneFaults,
 }
 
 type Key = (String, String);
@@ -216,6 +220,7 @@ impl NodeAgent {
             options.dataplane.clone(),
             options.logs.clone(),
             waiting,
+            options.faults.clone(),
         )
         .await?;
         let shared = Arc::new(Shared {
@@ -318,6 +323,11 @@ impl NodeAgent {
         agent
             .tasks
             .push(tokio::spawn(pods(shared.clone(), listed_tx)));
+        if options.faults.contains(ControlPlaneFault::PodRestarts) {
+            agent
+                .tasks
+                .push(tokio::spawn(restarter(shared.clone(), options.faults)));
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         for _ in 0..watches {
             match tokio::time::timeout_at(deadline, listed_rx.recv()).await {
@@ -844,12 +854,17 @@ async fn start_pod(shared: Arc<Shared>, pod: Pod) {
     }
     shared.changed.notify_one();
     drop(_turn);
-    // Readiness: the dataplane's check of the container ports, as the emulator does.
+    report_ready(&shared, &pod, &key, &uid, status).await;
+}
+
+/// Readiness: the dataplane's check of the container ports, as the emulator does. Reports the
+/// pod Ready (with `status`) once they listen, while `uid` still runs under `key`.
+async fn report_ready(shared: &Shared, pod: &Pod, key: &Key, uid: &str, mut status: PodStatus) {
     let deadline = tokio::time::Instant::now() + shared.ready_timeout;
     let mut delay = Duration::from_millis(10);
     let mut stopping = shared.stopping.clone();
     loop {
-        if lock(&shared.running).get(&key) != Some(&uid) {
+        if lock(&shared.running).get(key).map(String::as_str) != Some(uid) {
             return;
         }
         let dataplane = shared.dataplane.clone();
@@ -859,7 +874,7 @@ async fn start_pod(shared: Arc<Shared>, pod: Pod) {
             .unwrap_or(false);
         if ready {
             mark_ready(&mut status);
-            if let Err(e) = patch_status(&shared, &pod, &status).await {
+            if let Err(e) = patch_status(shared, pod, &status).await {
                 shared.record_error(format!("reporting pod {}/{} ready: {e}", key.0, key.1));
             }
             return;
@@ -877,6 +892,73 @@ async fn start_pod(shared: Arc<Shared>, pod: Pod) {
         }
         delay = (delay * 2).min(Duration::from_millis(250));
     }
+}
+
+/// The `pod-restarts` fault, as a kubelet after an OOM kill: every few seconds one ready probe
+/// pod's processes are killed and started again in place (same network, same IP); its status
+/// says so (restartCount + 1, lastState OOMKilled, not Ready) until its ports listen again.
+async fn restarter(shared: Arc<Shared>, faults: ControlPlaneFaults) {
+    let mut stopping = shared.stopping.clone();
+    while let Some(pause) = faults.draw_restart_pause() {
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stopping.changed() => return,
+        }
+        let victims: Vec<Pod> = {
+            let objects = lock(&shared.objects);
+            let running = lock(&shared.running);
+            objects
+                .pods
+                .iter()
+                .filter(|(key, pod)| {
+                    restartable(pod) && running.get(*key) == pod.metadata.uid.as_ref()
+                })
+                .map(|(_, pod)| pod.clone())
+                .collect()
+        };
+        if victims.is_empty() {
+            continue;
+        }
+        let pod = victims[fastrand::usize(0..victims.len())].clone();
+        restart_pod(&shared, pod).await;
+    }
+}
+
+async fn restart_pod(shared: &Arc<Shared>, pod: Pod) {
+    let key = key_of(&pod.metadata);
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let guard = shared.pod_lock(&key);
+    let turn = guard.lock().await;
+    if lock(&shared.running).get(&key) != Some(&uid) {
+        return;
+    }
+    let dataplane = shared.dataplane.clone();
+    let (ns, name) = key.clone();
+    let done = tokio::task::spawn_blocking(move || dataplane.restart_pod(&ns, &name))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    if let Err(e) = done {
+        shared.record_error(format!("restarting pod {}/{}: {e}", key.0, key.1));
+        return;
+    }
+    // The newest status the node knows of this pod (its own Ready report included).
+    let Some(mut status) = lock(&shared.objects)
+        .pods
+        .get(&key)
+        .filter(|p| p.metadata.uid.as_deref() == Some(uid.as_str()))
+        .and_then(|p| p.status.clone())
+    else {
+        return;
+    };
+    mark_restarted(&mut status);
+    if let Err(e) = patch_status(shared, &pod, &status).await {
+        shared.record_error(format!("reporting pod {}/{} restarted: {e}", key.0, key.1));
+        return;
+    }
+    drop(turn);
+    record_events(shared, &pod, true, vec![restarted_event()]).await;
+    report_ready(shared, &pod, &key, &uid, status).await;
 }
 
 /// Removes a pod's processes and network if `uid` is what runs under its key.
