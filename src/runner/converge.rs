@@ -359,16 +359,28 @@ pub async fn run_step<P: Prober>(
     };
 
     // 3. Confirmation: the whole matrix again; a cell whose verdict changes flaps. A probe that
-    //    errs is not a verdict: it is retried a few times before the round is judged.
+    //    errs is not a verdict: it is retried a few times before the round is judged. Also when
+    //    the step did not converge: a cell that agreed in the first round may have been probed
+    //    before a real enforcer programmed the step (it does so after the API server accepts
+    //    it), and a CNI that then breaks that path must not leave it passed on that evidence.
+    //    Then only the cells that agreed are confirmed: the others' evidence is from the deadline.
     let before: Vec<Option<Outcome>> = (0..cells.len()).map(|i| book.last(i)).collect();
     let mut flapped = vec![false; cells.len()];
-    if converged {
+    let confirming: Vec<(usize, &ExpectedCell)> = if converged {
+        all.clone()
+    } else {
+        all.iter()
+            .copied()
+            .filter(|(i, _)| settled(&book, *i))
+            .collect()
+    };
+    if !confirming.is_empty() {
         for _ in 0..judging.confirm_rounds {
             round += 1;
-            book.record(prober.probe(&all).await, round);
+            book.record(prober.probe(&confirming).await, round);
             let mut pause = judging.backoff;
             for _ in 0..CONFIRM_ERROR_RETRIES {
-                let erring: Vec<(usize, &ExpectedCell)> = all
+                let erring: Vec<(usize, &ExpectedCell)> = confirming
                     .iter()
                     .filter(|(i, _)| {
                         book.last(*i)
@@ -732,6 +744,31 @@ mod tests {
             "waited for the deadline"
         );
         assert!(r.cells[0].attempts.len() > 2, "re-probed with backoff");
+    }
+
+    // Found on the reference cluster with ignore-named-ports: an unchanged cell's one round ran
+    // before the node programmed the step and saw the old, correct path; the step never
+    // converged (the fault), so no confirmation came, and the cell passed on evidence from
+    // before enforcement. Confirmation runs whether or not the step converged.
+    #[tokio::test]
+    async fn a_cell_seen_before_enforcement_is_confirmed_when_the_step_does_not_converge() {
+        let cells = [
+            cell("x/a", "y/a", Verdict::Allow),
+            cell("x/a", "y/b", Verdict::Deny),
+        ];
+        // Cell 0 connects in round 1 only (the buggy enforcer then drops it); cell 1 never agrees.
+        let fake = Fake::new(|i, call| match (i, call) {
+            (0, 0) => Outcome::Connected,
+            (0, _) => Outcome::Dropped,
+            _ => Outcome::Connected,
+        });
+        let r = run(&fake, &cells, &[], &fast(), Instant::now()).await;
+        assert_eq!(statuses(&r), [CellStatus::Flapping, CellStatus::Fail]);
+        assert_eq!(
+            r.cells[0].attempts.last().map(|a| a.outcome),
+            Some(Outcome::Dropped),
+            "confirmed after the deadline"
+        );
     }
 
     #[tokio::test]
