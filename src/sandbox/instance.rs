@@ -7,7 +7,7 @@ use super::dataplane::netns::{NetnsConfig, NetnsDataplane, NODE_ADDRESS};
 use super::dataplane::{Dataplane, DataplaneError};
 use super::node::api_relay::ApiRelay;
 use super::node::components::{self, Enforcer, ServiceProxy};
-use super::node::{NodeAgent, NodeError, NodeOptions};
+use super::node::{key_of, selects_pods, NodeAgent, NodeError, NodeOptions};
 use super::preset::{Preset, PresetFault, PresetProfile, GATEWAY_PORT};
 use super::reference::{self, ReferenceCluster, ReferenceError};
 use super::{system, FaultSet};
@@ -21,14 +21,6 @@ use thiserror::Error;
 const ADD_ON_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the node may take to program an add-on's Service before its pods are created.
 const ADD_ON_SERVICE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// An object's (namespace, name).
-fn key_of(meta: &kube::api::ObjectMeta) -> (String, String) {
-    (
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone().unwrap_or_default(),
-    )
-}
 
 #[derive(Debug, Error)]
 pub enum SandboxError {
@@ -374,12 +366,7 @@ impl Sandbox {
         let mut services = Vec::new();
         for object in &others {
             if let Object::Service(s) = object {
-                let selects = s
-                    .spec
-                    .as_ref()
-                    .and_then(|spec| spec.selector.as_ref())
-                    .is_some_and(|sel| !sel.is_empty());
-                if selects {
+                if selects_pods(s) {
                     services.push(key_of(&s.metadata));
                 }
             }
@@ -610,6 +597,16 @@ impl Drop for Sandbox {
 mod tests {
     use super::*;
 
+    /// `options` validate (`want` None) or are refused with a message containing `want`.
+    fn refuses_as(options: &SandboxOptions, want: Option<&str>, case: &str) {
+        let got = options.validate().err().map(|e| e.to_string());
+        match (want, got) {
+            (None, None) => {}
+            (Some(w), Some(g)) => assert!(g.contains(w), "{case}: {g}"),
+            (w, g) => panic!("{case}: want {w:?}, got {g:?}"),
+        }
+    }
+
     // Third-party node components run only on the reference cluster, and a CNI fault (a bug
     // of netassay's own enforcer) cannot be combined with a third-party enforcer.
     #[test]
@@ -668,14 +665,11 @@ mod tests {
                 proxy,
                 ..SandboxOptions::default()
             };
-            let got = options.validate().err().map(|e| e.to_string());
-            match (want, got) {
-                (None, None) => {}
-                (Some(w), Some(g)) => assert!(g.contains(w), "{g}"),
-                (w, g) => {
-                    panic!("{control_plane} {enforcer} {proxy} {faults:?}: want {w:?}, got {g:?}")
-                }
-            }
+            refuses_as(
+                &options,
+                want,
+                &format!("{control_plane} {enforcer} {proxy} {faults:?}"),
+            );
         }
     }
 
@@ -711,12 +705,7 @@ mod tests {
                 control_plane,
                 ..SandboxOptions::default()
             };
-            let got = options.validate().err().map(|e| e.to_string());
-            match (want, got) {
-                (None, None) => {}
-                (Some(w), Some(g)) => assert!(g.contains(w), "{g}"),
-                (w, g) => panic!("{control_plane} {faults:?}: want {w:?}, got {g:?}"),
-            }
+            refuses_as(&options, want, &format!("{control_plane} {faults:?}"));
         }
     }
 

@@ -118,7 +118,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn key_of(meta: &kube::api::ObjectMeta) -> Key {
+/// An object's (namespace, name).
+pub(crate) fn key_of(meta: &kube::api::ObjectMeta) -> Key {
     (
         meta.namespace.clone().unwrap_or_default(),
         meta.name.clone().unwrap_or_default(),
@@ -164,15 +165,9 @@ impl Shared {
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .map(pod_state)
                 .collect(),
-            // A Service without a selector has no endpoints the node programs.
             services: services
                 .iter()
-                .filter(|s| {
-                    s.spec
-                        .as_ref()
-                        .and_then(|spec| spec.selector.as_ref())
-                        .is_some_and(|sel| !sel.is_empty())
-                })
+                .filter(|s| selects_pods(s))
                 .filter_map(|s| service_state(s))
                 .collect(),
             policies: objects.policies.values().cloned().collect(),
@@ -184,6 +179,15 @@ impl Shared {
             ),
         }
     }
+}
+
+/// Whether the node programs `service`: a Service without a selector has no endpoints it knows.
+pub(crate) fn selects_pods(service: &Service) -> bool {
+    service
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.selector.as_ref())
+        .is_some_and(|sel| !sel.is_empty())
 }
 
 /// A running node agent.
