@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Writes src/sandbox/api/protobuf/schema.rs: the field tables the sandbox API emulator uses to
+"""Writes crates/sandbox/src/api/protobuf/schema.rs: the field tables the sandbox API emulator uses to
 read Kubernetes protobuf request bodies (what kubectl's typed clients send).
 
 Input: upstream's generated.proto files of k8s.io/api and k8s.io/apimachinery (Apache-2.0),
 e.g. checkouts of github.com/kubernetes/api and github.com/kubernetes/apimachinery:
 
-    scripts/generate-protobuf-schema.py API_CHECKOUT APIMACHINERY_CHECKOUT > src/sandbox/api/protobuf/schema.rs
+    scripts/generate-protobuf-schema.py API_CHECKOUT APIMACHINERY_CHECKOUT > crates/sandbox/src/api/protobuf/schema.rs
 
 Only the messages reachable from the kinds the emulator serves are written. Kubernetes' protos
 name every field by its JSON name, have no enums, oneofs or nested messages, and key every map by
@@ -157,7 +157,7 @@ def main():
         f"//! (k8s.io/api {commit(checkouts['api'])}, k8s.io/apimachinery {commit(checkouts['apimachinery'])}).",
         "//! Do not edit by hand.",
         "",
-        "use super::{Field, Ty};",
+        "use super::field::{Field, Ty};",
         "",
         "const fn f(tag: u32, name: &'static str, ty: Ty, repeated: bool) -> Field {",
         "    Field { tag, name, ty, map: false, repeated }",

@@ -1,8 +1,8 @@
 //! The agent's command-line contract on loopback: batch validation, streaming, the concurrency
 //! bound, HTTP Host and SNI overrides, readiness and clean shutdown.
 
-use netassay::model::{Protocol, Verdict};
-use netassay::probe::{
+use netassay_core::model::{Protocol, Verdict};
+use netassay_core::probe::{
     AgentLine, BatchSummary, DenyRule, ListenerState, Outcome, ProbeBatch, ProbeKind, ProbeResult,
     ProbeSpec, ReadyReport, Series,
 };

@@ -5,9 +5,9 @@
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
-use netassay::agent::dns_server::{self, DnsConfig};
-use netassay::agent::gateway::{self, GatewayConfig};
-use netassay::agent::watched::write_atomically;
+use netassay_agent::dns_server::{self, DnsConfig};
+use netassay_agent::gateway::{self, GatewayConfig};
+use netassay_agent::watched::write_atomically;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -5,8 +5,8 @@
 //! removed by a drop guard on every path; the veth lives only inside them and nothing touches
 //! the root namespace. Set NETASSAY_SKIP_NETNS=1 to skip these tests where root is unavailable.
 
-use netassay::model::Protocol;
-use netassay::probe::{
+use netassay_core::model::Protocol;
+use netassay_core::probe::{
     AgentLine, BatchSummary, ListenerState, Outcome, ProbeBatch, ProbeKind, ProbeResult, ProbeSpec,
     ReadyReport,
 };

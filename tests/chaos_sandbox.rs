@@ -8,7 +8,7 @@
 
 mod run_common;
 
-use netassay::sandbox::reference;
+use netassay_sandbox::reference;
 use run_common::{root_or_skip, run, text};
 
 /// A few scenarios that together cover TCP and UDP, named ports, updated policies and pods, and

@@ -3,13 +3,13 @@
 //! invariants hold), plus the minimized inputs of crashes fuzzing found, each with its cause.
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use netassay::agent::prepare;
-use netassay::model::Protocol;
-use netassay::policy::validate::validate_network_policy;
-use netassay::policy::Oracle;
-use netassay::probe::ProbeBatch;
-use netassay::sandbox::api::decode_request;
 use netassay::scenario::{load_str, Profile};
+use netassay_agent::prepare;
+use netassay_core::model::Protocol;
+use netassay_core::policy::validate::validate_network_policy;
+use netassay_core::policy::Oracle;
+use netassay_core::probe::ProbeBatch;
+use netassay_sandbox::api::decode_request;
 use std::path::PathBuf;
 
 /// A fuzz target's checks, by the target's name.
@@ -103,7 +103,7 @@ fn policy_oracle(data: &[u8]) {
         }
     }
     set.retain(|np| validate_network_policy(np).is_empty());
-    let topology = netassay::model::Topology::standard();
+    let topology = netassay_core::model::Topology::standard();
     let oracle = Oracle::new(&topology, &set).expect("valid policies compile");
     for from in 0..topology.pods.len() {
         for to in 0..topology.pods.len() {

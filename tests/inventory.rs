@@ -300,8 +300,8 @@ fn container(ports: Value) -> Value {
 
 #[tokio::test]
 async fn take_lists_what_the_sandbox_emulator_exposes() {
-    use netassay::sandbox::api;
-    use netassay::sandbox::dataplane::fake::FakeDataplane;
+    use netassay_sandbox::api;
+    use netassay_sandbox::dataplane::fake::FakeDataplane;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let server = api::start_with(Arc::new(FakeDataplane::new()), api::ApiOptions::default())
         .await
@@ -407,10 +407,10 @@ async fn take_lists_what_the_sandbox_emulator_exposes() {
 /// which nothing approves.
 #[tokio::test]
 async fn the_k8tre_sandbox_exposes_only_its_gateway_unless_the_nodeport_fault_is_on() {
-    use netassay::sandbox::api;
-    use netassay::sandbox::dataplane::fake::FakeDataplane;
-    use netassay::sandbox::preset::PresetProfile;
-    use netassay::sandbox::{FaultSet, Preset};
+    use netassay_sandbox::api;
+    use netassay_sandbox::dataplane::fake::FakeDataplane;
+    use netassay_sandbox::preset::PresetProfile;
+    use netassay_sandbox::{FaultSet, Preset};
     let _ = rustls::crypto::ring::default_provider().install_default();
     let allowed = vec![
         ExposureRule {
@@ -434,7 +434,7 @@ async fn the_k8tre_sandbox_exposes_only_its_gateway_unless_the_nodeport_fault_is
         ),
     ] {
         let faults: FaultSet = faults.parse().expect("faults");
-        let profile = PresetProfile::new(Preset::K8tre, &faults);
+        let profile = PresetProfile::new(Preset::K8tre, faults.preset_faults());
         let options = api::ApiOptions {
             preset: Some(profile.clone()),
             ..api::ApiOptions::default()

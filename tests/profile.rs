@@ -2,8 +2,8 @@
 //! binding scenarios to it (persona labels, external endpoints), and the cells and
 //! expectations that result. No cluster.
 
-use netassay::model::{PodRef, Protocol, Verdict, Via};
 use netassay::scenario::{builtin, load_str, Profile};
+use netassay_core::model::{PodRef, Protocol, Verdict, Via};
 use std::sync::Arc;
 
 const CONFIG: &str = r#"

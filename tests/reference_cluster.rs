@@ -15,8 +15,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use netassay::sandbox::reference;
-use netassay::sandbox::{ControlPlane, Sandbox, SandboxOptions};
+use netassay_sandbox::reference;
+use netassay_sandbox::{ControlPlane, Sandbox, SandboxOptions};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -472,11 +472,12 @@ fn a_killed_owner_leaves_no_control_plane_behind() {
     }
     let kubeconfig = PathBuf::from(line.trim());
     let control_plane = kubeconfig.parent().expect("the control plane's folder");
-    let pids: Vec<u32> = std::fs::read_to_string(control_plane.join(reference::PIDS_FILE))
-        .expect("the pids file")
-        .lines()
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .collect();
+    let pids: Vec<u32> =
+        std::fs::read_to_string(control_plane.join(netassay_sandbox::processes::PIDS_FILE))
+            .expect("the pids file")
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect();
     assert_eq!(
         pids.len(),
         3,

@@ -4,7 +4,7 @@
 mod report_common;
 
 use netassay::report::conformance::{ConformanceReport, ProfileResult};
-use netassay::report::outputs::Kind;
+use netassay::report::files::Kind;
 use netassay::report::{sonobuoy, write_all, Granularity, Outputs};
 use report_common::{missing, report, JUNIT_PATH_COUNTS, JUNIT_STEP_COUNTS, RUN_ID, TRICKY_NAME};
 use std::path::Path;

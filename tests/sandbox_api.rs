@@ -10,10 +10,11 @@ use kube::api::{
     AttachParams, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams,
 };
 use kube::{Api, Client};
-use netassay::model::{Protocol, ServedPort};
-use netassay::sandbox::api::{self, ApiOptions, ApiServer};
-use netassay::sandbox::dataplane::fake::FakeDataplane;
-use netassay::sandbox::{ClusterState, TargetPort};
+use netassay_core::model::{Protocol, ServedPort};
+use netassay_sandbox::api::{self, ApiOptions, ApiServer};
+use netassay_sandbox::dataplane::fake::FakeDataplane;
+use netassay_sandbox::state::TargetPort;
+use netassay_sandbox::ClusterState;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::future::Future;
@@ -1198,9 +1199,9 @@ async fn the_written_kubeconfig_works_for_kube_rs_and_shutdown_stops_serving() {
 
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-use netassay::sandbox::api::Object;
-use netassay::sandbox::preset::{Preset, PresetProfile};
-use netassay::sandbox::system;
+use netassay_sandbox::object::Object;
+use netassay_sandbox::preset::{Preset, PresetProfile};
+use netassay_sandbox::system;
 
 fn ingress_manifest(name: &str, host: &str) -> Ingress {
     obj(json!({
@@ -1838,7 +1839,9 @@ async fn preset_sandbox(faults: &str) -> Sandbox {
     sandbox_with(ApiOptions {
         preset: Some(PresetProfile::new(
             Preset::K8tre,
-            &faults.parse().expect("faults"),
+            <netassay_sandbox::FaultSet as std::str::FromStr>::from_str(faults)
+                .expect("faults")
+                .preset_faults(),
         )),
         ..ApiOptions::default()
     })
@@ -1996,7 +1999,7 @@ async fn the_nodeport_fault_exposes_an_app_on_a_node_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_preset_gateway_is_bootstrapped_as_objects() {
     let sb = preset_sandbox("").await;
-    let profile = PresetProfile::new(Preset::K8tre, &Default::default());
+    let profile = PresetProfile::new(Preset::K8tre, &[]);
     let objects = profile.bootstrap_objects(std::path::Path::new("/tmp/routes"));
     assert!(matches!(objects[0], Object::Namespace(_)));
     let started = sb.server.bootstrap(objects).await.expect("bootstrapped");

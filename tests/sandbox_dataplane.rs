@@ -5,14 +5,14 @@
 //! unless `CI` is set. Pods run the real agent (`netassay agent serve`); probes are the real
 //! prober (`netassay agent probe`), exec'd inside the source namespace.
 
-use netassay::model::{Labels, Protocol, ServedPort, NAMESPACE_NAME_LABEL};
-use netassay::sandbox::dataplane::netns::{
-    NetnsConfig, NetnsDataplane, ETC_NETNS, EXTERNAL_ADDRESS, METADATA_ADDRESS, MIRROR_ADDRESS,
-    NODE_ADDRESS, OUTSIDE_ADDRESS, STATE_DIR,
+use netassay_core::model::{Labels, Protocol, ServedPort, NAMESPACE_NAME_LABEL};
+use netassay_sandbox::addresses::{
+    EXTERNAL_ADDRESS, METADATA_ADDRESS, MIRROR_ADDRESS, NODE_ADDRESS, OUTSIDE_ADDRESS,
 };
-use netassay::sandbox::dataplane::{Dataplane, DataplaneError, PodSpec};
-use netassay::sandbox::fault::{Fault, FaultSet};
-use netassay::sandbox::{
+use netassay_sandbox::dataplane::netns::{NetnsConfig, NetnsDataplane, ETC_NETNS, STATE_DIR};
+use netassay_sandbox::dataplane::{Dataplane, DataplaneError, PodSpec};
+use netassay_sandbox::fault::{Fault, FaultSet};
+use netassay_sandbox::state::{
     ClusterState, GatewayRoute, NamespaceState, PodState, ServicePortState, ServiceState,
     TargetPort,
 };

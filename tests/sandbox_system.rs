@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
 use kube::{Api, Client};
-use netassay::sandbox::{FaultSet, Preset, PresetFault, Sandbox, SandboxError, SandboxOptions};
+use netassay_sandbox::{FaultSet, Preset, PresetFault, Sandbox, SandboxError, SandboxOptions};
 use serde_json::{json, Value};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -130,7 +130,7 @@ impl Running {
         let batch = json!({"schema": "netassay.probe/v1", "timeout_ms": 500, "probes": probes});
         let command = vec!["netassay".to_string(), "agent".into(), "probe".into()];
         let mut child = match from {
-            Some((ns, name)) => netassay::sandbox::dataplane::Dataplane::exec(
+            Some((ns, name)) => netassay_sandbox::dataplane::Dataplane::exec(
                 self.sandbox.dataplane(),
                 ns,
                 name,

@@ -9,9 +9,9 @@
 use arbitrary::{Arbitrary, Unstructured};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use libfuzzer_sys::fuzz_target;
-use netassay::model::{Labels, Pod, PodRef, Protocol, ServedPort, Topology};
-use netassay::policy::validate::validate_network_policy;
-use netassay::policy::Oracle;
+use netassay_core::model::{Labels, Pod, PodRef, Protocol, ServedPort, Topology};
+use netassay_core::policy::validate::validate_network_policy;
+use netassay_core::policy::Oracle;
 use serde_json::{json, Map, Value};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::LazyLock;

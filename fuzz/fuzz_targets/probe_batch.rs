@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netassay::agent::prepare;
-use netassay::probe::ProbeBatch;
+use netassay_agent::prepare;
+use netassay_core::probe::ProbeBatch;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

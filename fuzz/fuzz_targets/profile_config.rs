@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netassay::model::Via;
+use netassay_core::model::Via;
 use netassay::scenario::{builtin, Profile, Scenario};
 use std::sync::{Arc, LazyLock};
 

@@ -1,16 +1,16 @@
 //! `netassay agent ...` and `netassay bench probe`: the command-line edge of the in-pod agent.
 
 use super::exit;
-use crate::agent::bench::{Bench, BenchConfig};
-use crate::agent::dns_server::{self, DnsConfig, DnsError};
-use crate::agent::gateway::{self, GatewayConfig, GatewayError};
-use crate::agent::serve::write_ready_file;
-use crate::agent::source_ports;
-use crate::agent::watched::{self, LineTable as _};
-use crate::agent::{bind_all, prepare, run_batch, ServeConfig, ServeError};
-use crate::probe::{AgentLine, ListenSpec, ListenerState, Outcome, ProbeBatch, ProbeKind};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
+use netassay_agent::bench::{Bench, BenchConfig};
+use netassay_agent::dns_server::{self, DnsConfig, DnsError};
+use netassay_agent::gateway::{self, GatewayConfig, GatewayError};
+use netassay_agent::serve::write_ready_file;
+use netassay_agent::source_ports;
+use netassay_agent::watched::{self, LineTable as _};
+use netassay_agent::{bind_all, prepare, run_batch, ServeConfig, ServeError};
+use netassay_core::probe::{AgentLine, ListenSpec, ListenerState, Outcome, ProbeBatch, ProbeKind};
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -463,7 +463,7 @@ fn probe() -> anyhow::Result<u8> {
         }
     };
     // Each probe in flight holds a descriptor; a low soft limit would turn into `error`s.
-    let _ = crate::agent::raise_fd_limit();
+    let _ = netassay_agent::raise_fd_limit();
     let rt = runtime()?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -523,7 +523,7 @@ pub fn bench_probe(args: BenchProbeArgs) -> anyhow::Result<u8> {
 }
 
 /// Prints the figures as they are measured.
-fn measure(bench: &Bench, args: &BenchProbeArgs) -> Result<(), crate::agent::bench::BenchError> {
+fn measure(bench: &Bench, args: &BenchProbeArgs) -> Result<(), netassay_agent::bench::BenchError> {
     println!("netassay bench probe");
     println!("  {}", bench.describe());
     let secs = |d: Duration| format!("{:.3} s", d.as_secs_f64());

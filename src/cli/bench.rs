@@ -3,10 +3,10 @@
 //! against injected enforcement delays).
 
 use super::exit;
-use crate::model::{standard_serve, Labels, Namespace, Pod, PodRef, Protocol, Topology};
-use crate::policy::Oracle;
 use clap::Args;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use netassay_core::model::{standard_serve, Labels, Namespace, Pod, PodRef, Protocol, Topology};
+use netassay_core::policy::Oracle;
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
@@ -350,10 +350,10 @@ pub fn enforce(args: EnforceBenchArgs) -> anyhow::Result<u8> {
     }
     let mut delays = Vec::new();
     for d in &args.delays {
-        let fault: crate::sandbox::Fault = format!("late={d}")
+        let fault: netassay_sandbox::Fault = format!("late={d}")
             .parse()
             .map_err(|e| anyhow::anyhow!("--delays {d:?}: {e}"))?;
-        let crate::sandbox::Fault::Late(delay) = fault else {
+        let netassay_sandbox::Fault::Late(delay) = fault else {
             anyhow::bail!("--delays {d:?}: not a delay");
         };
         delays.push((d.clone(), delay.as_millis() as u64));

@@ -8,9 +8,9 @@
 //! a CNI fault, the same scenarios fail as without the hostile control plane.
 
 use super::exit;
-use crate::sandbox::{ControlPlane, ControlPlaneFault};
 use anyhow::Context;
 use clap::Args;
+use netassay_sandbox::{ControlPlane, ControlPlaneFault};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Instant;

@@ -3,26 +3,17 @@
 pub mod agent;
 mod bench;
 mod bench_chaos;
+mod cleanup;
+pub mod exit;
+mod kubeconfig;
 mod offline;
 pub mod render;
 mod run;
+mod runtime;
+mod sandbox;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-
-/// Exit codes of DESIGN §8.
-pub mod exit {
-    /// Every judged path behaved as expected.
-    pub const OK: u8 = 0;
-    /// At least one path did not.
-    pub const MISMATCH: u8 = 1;
-    /// Bad input or usage.
-    pub const BAD_INPUT: u8 = 2;
-    /// The environment is not usable.
-    pub const ENVIRONMENT: u8 = 3;
-    /// Interrupted (after cleanup).
-    pub const INTERRUPTED: u8 = 130;
-}
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 judged and conformant (unjudgeable scenarios are shown as ignored), 1 a path did
@@ -64,10 +55,10 @@ pub enum Command {
     /// Run scenarios against a cluster (or the built-in sandbox) and judge the CNI.
     Run(Box<run::RunArgs>),
     /// Delete what runs left behind in a cluster.
-    Cleanup(run::CleanupArgs),
+    Cleanup(cleanup::CleanupArgs),
     /// The built-in sandbox cluster (root, Linux).
     #[command(subcommand)]
-    Sandbox(run::SandboxCommand),
+    Sandbox(sandbox::SandboxCommand),
     /// What runs inside probe pods, and the sandbox's DNS and gateway (the harness starts them).
     #[command(subcommand)]
     Agent(agent::AgentCommand),
@@ -111,8 +102,8 @@ pub fn main() -> ExitCode {
         Command::Explain(a) => offline::explain(a),
         Command::List(a) => offline::list(a),
         Command::Run(a) => run::run(*a),
-        Command::Cleanup(a) => run::cleanup(a),
-        Command::Sandbox(c) => run::sandbox(c),
+        Command::Cleanup(a) => cleanup::cleanup(a),
+        Command::Sandbox(c) => sandbox::sandbox(c),
         Command::Agent(cmd) => agent::run(cmd),
         Command::Bench(BenchCommand::Oracle(a)) => bench::oracle(a),
         Command::Bench(BenchCommand::Probe(a)) => agent::bench_probe(a),

@@ -2,10 +2,10 @@
 
 use super::exit;
 use super::render;
-use crate::model::{PodRef, Protocol};
 use crate::scenario::{builtin, load_paths, LoadError, PortRef, Scenario};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use netassay_core::model::{PodRef, Protocol};
 use serde_json::json;
 use std::path::PathBuf;
 

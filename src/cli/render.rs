@@ -1,9 +1,9 @@
 //! Text rendering for the terminal: upstream-style truth tables and oracle explanations.
 
-use crate::model::{PodRef, Protocol, Verdict, Via};
-use crate::policy::oracle::{MissReason, RuleMatch, SideReport};
-use crate::policy::{Direction, Explanation};
 use crate::scenario::{ExpectedCell, StepPlan};
+use netassay_core::model::{PodRef, Protocol, Verdict, Via};
+use netassay_core::policy::oracle::{MissReason, RuleMatch, SideReport};
+use netassay_core::policy::{Direction, Explanation};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 

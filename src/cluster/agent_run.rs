@@ -2,11 +2,11 @@
 //! (the outside vantage). One batch line in; result lines out, each with the moment it arrived,
 //! so that probe starts can be placed on this process's clock.
 
-use crate::probe::{AgentLine, ProbeBatch, ProbeResult};
 use crate::runner::Probed;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, AttachedProcess};
 use kube::Api;
+use netassay_core::probe::{AgentLine, ProbeBatch, ProbeResult};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -262,7 +262,7 @@ impl Ran {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::Outcome;
+    use netassay_core::probe::Outcome;
     use tokio::io::{AsyncWriteExt, DuplexStream};
 
     /// An exec-like run over hand-made streams: what the test writes to the returned end is the
@@ -321,7 +321,7 @@ mod tests {
     async fn a_run_that_reached_its_summary_is_whole_and_one_with_nothing_is_an_error() {
         let (run, mut stdout) = exec_like(Box::pin(std::future::pending()));
         let summary = AgentLine::Summary {
-            summary: crate::probe::BatchSummary::of([Outcome::Connected], 3),
+            summary: netassay_core::probe::BatchSummary::of([Outcome::Connected], 3),
         };
         let text = format!("{}{}\n", line(&result(Some(0), 3)), summary.to_json_line());
         stdout.write_all(text.as_bytes()).await.expect("write");

@@ -1,7 +1,7 @@
 //! `netassay cleanup`: removes what runs left behind, found by labels and expiry annotations.
 
+use super::error::{status_code, ClusterError};
 use super::manifest::{EXPIRES_ANNOTATION, MANAGED_BY, MANAGER, RUN_LABEL};
-use super::{status_code, ClusterError};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams};

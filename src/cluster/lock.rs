@@ -1,7 +1,7 @@
 //! The run lock: a Lease that keeps two runs from colliding on one cluster.
 
+use super::error::{status_code, ClusterError};
 use super::manifest::{MANAGED_BY, MANAGER};
-use super::{status_code, ClusterError};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};

@@ -1,7 +1,6 @@
 //! The one builder of every object netassay creates: fixture namespaces, probe pods, services.
 //! Pure: objects in, objects out (DESIGN §9 labels, restricted Pod Security).
 
-use crate::model::{Namespace, Pod, Protocol};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, Namespace as K8sNamespace, Pod as K8sPod,
     PodSecurityContext, PodSpec, Probe, SeccompProfile, SecurityContext, Service, ServicePort,
@@ -9,11 +8,10 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use netassay_core::model::{Namespace, Pod, Protocol};
 use std::collections::BTreeMap;
 
-pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-pub const MANAGER: &str = "netassay";
-pub const RUN_LABEL: &str = "netassay.io/run";
+pub use netassay_core::objects::{MANAGED_BY, MANAGER, RUN_LABEL};
 /// Names the pod a fixture Service selects; never used by scenario policies.
 pub const POD_LABEL: &str = "netassay.io/pod";
 /// RFC 3339 time after which `netassay cleanup --all-expired` may delete the namespace.
@@ -42,7 +40,7 @@ pub fn namespace(real: &str, ns: &Namespace, run: &str, opts: &FixtureOptions) -
     let mut labels = ownership(run);
     for (k, v) in &ns.labels {
         // The API server sets the name label itself, to the real name.
-        if k != crate::model::NAMESPACE_NAME_LABEL {
+        if k != netassay_core::model::NAMESPACE_NAME_LABEL {
             labels.insert(k.clone(), v.clone());
         }
     }
@@ -96,7 +94,7 @@ pub fn pod(real_ns: &str, pod: &Pod, run: &str, opts: &FixtureOptions) -> K8sPod
     if let Some(h) = pod.http {
         ports.push(ContainerPort {
             container_port: i32::from(h),
-            name: Some(crate::model::HTTP_PORT_NAME.into()),
+            name: Some(netassay_core::model::HTTP_PORT_NAME.into()),
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
         });
@@ -194,10 +192,12 @@ pub fn service(real_ns: &str, pod: &Pod, run: &str) -> Service {
             ..ServicePort::default()
         })
         .chain(pod.http.map(|h| ServicePort {
-            name: Some(crate::model::HTTP_PORT_NAME.into()),
+            name: Some(netassay_core::model::HTTP_PORT_NAME.into()),
             port: i32::from(h),
             protocol: Some("TCP".into()),
-            target_port: Some(IntOrString::String(crate::model::HTTP_PORT_NAME.into())),
+            target_port: Some(IntOrString::String(
+                netassay_core::model::HTTP_PORT_NAME.into(),
+            )),
             ..ServicePort::default()
         }))
         .collect();
@@ -314,7 +314,7 @@ pub fn ingress(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Topology;
+    use netassay_core::model::Topology;
 
     fn opts() -> FixtureOptions {
         FixtureOptions {
@@ -390,7 +390,7 @@ mod tests {
         let t = Topology::standard();
         let n = namespace("netassay-r1-x", &t.namespaces[0], "r1", &opts());
         let labels = n.metadata.labels.expect("labels");
-        assert!(!labels.contains_key(crate::model::NAMESPACE_NAME_LABEL));
+        assert!(!labels.contains_key(netassay_core::model::NAMESPACE_NAME_LABEL));
         assert_eq!(
             labels
                 .get("pod-security.kubernetes.io/enforce")

@@ -1,9 +1,9 @@
 //! Verdicts of scenarios, profiles and the run, and the Gateway-API-style conformance report YAML.
 
-use super::RunReport;
+use super::run_report::RunReport;
 use crate::runner::result::CellStatus;
-use crate::runner::suite::{ScenarioOutcome, StepOutcome};
 use crate::scenario::builtin::PROFILES;
+use crate::suite::{ScenarioOutcome, StepOutcome};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -126,7 +126,9 @@ pub fn step_unjudged_reasons(s: &StepOutcome) -> Vec<String> {
     }
     for c in &s.result.cells {
         match c.status {
-            CellStatus::Unsupported if c.expected.cell.protocol == crate::model::Protocol::Sctp => {
+            CellStatus::Unsupported
+                if c.expected.cell.protocol == netassay_core::model::Protocol::Sctp =>
+            {
                 add("unsupported: SCTP not available on this cluster".into())
             }
             CellStatus::Unsupported => add(format!(
@@ -447,10 +449,10 @@ pub fn render(
 mod tests {
     use super::*;
     use crate::cluster::facts::Environment;
-    use crate::model::Verdict;
-    use crate::probe::Outcome;
     use crate::report::table::fixtures::{cell, pass, step};
-    use crate::runner::suite::{EnvironmentProblem, RejectSummary, StepOutcome};
+    use crate::suite::{EnvironmentProblem, RejectSummary, StepOutcome};
+    use netassay_core::model::Verdict;
+    use netassay_core::probe::Outcome;
 
     fn scenario(
         name: &str,
@@ -491,8 +493,8 @@ mod tests {
         }
     }
 
-    fn exposure(approved: bool) -> crate::runner::suite::ExposureFinding {
-        crate::runner::suite::ExposureFinding {
+    fn exposure(approved: bool) -> crate::suite::ExposureFinding {
+        crate::suite::ExposureFinding {
             exposure: crate::cluster::inventory::Exposure {
                 kind: crate::cluster::inventory::ExposureKind::NodePort,
                 namespace: "p".into(),
@@ -505,7 +507,7 @@ mod tests {
     }
 
     fn with_inventory(mut o: ScenarioOutcome, approved: bool) -> ScenarioOutcome {
-        o.steps[0].inventory = Some(crate::runner::suite::InventoryCheck {
+        o.steps[0].inventory = Some(crate::suite::InventoryCheck {
             exposures: vec![exposure(approved)],
             notes: vec![],
         });
@@ -620,7 +622,7 @@ mod tests {
             CellStatus::Unsupported,
             &[Outcome::Unsupported],
         );
-        sctp.expected.cell.protocol = crate::model::Protocol::Sctp;
+        sctp.expected.cell.protocol = netassay_core::model::Protocol::Sctp;
         let s = scenario("sctp", &["extended"], vec![sctp]);
         assert_eq!(scenario_verdict(&s), ScenarioVerdict::Incomplete);
         assert_eq!(shortfall(&s), Some(Shortfall::NoEvidence));

@@ -4,12 +4,12 @@ use super::conformance::{
     run_verdict, scenario_reason, scenario_verdict, shortfall, step_verdict, RunVerdict,
     ScenarioVerdict, Shortfall,
 };
+use super::run_report::RunReport;
 use super::table::{
     self, diff_mark, expected_mark, grids, observed_mark, path, status_name, Grid, View,
 };
-use super::RunReport;
 use crate::runner::result::{CellResult, CellStatus, StepResult};
-use crate::runner::suite::{ScenarioOutcome, StepOutcome};
+use crate::suite::{ScenarioOutcome, StepOutcome};
 use std::fmt::Write as _;
 
 /// Every string from the run (scenario names, files, details) is user input.
@@ -206,7 +206,7 @@ fn summary(out: &mut String, report: &RunReport) {
         c.scenarios[ScenarioVerdict::Incomplete as usize],
         c.no_evidence,
     );
-    let tried = crate::runner::suite::run_resilience(&report.scenarios);
+    let tried = crate::suite::run_resilience(&report.scenarios);
     if !tried.is_quiet() {
         let _ = writeln!(
             out,
@@ -307,7 +307,7 @@ fn enforcement_chart(out: &mut String, report: &RunReport) {
         })
         .collect();
     out.push_str("<h2>Time to enforce</h2>\n");
-    let stats = crate::runner::suite::run_enforce_stats(&report.scenarios);
+    let stats = crate::suite::run_enforce_stats(&report.scenarios);
     let _ = writeln!(
         out,
         "<p class=\"meta\" id=\"tte-stats\">{}. Measured against the enforcer: from the API server's \
@@ -552,7 +552,7 @@ fn tooltip(view: View, c: &CellResult) -> String {
 
 /// One grid as an inline SVG: sources down, destinations across, wrong cells outlined in red.
 fn heat_map(g: &Grid<'_>, view: View) -> String {
-    let longest = |v: &[crate::model::PodRef]| {
+    let longest = |v: &[netassay_core::model::PodRef]| {
         v.iter()
             .map(|p| p.to_string().chars().count())
             .max()
@@ -734,10 +734,10 @@ fn unjudged(r: &StepResult) -> impl Iterator<Item = &CellResult> {
 mod tests {
     use super::*;
     use crate::cluster::facts::Environment;
-    use crate::model::Verdict;
-    use crate::probe::Outcome;
     use crate::report::table::fixtures::{cell, pass, step};
-    use crate::runner::suite::EnvironmentProblem;
+    use crate::suite::EnvironmentProblem;
+    use netassay_core::model::Verdict;
+    use netassay_core::probe::Outcome;
 
     fn report(name: &str, cells: Vec<CellResult>) -> RunReport {
         RunReport {
@@ -855,7 +855,7 @@ mod tests {
             CellStatus::Unsupported,
             &[Outcome::Unsupported],
         );
-        sctp.expected.cell.protocol = crate::model::Protocol::Sctp;
+        sctp.expected.cell.protocol = netassay_core::model::Protocol::Sctp;
         let html = render(&report("s", vec![sctp]));
         assert!(html.contains("<details class=\"scenario\" data-verdict=\"incomplete\""));
         assert!(html.contains("<div class=\"step\" data-verdict=\"incomplete\">"));

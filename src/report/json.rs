@@ -5,8 +5,8 @@ use super::conformance::{
     run_verdict, scenario_reason, scenario_verdict, shortfall, step_has_evidence,
     step_unjudged_reasons, step_verdict, ScenarioVerdict,
 };
-use super::RunReport;
-use crate::runner::suite::ScenarioOutcome;
+use super::run_report::RunReport;
+use crate::suite::ScenarioOutcome;
 use serde_json::{json, Value};
 
 pub const SCHEMA: &str = "netassay.results/v1";
@@ -24,7 +24,7 @@ pub fn render(report: &RunReport) -> serde_json::Result<String> {
             .filter(|o| scenario_verdict(o) == v)
             .count()
     };
-    let stats = crate::runner::suite::run_enforce_stats(&report.scenarios);
+    let stats = crate::suite::run_enforce_stats(&report.scenarios);
     let doc = json!({
         "schema": SCHEMA,
         "run": {
@@ -42,7 +42,7 @@ pub fn render(report: &RunReport) -> serde_json::Result<String> {
             "failed": count(ScenarioVerdict::Failed),
             "incomplete": count(ScenarioVerdict::Incomplete),
             "time_to_enforce": stats,
-            "resilience": crate::runner::suite::run_resilience(&report.scenarios),
+            "resilience": crate::suite::run_resilience(&report.scenarios),
         },
         "environment": report.environment,
         "statements": super::statements::k8tre(report),

@@ -1,10 +1,10 @@
 //! The JUnit XML report (`--junit`): a testsuite per scenario, a testcase per step (or path).
 
 use super::conformance::{scenario_reason, step_has_evidence, step_unjudged_reasons};
+use super::run_report::RunReport;
 use super::table::{self, path, status_name};
-use super::RunReport;
 use crate::runner::result::{CellResult, CellStatus, StepResult};
-use crate::runner::suite::{ScenarioOutcome, StepOutcome};
+use crate::suite::{ScenarioOutcome, StepOutcome};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -476,10 +476,10 @@ fn path_cases(o: &ScenarioOutcome, step: &StepOutcome) -> Vec<TestCase> {
 mod tests {
     use super::*;
     use crate::cluster::facts::Environment;
-    use crate::model::Verdict;
-    use crate::probe::Outcome;
     use crate::report::table::fixtures::{cell, pass, step};
-    use crate::runner::suite::{EnvironmentProblem, RejectSummary};
+    use crate::suite::{EnvironmentProblem, RejectSummary};
+    use netassay_core::model::Verdict;
+    use netassay_core::probe::Outcome;
 
     fn outcome(name: &str, steps: Vec<StepOutcome>) -> ScenarioOutcome {
         ScenarioOutcome {
@@ -698,7 +698,7 @@ mod tests {
             CellStatus::Unsupported,
             &[Outcome::Unsupported],
         );
-        sctp.expected.cell.protocol = crate::model::Protocol::Sctp;
+        sctp.expected.cell.protocol = netassay_core::model::Protocol::Sctp;
         let r = report(vec![outcome("sctp", vec![st("s", vec![sctp])])]);
         let xml = render(&r, Granularity::Step).unwrap();
         assert!(

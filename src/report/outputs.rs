@@ -1,107 +1,9 @@
-//! Writing the report files a run asked for, and the terminal summary of what went wrong.
+//! Writing every report a run asked for: the single files, the report dir and Sonobuoy's.
 
-use super::conformance::{scenario_reason, scenario_verdict, ScenarioVerdict};
-use super::junit::Granularity;
-use super::table::{self, is_wrong};
-use super::{conformance, html, json, junit, sonobuoy, RunReport};
-use crate::runner::suite::ScenarioOutcome;
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-
-/// Which reports to write where (from the command line).
-#[derive(Debug, Clone, Default)]
-pub struct Outputs {
-    pub junit: Option<PathBuf>,
-    pub junit_granularity: Granularity,
-    pub json: Option<PathBuf>,
-    pub html: Option<PathBuf>,
-    pub conformance: Option<PathBuf>,
-    /// Every report, under its standard name (see [`Kind::file_name`]).
-    pub report_dir: Option<PathBuf>,
-    /// Every report plus the tarball and `done` file Sonobuoy's worker waits for.
-    pub sonobuoy_dir: Option<PathBuf>,
-    /// `NAME[:VERSION]` for the conformance report; the detected CNI when absent.
-    pub implementation: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error("writing {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("rendering the JUnit report: {0}")]
-    Junit(#[from] quick_junit::SerializeError),
-    #[error("rendering the JSON results: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("rendering the conformance report: {0}")]
-    Yaml(#[from] serde_saphyr::ser::Error),
-}
-
-/// The report formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Junit,
-    Json,
-    Html,
-    Conformance,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Junit, Kind::Json, Kind::Html, Kind::Conformance];
-
-    /// The standard name in `--report-dir` and the Sonobuoy results dir.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Kind::Junit => "junit.xml",
-            Kind::Json => "results.json",
-            Kind::Html => "report.html",
-            Kind::Conformance => "conformance.yaml",
-        }
-    }
-}
-
-/// One report's text.
-pub fn render(report: &RunReport, kind: Kind, outputs: &Outputs) -> Result<String, ReportError> {
-    Ok(match kind {
-        Kind::Junit => junit::render(report, outputs.junit_granularity)?,
-        Kind::Json => json::render(report)?,
-        Kind::Html => html::render(report),
-        Kind::Conformance => conformance::render(report, outputs.implementation.as_deref())?,
-    })
-}
-
-pub fn write_file(path: &Path, contents: &str) -> Result<(), ReportError> {
-    std::fs::write(path, contents).map_err(|source| ReportError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-pub fn create_dir(dir: &Path) -> Result<(), ReportError> {
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })
-}
-
-/// Every report into `dir` under its standard name; returns the files in [`Kind::ALL`] order.
-pub fn write_dir(
-    report: &RunReport,
-    dir: &Path,
-    outputs: &Outputs,
-) -> Result<Vec<PathBuf>, ReportError> {
-    create_dir(dir)?;
-    let mut written = Vec::new();
-    for kind in Kind::ALL {
-        let path = dir.join(kind.file_name());
-        write_file(&path, &render(report, kind, outputs)?)?;
-        written.push(path);
-    }
-    Ok(written)
-}
+use super::files::{render, write_dir, write_file, Kind, Outputs, ReportError};
+use super::run_report::RunReport;
+use super::sonobuoy;
+use std::path::PathBuf;
 
 /// Writes every requested report and returns the files written, in the order written.
 pub fn write_all(report: &RunReport, outputs: &Outputs) -> Result<Vec<PathBuf>, ReportError> {
@@ -126,67 +28,16 @@ pub fn write_all(report: &RunReport, outputs: &Outputs) -> Result<Vec<PathBuf>, 
     Ok(written)
 }
 
-/// For the terminal after a run: per scenario that did not pass, why, and per failing step the
-/// compact diff of its wrong cells and its accepted rejects. Empty when everything passed.
-pub fn summary_tables(report: &RunReport, color: bool) -> String {
-    report
-        .scenarios
-        .iter()
-        .map(|o| scenario_summary(o, color))
-        .collect()
-}
-
-/// One scenario's part of [`summary_tables`] (also the test runner's failure message): empty
-/// when it passed.
-pub fn scenario_summary(o: &ScenarioOutcome, color: bool) -> String {
-    let mut out = String::new();
-    let v = scenario_verdict(o);
-    if v == ScenarioVerdict::Passed {
-        return out;
-    }
-    let _ = writeln!(
-        out,
-        "{} [{}]: {}",
-        o.name,
-        v,
-        scenario_reason(o).unwrap_or_default()
-    );
-    for s in &o.steps {
-        let accepted: Vec<_> = s.rejects.iter().filter(|r| !r.refused).collect();
-        let exposed: Vec<_> = s.inventory.iter().flat_map(|i| i.unapproved()).collect();
-        if !s.result.cells.iter().any(|c| is_wrong(c.status))
-            && accepted.is_empty()
-            && exposed.is_empty()
-        {
-            continue;
-        }
-        let _ = writeln!(out, "  step {:?}:", s.name);
-        for line in table::compact_diff(&s.result, color).lines() {
-            let _ = writeln!(out, "    {line}");
-        }
-        for r in accepted {
-            let _ = writeln!(
-                out,
-                "    reject check {}: accepted, should have been refused ({})",
-                r.policy, r.detail
-            );
-        }
-        for e in exposed {
-            let _ = writeln!(out, "    exposure: {}", e.message);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cluster::facts::Environment;
-    use crate::model::Verdict;
-    use crate::probe::Outcome;
+    use crate::report::summary::summary_tables;
     use crate::report::table::fixtures::{cell, pass, step};
     use crate::runner::result::CellStatus;
-    use crate::runner::suite::{RejectSummary, ScenarioOutcome, StepOutcome};
+    use crate::suite::{RejectSummary, ScenarioOutcome, StepOutcome};
+    use netassay_core::model::Verdict;
+    use netassay_core::probe::Outcome;
 
     fn report() -> RunReport {
         let mut wrong = cell(
@@ -257,7 +108,7 @@ mod tests {
             CellStatus::Unsupported,
             &[Outcome::Unsupported],
         );
-        sctp.expected.cell.protocol = crate::model::Protocol::Sctp;
+        sctp.expected.cell.protocol = netassay_core::model::Protocol::Sctp;
         r.scenarios.push(ScenarioOutcome {
             name: "sctp".into(),
             file: "f.yaml".into(),

@@ -1,7 +1,7 @@
 //! Sonobuoy plugin output: every report in the results dir, bundled in a tarball that `done` names.
 
-use super::outputs::{self, create_dir, write_file, Outputs, ReportError};
-use super::RunReport;
+use super::files::{self, create_dir, write_file, Outputs, ReportError};
+use super::run_report::RunReport;
 use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ pub fn write(
     dir: &Path,
     outputs: &Outputs,
 ) -> Result<Vec<PathBuf>, ReportError> {
-    let mut written = outputs::write_dir(report, dir, outputs)?;
+    let mut written = files::write_dir(report, dir, outputs)?;
     written.extend(finish(dir, &written)?);
     Ok(written)
 }
@@ -52,7 +52,7 @@ pub fn write_error(dir: &Path, message: &str) -> Result<Vec<PathBuf>, ReportErro
     suite.add_test_case(TestCase::new("run", status));
     let mut junit = Report::new("netassay");
     junit.add_test_suite(suite);
-    let path = dir.join(outputs::Kind::Junit.file_name());
+    let path = dir.join(files::Kind::Junit.file_name());
     write_file(&path, &junit.to_string()?)?;
     let mut written = vec![path];
     written.extend(finish(dir, &written)?);

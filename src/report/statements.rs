@@ -3,7 +3,7 @@
 //! and passed; a statement with no scenario in the run is "not run", never "passed".
 
 use super::conformance::{scenario_verdict, ScenarioVerdict};
-use super::RunReport;
+use super::run_report::RunReport;
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -171,7 +171,7 @@ pub fn render_text(results: &[StatementResult]) -> String {
 mod tests {
     use super::*;
     use crate::cluster::facts::Environment;
-    use crate::runner::suite::{EnvironmentProblem, ScenarioOutcome};
+    use crate::suite::{EnvironmentProblem, ScenarioOutcome};
 
     fn outcome(name: &str, tags: &[&str], env: bool) -> ScenarioOutcome {
         ScenarioOutcome {

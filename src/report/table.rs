@@ -1,9 +1,9 @@
 //! Upstream-style truth tables of a step (expected, observed, diff) and the list of wrong cells.
 
-use crate::model::{PodRef, Protocol, Via};
-use crate::probe::Outcome;
 use crate::runner::result::{CellResult, CellStatus, StepResult};
 use crate::scenario::Cell;
+use netassay_core::model::{PodRef, Protocol, Via};
+use netassay_core::probe::Outcome;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 
@@ -370,11 +370,11 @@ pub fn status_name(status: CellStatus) -> &'static str {
 pub(crate) mod fixtures {
     //! The smallest worlds the report tests need: single cells and steps built from them.
 
-    use crate::model::{PodRef, Protocol, Verdict, Via};
-    use crate::probe::Outcome;
     use crate::runner::result::{Attempt, CellResult, CellStatus, StepResult};
     use crate::scenario::plan::Source;
     use crate::scenario::{Cell, ExpectedCell};
+    use netassay_core::model::{PodRef, Protocol, Verdict, Via};
+    use netassay_core::probe::Outcome;
     use std::time::Duration;
 
     pub fn cell(
@@ -447,7 +447,7 @@ pub(crate) mod fixtures {
 mod tests {
     use super::fixtures::{cell, pass, step};
     use super::*;
-    use crate::model::Verdict;
+    use netassay_core::model::Verdict;
 
     #[test]
     fn grids_put_sources_down_and_destinations_across() {

@@ -6,9 +6,9 @@
 
 use super::enforce::{cell_enforced, cell_onset, step_enforced};
 use super::result::{Attempt, CellResult, CellStatus, StepResult};
-use crate::model::Verdict;
-use crate::probe::{DenyRule, Outcome, ProbeResult};
 use crate::scenario::ExpectedCell;
+use netassay_core::model::Verdict;
+use netassay_core::probe::{DenyRule, Outcome, ProbeResult};
 use std::time::{Duration, Instant};
 
 /// One probe's result and when it ran, on this process's clock.
@@ -464,8 +464,8 @@ fn classify(cell: &ExpectedCell, last: Option<Outcome>, flapped: bool, j: &Judgi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{PodRef, Protocol, Via};
     use crate::scenario::plan::{Cell, Source};
+    use netassay_core::model::{PodRef, Protocol, Via};
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::{Arc, Mutex};
 
@@ -619,7 +619,7 @@ mod tests {
             cells: &[(usize, &ExpectedCell)],
             plan: &SeriesPlan,
         ) -> FakeSeries {
-            use crate::probe::series::{Next, Series, SeriesCell};
+            use netassay_core::probe::series::{Next, Series, SeriesCell};
             let script = self.series_script.as_ref().expect("a series script");
             if let Ok(mut p) = self.streamed.lock() {
                 p.extend(cells.iter().map(|(i, _)| *i));

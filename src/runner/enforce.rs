@@ -3,9 +3,9 @@
 //! measured cells; per run, min / median / p90 / max.
 
 use super::result::{Attempt, StepResult};
-use crate::model::Verdict;
-use crate::probe::series::{onset, Onset, Sample};
-use crate::probe::DenyRule;
+use netassay_core::model::Verdict;
+use netassay_core::probe::series::{onset, Onset, Sample};
+use netassay_core::probe::DenyRule;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -158,8 +158,8 @@ impl EnforceStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::Outcome;
     use crate::runner::result::CellStatus;
+    use netassay_core::probe::Outcome;
 
     fn o(at_ms: i64, after_ms: Option<i64>) -> Option<Onset> {
         Some(Onset {

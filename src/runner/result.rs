@@ -1,7 +1,7 @@
 //! What a run found, as plain data: every attempt of every cell of every step. Reports read this.
 
-use crate::probe::Outcome;
 use crate::scenario::ExpectedCell;
+use netassay_core::probe::Outcome;
 use serde::Serialize;
 use std::time::Duration;
 

@@ -1,7 +1,9 @@
 //! The built-in corpus: scenarios/ embedded at build time, grouped into profiles by tag.
 
-use super::load::{load_texts, LoadError};
-use super::Scenario;
+use super::definition::Scenario;
+use super::document::LoadError;
+use super::load::load_texts;
+use super::profile::{Profile, CONFIG_FILE_NAME};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_scenarios.rs"));
 
@@ -9,11 +11,11 @@ include!(concat!(env!("OUT_DIR"), "/builtin_scenarios.rs"));
 pub const PROFILES: &[&str] = &["core", "extended", "k8tre"];
 
 /// The built-in profile config of a profile (`scenarios/<profile>/profile-config.yaml`).
-pub fn profile_config(profile: &str) -> Result<super::Profile, Vec<LoadError>> {
-    let rel = format!("{profile}/{}", super::profile::CONFIG_FILE_NAME);
+pub fn profile_config(profile: &str) -> Result<Profile, Vec<LoadError>> {
+    let rel = format!("{profile}/{}", CONFIG_FILE_NAME);
     let file = format!("builtin:{rel}");
     match FILES.iter().find(|(p, _)| *p == rel) {
-        Some((_, text)) => super::Profile::parse(&file, text),
+        Some((_, text)) => Profile::parse(&file, text),
         None => Err(vec![LoadError {
             file,
             location: None,
@@ -24,7 +26,7 @@ pub fn profile_config(profile: &str) -> Result<super::Profile, Vec<LoadError>> {
 }
 
 fn is_scenario_file(rel: &str) -> bool {
-    !rel.ends_with(super::profile::CONFIG_FILE_NAME)
+    !rel.ends_with(CONFIG_FILE_NAME)
 }
 
 /// Loads every built-in scenario. Files are named `builtin:<dir>/<file>` in errors.

@@ -3,7 +3,7 @@
 //! NetworkPolicies are mirrored here field by field (rather than read as k8s-openapi types, which
 //! ignore unknown fields) so that a misspelt `podSelecter` is an error, not an allow-all.
 
-use crate::model::{Protocol, Verdict, Via};
+use netassay_core::model::{Protocol, Verdict, Via};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 

@@ -1,52 +1,27 @@
 //! Loading scenario files: strict parsing, semantic checks, and pins cross-checked against the
 //! oracle. Every problem is reported (not just the first) with file:line:column and field path.
 
+use super::definition::{CellPin, Expect, Matrix, Scenario, Step};
+use super::document::{is_slug, parse_doc, LoadError};
 use super::format::{
     ExpectDefault, Mode, PinVerdict, PodDoc, PortRef, ProbeDoc, ScenarioDoc, ServeDoc,
 };
 use super::plan::{names_profile_endpoint, walk, PinConflict};
 use super::policies::{resolve_policy, to_network_policy};
+use super::profile::CONFIG_FILE_NAME;
 use super::source::{Location, SourceMap};
-use super::{CellPin, Expect, Matrix, Scenario, Step};
-use crate::model::{
+use netassay_core::model::{
     glob_match, standard_serve, Labels, Namespace, Pod, PodRef, PolicyRef, Protocol, ServedPort,
     Topology, EXTERNAL_NAMESPACE, HTTP_PORT_NAME, NAMESPACE_NAME_LABEL, OUTSIDE_NAMESPACE,
 };
-use crate::policy::oracle::policy_ref;
-use crate::policy::validate::{
+use netassay_core::policy::oracle::policy_ref;
+use netassay_core::policy::validate::{
     is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_label_value,
     is_valid_port_name, validate_labels, validate_network_policy,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-
-/// One problem in one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadError {
-    pub file: String,
-    pub location: Option<Location>,
-    /// Field path, e.g. `steps[2].apply[0].spec.ingress[0].from[1].ipBlock.cidr`; empty for the
-    /// whole file.
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(l) = self.location {
-            write!(f, ":{l}")?;
-        }
-        if !self.path.is_empty() {
-            write!(f, ": {}", self.path)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for LoadError {}
 
 struct Ctx<'a> {
     file: &'a str,
@@ -76,57 +51,6 @@ fn join(base: &str, rel: &str) -> String {
     }
 }
 
-/// A scenario, tag, persona or endpoint name: 1-63 of [a-z0-9-], not starting or ending in `-`.
-pub(crate) fn is_slug(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// Parses one strict YAML document: syntax errors and serde errors (unknown or missing fields,
-/// wrong types) become one [`LoadError`] with file, line:column and the field path. Shared by
-/// scenario files and profile configs; the source map serves the semantic checks after it.
-pub(crate) fn parse_doc<T: serde::de::DeserializeOwned>(
-    file: &str,
-    text: &str,
-) -> Result<(T, SourceMap), Vec<LoadError>> {
-    let source = SourceMap::build(text).map_err(|e| {
-        vec![LoadError {
-            file: file.to_string(),
-            location: Some(e.at),
-            path: String::new(),
-            message: format!("YAML syntax error: {}", e.message),
-        }]
-    })?;
-    match serde_saphyr::from_str(text) {
-        Ok(d) => Ok((d, source)),
-        Err(e) => {
-            let location = e.location().map(|l| Location {
-                line: l.line() as usize,
-                column: l.column() as usize,
-            });
-            let message = serde_message(&e);
-            let mut path = location
-                .and_then(|l| source.path_at(l))
-                .unwrap_or_default()
-                .to_string();
-            // serde notices a missing field after the last key of its mapping: name the mapping.
-            if message.starts_with("missing field") {
-                path.truncate(path.rfind(['.', '[']).unwrap_or(0));
-            }
-            Err(vec![LoadError {
-                file: file.to_string(),
-                location,
-                path,
-                message,
-            }])
-        }
-    }
-}
-
 /// Loads one scenario from text. `file` names it in errors.
 pub fn load_str(file: &str, text: &str) -> Result<Scenario, Vec<LoadError>> {
     let (doc, source): (ScenarioDoc, SourceMap) = parse_doc(file, text)?;
@@ -143,16 +67,6 @@ pub fn load_str(file: &str, text: &str) -> Result<Scenario, Vec<LoadError>> {
 }
 
 /// serde-saphyr's message without its own position and source snippet (we print ours).
-fn serde_message(e: &serde_saphyr::Error) -> String {
-    let text = e.without_snippet().to_string();
-    let first = text.lines().next().unwrap_or("").trim();
-    // Strip a trailing " at line N column M" that the library may append.
-    match first.find(" at line ") {
-        Some(i) => first[..i].to_string(),
-        None => first.to_string(),
-    }
-}
-
 fn check(ctx: &mut Ctx, doc: ScenarioDoc) -> Option<Scenario> {
     if !is_slug(&doc.name) {
         ctx.error("name", format!("{:?} must be 1-63 characters of [a-z0-9-], starting and ending with a letter or digit", doc.name));
@@ -830,9 +744,7 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<LoadError>) {
                 for e in entries {
                     let is_yaml = e.extension().is_some_and(|x| x == "yaml" || x == "yml");
                     // A profile's config lives beside its scenarios but is not one.
-                    let is_config = e
-                        .file_name()
-                        .is_some_and(|n| n == super::profile::CONFIG_FILE_NAME);
+                    let is_config = e.file_name().is_some_and(|n| n == CONFIG_FILE_NAME);
                     if e.is_dir() || (is_yaml && !is_config) {
                         collect(&e, files, errors);
                     }

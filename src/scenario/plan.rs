@@ -1,13 +1,15 @@
 //! Walking a scenario's steps: the state after each step, its probe matrix, and the expected verdict
 //! of every cell (from the oracle, or from the scenario's pins in intent mode). Pure.
 
+use super::definition::{CellPin, Expect, Matrix, Scenario};
 use super::format::{ExpectDefault, Mode, PortRef};
 use super::policies::resolve_policy;
-use super::{CellPin, Expect, Matrix, Scenario};
-use crate::model::{edit_labels, glob_match, PodRef, PolicyRef, Protocol, Topology, Verdict, Via};
-use crate::policy::oracle::{policy_ref, Oracle};
-use crate::policy::Explanation;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use netassay_core::model::{
+    edit_labels, glob_match, PodRef, PolicyRef, Protocol, Topology, Verdict, Via,
+};
+use netassay_core::policy::oracle::{policy_ref, Oracle};
+use netassay_core::policy::Explanation;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -67,7 +69,7 @@ pub struct StepPlan {
 }
 
 impl StepPlan {
-    pub fn oracle(&self) -> Result<Oracle<'_>, crate::policy::OracleError> {
+    pub fn oracle(&self) -> Result<Oracle<'_>, netassay_core::policy::OracleError> {
         let policies: Vec<_> = self.policies.values().cloned().collect();
         Oracle::new(&self.topology, &policies)
     }
@@ -93,11 +95,7 @@ pub struct WalkError {
     pub message: String,
 }
 
-/// True for a matrix pattern that names the profile's external endpoints or the outside
-/// vantage (`external/...`, `outside/...`) rather than pods: `*/*` never matches those.
-pub fn names_profile_endpoint(glob: &str) -> bool {
-    glob.starts_with("external/") || glob.starts_with("outside/")
-}
+pub use super::definition::names_profile_endpoint;
 
 /// Expands a matrix into cells over a topology. Cells exist only where the destination serves the
 /// port and protocol (an unserved port would be refused and read as a deny); named ports resolve
@@ -125,12 +123,12 @@ pub fn expand(matrix: &Matrix, topology: &Topology) -> Vec<Cell> {
     if matches(&matrix.from, &outside) {
         sources.push(outside);
     }
-    let pods: Vec<&crate::model::Pod> = topology
+    let pods: Vec<&netassay_core::model::Pod> = topology
         .pods
         .iter()
         .filter(|p| matches(&matrix.to, &p.id))
         .collect();
-    let externals: Vec<&crate::model::External> = topology
+    let externals: Vec<&netassay_core::model::External> = topology
         .externals
         .iter()
         .filter(|e| matches(&matrix.to, &e.id()))
@@ -212,7 +210,7 @@ pub fn expand(matrix: &Matrix, topology: &Topology) -> Vec<Cell> {
                         to: to.id(),
                         port: 53,
                         port_name: None,
-                        protocol: crate::model::Protocol::Udp,
+                        protocol: netassay_core::model::Protocol::Udp,
                         via: Via::Lookup,
                         loopback: false,
                     });
@@ -419,6 +417,13 @@ pub fn walk(scenario: &Scenario, topology: &Topology) -> Result<Vec<StepPlan>, W
         });
     }
     Ok(plans)
+}
+
+impl Scenario {
+    /// The scenario's plan over its own (synthetic) topology.
+    pub fn plan(&self) -> Result<Vec<StepPlan>, WalkError> {
+        walk(self, &self.topology)
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! logical-to-real namespace mapping.
 
 use super::format::{IntOrName, PeerDoc, PolicyDoc, PolicyPortDoc, SelectorDoc};
-use crate::model::{PodRef, Topology, NAMESPACE_NAME_LABEL};
 use ipnet::IpNet;
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -12,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use netassay_core::model::{PodRef, Topology, NAMESPACE_NAME_LABEL};
 use std::collections::BTreeMap;
 
 /// A conversion problem at a path relative to the policy object.

@@ -6,10 +6,12 @@
 //! The built-in config (`scenarios/k8tre/profile-config.yaml`) describes the sandbox's TRE
 //! preset; a real cluster needs its own (`netassay run --profile-config FILE`).
 
-use super::load::{is_slug, parse_doc, LoadError};
-use crate::cluster::inventory::ExposureRule;
-use crate::model::{External, Labels, Protocol, ServedPort, Verdict, Via, NAMESPACE_NAME_LABEL};
-use crate::policy::validate::{is_dns1123_subdomain, validate_labels};
+use super::document::{is_slug, parse_doc, LoadError};
+use super::exposure::ExposureRule;
+use netassay_core::model::{
+    External, Labels, Protocol, ServedPort, Verdict, Via, NAMESPACE_NAME_LABEL,
+};
+use netassay_core::policy::validate::{is_dns1123_subdomain, validate_labels};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;

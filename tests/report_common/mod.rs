@@ -5,13 +5,13 @@
 #![allow(dead_code)]
 
 use netassay::cluster::facts::Environment;
-use netassay::model::{PodRef, Protocol, Verdict, Via};
-use netassay::probe::Outcome;
 use netassay::report::RunReport;
-use netassay::runner::suite::{EnvironmentProblem, RejectSummary, ScenarioOutcome, StepOutcome};
 use netassay::runner::{Attempt, CellResult, CellStatus, StepResult};
 use netassay::scenario::plan::Source;
 use netassay::scenario::{Cell, ExpectedCell};
+use netassay::suite::{EnvironmentProblem, RejectSummary, ScenarioOutcome, StepOutcome};
+use netassay_core::model::{PodRef, Protocol, Verdict, Via};
+use netassay_core::probe::Outcome;
 use std::time::Duration;
 
 pub const RUN_ID: &str = "fixture-run-0001";

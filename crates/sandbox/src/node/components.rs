@@ -1,0 +1,300 @@
+//! Third-party node components on the reference cluster's node (DESIGN §7a): the real kube-proxy
+//! (nftables mode) and third-party NetworkPolicy enforcers, run as plain processes in the node's
+//! network namespace, each with its own ServiceAccount and exactly the RBAC its upstream
+//! manifest asks for, reaching the API through the node's relay ([`super::api_relay`]).
+
+use crate::reference::{self, ReferenceCluster, ReferenceError};
+use serde_json::json;
+use std::time::Duration;
+
+/// Who enforces NetworkPolicy on the sandbox's node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Enforcer {
+    /// netassay's nftables compiler (every fault profile applies).
+    #[default]
+    Netassay,
+    /// sigs.k8s.io/kube-network-policies (NFQUEUE: the first packet of each connection is
+    /// judged in userspace); netassay's dataplane then installs no policy rules.
+    KubeNetworkPolicies,
+}
+
+/// Who programs Service addresses on the sandbox's node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceProxy {
+    /// netassay's nftables compiler.
+    #[default]
+    Netassay,
+    /// The real kube-proxy in nftables mode, from the real EndpointSlices.
+    KubeProxy,
+}
+
+impl std::fmt::Display for Enforcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Enforcer::Netassay => "netassay",
+            Enforcer::KubeNetworkPolicies => "kube-network-policies",
+        })
+    }
+}
+
+impl std::fmt::Display for ServiceProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServiceProxy::Netassay => "netassay",
+            ServiceProxy::KubeProxy => "kube-proxy",
+        })
+    }
+}
+
+/// How long a component may take to program its first ruleset.
+const READY_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// One component: its binary, its identity, and the nftables table whose appearance in the
+/// node's namespace says it is working.
+struct Component {
+    binary: &'static str,
+    service_account: &'static str,
+    /// The ClusterRole (from the component's upstream manifest), or the bootstrap role to bind.
+    rbac: Rbac,
+    /// `family name` of the table it creates.
+    table: (&'static str, &'static str),
+}
+
+enum Rbac {
+    /// A built-in ClusterRole of the API server's bootstrap policy.
+    Bootstrap(&'static str),
+    /// Our own ClusterRole with these rules.
+    Rules(serde_json::Value),
+}
+
+fn kube_proxy() -> Component {
+    Component {
+        binary: "kube-proxy",
+        service_account: "kube-proxy",
+        // What kubeadm binds kube-proxy's ServiceAccount to.
+        rbac: Rbac::Bootstrap("system:node-proxier"),
+        table: ("ip", "kube-proxy"),
+    }
+}
+
+fn kube_network_policies() -> Component {
+    Component {
+        binary: "kube-network-policies",
+        service_account: "kube-network-policies",
+        // install.yaml of v0.8.0: list and watch pods, namespaces and networkpolicies.
+        rbac: Rbac::Rules(json!([
+            {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["list", "watch"]},
+        ])),
+        table: ("inet", "kube-network-policies"),
+    }
+}
+
+/// The binaries the chosen components need (for the missing-binaries check).
+pub fn binaries(enforcer: Enforcer, proxy: ServiceProxy) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if proxy == ServiceProxy::KubeProxy {
+        out.push("kube-proxy");
+    }
+    if enforcer == Enforcer::KubeNetworkPolicies {
+        out.push("kube-network-policies");
+    }
+    out
+}
+
+/// Creates the component's ServiceAccount and RBAC, a token, and its credentials folder.
+async fn identity(
+    client: &kube::Client,
+    cluster: &ReferenceCluster,
+    c: &Component,
+) -> Result<std::path::PathBuf, ReferenceError> {
+    let sa = c.service_account;
+    reference::create_object(
+        client,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": sa, "namespace": "kube-system"}}),
+    )
+    .await?;
+    let role = match &c.rbac {
+        Rbac::Bootstrap(name) => (*name).to_string(),
+        Rbac::Rules(rules) => {
+            let name = format!("netassay-sandbox:{sa}");
+            reference::create_object(
+                client,
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                       "metadata": {"name": name}, "rules": rules}),
+            )
+            .await?;
+            name
+        }
+    };
+    reference::create_object(
+        client,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": format!("netassay-sandbox:{sa}")},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+               "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": "kube-system"}]}),
+    )
+    .await?;
+    let token = reference::service_account_token(client, "kube-system", sa).await?;
+    cluster.write_component_credentials(c.binary, &token)
+}
+
+/// Starts the chosen components and waits until each has programmed its table.
+pub async fn start(
+    client: &kube::Client,
+    cluster: &mut ReferenceCluster,
+    node_netns: &str,
+    node_name: &str,
+    enforcer: Enforcer,
+    proxy: ServiceProxy,
+) -> Result<(), ReferenceError> {
+    if proxy == ServiceProxy::KubeProxy {
+        let c = kube_proxy();
+        let dir = identity(client, cluster, &c).await?;
+        let (cidr, bits) = crate::addresses::POD_CIDR;
+        let node = crate::addresses::NODE_ADDRESS;
+        let argv = vec![
+            "--proxy-mode=nftables".to_string(),
+            format!("--kubeconfig={}", dir.join("kubeconfig").display()),
+            format!("--hostname-override={node_name}"),
+            format!("--cluster-cidr={cidr}/{bits}"),
+            format!("--nodeport-addresses={node}/32"),
+            // Leave the host's global conntrack sysctls alone.
+            "--conntrack-max-per-core=0".into(),
+            "--conntrack-tcp-timeout-established=0".into(),
+            "--conntrack-tcp-timeout-close-wait=0".into(),
+            // Inside the node's namespace, on its loopback.
+            "--metrics-bind-address=127.0.0.1:10249".into(),
+            "--healthz-bind-address=127.0.0.1:10256".into(),
+            "--v=2".into(),
+        ];
+        cluster.spawn_in_netns(node_netns, c.binary, &argv, None)?;
+        wait_for_table(cluster, node_netns, &c).await?;
+    }
+    if enforcer == Enforcer::KubeNetworkPolicies {
+        if let Err(detail) = nft_queue_available(node_netns).await {
+            return Err(ReferenceError::Unsupported(format!(
+                "kube-network-policies sends each new connection to userspace with the nftables \
+                 `queue` expression, which this kernel does not have (CONFIG_NFT_QUEUE is not \
+                 set; iptables' NFQUEUE target is another module): a test rule in the node's \
+                 namespace failed with: {detail}"
+            )));
+        }
+        let c = kube_network_policies();
+        let dir = identity(client, cluster, &c).await?;
+        let argv = vec![
+            format!("--hostname-override={node_name}"),
+            "--nfqueue-id=98".to_string(),
+            "--disable-nri".into(),
+            "--metrics-bind-address=127.0.0.1:9080".into(),
+            "--v=2".into(),
+        ];
+        // It only knows in-cluster configuration: the ServiceAccount files at their fixed
+        // path, in a mount namespace of its own (nothing on the host changes).
+        cluster.spawn_in_netns(node_netns, c.binary, &argv, Some(&dir))?;
+        wait_for_table(cluster, node_netns, &c).await?;
+    }
+    Ok(())
+}
+
+/// Whether the kernel takes an nftables `queue` rule: tried in a scratch table of the node's
+/// namespace, removed at once.
+async fn nft_queue_available(netns: &str) -> Result<(), String> {
+    let script = "table inet netassay_queue_check {\n chain c {\n  type filter hook forward priority 0;\n  meta l4proto 253 queue num 98 bypass\n }\n}\n";
+    let mut child = tokio::process::Command::new("ip")
+        .args(["netns", "exec", netns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
+    if out.status.success() {
+        // Protocol 253 is reserved for experiments: nothing was ever queued.
+        let _ = tokio::process::Command::new("ip")
+            .args(["netns", "exec", netns, "nft", "delete", "table", "inet"])
+            .arg("netassay_queue_check")
+            .status()
+            .await;
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .find(|l| l.contains("Error"))
+            .unwrap_or("nft failed")
+            .trim()
+            .to_string())
+    }
+}
+
+async fn wait_for_table(
+    cluster: &ReferenceCluster,
+    netns: &str,
+    c: &Component,
+) -> Result<(), ReferenceError> {
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    let (family, table) = c.table;
+    loop {
+        if let Some((component, how)) = cluster.exited() {
+            return Err(cluster.component_error(&component, format!("exited ({how})")));
+        }
+        let listed = tokio::process::Command::new("ip")
+            .args([
+                "netns", "exec", netns, "nft", "list", "table", family, table,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .is_ok_and(|s| s.success());
+        if listed && table_has_rules(netns, family, table).await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(cluster.component_error(
+                c.binary,
+                format!(
+                    "did not program its nftables table `{family} {table}` in the node's namespace within {READY_TIMEOUT:?}"
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Whether the table holds at least one rule (a component that failed half-way may leave an
+/// empty table).
+async fn table_has_rules(netns: &str, family: &str, table: &str) -> bool {
+    let out = tokio::process::Command::new("ip")
+        .args([
+            "netns", "exec", netns, "nft", "-j", "list", "table", family, table,
+        ])
+        .output()
+        .await;
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).contains("\"rule\""),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binaries_follow_the_choice() {
+        assert!(binaries(Enforcer::Netassay, ServiceProxy::Netassay).is_empty());
+        assert_eq!(
+            binaries(Enforcer::KubeNetworkPolicies, ServiceProxy::KubeProxy),
+            ["kube-proxy", "kube-network-policies"]
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! `netassay sandbox up|down`, and the sandbox options `run --sandbox` shares with it.
+
+use super::exit;
+use super::runtime::runtime;
+use clap::Subcommand;
+use netassay_sandbox::node::components::{Enforcer, ServiceProxy};
+use netassay_sandbox::{ControlPlane, FaultSet, Preset, Sandbox, SandboxOptions};
+use std::path::PathBuf;
+
+/// Which control plane the sandbox's node runs under (`run --sandbox` and `sandbox up`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SandboxBackendArgs {
+    /// The sandbox's API: `emulator` (built in, starts in milliseconds, needs nothing) or
+    /// `kubernetes` (the reference cluster: real etcd, kube-apiserver and
+    /// kube-controller-manager built by scripts/reference-cluster/build.sh, ~8 s to start,
+    /// ~430 MiB; netassay then runs as the least-privilege ServiceAccount of
+    /// manifests/rbac.yaml). netassay's node agent is the kubelet of both.
+    #[arg(long = "sandbox-control-plane", value_name = "NAME", default_value_t = ControlPlane::Emulator)]
+    pub control_plane: ControlPlane,
+    /// Where the reference cluster's binaries are. Default: $NETASSAY_SANDBOX_BIN_DIR, else
+    /// target/reference-cluster/bin (where the build script puts them).
+    #[arg(long = "sandbox-bin-dir", value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// Who enforces NetworkPolicy on the sandbox's node: `netassay` (its nftables compiler,
+    /// where the fault profiles live) or `kube-network-policies` (the upstream SIG-Network
+    /// reference enforcer, NFQUEUE-based; needs `--sandbox-control-plane kubernetes`, no
+    /// --sandbox-fault, and a kernel with the nftables `queue` expression).
+    #[arg(long = "sandbox-enforcer", value_name = "NAME", default_value_t = Enforcer::Netassay)]
+    pub enforcer: Enforcer,
+    /// Who programs Service addresses on the node: `netassay` or `kube-proxy` (the real one,
+    /// nftables mode, from the real EndpointSlices; needs `--sandbox-control-plane kubernetes`).
+    #[arg(long = "sandbox-proxy", value_name = "NAME", default_value_t = ServiceProxy::Netassay)]
+    pub proxy: ServiceProxy,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Start a sandbox in the foreground and print its kubeconfig; Ctrl-C removes it.
+    Up {
+        #[command(flatten)]
+        backend: SandboxBackendArgs,
+        /// Fault profiles, as for `run --sandbox-fault`.
+        #[arg(long = "sandbox-fault", value_name = "NAME")]
+        faults: Vec<String>,
+        /// A preset, as for `run --sandbox-preset` (k8tre).
+        #[arg(long = "sandbox-preset", value_name = "NAME")]
+        preset: Option<Preset>,
+    },
+    /// Remove what sandboxes whose process is gone left behind (netns, links, tables).
+    Down,
+}
+
+/// The fault profiles named on the command line (`--sandbox-fault`).
+pub(crate) fn faults(names: &[String]) -> anyhow::Result<FaultSet> {
+    let mut set = FaultSet::new();
+    for n in names {
+        set.insert_name(n)
+            .map_err(|e| anyhow::anyhow!("--sandbox-fault {n:?}: {e}"))?;
+    }
+    Ok(set)
+}
+
+/// The sandbox the command line asks for.
+pub(crate) fn options(
+    backend: &SandboxBackendArgs,
+    fault_names: &[String],
+    preset: Option<Preset>,
+) -> anyhow::Result<SandboxOptions> {
+    Ok(SandboxOptions {
+        faults: faults(fault_names)?,
+        preset,
+        control_plane: backend.control_plane,
+        bin_dir: backend.bin_dir.clone(),
+        enforcer: backend.enforcer,
+        proxy: backend.proxy,
+    })
+}
+
+pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
+    match cmd {
+        SandboxCommand::Up {
+            backend,
+            faults: names,
+            preset,
+        } => {
+            let options = options(&backend, &names, preset)?;
+            if let Err(e) = options.validate() {
+                eprintln!("netassay: {e}");
+                return Ok(exit::BAD_INPUT);
+            }
+            let rt = runtime()?;
+            rt.block_on(async move {
+                let s = match Sandbox::start_with(options).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("netassay: {e}");
+                        return Ok(exit::ENVIRONMENT);
+                    }
+                };
+                println!("{}", s.admin_kubeconfig().display());
+                if s.admin_kubeconfig() != s.kubeconfig() {
+                    eprintln!(
+                        "netassay's own least-privilege kubeconfig (ServiceAccount netassay/netassay, manifests/rbac.yaml): {}",
+                        s.kubeconfig().display()
+                    );
+                }
+                eprintln!(
+                    "sandbox instance {} with its API at {} ({}); use it with KUBECONFIG={} (Ctrl-C stops it and removes everything)",
+                    s.instance(),
+                    s.url(),
+                    match s.kubernetes_version() {
+                        Some(v) => format!("reference cluster, Kubernetes {v}"),
+                        None => "emulator".to_string(),
+                    },
+                    s.admin_kubeconfig().display()
+                );
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                s.stop().await;
+                Ok(exit::OK)
+            })
+        }
+        SandboxCommand::Down => {
+            let removed = netassay_sandbox::dataplane::netns::NetnsDataplane::sweep_dead()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "removed {} abandoned sandbox instance(s){}",
+                removed.len(),
+                if removed.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", removed.join(", "))
+                }
+            );
+            Ok(exit::OK)
+        }
+    }
+}
