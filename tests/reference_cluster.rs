@@ -302,6 +302,145 @@ async fn api_calls(client: Client) -> BTreeMap<String, String> {
     out
 }
 
+/// A check of one answer, and what it wants (for the failure message).
+type Kind = (&'static str, fn(&str) -> bool);
+
+fn is_ok(a: &str) -> bool {
+    a == "ok"
+}
+
+/// What each call of [`api_calls`] must come back with, on both backends: a real answer of
+/// its kind (a success, the Status code, reason and field at fault the API defines, the exec's
+/// output and exit code), never a placeholder such as a transport error (`error: ...`), an exec
+/// without a status (`no status`) or a spec that could not be read (`null`). Equal answers
+/// alone would not show that: both backends failing alike are equal too.
+fn answer_kinds() -> BTreeMap<&'static str, Kind> {
+    let kinds: [(&'static str, Kind); 23] = [
+        ("01 create namespace", ("ok", is_ok)),
+        (
+            "02 create namespace again",
+            ("409 AlreadyExists", |a| a.starts_with("409 AlreadyExists")),
+        ),
+        (
+            "03 label namespace",
+            ("ok with the merged labels", |a| {
+                a.starts_with("ok {")
+                    && a.contains(r#""team": "blue""#)
+                    && a.contains(r#""extra": "x""#)
+                    && a.contains(r#""kubernetes.io/metadata.name": "netassay-differential""#)
+            }),
+        ),
+        ("04 create policy", ("ok", is_ok)),
+        (
+            "05 get policy (defaulted spec)",
+            ("the spec, policyTypes [Ingress]", |a| {
+                serde_json::from_str::<Value>(a).is_ok_and(|spec| {
+                    spec["podSelector"].is_object() && spec["policyTypes"] == json!(["Ingress"])
+                })
+            }),
+        ),
+        (
+            "06 port name with endPort",
+            ("422 Invalid at the port", |a| {
+                a.starts_with("422 Invalid [spec.ingress[0].ports[0].")
+            }),
+        ),
+        (
+            "07 endPort below port",
+            ("422 Invalid at the port", |a| {
+                a.starts_with("422 Invalid [spec.ingress[0].ports[0].")
+            }),
+        ),
+        (
+            "08 bad cidr",
+            ("422 Invalid at the cidr", |a| {
+                a.starts_with("422 Invalid [spec.ingress[0].from[0].ipBlock.cidr:")
+            }),
+        ),
+        (
+            "09 except outside cidr",
+            ("422 Invalid at the except", |a| {
+                a.starts_with("422 Invalid [spec.egress[0].to[0].ipBlock.except[0]:")
+            }),
+        ),
+        (
+            "10 bad policy type",
+            ("422 Invalid at policyTypes", |a| {
+                a.starts_with("422 Invalid [spec.policyTypes[0]:")
+            }),
+        ),
+        (
+            "11 bad selector operator",
+            ("422 Invalid at the operator", |a| {
+                a.starts_with("422 Invalid [spec.podSelector.matchExpressions[0].operator:")
+            }),
+        ),
+        (
+            "12 bad protocol",
+            ("422 Invalid at the protocol", |a| {
+                a.starts_with("422 Invalid [spec.ingress[0].ports[0].protocol:")
+            }),
+        ),
+        (
+            "13 replace with a stale resourceVersion",
+            ("409 Conflict", |a| a.starts_with("409 Conflict")),
+        ),
+        (
+            "14 get missing policy",
+            ("404 NotFound", |a| a.starts_with("404 NotFound")),
+        ),
+        ("15 delete policy", ("ok", is_ok)),
+        (
+            "16 delete policy again",
+            ("404 NotFound", |a| a.starts_with("404 NotFound")),
+        ),
+        ("17 create pod", ("ok", is_ok)),
+        ("18 list pods by label", ("one pod", |a| a == "Ok(1)")),
+        (
+            "19 exec",
+            ("the version on stdout, status Success", |a| {
+                a.starts_with(r#"stdout="netassay "#) && a.contains("status=Success")
+            }),
+        ),
+        (
+            "20 exec exiting non-zero",
+            ("status Failure NonZeroExitCode and its code", |a| {
+                a.contains("status=Failure NonZeroExitCode")
+                    && a.rsplit(' ')
+                        .next()
+                        .and_then(|code| code.parse::<i32>().ok())
+                        .is_some_and(|code| code != 0)
+            }),
+        ),
+        (
+            "21 exec in a missing pod",
+            ("404 NotFound", |a| a.starts_with("404 NotFound")),
+        ),
+        ("22 label pod", ("ok", is_ok)),
+        ("23 delete namespace", ("ok", is_ok)),
+    ];
+    BTreeMap::from(kinds)
+}
+
+// Whatever the call, what a failed call leaves behind is not an answer of its kind.
+#[test]
+fn no_placeholder_passes_for_an_answer() {
+    let placeholders = [
+        "",
+        "error: error trying to connect: tcp connect error: Connection refused",
+        "no status",
+        "null",
+        r#"stdout="" status=no status"#,
+        "500 InternalError []",
+        "Err(...)",
+    ];
+    for (call, (want, ok)) in answer_kinds() {
+        for placeholder in placeholders {
+            assert!(!ok(placeholder), "{call} ({want}) accepts {placeholder:?}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn both_backends_answer_the_same_api_calls_the_same_way() {
     if !usable() {
@@ -316,7 +455,27 @@ async fn both_backends_answer_the_same_api_calls_the_same_way() {
     for (call, answer) in &on_real {
         eprintln!("{call}: {answer}");
     }
-    assert_eq!(on_real.len(), 23, "every call answered");
+    let kinds = answer_kinds();
+    let mut wrong = Vec::new();
+    for (backend, answers) in [("kube-apiserver", &on_real), ("emulator", &on_emulator)] {
+        let asked: Vec<&str> = answers.keys().map(String::as_str).collect();
+        let known: Vec<&str> = kinds.keys().copied().collect();
+        assert_eq!(
+            asked, known,
+            "answer_kinds lists every call api_calls makes"
+        );
+        for (call, answer) in answers {
+            let (want, ok) = kinds[call.as_str()];
+            if !ok(answer) {
+                wrong.push(format!("{backend}: {call}: got {answer:?}, want {want}"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "answers not of their kind:\n{}",
+        wrong.join("\n")
+    );
     let mut differences = Vec::new();
     for (call, real_answer) in &on_real {
         let emulated = on_emulator.get(call).cloned().unwrap_or_default();

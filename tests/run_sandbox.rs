@@ -63,23 +63,110 @@ fn word_after<'a>(line: &'a str, marker: &str) -> &'a str {
         .unwrap_or_default()
 }
 
-fn leftovers(prefix: &str) -> Vec<String> {
-    let netns = Command::new("ip")
-        .args(["netns", "list"])
+/// Runs a command that must succeed (a failure fails the test: it must not read as "nothing
+/// left"); its stdout.
+fn must(argv: &[&str]) -> String {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
         .output()
-        .map(|o| text(&o.stdout))
-        .unwrap_or_default();
-    let tables = Command::new("nft")
-        .args(["list", "tables"])
-        .output()
-        .map(|o| text(&o.stdout))
-        .unwrap_or_default();
-    netns
-        .lines()
-        .chain(tables.lines())
-        .filter(|l| l.contains(prefix))
-        .map(str::to_string)
-        .collect()
+        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{argv:?} failed: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The names in `dir` that start with `start`; none when `dir` does not exist.
+fn entries(dir: &str, start: &str) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(list) => list
+            .map(|e| e.unwrap_or_else(|e| panic!("reading {dir}: {e}")))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(start))
+            .map(|name| format!("{dir}/{name}"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("reading {dir}: {e}"),
+    }
+}
+
+/// An instance's network namespaces while it runs, by identity (device and inode), so that a
+/// process still inside one can be found once the names are gone. Each is held open meanwhile:
+/// the kernel reuses the inode of a freed namespace (another sandbox's new one would look like
+/// ours), and an open namespace is not freed.
+struct Traces {
+    prefix: String,
+    namespaces: Vec<(String, (u64, u64), std::fs::File)>,
+}
+
+fn identity(path: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+impl Traces {
+    /// Taken while the instance runs: its namespaces must exist.
+    fn of(prefix: &str) -> Traces {
+        let namespaces: Vec<(String, (u64, u64), std::fs::File)> =
+            entries("/run/netns", &format!("{prefix}-"))
+                .into_iter()
+                // A pod's namespace may go between the listing and the look.
+                .filter_map(|path| {
+                    let held = std::fs::File::open(&path).ok()?;
+                    let id = identity(&path)?;
+                    Some((path, id, held))
+                })
+                .collect();
+        assert!(
+            !namespaces.is_empty(),
+            "instance {prefix} has no network namespace in /run/netns to watch"
+        );
+        Traces {
+            prefix: prefix.to_string(),
+            namespaces,
+        }
+    }
+
+    /// Everything of the instance still on the host: network namespaces, links and nft tables
+    /// in the root namespace, `/etc/netns/<prefix>-*`, `/run/netassay/<prefix>*`, and processes
+    /// inside one of its namespaces or naming the prefix in their command line.
+    fn leftovers(&self) -> Vec<String> {
+        let prefix = self.prefix.as_str();
+        let netns = must(&["ip", "netns", "list"]);
+        let links = must(&["ip", "-o", "link", "show"]);
+        let tables = must(&["nft", "list", "tables"]);
+        let mut left: Vec<String> = netns
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .chain(links.lines().filter_map(|l| l.split(": ").nth(1)))
+            .chain(tables.lines().filter_map(|l| l.split_whitespace().nth(2)))
+            .filter(|name| name.starts_with(prefix))
+            .map(str::to_string)
+            .collect();
+        left.extend(entries("/etc/netns", &format!("{prefix}-")));
+        left.extend(entries("/run/netassay", prefix));
+        let me = std::process::id().to_string();
+        for pid in entries("/proc", "")
+            .iter()
+            .filter_map(|p| p.strip_prefix("/proc/"))
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()) && *p != me)
+        {
+            // A process that ends meanwhile has nothing to read: it is not left over.
+            if let Some(ns) = identity(&format!("/proc/{pid}/ns/net")) {
+                if let Some((name, _, _)) = self.namespaces.iter().find(|(_, id, _)| *id == ns) {
+                    left.push(format!("process {pid} in {name}"));
+                }
+            }
+            let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv = String::from_utf8_lossy(&argv).replace('\0', " ");
+            if argv.contains(prefix) {
+                left.push(format!("process {pid}: {}", argv.trim()));
+            }
+        }
+        left
+    }
 }
 
 #[test]
@@ -274,11 +361,12 @@ fn an_interrupt_mid_run_deletes_everything_and_exits_130() {
     let prefix = word_after(&line, "sandbox instance ").to_string();
     assert!(prefix.starts_with("na"), "{line}");
     wait_for(&rx, "probing", Duration::from_secs(120), &mut seen);
+    let traces = Traces::of(&prefix);
     signal(&child, libc::SIGINT);
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(130), "{}", seen.join("\n"));
     assert_eq!(
-        leftovers(&prefix),
+        traces.leftovers(),
         Vec::<String>::new(),
         "the sandbox left these behind"
     );
@@ -317,11 +405,12 @@ impl SharedSandbox {
     }
 
     fn down(mut self) {
+        let traces = Traces::of(&self.prefix);
         signal(&self.child, libc::SIGINT);
         let status = self.child.wait().expect("wait");
         assert_eq!(status.code(), Some(0));
         assert_eq!(
-            leftovers(&self.prefix),
+            traces.leftovers(),
             Vec::<String>::new(),
             "sandbox up left these behind"
         );

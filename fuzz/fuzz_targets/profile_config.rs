@@ -2,41 +2,14 @@
 //! errors; a profile that parses binds the built-in scenarios that need one (or refuses them),
 //! and one of the bound scenarios (chosen by the input's length, planning them all is slow)
 //! plans without panicking.
+//!
+//! The check is `check` in tests/fuzz_checks/profile_config.rs, shared with
+//! tests/fuzz_regressions.rs, which replays the committed corpus through it on stable.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use netassay_core::model::Via;
-use netassay::scenario::{builtin, Profile, Scenario};
-use std::sync::{Arc, LazyLock};
+#[path = "../../tests/fuzz_checks/profile_config.rs"]
+mod checks;
 
-/// The built-in scenarios that need a profile config.
-static NEEDING_PROFILE: LazyLock<Vec<Scenario>> = LazyLock::new(|| {
-    builtin::all()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(Scenario::needs_profile)
-        .collect()
-});
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let Ok(profile) = Profile::parse("fuzz-profile-config.yaml", text) else {
-        return;
-    };
-    for e in &profile.externals {
-        for via in [Via::Lookup, Via::Address, Via::Name] {
-            let _ = profile.external_verdict(Some("fuzz"), &e.external.name, 443, via);
-        }
-    }
-    let profile = Arc::new(profile);
-    let planned = data.len() % NEEDING_PROFILE.len().max(1);
-    for (i, scenario) in NEEDING_PROFILE.iter().enumerate() {
-        if let Ok(bound) = scenario.bind(&profile) {
-            if i == planned {
-                let _ = bound.plan();
-            }
-        }
-    }
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    checks::check(data);
 });

@@ -269,23 +269,50 @@ mod tests {
         assert!(p.retry(&mut req, &mut answer(503, None)).is_none());
     }
 
+    /// Sends one request through `client`; the error it gave up with, and how long it took.
+    async fn send<S>(client: &mut S) -> (GaveUp, Duration)
+    where
+        S: tower::Service<Request<Body>, Response = Response<()>, Error = BoxError>,
+    {
+        use tower::ServiceExt;
+        let sent = Instant::now();
+        let result = client.ready().await.expect("ready").call(get()).await;
+        let took = sent.elapsed();
+        let error = result.expect_err("a persistent 503 gives up");
+        let gave_up = *error.downcast::<GaveUp>().expect("GaveUp");
+        (gave_up, took)
+    }
+
     // Regression: the service's own policy is the template every request's copy is cloned
     // from; state kept there made a late request look as old as the client ("gave up after 0
-    // retries over 126s").
+    // retries over 126s"). Shown through tower's own Retry service, as the client uses it: a
+    // request that comes after another one gave up still gets every retry, on its own clock.
     #[tokio::test]
     async fn every_request_starts_with_a_fresh_count_and_clock() {
-        let mut service_policy = ApiRetry::new(ApiTally::default());
-        let _ = <ApiRetry as Policy<Request<Body>, Response<()>, BoxError>>::clone_request(
-            &mut service_policy,
-            &get(),
+        use std::sync::atomic::AtomicU32;
+        let calls = Arc::new(AtomicU32::new(0));
+        let counted = calls.clone();
+        // Always 503, with `Retry-After: 0` so the retries do not wait.
+        let server = tower::service_fn(move |_: Request<Body>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { answer(503, Some("0")) }
+        });
+        let tally = ApiTally::default();
+        let mut client = tower::retry::Retry::new(ApiRetry::new(tally.clone()), server);
+        let (first, _) = send(&mut client).await;
+        assert_eq!(first.retries, MAX_RETRIES);
+        assert_eq!(calls.load(Ordering::SeqCst), MAX_RETRIES + 1);
+        // Later: the first request's clock would now read at least this much.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (later, took) = send(&mut client).await;
+        assert_eq!(later.retries, MAX_RETRIES, "every retry again");
+        assert_eq!(calls.load(Ordering::SeqCst), 2 * (MAX_RETRIES + 1));
+        assert!(
+            later.elapsed <= took,
+            "the later request's clock started with it: {:?} over a request of {took:?}",
+            later.elapsed
         );
-        let mut first = service_policy.clone();
-        for _ in 0..3 {
-            assert!(first.retry(&mut get(), &mut answer(503, None)).is_some());
-        }
-        let mut later = service_policy.clone();
-        assert_eq!((later.retries, later.first), (0, None));
-        assert!(later.retry(&mut get(), &mut answer(503, None)).is_some());
+        assert_eq!(tally.retries(), 2 * u64::from(MAX_RETRIES));
     }
 
     #[test]

@@ -997,7 +997,14 @@ mod tests {
             let r = run(&fake, &cells, &[true], &series_judging(), t0).await;
             seen.push((r.time_to_enforce, r.time_to_enforce_resolution));
         }
-        assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+        // Enforced at 300 ms: the probe started at 300 is the first to drop, the one started at
+        // 250 connected at 252; the same figure whatever the timeout (not merely equal ones: a
+        // step with no figure at all would be equal too).
+        let at_300 = (
+            Some(Duration::from_millis(300)),
+            Some(Duration::from_millis(48)),
+        );
+        assert_eq!(seen, [at_300; 3]);
     }
 
     // Deny -> allow: a probe that started before the change and connected on a retransmitted
@@ -1078,14 +1085,55 @@ mod tests {
         assert_eq!(r.cells[0].time_to_enforce, None);
     }
 
+    // A step that changes no path has no series: it is timed on the rounds of its judged cells,
+    // at the evidence of the first agreeing probe (a connection: when its answer came).
     #[tokio::test]
     async fn a_step_that_changes_nothing_is_timed_on_its_first_round() {
         let cells = [cell("x/a", "y/a", Verdict::Allow)];
+        // t0 well before the probes, so the figure is a real offset from it, not zero.
+        let t0 = Instant::now() - Duration::from_millis(400);
         let fake = Fake::new(|_, _| Outcome::Connected);
-        let r = run(&fake, &cells, &[false], &series_judging(), Instant::now()).await;
+        let r = run(&fake, &cells, &[false], &series_judging(), t0).await;
         assert_eq!(r.changed_cells, 0);
-        assert!(r.time_to_enforce.is_some());
-        assert_eq!(r.time_to_enforce, r.time_to_enforce_resolution);
+        let first = &r.cells[0].attempts[0];
+        assert_eq!((first.round, first.outcome), (1, Outcome::Connected));
+        // The fake's probes take 1 ms: the figure is the first round's answer, and with no
+        // earlier disagreement the change lies anywhere since t0 (resolution = the figure).
+        let answered = Duration::from_millis(first.at_ms as u64 + 1);
+        assert!(answered >= Duration::from_millis(401), "{answered:?}");
+        assert_eq!(r.time_to_enforce, Some(answered));
+        assert_eq!(r.time_to_enforce_resolution, Some(answered));
+
+        // A first round that disagrees narrows it: the change lies between that round's probe
+        // (a drop is evidence at its start) and the answer of the first agreeing one.
+        let fake = Fake::new(|_, call| {
+            if call == 0 {
+                Outcome::Dropped
+            } else {
+                Outcome::Connected
+            }
+        });
+        let r = run(&fake, &cells, &[false], &series_judging(), t0).await;
+        let attempts = &r.cells[0].attempts;
+        assert_eq!(
+            (attempts[0].round, attempts[0].outcome),
+            (1, Outcome::Dropped)
+        );
+        assert_eq!(
+            (attempts[1].round, attempts[1].outcome),
+            (2, Outcome::Connected)
+        );
+        let dropped_at = attempts[0].at_ms as u64;
+        let answered = attempts[1].at_ms as u64 + 1;
+        assert!(
+            answered >= dropped_at + 5,
+            "the retry waits the backoff (5 ms): {attempts:?}"
+        );
+        assert_eq!(r.time_to_enforce, Some(Duration::from_millis(answered)));
+        assert_eq!(
+            r.time_to_enforce_resolution,
+            Some(Duration::from_millis(answered - dropped_at))
+        );
     }
 
     #[tokio::test]

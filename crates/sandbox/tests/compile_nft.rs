@@ -1,5 +1,7 @@
 //! The policy compiler's output against the real `nft`: check mode for every fault profile, and
 //! a load-replace-reload cycle inside a private network namespace (never the host's rules).
+//! Without `nft` or root, or when the namespace cannot be made, the tests say they skipped, and
+//! fail when `CI` is set.
 
 use netassay_core::model::{standard_serve, Labels, Protocol, ServedPort, NAMESPACE_NAME_LABEL};
 use netassay_sandbox::compile::compile;
@@ -214,27 +216,40 @@ fn profiles() -> Vec<(String, FaultSet)> {
     out
 }
 
-/// Whether `nft` and root are there; says why not on stderr.
+/// Whether `nft` and root are there; says why not on stderr. Under CI (`CI` set; `.ci/run`
+/// installs nftables and runs as root) a missing prerequisite fails the test instead: these
+/// tests never pass there without having run.
 fn nft_usable() -> bool {
-    match Command::new("nft").arg("--version").output() {
-        Ok(o) if o.status.success() => {}
-        _ => {
-            eprintln!("SKIPPED: the nft binary is not installed (apt-get install -y nftables)");
-            return false;
-        }
-    }
-    let root = std::fs::read_to_string("/proc/self/status")
+    let nft = Command::new("nft").arg("--version").output();
+    let why = if !nft.as_ref().is_ok_and(|o| o.status.success()) {
+        "the nft binary is not installed (apt-get install -y nftables)"
+    } else if !is_root() {
+        "nft -c needs root (CAP_NET_ADMIN) to ask the kernel"
+    } else {
+        return true;
+    };
+    skip_outside_ci(why);
+    false
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("Uid:"))
                 .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
         })
-        .unwrap_or(false);
-    if !root {
-        eprintln!("SKIPPED: nft -c needs root (CAP_NET_ADMIN) to ask the kernel");
-    }
-    root
+        .unwrap_or(false)
+}
+
+/// Says the test is skipped, and why; fails instead when `CI` is set.
+fn skip_outside_ci(why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "in CI this test must run: {why}"
+    );
+    eprintln!("skipped: {why}");
 }
 
 fn script_file(text: &str) -> tempfile::NamedTempFile {
@@ -281,17 +296,16 @@ fn nft_accepts_every_profile_in_check_mode() {
 struct Netns(String);
 
 impl Netns {
+    /// The namespace, or `None` (after saying why, and failing under CI) when it cannot be made.
     fn create() -> Option<Netns> {
         let name = format!("nac{}", std::process::id());
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            eprintln!("SKIPPED: cannot create netns {name}: {}", show(&out));
-            return None;
-        }
-        Some(Netns(name))
+        let why = match Command::new("ip").args(["netns", "add", &name]).output() {
+            Ok(out) if out.status.success() => return Some(Netns(name)),
+            Ok(out) => format!("cannot create netns {name}: {}", show(&out)),
+            Err(e) => format!("cannot run ip netns add {name}: {e}"),
+        };
+        skip_outside_ci(&why);
+        None
     }
 
     fn nft(&self, args: &[&str]) -> Output {

@@ -48,6 +48,11 @@ impl LateApplier {
                             Err(RecvTimeoutError::Disconnected) => return,
                         }
                     }
+                    // What was submitted meanwhile (e.g. while the last application ran) may be
+                    // due as well: queue it, so that only the newest due state is applied.
+                    while let Ok(next) = receiver.try_recv() {
+                        queue.push_back(next);
+                    }
                     let now = Instant::now();
                     let mut newest_due = None;
                     while queue.front().is_some_and(|p| p.due <= now) {
@@ -140,17 +145,44 @@ mod tests {
         assert!(log[1].1 - start >= Duration::from_millis(250));
     }
 
+    // States that are due together are applied as one: the newest. The worker is held in an
+    // application until three later states are all due, so they are due together whatever the
+    // machine's load; an applier that applied each (even in order) would log five.
     #[test]
     fn the_newest_state_wins() {
-        let (log, apply) = recorder();
-        let late = LateApplier::start(Duration::from_millis(50), apply);
+        let log: Log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        let (entered, in_apply) = channel::<()>();
+        let (release, released) = channel::<()>();
+        let released = Mutex::new(released);
+        let apply: Apply = Box::new(move |s: &str| {
+            sink.lock().unwrap().push((s.to_string(), Instant::now()));
+            if s == "held" {
+                entered.send(()).unwrap();
+                released.lock().unwrap().recv().unwrap();
+            }
+            Ok(())
+        });
+        let delay = Duration::from_millis(20);
+        let late = LateApplier::start(delay, apply);
+        late.submit("held".into()).unwrap();
+        in_apply
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the first state is applied");
         for script in ["a", "b", "c"] {
             late.submit(script.into()).unwrap();
         }
-        std::thread::sleep(Duration::from_millis(200));
+        let submitted = Instant::now();
+        while submitted.elapsed() < delay {
+            std::thread::sleep(delay);
+        }
+        release.send(()).unwrap();
+        // One more state, due later, marks the end: everything before it has been handled.
+        late.submit("last".into()).unwrap();
+        wait_for(&log, 3);
         late.stop();
-        let log = log.lock().unwrap();
-        assert_eq!(log.last().map(|(s, _)| s.as_str()), Some("c"));
+        let applied: Vec<String> = log.lock().unwrap().iter().map(|(s, _)| s.clone()).collect();
+        assert_eq!(applied, ["held", "c", "last"]);
     }
 
     #[test]
