@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
 # Regenerates reports/example/: a real sandbox run (root, Linux) with a CNI bug switched on, so
 # the sample shows passing and failing scenarios side by side. CI runs it into a scratch folder
-# so the script, and the reports it shows, cannot go stale.
+# so the script, and the reports it shows, cannot go stale: each run must exit 1 with exactly the
+# scenarios named below failing, and its results.json must equal the committed one
+# (.ci/compare-cells --verdicts: every cell's status and expected verdict, every scenario's, step's
+# and K8TRE statement's verdict; not times, ids or attempts). Run into reports/example itself, it
+# compares with the set it replaces, so the differences it prints are what the commit changes.
 # Usage: scripts/regenerate-example-reports.sh [OUT_DIR] [PATH/TO/netassay]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-reports/example}
 bin=${2:-target/release/netassay}
 [ -x "$bin" ] || { cargo build --release --locked && bin=target/release/netassay; }
+# The scenarios each run must fail (its injected bug's targets), and no other.
+failed_main=allow-ingress-on-one-named-port
+failed_k8tre=k8tre-outbound-blocked
+# The committed results, kept aside before OUT (which may be reports/example) is replaced.
+committed=$(mktemp -d)
+trap 'rm -rf "$committed"' EXIT
+mkdir -p "$committed/k8tre"
+for f in results.json k8tre/results.json; do
+  cp "reports/example/$f" "$committed/$f" || { echo "no committed reports/example/$f to compare with" >&2; exit 1; }
+done
 rm -rf "$out"
 mkdir -p "$out/k8tre"
 # ignore-named-ports: the named-port scenarios fail, the others pass.
@@ -41,4 +55,16 @@ for f in junit.xml results.json report.html conformance.yaml run.txt \
   k8tre/junit.xml k8tre/results.json k8tre/report.html k8tre/conformance.yaml k8tre/run.txt; do
   [ -s "$out/$f" ] || { echo "missing $out/$f" >&2; exit 1; }
 done
-echo "wrote $out"
+status=0
+echo "== $out/results.json against the committed reports/example/results.json"
+.ci/compare-cells --verdicts --failed "$failed_main" "$committed/results.json" "$out/results.json" \
+  || status=1
+echo "== $out/k8tre/results.json against the committed reports/example/k8tre/results.json"
+.ci/compare-cells --verdicts --failed "$failed_k8tre" "$committed/k8tre/results.json" \
+  "$out/k8tre/results.json" || status=1
+if [ "$status" -ne 0 ]; then
+  echo "wrote $out, but it differs from the committed example (above): if the change is meant," \
+    "regenerate reports/example and commit it" >&2
+  exit 1
+fi
+echo "wrote $out: the same cells and verdicts as the committed example"

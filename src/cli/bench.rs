@@ -159,8 +159,121 @@ pub struct RunBenchArgs {
     pub probe_timeout: String,
 }
 
+/// Confirmation rounds of the benchmarked run (passed explicitly: the bound counts them).
+const CONFIRM_ROUNDS: u64 = 1;
+
+/// The rounds of a run that each must last at least one probe timeout, from its plan (each
+/// cell's expected verdict, as the run's JSON records it with the live addresses), and the
+/// evidence that they did.
+///
+/// A round waits a full timeout when it probes a cell expected to be denied: the compliant
+/// sandbox drops denied traffic, and a drop is only known when the probe times out. Every step
+/// probes every cell in its first round (the changed cells as a series, the others once, both
+/// at the same time: one round) and again in each confirmation round, so a step with such a cell
+/// has `1 + CONFIRM_ROUNDS` rounds that wait a timeout; a step without one (everything expected
+/// to connect, or only loopback cells, which are not judged, or cells on a protocol the kernel
+/// lacks, which come back at once) needs none. Baselines are counted by the same rule; they
+/// expect every path to connect, so on a standard fixture they need none. Re-probe and
+/// error-retry rounds are not counted: a conformant run may need none.
+#[derive(Debug, Default, PartialEq)]
+struct TimeoutRounds {
+    /// Per scenario, in run order: its name and its rounds that must wait a timeout (a
+    /// scenario's rounds run one after the other, on one fixture).
+    scenarios: Vec<(String, u64)>,
+    steps: u64,
+    waiting_steps: u64,
+    baselines: u64,
+    waiting_baselines: u64,
+    /// Steps whose counted rounds the run did not show: fewer rounds had a probe that lasted
+    /// the full timeout (the bound's premise, that denied cells are dropped, does not hold).
+    unverified: Vec<String>,
+}
+
+impl TimeoutRounds {
+    fn total(&self) -> u64 {
+        self.scenarios.iter().map(|(_, r)| r).sum()
+    }
+
+    fn longest(&self) -> Option<&(String, u64)> {
+        self.scenarios.iter().max_by_key(|(_, r)| *r)
+    }
+
+    /// The bound in seconds: at most `parallel` scenarios run at once, each one's rounds in
+    /// sequence, so the run lasts at least the total over `parallel`, and at least its longest
+    /// scenario.
+    fn bound(&self, timeout: f64, parallel: usize) -> f64 {
+        let spread = self.total() as f64 * timeout / parallel.max(1) as f64;
+        let longest = self.longest().map_or(0, |(_, r)| *r) as f64 * timeout;
+        spread.max(longest)
+    }
+
+    fn read(doc: &serde_json::Value, timeout_ms: u64) -> Self {
+        let mut out = TimeoutRounds::default();
+        for s in doc["scenarios"].as_array().into_iter().flatten() {
+            let name = s["name"].as_str().unwrap_or("?");
+            let mut rounds = 0;
+            let baseline = Some(&s["baseline"]).filter(|b| b.is_object());
+            let steps = s["steps"].as_array().into_iter().flatten();
+            for (is_baseline, st) in baseline
+                .map(|b| (true, b))
+                .into_iter()
+                .chain(steps.map(|st| (false, st)))
+            {
+                let waits = step_waits(st);
+                let label = if is_baseline {
+                    out.baselines += 1;
+                    out.waiting_baselines += u64::from(waits);
+                    format!("{name} › baseline")
+                } else {
+                    out.steps += 1;
+                    out.waiting_steps += u64::from(waits);
+                    format!("{name} › {}", st["name"].as_str().unwrap_or("?"))
+                };
+                if !waits {
+                    continue;
+                }
+                let needed = 1 + CONFIRM_ROUNDS;
+                let seen = rounds_with_a_full_timeout(st, timeout_ms);
+                if seen < needed {
+                    out.unverified.push(format!(
+                        "{label}: the plan has {needed} rounds that wait a timeout, the run shows {seen} with a probe that lasted {timeout_ms} ms"
+                    ));
+                }
+                rounds += needed;
+            }
+            out.scenarios.push((name.to_string(), rounds));
+        }
+        out
+    }
+}
+
+/// Whether a step (or baseline) probes a cell expected to be denied that is judged: not a
+/// loopback cell, not on a protocol the cluster lacks.
+fn step_waits(step: &serde_json::Value) -> bool {
+    step["cells"].as_array().into_iter().flatten().any(|c| {
+        c["verdict"] == "deny"
+            && c["loopback"] != true
+            && !matches!(c["status"].as_str(), Some("unsupported" | "not-judged"))
+    })
+}
+
+/// How many of a step's rounds had a probe that was dropped after the full timeout.
+fn rounds_with_a_full_timeout(step: &serde_json::Value, timeout_ms: u64) -> u64 {
+    let rounds: std::collections::BTreeSet<u64> = step["cells"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["attempts"].as_array().into_iter().flatten())
+        .filter(|a| {
+            a["outcome"] == "dropped" && a["elapsed_ms"].as_u64().unwrap_or(0) >= timeout_ms
+        })
+        .filter_map(|a| a["round"].as_u64())
+        .collect();
+    rounds.len() as u64
+}
+
 /// Runs `netassay run --sandbox` as a child (the real product path) and prints how close the
-/// wall time is to the physical lower bound.
+/// wall time is to a lower bound computed from its plan ([`TimeoutRounds`]).
 pub fn run(args: RunBenchArgs) -> anyhow::Result<u8> {
     use anyhow::Context;
     let dir = std::env::temp_dir().join(format!("netassay-bench-{}", std::process::id()));
@@ -168,6 +281,8 @@ pub fn run(args: RunBenchArgs) -> anyhow::Result<u8> {
     let json_path = dir.join("results.json");
     let exe = std::env::current_exe().context("locating the netassay binary")?;
     let parallel = args.parallel.max(1);
+    let timeout = parse_secs(&args.probe_timeout)?;
+    let timeout_ms = (timeout * 1000.0).round() as u64;
     let t = Instant::now();
     let status = std::process::Command::new(exe)
         .args([
@@ -177,6 +292,8 @@ pub fn run(args: RunBenchArgs) -> anyhow::Result<u8> {
             &args.profile,
             "--parallel",
             &parallel.to_string(),
+            "--confirm-rounds",
+            &CONFIRM_ROUNDS.to_string(),
         ])
         .args(["--probe-timeout", &args.probe_timeout, "--json"])
         .arg(&json_path)
@@ -184,43 +301,63 @@ pub fn run(args: RunBenchArgs) -> anyhow::Result<u8> {
         .status()
         .context("running netassay run --sandbox")?;
     let wall = t.elapsed().as_secs_f64();
-    let text = std::fs::read_to_string(&json_path).context("reading the run's results")?;
+    let text = std::fs::read_to_string(&json_path).context("reading the run's results");
     let _ = std::fs::remove_dir_all(&dir);
-    let doc: serde_json::Value = serde_json::from_str(&text)?;
-    let timeout = parse_secs(&args.probe_timeout)?;
-    let mut steps = 0u64;
+    let doc: serde_json::Value = serde_json::from_str(&text?)?;
     let mut attempts = 0u64;
     for s in doc["scenarios"].as_array().into_iter().flatten() {
-        for b in s["baseline"]["cells"].as_array().into_iter().flatten() {
-            attempts += b["attempts"].as_array().map_or(0, |a| a.len() as u64);
-        }
-        for st in s["steps"].as_array().into_iter().flatten() {
-            steps += 1;
-            for c in st["cells"].as_array().into_iter().flatten() {
-                attempts += c["attempts"].as_array().map_or(0, |a| a.len() as u64);
-            }
+        let baseline = s["baseline"]["cells"].as_array().into_iter().flatten();
+        let steps = s["steps"].as_array().into_iter().flatten();
+        for c in baseline.chain(steps.flat_map(|st| st["cells"].as_array().into_iter().flatten())) {
+            attempts += c["attempts"].as_array().map_or(0, |a| a.len() as u64);
         }
     }
     let tte = &doc["summary"]["time_to_enforce"];
-    // Every step needs a full round and a confirmation round, each as long as one probe timeout
-    // when anything is denied.
-    let rounds = 2.0;
-    let bound = steps as f64 * rounds * timeout / parallel as f64;
+    let waits = TimeoutRounds::read(&doc, timeout_ms);
+    let bound = waits.bound(timeout, parallel);
+    let mut ok = status.success();
     println!(
-        "profile {} on the sandbox, --parallel {parallel}: run exited {}",
+        "profile {} on the sandbox, --parallel {parallel}, --confirm-rounds {CONFIRM_ROUNDS}: run exited {}",
         args.profile,
         status.code().unwrap_or(-1)
     );
     println!(
         "wall time:      {wall:.1} s (including sandbox start, fixture deployment and teardown)"
     );
+    let (longest_name, longest) = waits.longest().map_or(("-", 0), |(n, r)| (n.as_str(), *r));
     println!(
-        "lower bound:    {bound:.1} s = {steps} steps x {rounds} rounds x {timeout} s / {parallel} fixtures"
+        "lower bound:    {bound:.1} s = max({} rounds x {timeout} s / {parallel} fixtures at once, \
+         the longest scenario ({longest_name}) {longest} rounds x {timeout} s)",
+        waits.total()
     );
     println!(
-        "ratio:          {:.2} (goal: at most 1.5)",
-        wall / bound.max(f64::EPSILON)
+        "                counted: the rounds that probe a cell expected to be denied (dropped, so \
+         they wait the full probe timeout): the first round and {CONFIRM_ROUNDS} confirmation \
+         round(s) of {} of {} steps and {} of {} baselines; a scenario's rounds run in sequence",
+        waits.waiting_steps, waits.steps, waits.waiting_baselines, waits.baselines
     );
+    if waits.unverified.is_empty() {
+        println!("                checked: each counted round had a probe dropped after the full {timeout_ms} ms");
+    } else {
+        ok = false;
+        println!(
+            "                NOT A BOUND for this run: {} step(s) did not show their counted rounds:",
+            waits.unverified.len()
+        );
+        for u in &waits.unverified {
+            println!("                  {u}");
+        }
+    }
+    if bound > 0.0 {
+        let ratio = wall / bound;
+        println!("ratio:          {ratio:.2} (at least 1 by construction; goal: at most 1.5)");
+        if ratio < 1.0 {
+            ok = false;
+            println!("                BELOW 1: the bound's premises do not hold");
+        }
+    } else {
+        println!("ratio:          none (no round has to wait a probe timeout)");
+    }
     println!(
         "probes:         {attempts} in all, {:.0} probes/s",
         attempts as f64 / wall
@@ -234,11 +371,7 @@ pub fn run(args: RunBenchArgs) -> anyhow::Result<u8> {
         tte["max_ms"],
         tte["max_resolution_ms"]
     );
-    Ok(if status.success() {
-        exit::OK
-    } else {
-        exit::MISMATCH
-    })
+    Ok(if ok { exit::OK } else { exit::MISMATCH })
 }
 
 fn parse_secs(s: &str) -> anyhow::Result<f64> {
@@ -492,6 +625,87 @@ mod tests {
                 "{baseline} + {injected}"
             );
         }
+    }
+
+    /// A cell of a results file: expected `verdict`, its `status`, and dropped attempts (round,
+    /// elapsed ms) or a connected one in round 1.
+    fn cell(
+        verdict: &str,
+        status: &str,
+        loopback: bool,
+        dropped: &[(u64, u64)],
+    ) -> serde_json::Value {
+        let attempts: Vec<serde_json::Value> = if dropped.is_empty() {
+            vec![json!({"round": 1, "outcome": "connected", "elapsed_ms": 3})]
+        } else {
+            dropped
+                .iter()
+                .map(|(round, ms)| json!({"round": round, "outcome": "dropped", "elapsed_ms": ms}))
+                .collect()
+        };
+        json!({"verdict": verdict, "status": status, "loopback": loopback, "attempts": attempts})
+    }
+
+    // The bound counts the rounds that must wait a timeout: a step with a judged cell expected to
+    // be denied waits in its first round and its confirmation round; a step that denies nothing,
+    // or only a loopback or unsupported cell, waits in none; baselines by the same rule.
+    #[test]
+    fn only_rounds_that_probe_a_denied_cell_count_towards_the_bound() {
+        let allow = cell("allow", "pass", false, &[]);
+        let deny = cell("deny", "pass", false, &[(1, 1000), (2, 1001)]);
+        let doc = json!({"scenarios": [
+            {"name": "s1",
+             "baseline": {"cells": [allow.clone()]},
+             "steps": [
+                {"name": "deny", "cells": [allow.clone(), deny.clone()]},
+                {"name": "allow", "cells": [allow.clone()]},
+                {"name": "loopback", "cells": [cell("deny", "not-judged", true, &[]), allow.clone()]},
+                {"name": "sctp", "cells": [cell("deny", "unsupported", false, &[])]}]},
+            {"name": "s2",
+             "baseline": {"cells": [deny.clone()]},
+             "steps": [{"name": "deny", "cells": [deny.clone()]}, {"name": "again", "cells": [deny]}]}
+        ]});
+        let r = TimeoutRounds::read(&doc, 1000);
+        assert_eq!(r.scenarios, [("s1".to_string(), 2), ("s2".to_string(), 6)]);
+        assert_eq!((r.steps, r.waiting_steps), (6, 3));
+        assert_eq!((r.baselines, r.waiting_baselines), (2, 1));
+        assert!(r.unverified.is_empty(), "{:?}", r.unverified);
+        // 8 rounds over 4 fixtures is 2 timeouts, but s2 alone runs 6 in sequence.
+        assert_eq!(r.bound(1.0, 4), 6.0);
+        assert_eq!(r.bound(0.5, 1), 4.0);
+    }
+
+    // The premise is checked against the run: a counted round in which no probe was dropped
+    // after the full timeout (a reject, an early answer) makes the figure no bound.
+    #[test]
+    fn a_counted_round_without_a_full_timeout_is_reported() {
+        let doc = json!({"scenarios": [{"name": "s", "steps": [
+            {"name": "rejected", "cells": [cell("deny", "pass", false, &[(1, 1000), (2, 12)])]},
+            {"name": "short", "cells": [cell("deny", "pass", false, &[(1, 400), (2, 400)])]},
+            {"name": "fine", "cells": [cell("deny", "pass", false, &[(1, 1000), (3, 1000)])]}
+        ]}]});
+        let r = TimeoutRounds::read(&doc, 1000);
+        assert_eq!(r.unverified.len(), 2, "{:?}", r.unverified);
+        assert!(
+            r.unverified[0].starts_with("s › rejected: "),
+            "{:?}",
+            r.unverified
+        );
+        assert!(
+            r.unverified[1].contains("the run shows 0"),
+            "{:?}",
+            r.unverified
+        );
+    }
+
+    // Nothing to wait for: no bound, rather than a ratio over zero.
+    #[test]
+    fn a_run_that_denies_nothing_has_a_zero_bound() {
+        let doc = json!({"scenarios": [{"name": "s", "steps": [
+            {"name": "allow", "cells": [cell("allow", "pass", false, &[])]}]}]});
+        let r = TimeoutRounds::read(&doc, 1000);
+        assert_eq!(r.bound(1.0, 4), 0.0);
+        assert_eq!(r.waiting_steps, 0);
     }
 
     #[test]

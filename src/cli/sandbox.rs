@@ -1,10 +1,12 @@
-//! `netassay sandbox up|down`, and the sandbox options `run --sandbox` shares with it.
+//! `netassay sandbox up|down|faults`, and the sandbox options `run --sandbox` shares with it.
 
 use super::exit;
 use super::runtime::runtime;
 use clap::Subcommand;
 use netassay_sandbox::node::components::{Enforcer, ServiceProxy};
-use netassay_sandbox::{ControlPlane, FaultSet, Preset, Sandbox, SandboxOptions};
+use netassay_sandbox::{
+    ControlPlane, ControlPlaneFault, Fault, FaultSet, Preset, PresetFault, Sandbox, SandboxOptions,
+};
 use std::path::PathBuf;
 
 /// Which control plane the sandbox's node runs under (`run --sandbox` and `sandbox up`).
@@ -48,6 +50,24 @@ pub enum SandboxCommand {
     },
     /// Remove what sandboxes whose process is gone left behind (netns, links, tables).
     Down,
+    /// List every fault `--sandbox-fault` accepts, one per line, tab-separated: its name, its
+    /// kind (`cni`; `preset:k8tre`, a configuration mistake of that preset; `control-plane`)
+    /// and what it does. For scripts: CI's mutation check reads it.
+    Faults,
+}
+
+/// The lines of `sandbox faults`: `name<TAB>kind<TAB>description`.
+fn fault_lines() -> Vec<String> {
+    let cni = Fault::ALL
+        .iter()
+        .map(|f| format!("{}\tcni\t{}", f.name(), f.describe()));
+    let preset = PresetFault::ALL
+        .iter()
+        .map(|f| format!("{}\tpreset:{}\t{}", f.name(), f.preset(), f.describe()));
+    let control = ControlPlaneFault::ALL
+        .iter()
+        .map(|f| format!("{}\tcontrol-plane\t{}", f.name(), f.describe()));
+    cni.chain(preset).chain(control).collect()
 }
 
 /// The fault profiles named on the command line (`--sandbox-fault`).
@@ -123,6 +143,12 @@ pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
                 Ok(exit::OK)
             })
         }
+        SandboxCommand::Faults => {
+            for line in fault_lines() {
+                println!("{line}");
+            }
+            Ok(exit::OK)
+        }
         SandboxCommand::Down => {
             let removed = netassay_sandbox::dataplane::netns::NetnsDataplane::sweep_dead()
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -136,6 +162,37 @@ pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
                 }
             );
             Ok(exit::OK)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The listing is what CI's mutation check holds its table against: every fault the code
+    // defines is on it, once, and every listed name is one `--sandbox-fault` accepts.
+    #[test]
+    fn the_fault_listing_names_every_fault_once_and_each_parses() {
+        let lines = fault_lines();
+        assert_eq!(
+            lines.len(),
+            Fault::ALL.len() + PresetFault::ALL.len() + ControlPlaneFault::ALL.len()
+        );
+        let mut names = std::collections::BTreeSet::new();
+        for line in &lines {
+            let cols: Vec<&str> = line.split('\t').collect();
+            assert_eq!(cols.len(), 3, "{line:?}");
+            assert!(names.insert(cols[0]), "listed twice: {line:?}");
+            assert!(!cols[2].is_empty(), "{line:?}");
+            let set = faults(&[cols[0].to_string()]).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            let kind = match cols[1] {
+                "cni" => set.iter().count() == 1,
+                "preset:k8tre" => set.preset_faults().len() == 1,
+                "control-plane" => !set.control_plane().is_empty(),
+                other => panic!("unknown kind {other:?}"),
+            };
+            assert!(kind, "{line:?} is not what its kind says");
         }
     }
 }

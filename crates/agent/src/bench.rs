@@ -8,8 +8,9 @@
 
 use netassay_core::model::Protocol;
 use netassay_core::probe::{
-    AgentLine, BatchSummary, Outcome, ProbeBatch, ProbeKind, ProbeSpec, ReadyReport,
+    AgentLine, BatchSummary, Outcome, ProbeBatch, ProbeKind, ProbeResult, ProbeSpec, ReadyReport,
 };
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -56,6 +57,8 @@ pub struct Timed {
     /// From spawning the prober to its exit.
     pub wall: Duration,
     pub summary: BatchSummary,
+    /// Every probe's result, in the order the prober wrote them.
+    pub results: Vec<ProbeResult>,
 }
 
 /// Figures of a throughput run of one kind.
@@ -122,7 +125,11 @@ impl Bench {
         )
     }
 
-    /// One latency round: half connected TCP probes to the agent, half to the drop target.
+    /// One latency round: half connected TCP probes to the agent, half to the drop target. The
+    /// round is a measurement only when its probes did what it is built of: every connected
+    /// probe reached the agent (identity checked) and every dropped probe waited out its
+    /// timeout; otherwise (a refused, erring or wrong-peer probe ends early) it is an error that
+    /// names the probes, never a fast round.
     pub fn round(&self) -> Result<Timed, BenchError> {
         if self.dropper.is_none() {
             return Err(fail("latency rounds need the drop namespace"));
@@ -145,8 +152,33 @@ impl Bench {
                     .expecting(IDENTITY)
                 }
             })
+            .collect::<Vec<_>>();
+        let expected: Vec<(String, Outcome)> = probes
+            .iter()
+            .map(|p| {
+                let outcome = if p.id.starts_with('c') {
+                    Outcome::Connected
+                } else {
+                    Outcome::Dropped
+                };
+                (p.id.clone(), outcome)
+            })
             .collect();
-        self.run_batch(probes)
+        let timed = self.run_batch(probes)?;
+        let wrong = unexpected_outcomes(&expected, &timed.results);
+        if !wrong.is_empty() {
+            return Err(fail(format!(
+                "a latency round did not measure what it is built of ({} probes connected to the agent, {} dropped after {} ms): {} of {} probes came out otherwise: {}{}",
+                expected.iter().filter(|(_, o)| *o == Outcome::Connected).count(),
+                expected.iter().filter(|(_, o)| *o == Outcome::Dropped).count(),
+                self.config.timeout_ms,
+                wrong.len(),
+                expected.len(),
+                wrong.iter().take(5).cloned().collect::<Vec<_>>().join("; "),
+                if wrong.len() > 5 { "; ..." } else { "" }
+            )));
+        }
+        Ok(timed)
     }
 
     /// Throughput batches of connected probes of `kind` (tcp or udp), back to back.
@@ -209,17 +241,52 @@ pub fn run_prober(exe: &Path, batch: &ProbeBatch) -> Result<Timed, BenchError> {
         return Err(fail(format!("the prober exited with {status}")));
     }
     let summary = summary.ok_or_else(|| fail("the prober wrote no summary"))?;
-    if results != batch.probes.len() || summary.total != results {
+    if results.len() != batch.probes.len() || summary.total != results.len() {
         return Err(fail(format!(
-            "the prober answered {results} of {} probes",
+            "the prober answered {} of {} probes",
+            results.len(),
             batch.probes.len()
         )));
     }
-    Ok(Timed { wall, summary })
+    Ok(Timed {
+        wall,
+        summary,
+        results,
+    })
 }
 
-/// Sends the batch line and reads every output line: the count of results, and the summary.
-fn exchange(child: &mut Child, line: &str) -> Result<(usize, Option<BatchSummary>), BenchError> {
+/// The probes whose result differs from what `expected` says (by probe id), one line each:
+/// a wrong outcome, a probe with no result, or one with several.
+fn unexpected_outcomes(expected: &[(String, Outcome)], results: &[ProbeResult]) -> Vec<String> {
+    let mut by_id: BTreeMap<&str, Vec<&ProbeResult>> = BTreeMap::new();
+    for r in results {
+        by_id.entry(r.id.as_str()).or_default().push(r);
+    }
+    let mut wrong = Vec::new();
+    for (id, want) in expected {
+        match by_id.remove(id.as_str()).as_deref() {
+            Some([r]) if r.outcome == *want => {}
+            Some([r]) => wrong.push(format!(
+                "{id} {} after {} ms, expected {want} ({})",
+                r.outcome, r.elapsed_ms, r.detail
+            )),
+            None | Some([]) => wrong.push(format!("{id} has no result")),
+            Some(several) => wrong.push(format!("{id} has {} results", several.len())),
+        }
+    }
+    wrong.extend(
+        by_id
+            .into_keys()
+            .map(|id| format!("{id} was not asked for")),
+    );
+    wrong
+}
+
+/// Sends the batch line and reads every output line: the results, and the summary.
+fn exchange(
+    child: &mut Child,
+    line: &str,
+) -> Result<(Vec<ProbeResult>, Option<BatchSummary>), BenchError> {
     {
         let mut stdin = child
             .stdin
@@ -234,11 +301,11 @@ fn exchange(child: &mut Child, line: &str) -> Result<(usize, Option<BatchSummary
         .take()
         .ok_or_else(|| fail("prober has no stdout"))?;
     let mut summary = None;
-    let mut results = 0;
+    let mut results = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|e| fail(format!("reading prober output: {e}")))?;
         match AgentLine::parse(&line) {
-            Ok(AgentLine::Result(_)) => results += 1,
+            Ok(AgentLine::Result(r)) => results.push(r),
             Ok(AgentLine::Summary { summary: s }) => summary = Some(s),
             Ok(AgentLine::Started { .. }) => {}
             Err(e) => return Err(fail(format!("prober wrote {line:?}: {e}"))),
@@ -396,5 +463,74 @@ fn run_command(argv: &[&str], stdin: Option<&str>) -> Result<(), BenchError> {
             argv.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(id: &str, outcome: Outcome, elapsed_ms: u64) -> ProbeResult {
+        ProbeResult {
+            id: id.into(),
+            outcome,
+            detail: "detail".into(),
+            elapsed_ms,
+            peer_identity: None,
+            addresses: Vec::new(),
+            start_ms: None,
+            seq: None,
+        }
+    }
+
+    fn expected() -> Vec<(String, Outcome)> {
+        vec![
+            ("c0".into(), Outcome::Connected),
+            ("d1".into(), Outcome::Dropped),
+        ]
+    }
+
+    #[test]
+    fn a_round_whose_probes_did_what_it_is_built_of_has_nothing_unexpected() {
+        let results = [
+            result("d1", Outcome::Dropped, 800),
+            result("c0", Outcome::Connected, 1),
+        ];
+        assert_eq!(
+            unexpected_outcomes(&expected(), &results),
+            Vec::<String>::new()
+        );
+    }
+
+    // A fast-erroring half would make a fast round: it is named, not counted as a latency.
+    #[test]
+    fn erring_refused_missing_and_stray_probes_are_named() {
+        let results = [
+            result("c0", Outcome::Error, 0),
+            result("d1", Outcome::Rejected, 2),
+            result("x9", Outcome::Connected, 1),
+        ];
+        let wrong = unexpected_outcomes(&expected(), &results);
+        assert_eq!(wrong.len(), 3, "{wrong:?}");
+        assert!(
+            wrong[0].starts_with("c0 error after 0 ms, expected connected"),
+            "{wrong:?}"
+        );
+        assert!(
+            wrong[1].starts_with("d1 rejected after 2 ms, expected dropped"),
+            "{wrong:?}"
+        );
+        assert_eq!(wrong[2], "x9 was not asked for");
+        let wrong = unexpected_outcomes(&expected(), &[result("c0", Outcome::Connected, 1)]);
+        assert_eq!(wrong, ["d1 has no result"]);
+        let twice = [
+            result("c0", Outcome::Connected, 1),
+            result("c0", Outcome::Connected, 1),
+            result("d1", Outcome::Dropped, 800),
+        ];
+        assert_eq!(
+            unexpected_outcomes(&expected(), &twice),
+            ["c0 has 2 results"]
+        );
     }
 }
