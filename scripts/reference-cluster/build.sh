@@ -16,16 +16,18 @@ mkdir -p "$out"
 
 kube_version=v1.37.2          # k8s.io/kubernetes, and v0.37.2 for its staging modules
 knp_version=v0.8.0            # sigs.k8s.io/kube-network-policies
+kube_router_version=v2.1.0    # github.com/cloudnativelabs/kube-router/v2
 
 stamp_input() {
   cat "$here/build.sh" "$here/go.mod" "$here/go.sum" "$here/etcd/main.go"
-  if [ -f "$here/kube-network-policies/go.mod" ]; then
-    cat "$here/kube-network-policies/go.mod" "$here/kube-network-policies/go.sum"
-  fi
+  for m in kube-network-policies kube-router; do
+    if [ -f "$here/$m/go.mod" ]; then cat "$here/$m/go.mod" "$here/$m/go.sum"; fi
+  done
 }
 want="$(stamp_input | sha256sum | cut -d' ' -f1)"
 bins=(etcd kube-apiserver kube-controller-manager kube-proxy kubectl)
 [ -f "$here/kube-network-policies/go.mod" ] && bins+=(kube-network-policies)
+[ -f "$here/kube-router/go.mod" ] && bins+=(kube-router)
 all_present=1
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || all_present=0; done
 if [ "$all_present" = 1 ] && [ "$(cat "$out/.stamp" 2>/dev/null)" = "$want" ]; then
@@ -65,6 +67,11 @@ build kubectl "$here" k8s.io/kubernetes/cmd/kubectl "$kube_ldflags"
 if [ -f "$here/kube-network-policies/go.mod" ]; then
   build kube-network-policies "$here/kube-network-policies" \
     sigs.k8s.io/kube-network-policies/cmd "-s -w"
+fi
+if [ -f "$here/kube-router/go.mod" ]; then
+  # Its Makefile's version stamp; without it kube-router logs "version , built on ,".
+  build kube-router "$here/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
+    "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$kube_router_version"
 fi
 echo "$want" > "$out/.stamp"
 echo "reference cluster: Kubernetes $kube_version, etcd $(grep 'go.etcd.io/etcd/server/v3 ' "$here/go.mod" | awk '{print $2}') in $out: ${bins[*]}"

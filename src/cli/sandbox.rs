@@ -24,10 +24,14 @@ pub struct SandboxBackendArgs {
     #[arg(long = "sandbox-bin-dir", value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
     /// Who enforces NetworkPolicy on the sandbox's node: `netassay` (its nftables compiler,
-    /// where the fault profiles live) or `kube-network-policies` (the upstream SIG-Network
-    /// reference enforcer, NFQUEUE-based; needs `--sandbox-control-plane kubernetes`, no
-    /// --sandbox-fault, and a kernel with the nftables `queue` expression).
-    #[arg(long = "sandbox-enforcer", value_name = "NAME", default_value_t = Enforcer::Netassay)]
+    /// where the fault profiles live), or a third-party enforcer built by
+    /// scripts/reference-cluster/build.sh that needs `--sandbox-control-plane kubernetes` and
+    /// takes no --sandbox-fault: `kube-router` (its network-policy controller, iptables + ipset:
+    /// what k3s embeds) or `kube-network-policies` (the SIG-Network reference enforcer; needs
+    /// the nftables `queue` expression, which this kernel lacks). Under a third-party enforcer
+    /// netassay installs no policy rule: the verdicts are about theirs. (`--sandbox-enforcer`
+    /// is the old name of this flag.)
+    #[arg(long = "sandbox-cni", visible_alias = "sandbox-enforcer", value_name = "NAME", default_value_t = Enforcer::Netassay)]
     pub enforcer: Enforcer,
     /// Who programs Service addresses on the node: `netassay` or `kube-proxy` (the real one,
     /// nftables mode, from the real EndpointSlices; needs `--sandbox-control-plane kubernetes`).

@@ -132,7 +132,7 @@ impl fmt::Display for Fault {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FaultParseError {
     #[error(
-        "unknown sandbox fault {0:?}: expected one of {names}, a control-plane fault ({control}), or with --sandbox-preset k8tre one of {presets}",
+        "unknown sandbox fault {0:?}: expected one of {names}, a control-plane fault ({control}), with --sandbox-preset k8tre one of {presets}, or with a third-party --sandbox-cni {ENFORCER_STOPPED}",
         names = Fault::ALL_NAMES.join(", "),
         control = ControlPlaneFault::ALL.map(|f| f.name()).join(", "),
         presets = PresetFault::ALL_NAMES.join(", ")
@@ -222,10 +222,18 @@ fn format_duration(d: Duration) -> String {
     }
 }
 
+/// The negative control of a third-party enforcer: `enforcer-stopped` stops it as soon as it
+/// has programmed its first ruleset, before any fixture or policy exists, so it never enforces
+/// a policy. A run under it must fail the default-deny scenarios, which proves the verdicts came
+/// from the enforcer, not from netassay.
+pub const ENFORCER_STOPPED: &str = "enforcer-stopped";
+
 /// The faults of one sandbox run; empty is the compliant profile.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FaultSet {
     faults: Vec<Fault>,
+    /// [`ENFORCER_STOPPED`]: only with a third-party enforcer.
+    enforcer_stopped: bool,
     /// Sorted, distinct; they need the preset they belong to (see `SandboxOptions::validate`).
     preset_faults: Vec<PresetFault>,
     /// A hostile control plane rather than a buggy CNI (`api-errors`, `exec-resets`, ...).
@@ -259,6 +267,10 @@ impl FaultSet {
     /// Adds one fault by its `--sandbox-fault` name: a CNI fault (`tcp-only`, `late=2s`) or a
     /// preset fault (`k8tre-allow-all`).
     pub fn insert_name(&mut self, name: &str) -> Result<(), FaultParseError> {
+        if name.trim() == ENFORCER_STOPPED {
+            self.enforcer_stopped = true;
+            return Ok(());
+        }
         if let Ok(f) = name.parse::<ControlPlaneFault>() {
             self.control_plane.insert(f);
             return Ok(());
@@ -303,9 +315,18 @@ impl FaultSet {
         })
     }
 
+    /// Whether the third-party enforcer is to be stopped once it has started
+    /// ([`ENFORCER_STOPPED`]).
+    pub fn enforcer_stopped(&self) -> bool {
+        self.enforcer_stopped
+    }
+
     /// No fault of any kind: the compliant profile.
     pub fn is_empty(&self) -> bool {
-        self.faults.is_empty() && self.preset_faults.is_empty() && self.control_plane.is_empty()
+        self.faults.is_empty()
+            && self.preset_faults.is_empty()
+            && self.control_plane.is_empty()
+            && !self.enforcer_stopped
     }
 
     /// The CNI faults (not the preset ones).
@@ -361,7 +382,8 @@ impl fmt::Display for FaultSet {
             .iter()
             .map(Fault::to_string)
             .chain(self.preset_faults.iter().map(PresetFault::to_string))
-            .chain(self.control_plane.iter().map(ControlPlaneFault::to_string));
+            .chain(self.control_plane.iter().map(ControlPlaneFault::to_string))
+            .chain(self.enforcer_stopped.then(|| ENFORCER_STOPPED.to_string()));
         for (i, name) in names.enumerate() {
             if i > 0 {
                 f.write_str(",")?;
@@ -443,6 +465,20 @@ fn uid(np: &NetworkPolicy) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // enforcer-stopped is the negative control of a third-party enforcer: its own kind of
+    // fault, named in the set, never one of netassay's CNI faults.
+    #[test]
+    fn enforcer_stopped_is_its_own_fault() {
+        let set: FaultSet = "enforcer-stopped".parse().unwrap();
+        assert!(set.enforcer_stopped());
+        assert_eq!(set.iter().count(), 0);
+        assert!(!set.is_empty());
+        assert_eq!(set.to_string(), "enforcer-stopped");
+        assert!(!FaultSet::new().enforcer_stopped());
+        let err = "enforcer-stop".parse::<FaultSet>().unwrap_err().to_string();
+        assert!(err.contains("enforcer-stopped"), "{err}");
+    }
     use crate::state::PodState;
     use k8s_openapi::api::networking::v1::NetworkPolicySpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};

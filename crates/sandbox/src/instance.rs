@@ -46,8 +46,10 @@ pub enum SandboxError {
         enforcer: Enforcer,
         proxy: ServiceProxy,
     },
-    #[error("--sandbox-fault {fault} models a bug of netassay's own enforcer: it cannot be combined with --sandbox-enforcer {enforcer}, which alone enforces")]
+    #[error("--sandbox-fault {fault} models a bug of netassay's own enforcer: it cannot be combined with --sandbox-cni {enforcer}, which alone enforces (its negative control is --sandbox-fault enforcer-stopped)")]
     FaultWithThirdPartyEnforcer { fault: String, enforcer: Enforcer },
+    #[error("--sandbox-fault enforcer-stopped stops a third-party enforcer (--sandbox-cni kube-router); netassay's own enforcer has the fault profile `none` for that")]
+    EnforcerStoppedWithoutThirdParty,
     #[error("--sandbox-fault {fault} is a fault of the emulator's API: it cannot be combined with --sandbox-control-plane kubernetes (the real API server answers as it does; of the control-plane faults, the reference cluster's node carries exec-resets and pod-restarts)")]
     ControlPlaneFaultOnReference { fault: String },
 }
@@ -112,6 +114,9 @@ impl SandboxOptions {
                     fault: fault.name().to_string(),
                 });
             }
+        }
+        if self.enforcer == Enforcer::Netassay && self.faults.enforcer_stopped() {
+            return Err(SandboxError::EnforcerStoppedWithoutThirdParty);
         }
         if self.enforcer != Enforcer::Netassay {
             if let Some(fault) = self.faults.iter().next() {
@@ -178,10 +183,17 @@ impl Sandbox {
         executable: PathBuf,
     ) -> Result<Sandbox, SandboxError> {
         options.validate()?;
-        // `ip` and `nft`: installed on a fresh Debian host (after saying so), else named.
+        // `ip` and `nft`, and what the chosen node components run (kube-router: iptables and
+        // ipset): installed on a fresh Debian host (after saying so), else named.
         let installer = super::prerequisites::Installer::host();
+        let needed: Vec<(&str, &str)> = super::prerequisites::NEEDED
+            .into_iter()
+            .chain(components::host_commands(options.enforcer))
+            .collect();
         tokio::task::spawn_blocking(move || {
-            super::prerequisites::ensure(&installer, &|m| eprintln!("netassay sandbox: {m}"))
+            super::prerequisites::ensure_commands(&installer, &needed, &|m| {
+                eprintln!("netassay sandbox: {m}")
+            })
         })
         .await
         .map_err(std::io::Error::other)??;
@@ -326,6 +338,9 @@ impl Sandbox {
                 options.proxy,
             )
             .await?;
+            if options.faults.enforcer_stopped() {
+                components::stop_enforcer(&mut cluster, options.enforcer)?;
+            }
             Ok::<_, SandboxError>((client, node, relay))
         }
         .await;
@@ -658,6 +673,49 @@ mod tests {
                 ServiceProxy::Netassay,
                 "k8tre-allow-all",
                 None,
+            ),
+            (
+                ControlPlane::Emulator,
+                Enforcer::KubeRouter,
+                ServiceProxy::Netassay,
+                "",
+                Some("need --sandbox-control-plane kubernetes"),
+            ),
+            (
+                ControlPlane::Kubernetes,
+                Enforcer::KubeRouter,
+                ServiceProxy::KubeProxy,
+                "",
+                None,
+            ),
+            (
+                ControlPlane::Kubernetes,
+                Enforcer::KubeRouter,
+                ServiceProxy::Netassay,
+                "ignore-named-ports",
+                Some("its negative control is --sandbox-fault enforcer-stopped"),
+            ),
+            // The negative control: only with a third-party enforcer.
+            (
+                ControlPlane::Kubernetes,
+                Enforcer::KubeRouter,
+                ServiceProxy::Netassay,
+                "enforcer-stopped",
+                None,
+            ),
+            (
+                ControlPlane::Kubernetes,
+                Enforcer::Netassay,
+                ServiceProxy::Netassay,
+                "enforcer-stopped",
+                Some("stops a third-party enforcer"),
+            ),
+            (
+                ControlPlane::Emulator,
+                Enforcer::Netassay,
+                ServiceProxy::Netassay,
+                "enforcer-stopped",
+                Some("stops a third-party enforcer"),
             ),
         ];
         for (control_plane, enforcer, proxy, faults, want) in table {

@@ -85,7 +85,15 @@ impl Installer {
 
 /// The missing commands' (command, package) pairs.
 pub fn missing(dirs: &[PathBuf]) -> Vec<(&'static str, &'static str)> {
-    NEEDED
+    missing_of(&NEEDED, dirs)
+}
+
+/// Those of `needed` (command, package) whose command is not in `dirs`.
+pub fn missing_of(
+    needed: &[(&'static str, &'static str)],
+    dirs: &[PathBuf],
+) -> Vec<(&'static str, &'static str)> {
+    needed
         .iter()
         .copied()
         .filter(|(c, _)| !found(c, dirs))
@@ -95,12 +103,22 @@ pub fn missing(dirs: &[PathBuf]) -> Vec<(&'static str, &'static str)> {
 /// Makes sure `ip` and `nft` exist, installing them when allowed. Returns the packages it
 /// installed (empty when nothing was missing). `say` receives what it is about to do.
 pub fn ensure(installer: &Installer, say: &dyn Fn(&str)) -> Result<Vec<String>, PrerequisiteError> {
-    let missing = missing(&installer.dirs);
+    ensure_commands(installer, &NEEDED, say)
+}
+
+/// [`ensure`] for any (command, package) pairs: those the chosen node components need too.
+pub fn ensure_commands(
+    installer: &Installer,
+    needed: &[(&'static str, &'static str)],
+    say: &dyn Fn(&str),
+) -> Result<Vec<String>, PrerequisiteError> {
+    let missing = missing_of(needed, &installer.dirs);
     if missing.is_empty() {
         return Ok(Vec::new());
     }
     let commands: Vec<String> = missing.iter().map(|(c, _)| format!("`{c}`")).collect();
-    let packages: Vec<String> = missing.iter().map(|(_, p)| p.to_string()).collect();
+    let mut packages: Vec<String> = missing.iter().map(|(_, p)| p.to_string()).collect();
+    packages.dedup();
     let (Some(apt_get), true) = (&installer.apt_get, installer.allowed) else {
         return Err(PrerequisiteError::Missing {
             commands: commands.join(" and "),
@@ -148,7 +166,7 @@ pub fn ensure(installer: &Installer, say: &dyn Fn(&str)) -> Result<Vec<String>, 
             return Err(failed(format!("apt-get {} exited with {status}", args[0])));
         }
     }
-    let still: Vec<&str> = self::missing(&installer.dirs)
+    let still: Vec<&str> = missing_of(needed, &installer.dirs)
         .iter()
         .map(|(c, _)| *c)
         .collect();

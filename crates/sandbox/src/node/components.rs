@@ -16,6 +16,10 @@ pub enum Enforcer {
     /// sigs.k8s.io/kube-network-policies (NFQUEUE: the first packet of each connection is
     /// judged in userspace); netassay's dataplane then installs no policy rules.
     KubeNetworkPolicies,
+    /// kube-router's network-policy controller alone (`--run-firewall`, no router, no service
+    /// proxy): iptables (the nft backend, as k3s picks on Debian) and ipset. k3s embeds this same
+    /// controller as its default enforcer. netassay's dataplane then installs no policy rules.
+    KubeRouter,
 }
 
 /// Who programs Service addresses on the sandbox's node.
@@ -33,6 +37,7 @@ impl std::fmt::Display for Enforcer {
         f.write_str(match self {
             Enforcer::Netassay => "netassay",
             Enforcer::KubeNetworkPolicies => "kube-network-policies",
+            Enforcer::KubeRouter => "kube-router",
         })
     }
 }
@@ -49,15 +54,17 @@ impl std::fmt::Display for ServiceProxy {
 /// How long a component may take to program its first ruleset.
 const READY_TIMEOUT: Duration = Duration::from_secs(45);
 
-/// One component: its binary, its identity, and the nftables table whose appearance in the
-/// node's namespace says it is working.
+/// One component: its binary, its identity, and the nftables table (or chain) whose rules in
+/// the node's namespace say it is working.
 struct Component {
     binary: &'static str,
     service_account: &'static str,
     /// The ClusterRole (from the component's upstream manifest), or the bootstrap role to bind.
     rbac: Rbac,
-    /// `family name` of the table it creates.
+    /// `family table` it creates, and the chain in it that must hold rules (`None`: any chain;
+    /// iptables' nft backend shares its `filter` table with every other iptables user).
     table: (&'static str, &'static str),
+    chain: Option<&'static str>,
 }
 
 enum Rbac {
@@ -74,6 +81,7 @@ fn kube_proxy() -> Component {
         // What kubeadm binds kube-proxy's ServiceAccount to.
         rbac: Rbac::Bootstrap("system:node-proxier"),
         table: ("ip", "kube-proxy"),
+        chain: None,
     }
 }
 
@@ -87,6 +95,37 @@ fn kube_network_policies() -> Component {
             {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["list", "watch"]},
         ])),
         table: ("inet", "kube-network-policies"),
+        chain: None,
+    }
+}
+
+fn kube_router() -> Component {
+    Component {
+        binary: "kube-router",
+        service_account: "kube-router",
+        // daemonset/generic-kuberouter.yaml of v2.1.0, the rules the network-policy controller
+        // uses: its informers list and watch all seven kinds (it waits for every cache to sync),
+        // and it gets its own Node. The leases and services/status rules are the router's and
+        // the service proxy's, which do not run here.
+        rbac: Rbac::Rules(json!([
+            {"apiGroups": [""], "resources": ["namespaces", "pods", "services", "nodes", "endpoints"],
+             "verbs": ["list", "get", "watch"]},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"],
+             "verbs": ["list", "get", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+             "verbs": ["get", "list", "watch"]},
+        ])),
+        // iptables-nft's filter table; kube-router's chains jump from FORWARD, INPUT and OUTPUT.
+        table: ("ip", "filter"),
+        chain: Some("KUBE-ROUTER-FORWARD"),
+    }
+}
+
+/// What the chosen enforcer runs on the host besides `ip` and `nft`: (command, Debian package).
+pub fn host_commands(enforcer: Enforcer) -> Vec<(&'static str, &'static str)> {
+    match enforcer {
+        Enforcer::KubeRouter => vec![("xtables-nft-multi", "iptables"), ("ipset", "ipset")],
+        Enforcer::Netassay | Enforcer::KubeNetworkPolicies => Vec::new(),
     }
 }
 
@@ -96,8 +135,10 @@ pub fn binaries(enforcer: Enforcer, proxy: ServiceProxy) -> Vec<&'static str> {
     if proxy == ServiceProxy::KubeProxy {
         out.push("kube-proxy");
     }
-    if enforcer == Enforcer::KubeNetworkPolicies {
-        out.push("kube-network-policies");
+    match enforcer {
+        Enforcer::Netassay => {}
+        Enforcer::KubeNetworkPolicies => out.push("kube-network-policies"),
+        Enforcer::KubeRouter => out.push("kube-router"),
     }
     out
 }
@@ -169,7 +210,7 @@ pub async fn start(
             "--healthz-bind-address=127.0.0.1:10256".into(),
             "--v=2".into(),
         ];
-        cluster.spawn_in_netns(node_netns, c.binary, &argv, None)?;
+        cluster.spawn_in_netns(node_netns, c.binary, &argv, None, &[])?;
         wait_for_table(cluster, node_netns, &c).await?;
     }
     if enforcer == Enforcer::KubeNetworkPolicies {
@@ -192,10 +233,118 @@ pub async fn start(
         ];
         // It only knows in-cluster configuration: the ServiceAccount files at their fixed
         // path, in a mount namespace of its own (nothing on the host changes).
-        cluster.spawn_in_netns(node_netns, c.binary, &argv, Some(&dir))?;
+        cluster.spawn_in_netns(node_netns, c.binary, &argv, Some(&dir), &[])?;
         wait_for_table(cluster, node_netns, &c).await?;
     }
+    if enforcer == Enforcer::KubeRouter {
+        let c = kube_router();
+        let dir = identity(client, cluster, &c).await?;
+        let (cidr, bits) = crate::addresses::SERVICE_CIDR;
+        let argv = vec![
+            "--run-firewall=true".to_string(),
+            "--run-router=false".into(),
+            "--run-service-proxy=false".into(),
+            format!("--kubeconfig={}", dir.join("kubeconfig").display()),
+            format!("--hostname-override={node_name}"),
+            format!("--service-cluster-ip-range={cidr}/{bits}"),
+            // No health listener: nothing probes it, and it would hold a port in the node.
+            "--health-port=0".into(),
+            "--v=2".into(),
+        ];
+        let env = [
+            // Its Node lookup tries NODE_NAME before the machine's host name.
+            ("NODE_NAME".to_string(), node_name.to_string()),
+            // iptables, iptables-save and iptables-restore of the nft backend, first on PATH:
+            // what k3s picks on a Debian host with no legacy rules.
+            ("PATH".to_string(), nft_iptables_path(&dir)?),
+            // A lock of the instance's own, never the host's /run/xtables.lock.
+            (
+                "XTABLES_LOCKFILE".to_string(),
+                dir.join("xtables.lock").display().to_string(),
+            ),
+        ];
+        cluster.spawn_in_netns(node_netns, c.binary, &argv, None, &env)?;
+        wait_for_table(cluster, node_netns, &c).await?;
+        install_record(
+            client,
+            &c,
+            "docker.io/cloudnativelabs/kube-router:v2.1.0",
+            "iptables-nft + ipset, network-policy controller only",
+        )
+        .await?;
+    }
     Ok(())
+}
+
+/// The DaemonSet a real install of the component has in kube-system, so that a run's
+/// environment facts find the CNI the way they find it on any cluster (by DaemonSet name and
+/// image). The reference cluster runs no DaemonSet controller, so it never makes a pod: the
+/// component runs as a process on the node, which the annotations say.
+async fn install_record(
+    client: &kube::Client,
+    c: &Component,
+    image: &str,
+    mode: &str,
+) -> Result<(), ReferenceError> {
+    let labels = json!({"k8s-app": c.binary});
+    reference::create_object(
+        client,
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+               "metadata": {"name": c.binary, "namespace": "kube-system",
+                            "annotations": {
+                                "netassay.io/sandbox": "runs as a process in the node's network namespace, not as this DaemonSet's pods",
+                                "netassay.io/dataplane-mode": mode}},
+               "spec": {"selector": {"matchLabels": labels},
+                        "template": {"metadata": {"labels": labels},
+                                     "spec": {"serviceAccountName": c.service_account,
+                                              "containers": [{"name": c.binary, "image": image}]}}}}),
+    )
+    .await
+}
+
+/// The negative control (`--sandbox-fault enforcer-stopped`): stops the third-party enforcer
+/// once it has programmed its first ruleset, before any fixture or policy exists. kube-router
+/// leaves its rules behind when it stops, so the node keeps that first, policy-free state.
+pub fn stop_enforcer(
+    cluster: &mut ReferenceCluster,
+    enforcer: Enforcer,
+) -> Result<(), ReferenceError> {
+    let binary = match enforcer {
+        Enforcer::Netassay => return Ok(()),
+        Enforcer::KubeNetworkPolicies => kube_network_policies().binary,
+        Enforcer::KubeRouter => kube_router().binary,
+    };
+    cluster.stop_component(binary)
+}
+
+/// A folder in `dir` whose `iptables*` are the nft backend's, put first on PATH: kube-router
+/// runs whatever `iptables` it finds, and the host's may be the legacy one.
+fn nft_iptables_path(dir: &std::path::Path) -> Result<String, ReferenceError> {
+    let multi = ["/usr/sbin/xtables-nft-multi", "/sbin/xtables-nft-multi"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            ReferenceError::Unsupported(
+                "kube-router needs iptables' nft backend (xtables-nft-multi, Debian package iptables)".into(),
+            )
+        })?;
+    let bin = dir.join("iptables-nft");
+    std::fs::create_dir_all(&bin)?;
+    for name in [
+        "iptables",
+        "iptables-save",
+        "iptables-restore",
+        "ip6tables",
+        "ip6tables-save",
+        "ip6tables-restore",
+    ] {
+        let link = bin.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&multi, &link)?;
+    }
+    let rest = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    Ok(format!("{}:{rest}", bin.display()))
 }
 
 /// Whether the kernel takes an nftables `queue` rule: tried in a scratch table of the node's
@@ -255,14 +404,15 @@ async fn wait_for_table(
             .status()
             .await
             .is_ok_and(|s| s.success());
-        if listed && table_has_rules(netns, family, table).await {
+        if listed && table_has_rules(netns, family, table, c.chain).await {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(cluster.component_error(
                 c.binary,
                 format!(
-                    "did not program its nftables table `{family} {table}` in the node's namespace within {READY_TIMEOUT:?}"
+                    "did not program its nftables table `{family} {table}`{} in the node's namespace within {READY_TIMEOUT:?}",
+                    c.chain.map(|ch| format!(" (chain {ch})")).unwrap_or_default()
                 ),
             ));
         }
@@ -270,13 +420,16 @@ async fn wait_for_table(
     }
 }
 
-/// Whether the table holds at least one rule (a component that failed half-way may leave an
-/// empty table).
-async fn table_has_rules(netns: &str, family: &str, table: &str) -> bool {
+/// Whether the table (or its `chain`) holds at least one rule (a component that failed half-way
+/// may leave an empty table).
+async fn table_has_rules(netns: &str, family: &str, table: &str, chain: Option<&str>) -> bool {
+    let mut args = vec!["netns", "exec", netns, "nft", "-j", "list"];
+    match chain {
+        Some(chain) => args.extend(["chain", family, table, chain]),
+        None => args.extend(["table", family, table]),
+    }
     let out = tokio::process::Command::new("ip")
-        .args([
-            "netns", "exec", netns, "nft", "-j", "list", "table", family, table,
-        ])
+        .args(&args)
         .output()
         .await;
     match out {
@@ -288,6 +441,50 @@ async fn table_has_rules(netns: &str, family: &str, table: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // kube-router needs iptables' nft backend and ipset on the host, and its own binary; the
+    // others need nothing beyond ip and nft.
+    #[test]
+    fn kube_router_needs_its_binary_iptables_and_ipset() {
+        assert_eq!(
+            binaries(Enforcer::KubeRouter, ServiceProxy::Netassay),
+            ["kube-router"]
+        );
+        let packages: Vec<&str> = host_commands(Enforcer::KubeRouter)
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(packages, ["iptables", "ipset"]);
+        assert!(host_commands(Enforcer::Netassay).is_empty());
+        assert!(host_commands(Enforcer::KubeNetworkPolicies).is_empty());
+    }
+
+    // The PATH given to kube-router starts with a folder whose iptables tools are the nft
+    // backend's, whatever the host's alternatives say.
+    #[test]
+    fn kube_router_finds_the_nft_backend_first_on_its_path() {
+        if !std::path::Path::new("/usr/sbin/xtables-nft-multi").is_file()
+            && !std::path::Path::new("/sbin/xtables-nft-multi").is_file()
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI installs iptables (xtables-nft-multi)"
+            );
+            eprintln!("skipped: no xtables-nft-multi on this host");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = nft_iptables_path(dir.path()).unwrap();
+        let first = path.split(':').next().unwrap();
+        for tool in ["iptables", "iptables-save", "iptables-restore"] {
+            let target = std::fs::read_link(std::path::Path::new(first).join(tool)).unwrap();
+            assert!(
+                target.ends_with("xtables-nft-multi"),
+                "{tool} -> {}",
+                target.display()
+            );
+        }
+    }
 
     #[test]
     fn binaries_follow_the_choice() {

@@ -381,17 +381,22 @@ impl ReferenceCluster {
     }
 
     /// Starts a node component from the bin folder inside network namespace `netns`
-    /// (`ip netns exec`), logging to `<component>.log`. With `in_cluster`, it gets in-cluster
-    /// credentials from that folder (see [`in_cluster_script`]).
+    /// (`ip netns exec`), logging to `<component>.log`, with `env` set. With `in_cluster`, it gets
+    /// in-cluster credentials from that folder (see [`in_cluster_script`]).
     pub fn spawn_in_netns(
         &mut self,
         netns: &str,
         component: &str,
         args: &[String],
         in_cluster: Option<&Path>,
+        env: &[(String, String)],
     ) -> Result<(), ReferenceError> {
         let program = self.bin.join(component);
         let mut argv: Vec<String> = vec!["netns".into(), "exec".into(), netns.into()];
+        if !env.is_empty() {
+            argv.push("env".into());
+            argv.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+        }
         match in_cluster {
             None => {
                 argv.push(program.display().to_string());
@@ -445,6 +450,17 @@ impl ReferenceCluster {
             &kubeconfig(&server, &ca, component, &format!("    token: {token}\n")),
         )?;
         Ok(dir)
+    }
+
+    /// Stops one component on purpose (SIGTERM, then SIGKILL after 5 s); it is not reported as
+    /// exited afterwards.
+    pub fn stop_component(&mut self, component: &str) -> Result<(), ReferenceError> {
+        match self.supervisor.stop_one(component)? {
+            true => Ok(()),
+            false => Err(ReferenceError::Api(format!(
+                "no component {component} to stop"
+            ))),
+        }
     }
 
     /// The first component that exited, with how.
@@ -604,6 +620,7 @@ pub async fn create_object(
         "Ingress" => "ingresses",
         "HTTPRoute" => "httproutes",
         "Gateway" => "gateways",
+        "DaemonSet" => "daemonsets",
         other => {
             return Err(ReferenceError::Api(format!(
                 "no plural known for kind {other}"
@@ -780,6 +797,8 @@ struct Supervisor {
 
 enum Request {
     Spawn(String, Box<Command>, mpsc::Sender<std::io::Result<()>>),
+    /// Stops one component on purpose: it is not reported as exited.
+    StopOne(String, mpsc::Sender<bool>),
     Stop(mpsc::Sender<()>),
 }
 
@@ -809,6 +828,16 @@ impl Supervisor {
 
     fn exited(&self) -> Option<(String, String)> {
         self.exited.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Stops one component by name; false when none runs under it.
+    fn stop_one(&self, component: &str) -> std::io::Result<bool> {
+        let (tx, rx) = mpsc::channel();
+        self.requests
+            .send(Request::StopOne(component.to_string(), tx))
+            .map_err(|_| std::io::Error::other("the supervisor thread is gone"))?;
+        rx.recv()
+            .map_err(|_| std::io::Error::other("the supervisor thread is gone"))
     }
 
     fn stop(mut self) {
@@ -864,6 +893,15 @@ fn supervise(
                         )));
                     }
                 }
+            }
+            Ok(Request::StopOne(name, reply)) => {
+                let (mine, others): (Vec<_>, Vec<_>) =
+                    children.drain(..).partition(|(n, _)| *n == name);
+                children = others;
+                let found = !mine.is_empty();
+                terminate(&mut mine.into_iter().collect());
+                record(&children);
+                let _ = reply.send(found);
             }
             Ok(Request::Stop(reply)) => {
                 terminate(&mut children);
