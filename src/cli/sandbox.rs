@@ -3,6 +3,7 @@
 use super::exit;
 use super::runtime::runtime;
 use clap::Subcommand;
+use netassay_sandbox::fault::ENFORCER_STOPPED;
 use netassay_sandbox::node::components::{Enforcer, ServiceProxy};
 use netassay_sandbox::{
     ControlPlane, ControlPlaneFault, Fault, FaultSet, Preset, PresetFault, Sandbox, SandboxOptions,
@@ -71,7 +72,14 @@ fn fault_lines() -> Vec<String> {
     let control = ControlPlaneFault::ALL
         .iter()
         .map(|f| format!("{}\tcontrol-plane\t{}", f.name(), f.describe()));
-    cni.chain(preset).chain(control).collect()
+    // Not a mutation of netassay's enforcer: the negative control of a third-party one.
+    let third_party = std::iter::once(format!(
+        "{ENFORCER_STOPPED}\tthird-party\tthe third-party enforcer (--sandbox-cni) is stopped once it has programmed its first ruleset, before any policy exists: the default-deny scenarios must fail"
+    ));
+    cni.chain(preset)
+        .chain(control)
+        .chain(third_party)
+        .collect()
 }
 
 /// The fault profiles named on the command line (`--sandbox-fault`).
@@ -181,7 +189,7 @@ mod tests {
         let lines = fault_lines();
         assert_eq!(
             lines.len(),
-            Fault::ALL.len() + PresetFault::ALL.len() + ControlPlaneFault::ALL.len()
+            Fault::ALL.len() + PresetFault::ALL.len() + ControlPlaneFault::ALL.len() + 1
         );
         let mut names = std::collections::BTreeSet::new();
         for line in &lines {
@@ -194,6 +202,7 @@ mod tests {
                 "cni" => set.iter().count() == 1,
                 "preset:k8tre" => set.preset_faults().len() == 1,
                 "control-plane" => !set.control_plane().is_empty(),
+                "third-party" => set.enforcer_stopped(),
                 other => panic!("unknown kind {other:?}"),
             };
             assert!(kind, "{line:?} is not what its kind says");
