@@ -44,6 +44,14 @@ fn found(command: &str, dirs: &[PathBuf]) -> bool {
     dirs.iter().any(|d| d.join(command).is_file())
 }
 
+/// Where `command` is, looked for as [`ensure`] looks for it (PATH plus the sbin folders).
+pub fn locate(command: &str) -> Option<PathBuf> {
+    search_path()
+        .into_iter()
+        .map(|d| d.join(command))
+        .find(|p| p.is_file())
+}
+
 /// How [`ensure`] may act.
 #[derive(Debug, Clone)]
 pub struct Installer {

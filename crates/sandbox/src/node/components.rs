@@ -320,15 +320,13 @@ pub fn stop_enforcer(
 /// A folder in `dir` whose `iptables*` are the nft backend's, put first on PATH: kube-router
 /// runs whatever `iptables` it finds, and the host's may be the legacy one.
 fn nft_iptables_path(dir: &std::path::Path) -> Result<String, ReferenceError> {
-    let multi = ["/usr/sbin/xtables-nft-multi", "/sbin/xtables-nft-multi"]
-        .into_iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            ReferenceError::Unsupported(
-                "kube-router needs iptables' nft backend (xtables-nft-multi, Debian package iptables)".into(),
-            )
-        })?;
+    // The command `host_commands` had installed, found where the installer found it.
+    let multi = crate::prerequisites::locate("xtables-nft-multi").ok_or_else(|| {
+        ReferenceError::Unsupported(
+            "kube-router needs iptables' nft backend (xtables-nft-multi, Debian package iptables)"
+                .into(),
+        )
+    })?;
     let bin = dir.join("iptables-nft");
     std::fs::create_dir_all(&bin)?;
     for name in [
@@ -463,9 +461,7 @@ mod tests {
     // backend's, whatever the host's alternatives say.
     #[test]
     fn kube_router_finds_the_nft_backend_first_on_its_path() {
-        if !std::path::Path::new("/usr/sbin/xtables-nft-multi").is_file()
-            && !std::path::Path::new("/sbin/xtables-nft-multi").is_file()
-        {
+        if crate::prerequisites::locate("xtables-nft-multi").is_none() {
             assert!(
                 std::env::var_os("CI").is_none(),
                 "CI installs iptables (xtables-nft-multi)"

@@ -895,11 +895,11 @@ fn supervise(
                 }
             }
             Ok(Request::StopOne(name, reply)) => {
-                let (mine, others): (Vec<_>, Vec<_>) =
+                let (mut mine, others): (Vec<_>, Vec<_>) =
                     children.drain(..).partition(|(n, _)| *n == name);
                 children = others;
                 let found = !mine.is_empty();
-                terminate(&mut mine.into_iter().collect());
+                terminate(&mut mine);
                 record(&children);
                 let _ = reply.send(found);
             }
