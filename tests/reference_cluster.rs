@@ -88,8 +88,10 @@ fn policy(namespace: &str, name: &str, spec: Value) -> NetworkPolicy {
 
 async fn wait_running(pods: &Api<Pod>, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
     loop {
         if let Ok(p) = pods.get(name).await {
+            last = p.status.clone();
             let ready = p
                 .status
                 .as_ref()
@@ -99,7 +101,10 @@ async fn wait_running(pods: &Api<Pod>, name: &str) {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "pod {name} never became ready");
+        assert!(
+            Instant::now() < deadline,
+            "pod {name} never became ready: {last:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -882,4 +887,155 @@ fn kube_network_policies_runs_or_says_why_not() {
             "kube-network-policies should have run and been judged: {stderr}"
         );
     }
+}
+
+/// What `argv` prints inside the sandbox node's network namespace.
+fn in_node(sandbox: &Sandbox, argv: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &sandbox.dataplane().node_netns()])
+        .args(argv)
+        .output()
+        .expect("ip netns exec runs");
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `--sandbox-cni kube-router`: pods get their network from the bridge plugin (their IP from
+/// host-local, written into the pod status), kube-router alone programs the node (its chains
+/// and ipsets, no rule of netassay's compiler), DEL releases a deleted pod's address, and
+/// stopping the sandbox leaves none of it behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn kube_router_enforces_on_pods_that_got_their_network_through_cni() {
+    if !usable() {
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let options = SandboxOptions {
+        control_plane: ControlPlane::Kubernetes,
+        cni: netassay_sandbox::node::components::Cni::KubeRouter,
+        ..SandboxOptions::default()
+    };
+    let sandbox = Sandbox::start_with_executable(options, NETASSAY.into())
+        .await
+        .expect("the kube-router sandbox starts");
+    let prefix = sandbox.instance().to_string();
+    // The cluster's admin: the test plays the user, not netassay's run identity.
+    let client = client(sandbox.admin_kubeconfig()).await;
+    let ns = "cni-x";
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .expect("namespace");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut ips = Vec::new();
+    for name in ["a", "b"] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"pod": name}},
+            "spec": {"containers": [{
+                "name": "agent",
+                "image": "netassay:sandbox",
+                "command": ["netassay", "agent", "serve", "--identity", format!("{ns}/{name}"),
+                            "--listen", "tcp:80"],
+                "ports": [{"containerPort": 80}],
+            }]},
+        }))
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match pods.create(&PostParams::default(), &pod).await {
+                Err(kube::Error::Api(s))
+                    if netassay::cluster::is_service_account_race(&s)
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                r => {
+                    r.expect("pod created");
+                    break;
+                }
+            }
+        }
+        wait_running(&pods, name).await;
+        let ip = pods
+            .get(name)
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .pod_ip
+            .unwrap();
+        ips.push(ip);
+    }
+    // host-local's allocations, one file per address, name the attachment (the container id).
+    let ipam = PathBuf::from(format!("/run/netassay/{prefix}/cni/ipam/netassay-bridge"));
+    for ip in &ips {
+        assert!(ip.starts_with("10.244."), "{ip}");
+        let owner = std::fs::read_to_string(ipam.join(ip))
+            .unwrap_or_else(|e| panic!("host-local allocated {ip}: {e}"));
+        assert!(owner.starts_with(&format!("{prefix}-p")), "{ip}: {owner}");
+    }
+    // kube-router programs the node once a policy selects a pod: its chains and ipsets, and no
+    // table of netassay's compiler.
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    policies
+        .create(
+            &PostParams::default(),
+            &policy(
+                ns,
+                "b-from-a",
+                json!({"podSelector": {"matchLabels": {"pod": "b"}},
+                       "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "a"}}}]}]}),
+            ),
+        )
+        .await
+        .expect("policy");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sets = in_node(&sandbox, &["ipset", "list", "-n"]);
+        let rules = in_node(&sandbox, &["iptables-nft-save", "-t", "filter"]);
+        let src_set_has_a = sets
+            .lines()
+            .filter(|s| s.starts_with("KUBE-SRC-"))
+            .any(|s| in_node(&sandbox, &["ipset", "list", s]).contains(&ips[0]));
+        if rules.contains(":KUBE-NWPLCY-") && rules.contains(":KUBE-POD-FW-") && src_set_has_a {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kube-router never programmed the policy:\n{sets}\n{rules}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // netassay's table keeps only Service NAT: no filter chain of its policies.
+    let ours = in_node(
+        &sandbox,
+        &["nft", "list", "table", "inet", &format!("{prefix}_policy")],
+    );
+    assert!(
+        !ours.contains("chain forward") && !ours.contains(" drop"),
+        "netassay's compiler installs no policy rule under a third-party enforcer: {ours}"
+    );
+    // DEL runs when the pod is deleted: its address goes back to host-local.
+    pods.delete("b", &DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ipam.join(&ips[1]).exists() {
+        assert!(Instant::now() < deadline, "{} was never released", ips[1]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ipam.join(&ips[0]).exists(), "a's address stays");
+    sandbox.stop().await;
+    assert!(!Path::new(&format!("/run/netassay/{prefix}")).exists());
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let netns = String::from_utf8_lossy(&netns.stdout);
+    assert!(!netns.contains(&prefix), "{netns}");
 }

@@ -9,6 +9,7 @@ use netassay_core::model::{Labels, Protocol, ServedPort, NAMESPACE_NAME_LABEL};
 use netassay_sandbox::addresses::{
     EXTERNAL_ADDRESS, METADATA_ADDRESS, MIRROR_ADDRESS, NODE_ADDRESS, OUTSIDE_ADDRESS,
 };
+use netassay_sandbox::cni::networks::PodNetwork;
 use netassay_sandbox::dataplane::netns::{NetnsConfig, NetnsDataplane, ETC_NETNS, STATE_DIR};
 use netassay_sandbox::dataplane::{Dataplane, DataplaneError, PodSpec};
 use netassay_sandbox::fault::{Fault, FaultSet};
@@ -73,6 +74,7 @@ fn agent_pod(namespace: &str, name: &str, identity: &str) -> PodSpec {
     PodSpec {
         namespace: namespace.into(),
         name: name.into(),
+        uid: format!("uid-{namespace}-{name}"),
         labels: Labels::from([("pod".to_string(), name.to_string())]),
         command: strings(&[
             "netassay",
@@ -718,6 +720,159 @@ async fn shutdown_leaves_no_namespace_link_table_process_or_file() {
     );
     dp.shutdown();
     assert!(dp.create_pod(&agent_pod("x", "b", "x/b")).is_err());
+}
+
+// ---- pods through CNI (the bridge baseline) ---------------------------------------------------
+
+fn start_bridge() -> NetnsDataplane {
+    let mut config = config(FaultSet::new());
+    config.pod_network = PodNetwork::Bridge;
+    config.enforce_policies = false;
+    NetnsDataplane::new(config).expect("the dataplane starts on the bridge plugin")
+}
+
+/// The addresses host-local has handed out in an instance (one file per address).
+fn host_local_addresses(prefix: &str) -> Vec<String> {
+    let dir = format!("{STATE_DIR}/{prefix}/cni/ipam/netassay-bridge");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.parse::<IpAddr>().is_ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bridge_pods_get_host_local_addresses_reach_each_other_and_del_releases_them() {
+    if !privileged() || netassay_sandbox::cni::networks::locate_plugin("bridge").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs the CNI plugins"
+        );
+        return;
+    }
+    let dp = &start_bridge();
+    let prefix = dp.prefix().to_string();
+    let (_, a_ip) = ready_pod(dp, "x", "a");
+    let (_, b_ip) = ready_pod(dp, "x", "b");
+    // host-local hands out the range in order after the bridge's gateway (.1).
+    assert_eq!(a_ip, "10.244.0.2".parse::<IpAddr>().unwrap());
+    assert_eq!(b_ip, "10.244.0.3".parse::<IpAddr>().unwrap());
+    assert_eq!(host_local_addresses(&prefix), ["10.244.0.2", "10.244.0.3"]);
+    // The conflist and the plugin links are the instance's own.
+    let conflist = format!("{STATE_DIR}/{prefix}/cni/net.d/10-bridge.conflist");
+    let text = std::fs::read_to_string(&conflist).expect("the conflist is written");
+    assert!(
+        text.contains(&format!("\"bridge\": \"{prefix}br\"")),
+        "{text}"
+    );
+    // In the node, the bridge is the pods' gateway; each pod is one bridge port.
+    let node = dp.node_netns();
+    let bridge = run(&[
+        "ip",
+        "-n",
+        &node,
+        "-o",
+        "addr",
+        "show",
+        "dev",
+        &format!("{prefix}br"),
+    ]);
+    assert!(bridge.contains("10.244.0.1/16"), "{bridge}");
+    let ports = run(&[
+        "ip",
+        "-n",
+        &node,
+        "-o",
+        "link",
+        "show",
+        "master",
+        &format!("{prefix}br"),
+    ]);
+    assert_eq!(ports.lines().count(), 2, "{ports}");
+    let target = &format!("{b_ip}:80");
+    let got = eventually(connected("x/b"), move || {
+        probe(dp, Vantage::Pod("x", "a"), target, "x/b")
+    })
+    .await;
+    assert_eq!(got, connected("x/b"));
+    // The outside vantage routes the pod range via the node, which routes it to the bridge.
+    let got = eventually(connected("x/b"), move || {
+        probe(dp, Vantage::Outside, target, "x/b")
+    })
+    .await;
+    assert_eq!(got, connected("x/b"));
+
+    // DEL releases the address and removes the pod's bridge port.
+    dp.delete_pod("x", "b").expect("delete");
+    assert_eq!(host_local_addresses(&prefix), ["10.244.0.2"]);
+    let ports = run(&[
+        "ip",
+        "-n",
+        &node,
+        "-o",
+        "link",
+        "show",
+        "master",
+        &format!("{prefix}br"),
+    ]);
+    assert_eq!(ports.lines().count(), 1, "{ports}");
+
+    // A restart keeps the pod's namespace and address (CHECK passes first).
+    dp.restart_pod("x", "a").expect("restart");
+    let deadline = Instant::now() + CONVERGE;
+    while !dp.pod_ready("x", "a") {
+        assert!(
+            Instant::now() < deadline,
+            "x/a never got ready after its restart"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(host_local_addresses(&prefix), ["10.244.0.2"]);
+
+    dp.shutdown();
+    assert_eq!(leftovers(&prefix), Vec::<String>::new());
+    assert!(!std::path::Path::new(&format!("{STATE_DIR}/{prefix}")).exists());
+    assert_eq!(etc_netns(&prefix), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cni_error_fails_the_pod_and_leaves_nothing_of_it() {
+    if !privileged() || netassay_sandbox::cni::networks::locate_plugin("bridge").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs the CNI plugins"
+        );
+        return;
+    }
+    let dp = &start_bridge();
+    let prefix = dp.prefix().to_string();
+    // host-local refuses once its allocation folder is not writable: an IPAM failure.
+    let ipam = format!("{STATE_DIR}/{prefix}/cni/ipam");
+    std::fs::write(format!("{ipam}/netassay-bridge"), "not a folder").unwrap();
+    let error = dp
+        .create_pod(&agent_pod("x", "a", "x/a"))
+        .expect_err("the pod network refuses")
+        .to_string();
+    assert!(
+        error.contains("attaching pod x/a to the CNI network"),
+        "{error}"
+    );
+    assert!(error.contains("CNI ADD of plugin bridge failed"), "{error}");
+    assert!(dp.pod_netns("x", "a").is_none());
+    assert!(
+        !netns_list()
+            .iter()
+            .any(|ns| ns.starts_with(&format!("{prefix}-p"))),
+        "the pod's namespace is removed"
+    );
+    dp.shutdown();
+    assert_eq!(leftovers(&prefix), Vec::<String>::new());
 }
 
 /// Not a test: the body of the child process `the_sweep_removes_an_instance_whose_owner_died`

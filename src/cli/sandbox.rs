@@ -4,7 +4,7 @@ use super::exit;
 use super::runtime::runtime;
 use clap::Subcommand;
 use netassay_sandbox::fault::ENFORCER_STOPPED;
-use netassay_sandbox::node::components::{Enforcer, ServiceProxy};
+use netassay_sandbox::node::components::{Cni, ServiceProxy};
 use netassay_sandbox::{
     ControlPlane, ControlPlaneFault, Fault, FaultSet, Preset, PresetFault, Sandbox, SandboxOptions,
 };
@@ -24,16 +24,20 @@ pub struct SandboxBackendArgs {
     /// target/reference-cluster/bin (where the build script puts them).
     #[arg(long = "sandbox-bin-dir", value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
-    /// Who enforces NetworkPolicy on the sandbox's node: `netassay` (its nftables compiler,
-    /// where the fault profiles live), or a third-party enforcer built by
-    /// scripts/reference-cluster/build.sh that needs `--sandbox-control-plane kubernetes` and
-    /// takes no --sandbox-fault: `kube-router` (its network-policy controller, iptables + ipset:
-    /// what k3s embeds) or `kube-network-policies` (the SIG-Network reference enforcer; needs
-    /// the nftables `queue` expression, which this kernel lacks). Under a third-party enforcer
-    /// netassay installs no policy rule: the verdicts are about theirs. (`--sandbox-enforcer`
-    /// is the old name of this flag.)
-    #[arg(long = "sandbox-cni", visible_alias = "sandbox-enforcer", value_name = "NAME", default_value_t = Enforcer::Netassay)]
-    pub enforcer: Enforcer,
+    /// The node's CNI: how pods get their network and who enforces NetworkPolicy.
+    /// `netassay` (default): routed veths and netassay's nftables compiler, where the fault
+    /// profiles live. The others give pods their network through the CNI plugins (Debian's
+    /// containernetworking-plugins: bridge + host-local + loopback, with the instance's own
+    /// conflist and folders) and take no --sandbox-fault, since netassay then installs no
+    /// policy rule: `bridge` enforces nothing (what a cluster whose CNI ignores NetworkPolicy
+    /// does); `kube-router` runs kube-router's network-policy controller on it (iptables-nft +
+    /// ipset, what k3s embeds); `kube-network-policies` the SIG-Network reference enforcer
+    /// (needs the nftables `queue` expression, which this kernel lacks). Those two are built by
+    /// scripts/reference-cluster/build.sh and need `--sandbox-control-plane kubernetes`; their
+    /// negative control is `--sandbox-fault enforcer-stopped`. (`--sandbox-enforcer` is the
+    /// old name of this flag and still works.)
+    #[arg(long = "sandbox-cni", alias = "sandbox-enforcer", value_name = "NAME", default_value_t = Cni::Netassay)]
+    pub cni: Cni,
     /// Who programs Service addresses on the node: `netassay` or `kube-proxy` (the real one,
     /// nftables mode, from the real EndpointSlices; needs `--sandbox-control-plane kubernetes`).
     #[arg(long = "sandbox-proxy", value_name = "NAME", default_value_t = ServiceProxy::Netassay)]
@@ -103,7 +107,7 @@ pub(crate) fn options(
         preset,
         control_plane: backend.control_plane,
         bin_dir: backend.bin_dir.clone(),
-        enforcer: backend.enforcer,
+        cni: backend.cni,
         proxy: backend.proxy,
     })
 }

@@ -262,6 +262,9 @@ pub struct ConformanceReport {
 pub struct Implementation {
     pub name: String,
     pub version: String,
+    /// How it ran (the environment's CNI mode), when known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mode: String,
 }
 
 impl Implementation {
@@ -271,10 +274,12 @@ impl Implementation {
             Some((name, version)) => Implementation {
                 name: name.trim().to_string(),
                 version: version.trim().to_string(),
+                mode: String::new(),
             },
             None => Implementation {
                 name: s.trim().to_string(),
                 version: "unknown".into(),
+                mode: String::new(),
             },
         }
     }
@@ -285,6 +290,7 @@ impl Implementation {
             Some((name, version)) => Implementation {
                 name: name.to_string(),
                 version: version.trim().to_string(),
+                mode: String::new(),
             },
             None => Implementation {
                 name: if cni.trim().is_empty() {
@@ -293,6 +299,7 @@ impl Implementation {
                     cni.trim().to_string()
                 },
                 version: "unknown".into(),
+                mode: String::new(),
             },
         }
     }
@@ -429,7 +436,10 @@ pub fn build(report: &RunReport, implementation: Option<&str>) -> ConformanceRep
         kubernetes_version: report.environment.kubernetes_version.clone(),
         implementation: match implementation {
             Some(s) => Implementation::from_flag(s),
-            None => Implementation::from_cni(&report.environment.cni),
+            None => Implementation {
+                mode: report.environment.cni_mode.clone(),
+                ..Implementation::from_cni(&report.environment.cni)
+            },
         },
         profiles: profile_names(report)
             .iter()
@@ -488,6 +498,7 @@ mod tests {
                 kubernetes_version: "v1.33.0".into(),
                 nodes: 1,
                 cni: "cilium v1.16.3".into(),
+                cni_mode: "eBPF, native routing".into(),
             },
             scenarios,
         }
@@ -843,7 +854,8 @@ mod tests {
             c.implementation,
             Implementation {
                 name: "cilium".into(),
-                version: "v1.16.3".into()
+                version: "v1.16.3".into(),
+                mode: "eBPF, native routing".into(),
             }
         );
     }

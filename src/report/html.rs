@@ -269,6 +269,7 @@ fn environment(out: &mut String, report: &RunReport) {
         ("Kubernetes", e.kubernetes_version.clone()),
         ("nodes", e.nodes.to_string()),
         ("CNI", e.cni.clone()),
+        ("CNI mode", e.cni_mode.clone()),
         ("profiles", report.profiles.join(", ")),
         ("sandbox", sandbox),
     ] {

@@ -93,6 +93,7 @@ fn properties(report: &RunReport, o: &ScenarioOutcome) -> Vec<Property> {
         Property::new("netassay-version", report.netassay_version.as_str()),
         Property::new("kubernetes-version", env.kubernetes_version.as_str()),
         Property::new("cni", env.cni.as_str()),
+        Property::new("cni-mode", env.cni_mode.as_str()),
         Property::new("nodes", env.nodes.to_string()),
         Property::new("profiles", report.profiles.join(",")),
         Property::new("sandbox", report.sandbox.to_string()),
@@ -515,6 +516,7 @@ mod tests {
                 kubernetes_version: "v1.33.1".into(),
                 nodes: 3,
                 cni: "calico v3.28.0".into(),
+                cni_mode: String::new(),
             },
             scenarios,
         }

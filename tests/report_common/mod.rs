@@ -226,6 +226,7 @@ pub fn report() -> RunReport {
             kubernetes_version: "v1.33.1".into(),
             nodes: 3,
             cni: "cilium v1.16.3".into(),
+            cni_mode: String::new(),
         },
         scenarios: vec![passing, failing, rejects, broken],
     }

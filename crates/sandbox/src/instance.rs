@@ -7,7 +7,7 @@ use super::api::{self, ApiOptions, ApiServer};
 use super::dataplane::netns::{NetnsConfig, NetnsDataplane};
 use super::dataplane::{Dataplane, DataplaneError};
 use super::node::api_relay::ApiRelay;
-use super::node::components::{self, Enforcer, ServiceProxy};
+use super::node::components::{self, Cni, ServiceProxy};
 use super::node::{key_of, selects_pods, NodeAgent, NodeError, NodeOptions};
 use super::preset::{Preset, PresetFault, PresetProfile, GATEWAY_PORT};
 use super::reference::{self, ReferenceCluster, ReferenceError};
@@ -41,13 +41,10 @@ pub enum SandboxError {
     Reference(#[from] ReferenceError),
     #[error(transparent)]
     Node(#[from] NodeError),
-    #[error("--sandbox-enforcer {enforcer} and --sandbox-proxy {proxy} need --sandbox-control-plane kubernetes (third-party node components run against the reference cluster)")]
-    ComponentsNeedReference {
-        enforcer: Enforcer,
-        proxy: ServiceProxy,
-    },
-    #[error("--sandbox-fault {fault} models a bug of netassay's own enforcer: it cannot be combined with --sandbox-cni {enforcer}, which alone enforces (its negative control is --sandbox-fault enforcer-stopped)")]
-    FaultWithThirdPartyEnforcer { fault: String, enforcer: Enforcer },
+    #[error("--sandbox-cni {cni} and --sandbox-proxy {proxy} need --sandbox-control-plane kubernetes (third-party node components run against the reference cluster)")]
+    ComponentsNeedReference { cni: Cni, proxy: ServiceProxy },
+    #[error("--sandbox-fault {fault} models a bug of netassay's own enforcer: it cannot be combined with --sandbox-cni {cni}, under which netassay installs no policy rule (the negative control of a third-party enforcer is --sandbox-fault enforcer-stopped)")]
+    FaultWithThirdPartyEnforcer { fault: String, cni: Cni },
     #[error("--sandbox-fault enforcer-stopped stops a third-party enforcer (--sandbox-cni kube-router); netassay's own enforcer has the fault profile `none` for that")]
     EnforcerStoppedWithoutThirdParty,
     #[error("--sandbox-fault {fault} is a fault of the emulator's API: it cannot be combined with --sandbox-control-plane kubernetes (the real API server answers as it does; of the control-plane faults, the reference cluster's node carries exec-resets and pod-restarts)")]
@@ -87,7 +84,7 @@ pub struct SandboxOptions {
     /// (see [`reference::bin_dir`]).
     pub bin_dir: Option<PathBuf>,
     /// Who enforces NetworkPolicy on the node (reference cluster only for a third party).
-    pub enforcer: Enforcer,
+    pub cni: Cni,
     /// Who programs Services on the node (reference cluster only for kube-proxy).
     pub proxy: ServiceProxy,
 }
@@ -96,10 +93,10 @@ impl SandboxOptions {
     /// Every preset fault needs its preset.
     pub fn validate(&self) -> Result<(), SandboxError> {
         let third_party =
-            self.enforcer != Enforcer::Netassay || self.proxy != ServiceProxy::Netassay;
+            self.cni.has_third_party_enforcer() || self.proxy != ServiceProxy::Netassay;
         if third_party && self.control_plane != ControlPlane::Kubernetes {
             return Err(SandboxError::ComponentsNeedReference {
-                enforcer: self.enforcer,
+                cni: self.cni,
                 proxy: self.proxy,
             });
         }
@@ -115,14 +112,14 @@ impl SandboxOptions {
                 });
             }
         }
-        if self.enforcer == Enforcer::Netassay && self.faults.enforcer_stopped() {
+        if !self.cni.has_third_party_enforcer() && self.faults.enforcer_stopped() {
             return Err(SandboxError::EnforcerStoppedWithoutThirdParty);
         }
-        if self.enforcer != Enforcer::Netassay {
+        if !self.cni.netassay_enforces() {
             if let Some(fault) = self.faults.iter().next() {
                 return Err(SandboxError::FaultWithThirdPartyEnforcer {
                     fault: fault.name().to_string(),
-                    enforcer: self.enforcer,
+                    cni: self.cni,
                 });
             }
         }
@@ -155,6 +152,7 @@ pub struct Sandbox {
     dataplane: Arc<NetnsDataplane>,
     kubeconfig: PathBuf,
     preset: Option<Preset>,
+    cni: Cni,
 }
 
 impl Sandbox {
@@ -188,24 +186,38 @@ impl Sandbox {
         let installer = super::prerequisites::Installer::host();
         let needed: Vec<(&str, &str)> = super::prerequisites::NEEDED
             .into_iter()
-            .chain(components::host_commands(options.enforcer))
+            .chain(components::host_commands(options.cni))
             .collect();
+        // The CNI plugins live in their own folders, not on PATH (and `bridge` on PATH is
+        // iproute2's command of that name).
+        let plugins: Vec<(&str, &str)> = options
+            .cni
+            .pod_network()
+            .plugins()
+            .iter()
+            .map(|p| (*p, crate::cni::networks::PLUGIN_PACKAGE))
+            .collect();
+        let plugin_installer = super::prerequisites::Installer {
+            dirs: crate::cni::networks::PLUGIN_DIRS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+            ..installer.clone()
+        };
         tokio::task::spawn_blocking(move || {
-            super::prerequisites::ensure_commands(&installer, &needed, &|m| {
-                eprintln!("netassay sandbox: {m}")
-            })
+            let say = |m: &str| eprintln!("netassay sandbox: {m}");
+            super::prerequisites::ensure_commands(&installer, &needed, &say)?;
+            super::prerequisites::ensure_commands(&plugin_installer, &plugins, &say)
         })
         .await
         .map_err(std::io::Error::other)??;
         let bin_dir = reference::bin_dir(options.bin_dir.as_deref());
         if options.control_plane == ControlPlane::Kubernetes {
-            reference::check_binaries(
-                &bin_dir,
-                &components::binaries(options.enforcer, options.proxy),
-            )?;
+            reference::check_binaries(&bin_dir, &components::binaries(options.cni, options.proxy))?;
         }
         let mut config = NetnsConfig::new(options.faults.clone())?;
-        config.enforce_policies = options.enforcer == Enforcer::Netassay;
+        config.enforce_policies = options.cni.netassay_enforces();
+        config.pod_network = options.cni.pod_network();
         config.program_services = options.proxy == ServiceProxy::Netassay;
         config.executable = executable;
         let dataplane = tokio::task::spawn_blocking(move || NetnsDataplane::new(config))
@@ -247,6 +259,7 @@ impl Sandbox {
             dataplane,
             kubeconfig: PathBuf::new(),
             preset: options.preset,
+            cni: options.cni,
         };
         // From here on, stopping `sandbox` cleans up whatever fails.
         if let Err(e) = sandbox.wait_for_add_ons().await {
@@ -289,6 +302,7 @@ impl Sandbox {
             dataplane: dataplane.clone(),
             kubeconfig: PathBuf::new(),
             preset: preset.as_ref().map(|p| p.preset),
+            cni: options.cni,
         };
         let node_name = dataplane.node().name;
         let dir = dataplane
@@ -334,12 +348,12 @@ impl Sandbox {
                 &mut cluster,
                 &dataplane.node_netns(),
                 &node_name,
-                options.enforcer,
+                options.cni,
                 options.proxy,
             )
             .await?;
             if options.faults.enforcer_stopped() {
-                components::stop_enforcer(&mut cluster, options.enforcer)?;
+                components::stop_enforcer(&mut cluster, options.cni)?;
             }
             Ok::<_, SandboxError>((client, node, relay))
         }
@@ -550,6 +564,29 @@ impl Sandbox {
         self.preset
     }
 
+    /// The node's CNI as a run's environment names it (`bridge 1.1.1`) and its dataplane
+    /// mode, for a CNI that has no DaemonSet in kube-system to find it by.
+    pub fn cni_facts(&self) -> (String, String) {
+        match self.cni {
+            Cni::Netassay => (
+                format!("netassay-sandbox v{}", env!("CARGO_PKG_VERSION")),
+                "routed veths (/32 per pod), nftables from netassay's compiler".into(),
+            ),
+            cni => {
+                let (name, version) = crate::cni::networks::plugins_version();
+                let enforcer = if cni.has_third_party_enforcer() {
+                    format!(", {cni} enforces NetworkPolicy")
+                } else {
+                    ", no NetworkPolicy enforcer".into()
+                };
+                (
+                    format!("{name} {version}"),
+                    format!("CNI bridge + host-local (netassay's conflist){enforcer}"),
+                )
+            }
+        }
+    }
+
     /// The argv prefix that runs a command on the outside vantage (a host outside the cluster
     /// that reaches the node's address and routes the pod and ClusterIP ranges via the node):
     /// `["ip", "netns", "exec", "naXXXX-out"]`. Needs root, as the sandbox does.
@@ -634,104 +671,127 @@ mod tests {
         let table = [
             (
                 ControlPlane::Emulator,
-                Enforcer::KubeNetworkPolicies,
+                Cni::KubeNetworkPolicies,
                 ServiceProxy::Netassay,
                 "",
                 Some("need --sandbox-control-plane kubernetes"),
             ),
             (
                 ControlPlane::Emulator,
-                Enforcer::Netassay,
+                Cni::Netassay,
                 ServiceProxy::KubeProxy,
                 "",
                 Some("need --sandbox-control-plane kubernetes"),
             ),
             (
                 ControlPlane::Kubernetes,
-                Enforcer::KubeNetworkPolicies,
+                Cni::KubeNetworkPolicies,
                 ServiceProxy::KubeProxy,
                 "",
                 None,
             ),
             (
                 ControlPlane::Kubernetes,
-                Enforcer::KubeNetworkPolicies,
+                Cni::KubeNetworkPolicies,
                 ServiceProxy::Netassay,
                 "tcp-only",
                 Some("--sandbox-fault tcp-only models a bug of netassay's own enforcer"),
             ),
             (
                 ControlPlane::Kubernetes,
-                Enforcer::Netassay,
+                Cni::Netassay,
                 ServiceProxy::KubeProxy,
                 "tcp-only",
                 None,
             ),
             (
                 ControlPlane::Kubernetes,
-                Enforcer::KubeNetworkPolicies,
+                Cni::KubeNetworkPolicies,
                 ServiceProxy::Netassay,
                 "k8tre-allow-all",
                 None,
             ),
             (
                 ControlPlane::Emulator,
-                Enforcer::KubeRouter,
+                Cni::KubeRouter,
                 ServiceProxy::Netassay,
                 "",
                 Some("need --sandbox-control-plane kubernetes"),
             ),
             (
                 ControlPlane::Kubernetes,
-                Enforcer::KubeRouter,
+                Cni::KubeRouter,
                 ServiceProxy::KubeProxy,
                 "",
                 None,
             ),
             (
                 ControlPlane::Kubernetes,
-                Enforcer::KubeRouter,
+                Cni::KubeRouter,
                 ServiceProxy::Netassay,
                 "ignore-named-ports",
-                Some("its negative control is --sandbox-fault enforcer-stopped"),
+                Some("the negative control of a third-party enforcer is --sandbox-fault enforcer-stopped"),
+            ),
+            // The plain bridge plugin needs no reference cluster; it enforces nothing, so
+            // neither netassay's faults nor the negative control apply to it.
+            (
+                ControlPlane::Emulator,
+                Cni::Bridge,
+                ServiceProxy::Netassay,
+                "",
+                None,
+            ),
+            (
+                ControlPlane::Emulator,
+                Cni::Bridge,
+                ServiceProxy::Netassay,
+                "tcp-only",
+                Some("under which netassay installs no policy rule"),
+            ),
+            (
+                ControlPlane::Kubernetes,
+                Cni::Bridge,
+                ServiceProxy::Netassay,
+                "enforcer-stopped",
+                Some("stops a third-party enforcer"),
             ),
             // The negative control: only with a third-party enforcer.
             (
                 ControlPlane::Kubernetes,
-                Enforcer::KubeRouter,
+                Cni::KubeRouter,
                 ServiceProxy::Netassay,
                 "enforcer-stopped",
                 None,
             ),
             (
                 ControlPlane::Kubernetes,
-                Enforcer::Netassay,
+                Cni::Netassay,
                 ServiceProxy::Netassay,
                 "enforcer-stopped",
                 Some("stops a third-party enforcer"),
             ),
             (
                 ControlPlane::Emulator,
-                Enforcer::Netassay,
+                Cni::Netassay,
                 ServiceProxy::Netassay,
                 "enforcer-stopped",
                 Some("stops a third-party enforcer"),
             ),
         ];
-        for (control_plane, enforcer, proxy, faults, want) in table {
+        for (control_plane, cni, proxy, faults, want) in table {
             let options = SandboxOptions {
                 faults: faults.parse().unwrap(),
                 preset: (!faults.is_empty() && faults.starts_with("k8tre"))
                     .then_some(Preset::K8tre),
                 control_plane,
-                enforcer,
+                cni,
                 proxy,
                 ..SandboxOptions::default()
             };
             refuses_as(
                 &options,
                 want,
-                &format!("{control_plane} {enforcer} {proxy} {faults:?}"),
+                &format!("{control_plane} {cni} {proxy} {faults:?}"),
             );
         }
     }

@@ -43,9 +43,26 @@ impl Session {
                 }
             })
         };
-        let environment: Environment = rt.block_on(facts::gather(&cluster.client));
+        let mut environment: Environment = rt.block_on(facts::gather(&cluster.client));
+        if environment.cni == "unknown" {
+            // The sandbox's own CNIs have no DaemonSet to be found by: it names them.
+            let sandbox = cluster.sandbox.lock().ok();
+            if let Some((cni, mode)) = sandbox
+                .as_ref()
+                .and_then(|s| s.as_ref())
+                .map(|s| s.cni_facts())
+            {
+                environment.cni = cni;
+                environment.cni_mode = mode;
+            }
+        }
+        let mode = if environment.cni_mode.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", environment.cni_mode)
+        };
         log_line(format!(
-            "cluster: Kubernetes {}, {} node(s), CNI {}",
+            "cluster: Kubernetes {}, {} node(s), CNI {}{mode}",
             environment.kubernetes_version, environment.nodes, environment.cni
         ));
         let session = Session {

@@ -30,6 +30,7 @@ pub(crate) fn dataplane_spec(pod: &Pod) -> PodSpec {
     PodSpec {
         namespace: pod.metadata.namespace.clone().unwrap_or_default(),
         name: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
         labels: pod.metadata.labels.clone().unwrap_or_default(),
         command,
         ports: container_ports(pod),

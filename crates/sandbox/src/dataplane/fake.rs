@@ -226,6 +226,7 @@ mod tests {
         PodSpec {
             namespace: "ns".to_string(),
             name: name.to_string(),
+            uid: String::new(),
             labels: Default::default(),
             command: vec!["sleep".to_string(), "1".to_string()],
             ports: vec![],

@@ -21,6 +21,8 @@ pub enum DataplaneError {
 pub struct PodSpec {
     pub namespace: String,
     pub name: String,
+    /// The pod object's UID (`K8S_POD_UID` for a CNI); empty where the caller has none.
+    pub uid: String,
     pub labels: Labels,
     /// The first container's command followed by its args. A leading `netassay` means the
     /// running executable; the image is ignored.

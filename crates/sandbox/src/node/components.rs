@@ -3,23 +3,48 @@
 //! network namespace, each with its own ServiceAccount and exactly the RBAC its upstream
 //! manifest asks for, reaching the API through the node's relay ([`super::api_relay`]).
 
+use crate::cni::networks::PodNetwork;
 use crate::reference::{self, ReferenceCluster, ReferenceError};
 use serde_json::json;
 use std::time::Duration;
 
-/// Who enforces NetworkPolicy on the sandbox's node.
+/// The sandbox node's CNI: how pods get their network, and who enforces NetworkPolicy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Enforcer {
-    /// netassay's nftables compiler (every fault profile applies).
+pub enum Cni {
+    /// netassay's own: routed veths, and its nftables compiler enforces (every fault profile
+    /// applies).
     #[default]
     Netassay,
-    /// sigs.k8s.io/kube-network-policies (NFQUEUE: the first packet of each connection is
-    /// judged in userspace); netassay's dataplane then installs no policy rules.
-    KubeNetworkPolicies,
+    /// The reference CNI plugins (bridge + host-local + loopback) and no NetworkPolicy
+    /// enforcer, like a cluster whose CNI ignores policies: the deny scenarios must fail.
+    Bridge,
     /// kube-router's network-policy controller alone (`--run-firewall`, no router, no service
-    /// proxy): iptables (the nft backend, as k3s picks on Debian) and ipset. k3s embeds this same
-    /// controller as its default enforcer. netassay's dataplane then installs no policy rules.
+    /// proxy) on the bridge plugin: iptables (the nft backend, as k3s picks on Debian) and
+    /// ipset. k3s embeds this same controller as its default enforcer.
     KubeRouter,
+    /// sigs.k8s.io/kube-network-policies on the bridge plugin (NFQUEUE: the first packet of
+    /// each connection is judged in userspace).
+    KubeNetworkPolicies,
+}
+
+impl Cni {
+    /// How pods get their network under this CNI.
+    pub fn pod_network(self) -> PodNetwork {
+        match self {
+            Cni::Netassay => PodNetwork::Routed,
+            Cni::Bridge | Cni::KubeRouter | Cni::KubeNetworkPolicies => PodNetwork::Bridge,
+        }
+    }
+
+    /// Whether a third-party process enforces policy (it needs the reference cluster).
+    pub fn has_third_party_enforcer(self) -> bool {
+        matches!(self, Cni::KubeRouter | Cni::KubeNetworkPolicies)
+    }
+
+    /// Whether netassay's compiler enforces policy.
+    pub fn netassay_enforces(self) -> bool {
+        self == Cni::Netassay
+    }
 }
 
 /// Who programs Service addresses on the sandbox's node.
@@ -32,12 +57,13 @@ pub enum ServiceProxy {
     KubeProxy,
 }
 
-impl std::fmt::Display for Enforcer {
+impl std::fmt::Display for Cni {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Enforcer::Netassay => "netassay",
-            Enforcer::KubeNetworkPolicies => "kube-network-policies",
-            Enforcer::KubeRouter => "kube-router",
+            Cni::Netassay => "netassay",
+            Cni::Bridge => "bridge",
+            Cni::KubeNetworkPolicies => "kube-network-policies",
+            Cni::KubeRouter => "kube-router",
         })
     }
 }
@@ -122,23 +148,23 @@ fn kube_router() -> Component {
 }
 
 /// What the chosen enforcer runs on the host besides `ip` and `nft`: (command, Debian package).
-pub fn host_commands(enforcer: Enforcer) -> Vec<(&'static str, &'static str)> {
+pub fn host_commands(enforcer: Cni) -> Vec<(&'static str, &'static str)> {
     match enforcer {
-        Enforcer::KubeRouter => vec![("xtables-nft-multi", "iptables"), ("ipset", "ipset")],
-        Enforcer::Netassay | Enforcer::KubeNetworkPolicies => Vec::new(),
+        Cni::KubeRouter => vec![("xtables-nft-multi", "iptables"), ("ipset", "ipset")],
+        Cni::Netassay | Cni::Bridge | Cni::KubeNetworkPolicies => Vec::new(),
     }
 }
 
 /// The binaries the chosen components need (for the missing-binaries check).
-pub fn binaries(enforcer: Enforcer, proxy: ServiceProxy) -> Vec<&'static str> {
+pub fn binaries(enforcer: Cni, proxy: ServiceProxy) -> Vec<&'static str> {
     let mut out = Vec::new();
     if proxy == ServiceProxy::KubeProxy {
         out.push("kube-proxy");
     }
     match enforcer {
-        Enforcer::Netassay => {}
-        Enforcer::KubeNetworkPolicies => out.push("kube-network-policies"),
-        Enforcer::KubeRouter => out.push("kube-router"),
+        Cni::Netassay | Cni::Bridge => {}
+        Cni::KubeNetworkPolicies => out.push("kube-network-policies"),
+        Cni::KubeRouter => out.push("kube-router"),
     }
     out
 }
@@ -187,7 +213,7 @@ pub async fn start(
     cluster: &mut ReferenceCluster,
     node_netns: &str,
     node_name: &str,
-    enforcer: Enforcer,
+    enforcer: Cni,
     proxy: ServiceProxy,
 ) -> Result<(), ReferenceError> {
     if proxy == ServiceProxy::KubeProxy {
@@ -213,7 +239,7 @@ pub async fn start(
         cluster.spawn_in_netns(node_netns, c.binary, &argv, None, &[])?;
         wait_for_table(cluster, node_netns, &c).await?;
     }
-    if enforcer == Enforcer::KubeNetworkPolicies {
+    if enforcer == Cni::KubeNetworkPolicies {
         if let Err(detail) = nft_queue_available(node_netns).await {
             return Err(ReferenceError::Unsupported(format!(
                 "kube-network-policies sends each new connection to userspace with the nftables \
@@ -236,7 +262,7 @@ pub async fn start(
         cluster.spawn_in_netns(node_netns, c.binary, &argv, Some(&dir), &[])?;
         wait_for_table(cluster, node_netns, &c).await?;
     }
-    if enforcer == Enforcer::KubeRouter {
+    if enforcer == Cni::KubeRouter {
         let c = kube_router();
         let dir = identity(client, cluster, &c).await?;
         let (cidr, bits) = crate::addresses::SERVICE_CIDR;
@@ -269,7 +295,7 @@ pub async fn start(
             client,
             &c,
             "docker.io/cloudnativelabs/kube-router:v2.1.0",
-            "iptables-nft + ipset, network-policy controller only",
+            "network-policy controller only (iptables-nft + ipset) on the CNI bridge plugin with host-local IPAM",
         )
         .await?;
     }
@@ -305,14 +331,11 @@ async fn install_record(
 /// The negative control (`--sandbox-fault enforcer-stopped`): stops the third-party enforcer
 /// once it has programmed its first ruleset, before any fixture or policy exists. kube-router
 /// leaves its rules behind when it stops, so the node keeps that first, policy-free state.
-pub fn stop_enforcer(
-    cluster: &mut ReferenceCluster,
-    enforcer: Enforcer,
-) -> Result<(), ReferenceError> {
+pub fn stop_enforcer(cluster: &mut ReferenceCluster, enforcer: Cni) -> Result<(), ReferenceError> {
     let binary = match enforcer {
-        Enforcer::Netassay => return Ok(()),
-        Enforcer::KubeNetworkPolicies => kube_network_policies().binary,
-        Enforcer::KubeRouter => kube_router().binary,
+        Cni::Netassay | Cni::Bridge => return Ok(()),
+        Cni::KubeNetworkPolicies => kube_network_policies().binary,
+        Cni::KubeRouter => kube_router().binary,
     };
     cluster.stop_component(binary)
 }
@@ -445,16 +468,16 @@ mod tests {
     #[test]
     fn kube_router_needs_its_binary_iptables_and_ipset() {
         assert_eq!(
-            binaries(Enforcer::KubeRouter, ServiceProxy::Netassay),
+            binaries(Cni::KubeRouter, ServiceProxy::Netassay),
             ["kube-router"]
         );
-        let packages: Vec<&str> = host_commands(Enforcer::KubeRouter)
+        let packages: Vec<&str> = host_commands(Cni::KubeRouter)
             .into_iter()
             .map(|(_, p)| p)
             .collect();
         assert_eq!(packages, ["iptables", "ipset"]);
-        assert!(host_commands(Enforcer::Netassay).is_empty());
-        assert!(host_commands(Enforcer::KubeNetworkPolicies).is_empty());
+        assert!(host_commands(Cni::Netassay).is_empty());
+        assert!(host_commands(Cni::KubeNetworkPolicies).is_empty());
     }
 
     // The PATH given to kube-router starts with a folder whose iptables tools are the nft
@@ -484,9 +507,9 @@ mod tests {
 
     #[test]
     fn binaries_follow_the_choice() {
-        assert!(binaries(Enforcer::Netassay, ServiceProxy::Netassay).is_empty());
+        assert!(binaries(Cni::Netassay, ServiceProxy::Netassay).is_empty());
         assert_eq!(
-            binaries(Enforcer::KubeNetworkPolicies, ServiceProxy::KubeProxy),
+            binaries(Cni::KubeNetworkPolicies, ServiceProxy::KubeProxy),
             ["kube-proxy", "kube-network-policies"]
         );
     }

@@ -45,6 +45,8 @@ use crate::addresses::{
     EXTERNAL_ADDRESS, METADATA_ADDRESS, MIRROR_ADDRESS, NODE_ADDRESS, OUTSIDE_ADDRESS,
     OUTSIDE_CIDR, POD_CIDR,
 };
+use crate::cni::networks::{self, CniDirs, PodNetwork};
+use crate::cni::{self as cni_runtime, Attachment, Network};
 use crate::compile::compile;
 use crate::fault::{FaultMemory, FaultSet};
 use crate::state::ClusterState;
@@ -81,6 +83,8 @@ pub struct NetnsConfig {
     /// Whether Service addresses (ClusterIPs, node ports, load balancers) are DNATed here;
     /// false when a third-party proxy (kube-proxy) programs them.
     pub program_services: bool,
+    /// How pods get their network: routed veths, or a CNI conflist.
+    pub pod_network: PodNetwork,
 }
 
 impl NetnsConfig {
@@ -92,6 +96,7 @@ impl NetnsConfig {
             executable: std::env::current_exe()?,
             enforce_policies: true,
             program_services: true,
+            pod_network: PodNetwork::Routed,
         })
     }
 }
@@ -127,7 +132,22 @@ pub struct NetnsDataplane {
     external: Mutex<Option<Child>>,
     /// What each generated file (zone, routes) last had written into it.
     written: Mutex<BTreeMap<PathBuf, String>>,
+    /// The pod network and pods' loopback, when pods get their network through CNI.
+    cni: Option<PodCni>,
+    pod_network: PodNetwork,
     closed: AtomicBool,
+}
+
+/// A CNI pod network: its conflist loaded, and the loopback network every pod's `lo` gets.
+struct PodCni {
+    network: Network,
+    loopback: Network,
+}
+
+/// A pod's attachment to the pod network, and what ADD returned (for CHECK and DEL).
+struct CniAttachment {
+    attachment: Attachment,
+    result: serde_json::Value,
 }
 
 #[derive(Default)]
@@ -147,6 +167,8 @@ struct Pod {
     child: Child,
     /// What it runs, for a restart.
     command: Vec<String>,
+    /// Its CNI attachment, when the pod network is a CNI one.
+    cni: Option<CniAttachment>,
 }
 
 impl NetnsDataplane {
@@ -198,6 +220,8 @@ impl NetnsDataplane {
             }),
             external: Mutex::new(None),
             written: Mutex::new(BTreeMap::new()),
+            cni: None,
+            pod_network: config.pod_network,
             closed: AtomicBool::new(false),
         };
         std::fs::create_dir_all(dataplane.log_dir())?;
@@ -228,7 +252,56 @@ impl NetnsDataplane {
         node.map_err(|_| panicked("the node"))??;
         external.map_err(|_| panicked("the external host"))??;
         outside?;
+        let mut dataplane = dataplane;
+        dataplane.cni = dataplane.load_cni()?;
         Ok(dataplane)
+    }
+
+    /// For a CNI pod network: the instance's conf and bin folders (links to the plugins the
+    /// conflist names), the conflist, and the network loaded (every plugin's VERSION checked,
+    /// then STATUS where the conflist's version has it).
+    fn load_cni(&self) -> Result<Option<PodCni>, DataplaneError> {
+        let network = self.pod_network;
+        let dirs = CniDirs::under(&self.log_dir());
+        let Some((file, conflist)) = network.conflist(&dirs, &self.prefix.bridge_link()) else {
+            return Ok(None);
+        };
+        let cni_error = |e: cni_runtime::CniError| DataplaneError::Command {
+            what: "setting up the CNI pod network".into(),
+            detail: e.to_string(),
+        };
+        for dir in [&dirs.conf_dir, &dirs.bin_dir, &dirs.ipam_dir] {
+            std::fs::create_dir_all(dir)?;
+        }
+        for plugin in network.plugins() {
+            let installed =
+                networks::locate_plugin(plugin).ok_or_else(|| DataplaneError::Command {
+                    what: "setting up the CNI pod network".into(),
+                    detail: format!(
+                        "CNI plugin {plugin} is in none of {} (Debian package {})",
+                        networks::PLUGIN_DIRS.join(", "),
+                        networks::PLUGIN_PACKAGE
+                    ),
+                })?;
+            std::os::unix::fs::symlink(installed, dirs.bin_dir.join(plugin))?;
+        }
+        let conflist_path = dirs.conf_dir.join(file);
+        std::fs::write(
+            &conflist_path,
+            serde_json::to_string_pretty(&conflist).unwrap_or_default(),
+        )?;
+        let loopback_path = dirs
+            .conf_dir
+            .parent()
+            .unwrap_or(&dirs.conf_dir)
+            .join("loopback.conflist");
+        std::fs::write(&loopback_path, networks::loopback_conflist().to_string())?;
+        let node = Some(self.prefix.node_netns());
+        let network =
+            Network::load(&conflist_path, &dirs.bin_dir, node.clone()).map_err(cni_error)?;
+        let loopback = Network::load(&loopback_path, &dirs.bin_dir, node).map_err(cni_error)?;
+        network.status().map_err(cni_error)?;
+        Ok(Some(PodCni { network, loopback }))
     }
 
     /// Removes what instances whose owner process is gone left behind (namespaces, the
@@ -383,10 +456,38 @@ impl NetnsDataplane {
         }
         let mut failures = Vec::new();
         let pods = std::mem::take(&mut self.pods.lock().unwrap().live);
-        let mut children: Vec<Child> = pods.into_values().map(|pod| pod.child).collect();
+        let (mut children, attachments): (Vec<Child>, Vec<Option<CniAttachment>>) =
+            pods.into_values().map(|pod| (pod.child, pod.cni)).unzip();
         children.extend(self.external.lock().unwrap().take());
         for child in &mut children {
             if let Err(e) = stop_process_group(child) {
+                failures.push(e.to_string());
+            }
+        }
+        if let Some(cni) = &self.cni {
+            // As a kubelet tears its pods down: DEL each attachment (side by side), then GC,
+            // which a 1.1 network may use to release whatever a DEL missed.
+            let attachments: Vec<CniAttachment> = attachments.into_iter().flatten().collect();
+            let chunk = attachments.len().div_ceil(4).max(1);
+            let results: Vec<Result<(), DataplaneError>> = std::thread::scope(|scope| {
+                let workers: Vec<_> = attachments
+                    .chunks(chunk)
+                    .map(|part| {
+                        scope.spawn(move || part.iter().map(|a| detach(cni, a)).collect::<Vec<_>>())
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().unwrap_or_default())
+                    .collect()
+            });
+            failures.extend(
+                results
+                    .into_iter()
+                    .filter_map(Result::err)
+                    .map(|e| e.to_string()),
+            );
+            if let Err(e) = cni.network.gc(&[]) {
                 failures.push(e.to_string());
             }
         }
@@ -594,20 +695,103 @@ impl NetnsDataplane {
         Ok(netns)
     }
 
-    /// Kills whatever runs in pod `index`'s namespace and removes its veth and namespace.
-    fn remove_pod_network(&self, index: u32) -> Result<(), DataplaneError> {
+    /// A pod's namespace and its network through CNI: ADD of the loopback network on `lo`,
+    /// then of the pod network on `eth0`, with the kubelet's `CNI_ARGS`; the pod's IP is the
+    /// result's. A failure undoes what was attached (the caller removes the namespace).
+    fn attach_pod(
+        &self,
+        cni: &PodCni,
+        index: u32,
+        pod: &PodSpec,
+    ) -> Result<(String, Attached), DataplaneError> {
+        let netns = self.prefix.pod_netns(index);
+        let error = |detail: String| DataplaneError::Command {
+            what: format!(
+                "attaching pod {}/{} to the CNI network",
+                pod.namespace, pod.name
+            ),
+            detail,
+        };
+        host::run(&["ip", "netns", "add", &netns], None)?;
+        // The kubelet's infra ("pause") container is the pod's sandbox; ours is the namespace.
+        let container_id = netns.clone();
+        let attachment = Attachment {
+            container_id: container_id.clone(),
+            netns: Path::new("/run/netns").join(&netns),
+            ifname: "eth0".into(),
+            args: vec![
+                ("K8S_POD_NAMESPACE".into(), pod.namespace.clone()),
+                ("K8S_POD_NAME".into(), pod.name.clone()),
+                ("K8S_POD_INFRA_CONTAINER_ID".into(), container_id),
+                ("K8S_POD_UID".into(), pod.uid.clone()),
+            ],
+        };
+        let lo = Attachment {
+            ifname: "lo".into(),
+            ..attachment.clone()
+        };
+        cni.loopback.add(&lo).map_err(|e| error(e.to_string()))?;
+        let result = match cni.network.add(&attachment) {
+            Ok(result) => result,
+            Err(e) => {
+                let _ = cni.loopback.del(&lo, None);
+                return Err(error(e.to_string()));
+            }
+        };
+        let attached = CniAttachment { attachment, result };
+        let undo = |detail: String| {
+            let _ = detach(cni, &attached);
+            error(detail)
+        };
+        let Some(ip) = cni_runtime::result_ipv4(&attached.result, "eth0") else {
+            return Err(undo(format!(
+                "the result gives eth0 no IPv4 address: {}",
+                attached.result
+            )));
+        };
+        if let Err(e) = host::run(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &netns,
+                "sysctl",
+                "-q",
+                "-w",
+                "net.ipv4.ip_unprivileged_port_start=0",
+                "net.ipv4.ping_group_range=0 2147483647",
+            ],
+            None,
+        ) {
+            return Err(undo(e.to_string()));
+        }
+        Ok((netns, Attached { ip, attached }))
+    }
+
+    /// Kills whatever runs in pod `index`'s namespace and removes its network: CNI DEL of its
+    /// attachment (when it has one), or its routed veth; then its namespace. The namespace
+    /// goes even when DEL fails, and DEL's error is reported after.
+    fn remove_pod_network(
+        &self,
+        index: u32,
+        attached: Option<&CniAttachment>,
+    ) -> Result<(), DataplaneError> {
         let netns = self.prefix.pod_netns(index);
         ownership::kill_everything_in(&netns)?;
-        let node = self.prefix.node_netns();
-        host::remove(&[
-            "ip",
-            "-n",
-            &node,
-            "link",
-            "delete",
-            &self.prefix.pod_link(index),
-        ])?;
+        let detached = match (&self.cni, attached) {
+            (Some(cni), Some(attached)) => detach(cni, attached),
+            (Some(_), None) => Ok(()),
+            (None, _) => host::remove(&[
+                "ip",
+                "-n",
+                &self.prefix.node_netns(),
+                "link",
+                "delete",
+                &self.prefix.pod_link(index),
+            ]),
+        };
         host::remove(&["ip", "netns", "delete", &netns])?;
+        detached?;
         ownership::remove_netns_etc(Path::new(ETC_NETNS), &netns)?;
         let _ = std::fs::remove_file(self.log_file(&netns));
         Ok(())
@@ -692,7 +876,7 @@ impl NetnsDataplane {
 
     fn stop_pod(&self, mut pod: Pod) -> Result<(), DataplaneError> {
         let stopped = stop_process_group(&mut pod.child);
-        let removed = self.remove_pod_network(pod.index);
+        let removed = self.remove_pod_network(pod.index, pod.cni.as_ref());
         stopped.and(removed)
     }
 }
@@ -717,16 +901,27 @@ impl super::Dataplane for NetnsDataplane {
             pods.next_index += 1;
             (index, pod_address(index))
         };
-        let attempt = ip
-            .ok_or_else(|| DataplaneError::Command {
-                what: format!("creating pod {}/{}", pod.namespace, pod.name),
-                detail: format!("the pod range {} is exhausted", cidr_text(POD_CIDR)),
-            })
-            .and_then(|ip| {
-                let netns = self.build_pod_network(index, ip)?;
-                self.write_resolv_conf(&netns, &pod.namespace)?;
-                Ok((ip, self.spawn(&netns, &pod.command, &pod.name)?))
-            });
+        // The attachment outlives a failure after it, for the undo.
+        let mut attached: Option<CniAttachment> = None;
+        let attempt = (|| {
+            let (netns, ip) = match &self.cni {
+                Some(cni) => {
+                    let (netns, attachment) = self.attach_pod(cni, index, pod)?;
+                    let ip = attachment.ip;
+                    attached = Some(attachment.attached);
+                    (netns, ip)
+                }
+                None => {
+                    let ip = ip.ok_or_else(|| DataplaneError::Command {
+                        what: format!("creating pod {}/{}", pod.namespace, pod.name),
+                        detail: format!("the pod range {} is exhausted", cidr_text(POD_CIDR)),
+                    })?;
+                    (self.build_pod_network(index, ip)?, ip)
+                }
+            };
+            self.write_resolv_conf(&netns, &pod.namespace)?;
+            Ok((ip, self.spawn(&netns, &pod.command, &pod.name)?))
+        })();
         let mut pods = self.pods.lock().unwrap();
         pods.creating.remove(&pod_key);
         let failure = match attempt {
@@ -743,6 +938,7 @@ impl super::Dataplane for NetnsDataplane {
                     ports,
                     child,
                     command: pod.command.clone(),
+                    cni: attached,
                 };
                 pods.live.insert(pod_key, entry);
                 return Ok(IpAddr::V4(ip));
@@ -755,7 +951,7 @@ impl super::Dataplane for NetnsDataplane {
         };
         drop(pods);
         // The creation error is the one worth reporting, not a cleanup error after it.
-        let _ = self.remove_pod_network(index);
+        let _ = self.remove_pod_network(index, attached.as_ref());
         Err(failure)
     }
 
@@ -777,8 +973,17 @@ impl super::Dataplane for NetnsDataplane {
                     namespace: namespace.to_string(),
                     name: name.to_string(),
                 })?;
-        // SIGKILL, as the OOM killer does; then the same command in the same namespace.
+        // SIGKILL, as the OOM killer does; then the same command in the same namespace, once
+        // the pod network says the attachment is still as ADD left it (CNI CHECK).
         stop_process_group(&mut pod.child)?;
+        if let (Some(cni), Some(attached)) = (&self.cni, &pod.cni) {
+            cni.network
+                .check(&attached.attachment, &attached.result)
+                .map_err(|e| DataplaneError::Command {
+                    what: format!("restarting pod {namespace}/{name}"),
+                    detail: e.to_string(),
+                })?;
+        }
         let netns = self.prefix.pod_netns(pod.index);
         pod.child = self.spawn(&netns, &pod.command, name)?;
         Ok(())
@@ -880,6 +1085,31 @@ impl Drop for NetnsDataplane {
     fn drop(&mut self) {
         super::Dataplane::shutdown(self);
     }
+}
+
+/// What [`NetnsDataplane::attach_pod`] made.
+struct Attached {
+    ip: Ipv4Addr,
+    attached: CniAttachment,
+}
+
+/// CNI DEL of a pod's attachment: the pod network, then the loopback network.
+fn detach(cni: &PodCni, attached: &CniAttachment) -> Result<(), DataplaneError> {
+    let network = cni
+        .network
+        .del(&attached.attachment, Some(&attached.result));
+    let lo = Attachment {
+        ifname: "lo".into(),
+        ..attached.attachment.clone()
+    };
+    let loopback = cni.loopback.del(&lo, None);
+    network.and(loopback).map_err(|e| DataplaneError::Command {
+        what: format!(
+            "detaching {} from the CNI network",
+            attached.attachment.container_id
+        ),
+        detail: e.to_string(),
+    })
 }
 
 /// Network namespaces, veths and nftables need root; say so before anything half-happens.

@@ -75,6 +75,11 @@ impl Prefix {
         format!("{}-p{index}", self.0)
     }
 
+    /// The bridge of a CNI bridge network in the node's namespace.
+    pub fn bridge_link(&self) -> String {
+        format!("{}br", self.0)
+    }
+
     /// Node-side end of a pod's veth (the pod side is always `eth0`).
     pub fn pod_link(&self, index: u32) -> String {
         format!("{}p{index}", self.0)
