@@ -1321,17 +1321,20 @@ async fn the_outside_command_runs_in_the_outside_vantage() {
 
 // ---- every probe is a new flow -----------------------------------------------------------------
 
-/// `count` UDP probes from pod `from` to `target` in one prober process: each one's outcome.
+/// `count` UDP probes from `from` to `target` in one prober process: each one's outcome.
 async fn udp_probes(
     dp: &NetnsDataplane,
-    (namespace, name): (&str, &str),
+    from: Vantage<'_>,
     target: &str,
     identity: &str,
     count: usize,
 ) -> Vec<String> {
-    let mut child = dp
-        .exec(namespace, name, &strings(&["netassay", "agent", "probe"]))
-        .expect("exec");
+    let argv = strings(&["netassay", "agent", "probe"]);
+    let mut child = match from {
+        Vantage::Pod(namespace, name) => dp.exec(namespace, name, &argv),
+        Vantage::Outside => dp.exec_outside(&argv),
+    }
+    .expect("exec");
     let probes: Vec<Value> = (0..count)
         .map(|i| json!({"id": format!("p{i}"), "kind": "udp", "target": target, "expect_identity": identity}))
         .collect();
@@ -1384,13 +1387,29 @@ fn udp_pod(namespace: &str, name: &str) -> PodSpec {
 /// Kubernetes leaves existing connections to the implementation, and this dataplane (like
 /// iptables and nftables CNIs) accepts established flows before any policy: a UDP probe on the
 /// source port of a flow admitted before a deny rides it. 300 probes before and 300 after over
-/// ~28 000 kernel-chosen ports meet such a port with odds of about 96 %; with the ports the pod's
-/// `agent serve` hands out, never.
+/// ~28 000 kernel-chosen ports meet such a port with odds of about 96 %; with the ports the
+/// probers of the pod's network namespace take from its ledger, never.
 #[tokio::test(flavor = "multi_thread")]
 async fn udp_probes_after_a_deny_never_ride_a_flow_admitted_before_it() {
     if !privileged() {
         return;
     }
+    udp_before_and_after_a_deny(Vantage::Pod("x", "a")).await;
+}
+
+/// The same from the outside vantage, where no agent runs: consecutive probers share their
+/// namespace's ledger all the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn udp_probes_from_outside_after_a_deny_never_ride_a_flow_admitted_before_it() {
+    if !privileged() {
+        return;
+    }
+    udp_before_and_after_a_deny(Vantage::Outside).await;
+}
+
+/// 300 UDP probes from `from` to y/b, a deny-all-ingress on y, 300 more: none of those gets
+/// through. Each batch is a new prober process.
+async fn udp_before_and_after_a_deny(from: Vantage<'static>) {
     let dp = &start(FaultSet::new());
     let mut pods = Vec::new();
     for (namespace, name) in [("x", "a"), ("y", "b")] {
@@ -1413,11 +1432,11 @@ async fn udp_probes_after_a_deny_never_ride_a_flow_admitted_before_it() {
     let open = state(&[(a, *a_ip), (b, *b_ip)]);
     dp.sync(&open).expect("sync without policies");
     let first = eventually(vec!["connected".to_string()], move || {
-        udp_probes(dp, ("x", "a"), target, "y/b", 1)
+        udp_probes(dp, from, target, "y/b", 1)
     })
     .await;
     assert_eq!(first, vec!["connected".to_string()]);
-    let before = udp_probes(dp, ("x", "a"), target, "y/b", 300).await;
+    let before = udp_probes(dp, from, target, "y/b", 300).await;
     let admitted = before.iter().filter(|o| *o == "connected").count();
     assert!(
         admitted >= 290,
@@ -1428,11 +1447,11 @@ async fn udp_probes_after_a_deny_never_ride_a_flow_admitted_before_it() {
     denied.policies.push(deny_all_ingress("y"));
     dp.sync(&denied).expect("sync with the policy");
     let first = eventually(vec!["dropped".to_string()], move || {
-        udp_probes(dp, ("x", "a"), target, "y/b", 1)
+        udp_probes(dp, from, target, "y/b", 1)
     })
     .await;
     assert_eq!(first, vec!["dropped".to_string()]);
-    let after = udp_probes(dp, ("x", "a"), target, "y/b", 300).await;
+    let after = udp_probes(dp, from, target, "y/b", 300).await;
     let through = after.iter().filter(|o| *o != "dropped").count();
     assert_eq!(
         through, 0,

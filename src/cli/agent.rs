@@ -7,7 +7,6 @@ use netassay_agent::bench::{Bench, BenchConfig};
 use netassay_agent::dns_server::{self, DnsConfig, DnsError};
 use netassay_agent::gateway::{self, GatewayConfig, GatewayError};
 use netassay_agent::serve::write_ready_file;
-use netassay_agent::source_ports;
 use netassay_agent::watched::{self, LineTable as _};
 use netassay_agent::{bind_all, prepare, run_batch, ServeConfig, ServeError};
 use netassay_core::probe::{AgentLine, ListenSpec, ListenerState, Outcome, ProbeBatch, ProbeKind};
@@ -266,7 +265,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         listeners: args.listen,
         http_port: args.http,
         address: args.address,
-        source_ports: Some(source_ports::LEASE_NAME.to_string()),
     };
     if let Some(spec) = ListenSpec::repeated(&config.listeners) {
         eprintln!("netassay agent serve: --listen names {spec} twice");
@@ -286,9 +284,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             }
         };
         let report = agent.report().clone();
-        for warning in agent.warnings() {
-            eprintln!("netassay agent serve: {warning}");
-        }
         for l in &report.listeners {
             if l.state == ListenerState::Unsupported {
                 let reason = l.reason.as_deref().unwrap_or("unsupported");

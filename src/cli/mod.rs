@@ -3,6 +3,7 @@
 pub mod agent;
 mod bench;
 mod bench_chaos;
+mod bench_udp;
 mod cleanup;
 pub mod exit;
 mod kubeconfig;
@@ -81,6 +82,9 @@ pub enum BenchCommand {
     /// Equal verdicts under a hostile control plane (API errors, exec resets, pod restarts, a
     /// slow API): exit codes and cells differing from the clean run.
     Chaos(bench_chaos::ChaosBenchArgs),
+    /// N UDP probes towards one destination from a pod and from the outside vantage of the
+    /// sandbox's dataplane: wall time against the probe timeout.
+    Udp(bench_udp::UdpBenchArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -110,6 +114,7 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Run(a)) => bench::run(a),
         Command::Bench(BenchCommand::Enforce(a)) => bench::enforce(a),
         Command::Bench(BenchCommand::Chaos(a)) => bench_chaos::chaos(a),
+        Command::Bench(BenchCommand::Udp(a)) => bench_udp::udp(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -19,7 +19,7 @@
 //! `unsupported` for an SCTP probe where the source lacks SCTP. Any other bind failure (port
 //! taken, permission) is fatal: the agent exits 3 before writing the ready file.
 //!
-//! `agent serve` also hands out UDP source ports to the `agent probe` processes of its pod
+//! `agent probe` takes its UDP source ports from a ledger its network namespace's probers share
 //! ([`source_ports`]), so that no UDP probe rides the conntrack entry of an earlier one.
 //!
 //! Two more subcommands run as sandbox infrastructure rather than in probe pods: `agent dns`

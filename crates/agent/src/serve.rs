@@ -6,7 +6,6 @@
 //! how readiness and unsupported protocols are reported.
 
 use super::sock::{self, accept_backoff, stopped};
-use super::source_ports;
 use netassay_core::model::Protocol;
 use netassay_core::probe::{
     greeting, udp_reply, validate_identity, ListenSpec, ListenerState, ListenerStatus, ReadyReport,
@@ -21,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -44,9 +43,6 @@ pub struct ServeConfig {
     pub http_port: Option<u16>,
     /// Address to bind; `None` binds dual-stack `[::]`, or `0.0.0.0` where IPv6 is absent.
     pub address: Option<IpAddr>,
-    /// Abstract socket name to hand out UDP source ports on (see [`super::source_ports`]);
-    /// `None` hands out none.
-    pub source_ports: Option<String>,
 }
 
 /// Why the agent cannot serve.
@@ -71,8 +67,6 @@ pub struct BoundAgent {
     streams: Vec<TcpListener>,
     datagrams: Vec<UdpSocket>,
     http: Option<TcpListener>,
-    source_ports: Option<UnixListener>,
-    warnings: Vec<String>,
 }
 
 /// Binds every listener of `config`. Must run inside a tokio runtime.
@@ -151,21 +145,6 @@ pub fn bind_all(config: &ServeConfig) -> Result<BoundAgent, ServeError> {
             })?,
         );
     }
-    // Without the port server probes still run (each prober keeps a hand of its own), so a
-    // failure here is said, not fatal.
-    let mut warnings = Vec::new();
-    let source_ports = match &config.source_ports {
-        None => None,
-        Some(name) => match source_ports::bind(name) {
-            Ok(listener) => listener,
-            Err(e) => {
-                warnings.push(format!(
-                    "cannot hand out UDP source ports on @{name} ({e}): each UDP prober in this pod picks its own ports, and probers that run at the same time may share one towards a destination"
-                ));
-                None
-            }
-        },
-    };
     Ok(BoundAgent {
         identity: Arc::from(config.identity.as_str()),
         report: ReadyReport {
@@ -177,8 +156,6 @@ pub fn bind_all(config: &ServeConfig) -> Result<BoundAgent, ServeError> {
         streams,
         datagrams,
         http,
-        source_ports,
-        warnings,
     })
 }
 
@@ -244,11 +221,6 @@ impl BoundAgent {
         &self.report
     }
 
-    /// What does not work but does not stop the agent from serving.
-    pub fn warnings(&self) -> &[String] {
-        &self.warnings
-    }
-
     /// Serves until `shutdown` completes, then stops accepting and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -272,9 +244,6 @@ impl BoundAgent {
                 ready,
                 stop_rx.clone(),
             ));
-        }
-        if let Some(listener) = self.source_ports {
-            tasks.spawn(source_ports::serve(listener, stop_rx.clone()));
         }
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -469,7 +438,6 @@ mod tests {
                 listeners: ListenSpec::parse_list("tcp:0,udp:0,sctp:0").unwrap(),
                 http_port: Some(0),
                 address: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-                source_ports: None,
             };
             let agent = bind_all(&config).unwrap();
             let r = agent.report();
@@ -491,7 +459,6 @@ mod tests {
             listeners: ListenSpec::standard(),
             http_port: None,
             address: None,
-            source_ports: None,
         };
         assert!(matches!(bind_all(&config), Err(ServeError::Identity(_))));
     }

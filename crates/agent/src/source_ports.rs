@@ -9,108 +9,166 @@
 //! drew the port of such a flow and read `connected` where the policy denies (once in eight
 //! core+extended runs of `bench chaos`, in a clean run).
 //!
-//! So `agent serve`, which lives as long as the pod, hands out source ports over an abstract
-//! Unix socket. Abstract names belong to a network namespace, which all containers of a pod
-//! share, so the `agent probe` the harness execs in the pod reaches it. The prober names the
-//! destination; what must never repeat within [`REUSE_AFTER`] is a source port *towards one
-//! destination*, so each destination has its own hand that walks the port range no faster
-//! than one port per [`TICK`] beyond a lead of [`LEAD`] ports ahead of the wall clock. That
-//! also holds across a restart of the server, which remembers nothing: a new server starts
-//! every destination past the furthest point its predecessor could have reached (the clock
-//! plus the lead), so the ports a killed agent handed out are not handed out again either. The
-//! ports come from below Linux's default ephemeral range, so the ports the kernel picks (the
-//! resolver's, say) never meet them. Probes towards
-//! different destinations may share a port at the same time (the sockets set `SO_REUSEADDR`
-//! and are connected, so each gets its own peer's datagrams).
+//! # What must hold
 //!
-//! Wire format: the prober writes a destination (`10.0.0.1:80`, `[fd00::1]:80`) and `\n`; the
-//! server answers with a port in decimal and `\n`, `-\n` when that destination asked for ports
-//! faster than they can be retired (about 140 a second, [`LEAD`] at once; the prober waits and
-//! asks again), or `?\n` for a line that is not a destination.
+//! A probe's flow is (source address, source port, destination address, destination port). The
+//! prober cannot choose its source address (one per network namespace), so the guarantee is: a
+//! source port is not used towards one destination twice within [`REUSE_AFTER`], longer than
+//! every UDP conntrack timeout in common use. Towards different destinations ports may be shared
+//! at the same time (the sockets set `SO_REUSEADDR` and are connected, so each gets its own
+//! peer's datagrams). With one address and the ports [`PORTS`] (below Linux's default ephemeral
+//! range, so the ports the kernel picks for the resolver never meet them), no scheme can sustain
+//! more than 22,768 probes per 150 s towards one destination, about 150 a second; what matters
+//! is how large a burst may be, and that the guarantee holds across processes: probers come and
+//! go (one `agent probe` per batch), in a pod and at the outside vantage alike, some die killed.
 //!
-//! A prober whose server went away (the agent restarted) asks once more, on a new connection,
-//! and so reaches the successor. Where nothing answers on the name (the outside vantage, which
-//! runs no `agent serve`; an agent that is down), the prober keeps a hand of its own, made
-//! when first needed: like a restarted server, it starts past anything an earlier prober or a
-//! dead server can have reached, so consecutive probers never meet each other's ports. Only
-//! probers that overlap in time with no server between them could.
+//! # How
+//!
+//! Each destination has a hand over the port range. Its positions count [`TICK`]s of the wall
+//! clock; position `p` is port `PORTS.start() + p mod 22,768`. Two rules:
+//!
+//! 1. **Window.** A position handed out at time `t` lies between `clock(t)` and
+//!    `clock(t) + LEAD` (`clock` = the wall clock in ticks): a hand may run [`LEAD`] ports ahead
+//!    of the clock (its burst) and never falls behind it.
+//! 2. **Memory.** A destination's positions only ever increase: the next one is past the last
+//!    one handed out.
+//!
+//! So a port comes back towards a destination only at a position 22,768 further on, which the
+//! window allows only when the clock has moved on by 22,768 - `LEAD` ticks: at least
+//! [`REUSE_AFTER`] (the constants are tested for it). The window also means that the memory of a
+//! hand is worth something only for `LEAD` ticks after its last port (about 9 s): by then the
+//! clock has passed every position it handed out, and starting at the clock avoids them all.
+//!
+//! The memory is a small file, the *ledger*, one per network namespace (named by the namespace's
+//! inode) in `/dev/shm`, shared by every prober of the namespace: the pod's probers (all exec'd
+//! into the agent's container, which has one `/dev/shm`), the outside vantage's. A prober takes
+//! a port under an exclusive `flock` of the ledger: it reads every destination's next position,
+//! takes one, and writes the ledger back *before* it uses the port. Consecutive probers, probers
+//! that run at the same time, and a prober killed right after its lease all leave the ledger
+//! with everything handed out; nothing is kept in a process, so nothing is lost when one dies.
+//! The ledger lists only destinations whose hand is ahead of the clock (the others start at the
+//! clock anyway), so it stays a few lines long.
+//!
+//! What the ledger's state means, and why each reading is safe:
+//! - **No ledger**: nobody is ahead of the clock, since a ledger is only removed once the clock
+//!   has passed everything in it (the sweep below), and a new namespace has had no probes. Every
+//!   hand starts at the clock: a fresh prober gets its full burst at once.
+//! - **A ledger that does not read back** (a process killed in the middle of writing it, another
+//!   version's format, bytes of someone else's): everything up to `clock + LEAD` may have been
+//!   handed out (rule 1), so every hand starts past that, which is what a memoryless start must
+//!   do; the prober then writes a sound ledger.
+//! - **A ledger that cannot be used** (not a file, no permission, locked by a hung process for
+//!   [`LOCK_WAIT`]): no port, and the probe is an error. Never a port picked without the ledger:
+//!   others of the namespace that can use it would not know about it.
+//!
+//! A prober also sweeps away the ledgers of other namespaces once the clock has passed everything
+//! in them (under their lock, so never one in use), which makes them equivalent to no ledger;
+//! what a run leaves in `/dev/shm` is a few small files, swept by the next.
+//!
+//! The ledger is created readable and writable by every user (mode 0666), so that probers of
+//! different users in one namespace share it (a second user's probers must not pick ports the
+//! first's ledger does not list). A local user who rewrites it can make a probe reuse a port; so
+//! can one who sends datagrams on the probe's ports. Who deletes it while probes run (not the
+//! sweep: `rm`) removes what the last `LEAD` ticks handed out.
+//!
+//! Before the ledger, `agent serve` kept the hands in memory and handed ports out over an
+//! abstract Unix socket; a restarted server, or a prober with no server (the outside vantage),
+//! knew nothing of its predecessors and had to start past `clock + LEAD`, where the window let it
+//! have one port a tick: 200 probes towards one destination from the outside took 1.4 s, and 600
+//! from a pod 3.6 s.
 
 use std::collections::HashMap;
+use std::fs::{File, OpenOptions, Permissions};
 use std::io;
 use std::net::SocketAddr;
-use std::os::linux::net::SocketAddrExt;
-use std::sync::{Arc, Mutex};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
-
-/// The abstract socket name `agent serve` answers on and `agent probe` asks.
-pub const LEASE_NAME: &str = "netassay-udp-source-ports";
+use thiserror::Error;
 
 /// The ports handed out: below Linux's default ephemeral range (32768-60999).
 pub const PORTS: std::ops::RangeInclusive<u16> = 10000..=32767;
 
-/// How often each destination's hand may move on by one port.
+/// How often each destination's hand may move on by one port, beyond its lead.
 pub const TICK: Duration = Duration::from_millis(7);
 
-/// How far ahead of the clock a destination's hand may run: its burst.
-pub const LEAD: u64 = 512;
+/// How far ahead of the clock a destination's hand may run: the most ports towards one
+/// destination at once.
+pub const LEAD: u64 = 1280;
 
 /// The least time between two uses of one source port towards one destination, by
 /// construction: (ports - lead - 2) ticks. Longer than every UDP conntrack timeout in common
 /// use (Linux 30 s or 120 s, Cilium 60 s).
 pub const REUSE_AFTER: Duration = Duration::from_secs(150);
 
-/// How long the prober waits for an answer before it uses a hand of its own.
-const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Where the ledgers live: a tmpfs every Linux system and every container has.
+pub const LEDGER_DIR: &str = "/dev/shm";
 
-/// Above this many destinations, those whose hand the clock has caught up with are forgotten
-/// (which changes nothing: such a hand starts at the clock anyway).
-const REMEMBERED: usize = 4096;
+/// A ledger's file name: this, then the network namespace's inode number.
+const LEDGER_PREFIX: &str = "netassay-udp-source-ports.";
 
-/// Each destination's hand over the port range, on a clock of [`TICK`]s.
-#[derive(Debug)]
+/// The first line of a ledger: its format, and the constants its positions are counted with.
+const HEADER: &str = "netassay-udp-source-ports v1 ports=10000-32767 tick=7ms lead=1280";
+
+/// How long a prober waits for the ledger's lock before its probe is an error.
+pub const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// After this long unwritten, a ledger that does not read back is swept (a readable one is
+/// swept as soon as the clock has passed it). Longer than `LEAD + 2` ticks.
+const STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// Each destination's hand over the port range: the state a ledger holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourcePorts {
     first: u16,
     count: u64,
     tick_ms: u64,
     lead: u64,
-    /// Where a destination this server has not handed a port for starts: past anything a
-    /// predecessor in this namespace can have handed out.
+    /// No hand starts below this position (0: none). Set when the memory was lost: past
+    /// anything that can have been handed out.
     floor: u64,
-    /// Per destination, the next position of its hand (positions count ticks, not ports).
+    /// Per destination whose hand is ahead of the clock, its next position.
     next: HashMap<SocketAddr, u64>,
 }
 
 impl SourcePorts {
-    /// A server that starts at `now_ms` (milliseconds since the Unix epoch).
-    pub fn new(
-        ports: std::ops::RangeInclusive<u16>,
-        tick: Duration,
-        lead: u64,
-        now_ms: u64,
-    ) -> Self {
-        let tick_ms = (tick.as_millis() as u64).max(1);
+    /// Hands that are all at the clock: nobody is ahead of it.
+    pub fn new(ports: std::ops::RangeInclusive<u16>, tick: Duration, lead: u64) -> Self {
         SourcePorts {
             first: *ports.start(),
             count: u64::from(*ports.end()).saturating_sub(u64::from(*ports.start())) + 1,
-            tick_ms,
+            tick_ms: (tick.as_millis() as u64).max(1),
             lead,
-            floor: now_ms / tick_ms + lead + 1,
+            floor: 0,
             next: HashMap::new(),
         }
     }
 
-    /// A server with the module's constants, starting now.
-    pub fn starting_now() -> Self {
-        SourcePorts::new(PORTS, TICK, LEAD, wall_ms())
+    /// Hands with the module's constants, all at the clock.
+    pub fn standard() -> Self {
+        SourcePorts::new(PORTS, TICK, LEAD)
+    }
+
+    /// Hands that know nothing at `now_ms`: each starts past anything that can have been
+    /// handed out by then (rule 1 bounds it by the clock plus the lead).
+    pub fn forgotten(&self, now_ms: u64) -> Self {
+        SourcePorts {
+            floor: self.clock(now_ms) + self.lead + 1,
+            next: HashMap::new(),
+            ..self.clone()
+        }
+    }
+
+    fn clock(&self, now_ms: u64) -> u64 {
+        now_ms / self.tick_ms
     }
 
     /// A port towards `destination` not used towards it within the reuse time, or `None`
     /// when the destination's hand is as far ahead of the clock as it may run.
     pub fn lease(&mut self, destination: SocketAddr, now_ms: u64) -> Option<u16> {
-        let clock = now_ms / self.tick_ms;
+        let clock = self.clock(now_ms);
         let position = self
             .next
             .get(&destination)
@@ -121,13 +179,77 @@ impl SourcePorts {
         if position > clock + self.lead {
             return None;
         }
-        if self.next.len() >= REMEMBERED {
-            self.next.retain(|_, next| *next > clock);
-        }
-        self.next.insert(destination, position + 1);
         let offset = u16::try_from(position % self.count).ok()?;
-        self.first.checked_add(offset)
+        let port = self.first.checked_add(offset)?;
+        self.next.insert(destination, position + 1);
+        Some(port)
     }
+
+    /// Drops what the clock has passed: a hand at or behind the clock starts at the clock
+    /// anyway, so this changes no lease.
+    pub fn forget_caught_up(&mut self, now_ms: u64) {
+        let clock = self.clock(now_ms);
+        self.next.retain(|_, next| *next > clock);
+        if self.floor <= clock {
+            self.floor = 0;
+        }
+    }
+
+    /// Whether the clock has passed everything: then these hands are the same as none.
+    pub fn caught_up(&self, now_ms: u64) -> bool {
+        let mut copy = self.clone();
+        copy.forget_caught_up(now_ms);
+        copy.floor == 0 && copy.next.is_empty()
+    }
+
+    /// The ledger's text: the header, the floor, one line per destination, and a checksum of
+    /// all that, so that a ledger written halfway never reads back.
+    pub fn to_text(&self) -> String {
+        let mut body = format!("{HEADER}\nfloor {}\n", self.floor);
+        let mut lines: Vec<String> = self
+            .next
+            .iter()
+            .map(|(destination, next)| format!("{destination} {next}\n"))
+            .collect();
+        lines.sort();
+        body.extend(lines);
+        let sum = checksum(body.as_bytes());
+        body.push_str(&format!("end {sum:016x}\n"));
+        body
+    }
+
+    /// Reads a ledger's text written by [`Self::to_text`] with the same constants as `self`;
+    /// `None` for anything else.
+    pub fn from_text(&self, text: &str) -> Option<Self> {
+        let body_end = text.rfind("end ")?;
+        let (body, end) = text.split_at(body_end);
+        let sum = end.strip_prefix("end ")?.strip_suffix('\n')?;
+        if u64::from_str_radix(sum, 16).ok()? != checksum(body.as_bytes()) {
+            return None;
+        }
+        let mut lines = body.lines();
+        if lines.next()? != HEADER {
+            return None;
+        }
+        let floor = lines.next()?.strip_prefix("floor ")?.parse().ok()?;
+        let mut next = HashMap::new();
+        for line in lines {
+            let (destination, position) = line.split_once(' ')?;
+            next.insert(destination.parse().ok()?, position.parse().ok()?);
+        }
+        Some(SourcePorts {
+            floor,
+            next,
+            ..self.clone()
+        })
+    }
+}
+
+/// FNV-1a, 64 bits.
+fn checksum(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Milliseconds since the Unix epoch.
@@ -137,388 +259,355 @@ fn wall_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Binds the abstract socket `name`. `None` when another process in this network namespace
-/// already answers on it (then that one hands out the ports).
-pub fn bind(name: &str) -> io::Result<Option<UnixListener>> {
-    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-    match std::os::unix::net::UnixListener::bind_addr(&addr) {
-        Ok(listener) => {
-            listener.set_nonblocking(true)?;
-            Ok(Some(UnixListener::from_std(listener)?))
-        }
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Ok(None),
-        Err(e) => Err(e),
-    }
+/// The ledger cannot be used.
+#[derive(Debug, Error)]
+pub enum LedgerError {
+    #[error("the UDP source-port ledger {path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("the UDP source-port ledger {path} is not a regular file")]
+    NotAFile { path: String },
+    #[error("the UDP source-port ledger {path} keeps being replaced")]
+    Unsettled { path: String },
+    #[error("cannot name this network namespace's UDP source-port ledger: {0}")]
+    Namespace(io::Error),
 }
 
-/// Answers every prober that connects until `stop` is raised.
-pub async fn serve(listener: UnixListener, stop: watch::Receiver<bool>) {
-    let ports = Arc::new(Mutex::new(SourcePorts::starting_now()));
-    let stopped = super::sock::stopped(stop.clone());
-    tokio::pin!(stopped);
-    loop {
-        tokio::select! {
-            _ = &mut stopped => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let (ports, stop) = (ports.clone(), stop.clone());
-                    tokio::spawn(async move {
-                        tokio::select! {
-                            _ = super::sock::stopped(stop) => {}
-                            _ = answer(stream, ports) => {}
-                        }
-                    });
-                }
-                Err(e) => super::sock::accept_backoff(e, "netassay agent serve", "the source-port socket").await,
-            },
-        }
-    }
+/// What one attempt at a lease came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    Port(u16),
+    /// This destination's hand is as far ahead of the clock as it may run: try again after a
+    /// [`TICK`].
+    Exhausted,
+    /// Another process holds the ledger's lock right now.
+    Busy,
 }
 
-async fn answer(stream: UnixStream, ports: Arc<Mutex<SourcePorts>>) {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let answer = match line.trim().parse::<SocketAddr>() {
-            Err(_) => "?\n".to_string(),
-            Ok(destination) => {
-                let port = match ports.lock() {
-                    Ok(mut ports) => ports.lease(destination, wall_ms()),
-                    Err(_) => None,
-                };
-                match port {
-                    Some(port) => format!("{port}\n"),
-                    None => "-\n".to_string(),
-                }
-            }
+/// The ledger of one network namespace: see the module doc.
+#[derive(Debug)]
+pub struct Ledger {
+    path: PathBuf,
+    /// Open on first use; reopened when the path no longer names it (swept, replaced).
+    file: Option<File>,
+    constants: SourcePorts,
+}
+
+impl Ledger {
+    /// The ledger at `path`, with the module's constants.
+    pub fn at(path: PathBuf) -> Self {
+        Ledger {
+            path,
+            file: None,
+            constants: SourcePorts::standard(),
+        }
+    }
+
+    /// The ledger of the network namespace this process is in.
+    pub fn of_this_namespace() -> Result<Self, LedgerError> {
+        let namespace = std::fs::metadata("/proc/self/ns/net").map_err(LedgerError::Namespace)?;
+        Ok(Ledger::at(
+            Path::new(LEDGER_DIR).join(format!("{LEDGER_PREFIX}{}", namespace.ino())),
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// One attempt at a port towards `destination` at `now_ms`; never waits for the lock.
+    pub fn try_lease(
+        &mut self,
+        destination: SocketAddr,
+        now_ms: u64,
+    ) -> Result<Attempt, LedgerError> {
+        let io_error = |source| LedgerError::Io {
+            path: self.path.display().to_string(),
+            source,
         };
-        if write.write_all(answer.as_bytes()).await.is_err() {
+        // The path may be swept or replaced between our open and our lock: then the file we
+        // locked is no longer the ledger, and we open the one that is.
+        for _ in 0..8 {
+            let (file, created) = match self.file.take() {
+                Some(file) => (file, false),
+                None => open_or_create(&self.path).map_err(io_error)?,
+            };
+            if !file.metadata().map_err(io_error)?.is_file() {
+                return Err(LedgerError::NotAFile {
+                    path: self.path.display().to_string(),
+                });
+            }
+            match lock(&file) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.file = Some(file);
+                    return Ok(Attempt::Busy);
+                }
+                Err(e) => return Err(io_error(e)),
+            }
+            let _unlock = Unlock(&file);
+            if !still_at(&file, &self.path).map_err(io_error)? {
+                continue;
+            }
+            let attempt = self
+                .lease_locked(&file, created, destination, now_ms)
+                .map_err(io_error);
+            drop(_unlock);
+            self.file = Some(file);
+            return attempt;
+        }
+        Err(LedgerError::Unsettled {
+            path: self.path.display().to_string(),
+        })
+    }
+
+    fn lease_locked(
+        &self,
+        file: &File,
+        created: bool,
+        destination: SocketAddr,
+        now_ms: u64,
+    ) -> io::Result<Attempt> {
+        let text = read_all(file)?;
+        let read = if text.is_empty() && created {
+            Some(self.constants.clone())
+        } else {
+            self.constants.from_text(&text)
+        };
+        let Some(mut hands) = read else {
+            // Written at once, even with no port to hand out: the floor must be that of the
+            // first prober to find the ledger unreadable, not move on with every reader's clock.
+            write(file, &self.constants.forgotten(now_ms))?;
+            return Ok(Attempt::Exhausted);
+        };
+        hands.forget_caught_up(now_ms);
+        let Some(port) = hands.lease(destination, now_ms) else {
+            return Ok(Attempt::Exhausted);
+        };
+        // Written before the port is used.
+        write(file, &hands)?;
+        Ok(Attempt::Port(port))
+    }
+
+    /// Removes the ledgers of other namespaces that the clock has passed (so no ledger at all
+    /// means the same), or that have not read back for [`STALE_AFTER`]. Skips any in use.
+    pub fn sweep(&self, now_ms: u64) {
+        let (Some(dir), Some(own)) = (self.path.parent(), self.path.file_name()) else {
             return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name == own || !name.to_string_lossy().starts_with(LEDGER_PREFIX) {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(file) = open_existing(&path) else {
+                continue;
+            };
+            if !matches!(lock(&file), Ok(true)) {
+                continue;
+            }
+            let _unlock = Unlock(&file);
+            if !matches!(still_at(&file, &path), Ok(true)) {
+                continue;
+            }
+            let passed = match read_all(&file)
+                .ok()
+                .and_then(|text| self.constants.from_text(&text))
+            {
+                Some(hands) => hands.caught_up(now_ms),
+                None => file
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .is_some_and(|written| {
+                        now_ms.saturating_sub(written.as_millis() as u64)
+                            >= STALE_AFTER.as_millis() as u64
+                    }),
+            };
+            if passed {
+                let _ = std::fs::remove_file(&path);
+            }
         }
     }
+}
+
+/// Opens the ledger at `path`, creating it (for every user) if there is none; `true` when
+/// this call created it.
+fn open_or_create(path: &Path) -> io::Result<(File, bool)> {
+    for _ in 0..8 {
+        match open_existing(path) {
+            Ok(file) => return Ok((file, false)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o666)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+        {
+            Ok(file) => {
+                // The umask may have taken bits away.
+                file.set_permissions(Permissions::from_mode(0o666))?;
+                return Ok((file, true));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("created and removed over and over"))
+}
+
+fn open_existing(path: &Path) -> io::Result<File> {
+    // Without O_CREAT: opening a file of another user in a sticky directory is refused with it
+    // (fs.protected_regular), and the ledger is shared between users.
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// An exclusive `flock`, if it can be had right now.
+fn lock(file: &File) -> io::Result<bool> {
+    // SAFETY: flock(2) on a descriptor this File owns.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Releases the lock when dropped.
+struct Unlock<'a>(&'a File);
+
+impl Drop for Unlock<'_> {
+    fn drop(&mut self) {
+        // SAFETY: flock(2) on a descriptor the File owns.
+        unsafe {
+            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
+}
+
+/// Writes `hands` over the ledger: written first, then cut to length, so a process killed in
+/// between leaves a ledger that does not read back, never a shorter one that does.
+fn write(file: &File, hands: &SourcePorts) -> io::Result<()> {
+    let text = hands.to_text();
+    file.write_all_at(text.as_bytes(), 0)?;
+    file.set_len(text.len() as u64)
+}
+
+/// Whether `path` still names the file `file` is open on.
+fn still_at(file: &File, path: &Path) -> io::Result<bool> {
+    let open = file.metadata()?;
+    Ok(match std::fs::symlink_metadata(path) {
+        Ok(named) => named.dev() == open.dev() && named.ino() == open.ino() && open.nlink() > 0,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+    })
+}
+
+fn read_all(file: &File) -> io::Result<String> {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = file.read_at(&mut chunk, bytes.len() as u64)?;
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+    // Bytes that are not text do not read back as a ledger.
+    Ok(String::from_utf8(bytes).unwrap_or_else(|_| "\u{fffd}".to_string()))
 }
 
 /// What the prober got when it asked for a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lease {
     Port(u16),
     /// This destination asked faster than ports can be retired: ask again after a [`TICK`].
     Exhausted,
+    /// No port can be had without the ledger: why.
+    Unavailable(String),
 }
 
-/// The prober's side: one connection per process, opened on first use, shared by every probe;
-/// where no server answers, a hand of its own.
+/// The prober's side: this namespace's ledger, opened on first use (when the ledgers the clock
+/// has passed are swept) and shared by every probe of the process.
 pub struct SourcePortClient {
-    name: String,
-    state: tokio::sync::Mutex<ClientState>,
-}
-
-#[derive(Default)]
-struct ClientState {
-    tried: bool,
-    server: Option<BufReader<UnixStream>>,
-    /// Where nobody answers on the name (or stopped answering): the prober's own hand, made
-    /// when first needed, so it starts past anything an earlier prober (or a server that
-    /// died) can have reached.
-    own: Option<SourcePorts>,
+    ledger: Arc<tokio::sync::Mutex<Option<Result<Ledger, String>>>>,
+    path: Option<PathBuf>,
+    lock_wait: Duration,
 }
 
 impl SourcePortClient {
-    pub fn new(name: &str) -> Self {
+    /// The client of this network namespace's ledger.
+    pub fn of_this_namespace() -> Self {
         SourcePortClient {
-            name: name.to_string(),
-            state: tokio::sync::Mutex::new(ClientState::default()),
+            ledger: Arc::default(),
+            path: None,
+            lock_wait: LOCK_WAIT,
         }
     }
 
-    /// A fresh source port towards `destination`, from the pod's server or the prober's own
-    /// hand.
+    /// The client of the ledger at `path`, waiting `lock_wait` for its lock (tests).
+    pub fn at(path: PathBuf, lock_wait: Duration) -> Self {
+        SourcePortClient {
+            ledger: Arc::default(),
+            path: Some(path),
+            lock_wait,
+        }
+    }
+
+    /// A fresh source port towards `destination`. Waits for the ledger's lock (other probers
+    /// of the namespace hold it for microseconds) up to [`LOCK_WAIT`].
     pub async fn lease(&self, destination: SocketAddr) -> Lease {
-        let mut state = self.state.lock().await;
-        let first = !state.tried;
-        if first {
-            state.tried = true;
-            state.server = connect(&self.name).ok().map(BufReader::new);
-        }
-        if let Some(stream) = state.server.as_mut() {
-            if let Some(lease) = ask_in_time(stream, destination).await {
-                return lease;
+        let mut ledger = self.ledger.lock().await;
+        let ledger = ledger.get_or_insert_with(|| {
+            let ledger = match &self.path {
+                Some(path) => Ok(Ledger::at(path.clone())),
+                None => Ledger::of_this_namespace(),
+            };
+            if let Ok(ledger) = &ledger {
+                ledger.sweep(wall_ms());
             }
-            // The server went away (its pod's agent restarted) or is confused: a successor may
-            // answer on the name already, and it never hands out what its predecessor did.
-            state.server = None;
-            if !first {
-                if let Ok(stream) = connect(&self.name) {
-                    let mut stream = BufReader::new(stream);
-                    if let Some(lease) = ask_in_time(&mut stream, destination).await {
-                        state.server = Some(stream);
-                        return lease;
-                    }
+            ledger.map_err(|e| e.to_string())
+        });
+        let ledger = match ledger {
+            Ok(ledger) => ledger,
+            Err(why) => return Lease::Unavailable(why.clone()),
+        };
+        let deadline = tokio::time::Instant::now() + self.lock_wait;
+        loop {
+            match ledger.try_lease(destination, wall_ms()) {
+                Ok(Attempt::Port(port)) => return Lease::Port(port),
+                Ok(Attempt::Exhausted) => return Lease::Exhausted,
+                Ok(Attempt::Busy) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_micros(500)).await;
                 }
+                Ok(Attempt::Busy) => {
+                    return Lease::Unavailable(format!(
+                        "the UDP source-port ledger {} was locked by another process for {} ms",
+                        ledger.path().display(),
+                        self.lock_wait.as_millis()
+                    ))
+                }
+                Err(e) => return Lease::Unavailable(e.to_string()),
             }
         }
-        match state
-            .own
-            .get_or_insert_with(SourcePorts::starting_now)
-            .lease(destination, wall_ms())
-        {
-            Some(port) => Lease::Port(port),
-            None => Lease::Exhausted,
-        }
-    }
-
-    /// Whether this prober hands out its own ports (no server answered).
-    #[cfg(test)]
-    async fn is_on_its_own(&self) -> bool {
-        self.state.lock().await.own.is_some()
-    }
-}
-
-async fn ask_in_time(stream: &mut BufReader<UnixStream>, destination: SocketAddr) -> Option<Lease> {
-    match tokio::time::timeout(ASK_TIMEOUT, ask(stream, destination)).await {
-        Ok(Ok(lease)) => Some(lease),
-        Ok(Err(_)) | Err(_) => None,
-    }
-}
-
-fn connect(name: &str) -> io::Result<UnixStream> {
-    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-    let stream = std::os::unix::net::UnixStream::connect_addr(&addr)?;
-    stream.set_nonblocking(true)?;
-    UnixStream::from_std(stream)
-}
-
-async fn ask(stream: &mut BufReader<UnixStream>, destination: SocketAddr) -> io::Result<Lease> {
-    stream
-        .get_mut()
-        .write_all(format!("{destination}\n").as_bytes())
-        .await?;
-    let mut answer = String::new();
-    if stream.read_line(&mut answer).await? == 0 {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    match answer.trim_end() {
-        "-" => Ok(Lease::Exhausted),
-        port => port
-            .parse()
-            .map(Lease::Port)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not a port")),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const D1: &str = "10.0.0.1:80";
-    const D2: &str = "[fd00::1]:80";
-
-    fn dst(s: &str) -> SocketAddr {
-        s.parse().unwrap()
-    }
-
-    fn ports(now_ms: u64) -> SourcePorts {
-        SourcePorts::new(PORTS, TICK, LEAD, now_ms)
-    }
-
-    #[test]
-    fn the_constants_keep_the_promised_reuse_time() {
-        let count = PORTS.count() as u64;
-        assert!(TICK * (count - LEAD - 2) as u32 >= REUSE_AFTER);
-    }
-
-    /// Every lease towards `d` from `from_ms` for `for_ms`, one every `every_ms`: (time, port).
-    fn leases(
-        p: &mut SourcePorts,
-        d: SocketAddr,
-        from_ms: u64,
-        for_ms: u64,
-        every_ms: u64,
-    ) -> Vec<(u64, u16)> {
-        (0..for_ms / every_ms)
-            .map(|k| from_ms + k * every_ms)
-            .filter_map(|t| p.lease(d, t).map(|port| (t, port)))
-            .collect()
-    }
-
-    fn assert_no_reuse_within(got: &[(u64, u16)], reuse_ms: u64) {
-        let mut last: HashMap<u16, u64> = HashMap::new();
-        for &(t, port) in got {
-            if let Some(&before) = last.get(&port) {
-                assert!(
-                    t - before >= reuse_ms,
-                    "port {port} again after {} ms",
-                    t - before
-                );
-            }
-            last.insert(port, t);
-        }
-    }
-
-    #[test]
-    fn one_destination_probed_at_the_series_pace_never_meets_a_port_again_within_the_reuse_time() {
-        let start = 1_700_000_000_000;
-        let mut p = ports(start);
-        // A series probes a cell every 50 ms: 20 minutes of it, all granted.
-        let after_start = start + TICK.as_millis() as u64;
-        let got = leases(&mut p, dst(D1), after_start, 20 * 60 * 1000, 50);
-        assert_eq!(got.len(), 20 * 60 * 20);
-        assert_no_reuse_within(&got, REUSE_AFTER.as_millis() as u64);
-        // The hand went round the range: ports did come again, only never too soon.
-        let distinct: std::collections::BTreeSet<u16> = got.iter().map(|g| g.1).collect();
-        assert!(distinct.len() < got.len());
-    }
-
-    #[test]
-    fn a_burst_gets_the_lead_then_is_refused_until_the_clock_moves() {
-        let start = 1_700_000_000_000;
-        let mut p = ports(start);
-        // Past the start-up period, a destination may take LEAD + 1 ports at once.
-        let later = start + (LEAD + 2) * TICK.as_millis() as u64;
-        let burst: Vec<u16> = std::iter::from_fn(|| p.lease(dst(D1), later))
-            .take(10_000)
-            .collect();
-        assert_eq!(burst.len() as u64, LEAD + 1);
-        assert_eq!(p.lease(dst(D1), later), None);
-        assert!(p.lease(dst(D1), later + TICK.as_millis() as u64).is_some());
-        // Another destination has its own hand.
-        assert!(p.lease(dst(D2), later).is_some());
-    }
-
-    #[test]
-    fn a_server_that_restarted_never_hands_out_what_its_predecessor_did() {
-        let start = 1_700_000_000_000;
-        let mut first = ports(start);
-        // The predecessor runs its hand as far ahead as it may (bursts) for 10 s, then dies.
-        let mut got = Vec::new();
-        let mut t = start;
-        while t < start + 10_000 {
-            while let Some(port) = first.lease(dst(D1), t) {
-                got.push((t, port));
-            }
-            t += 100;
-        }
-        // Its successor starts right away and probes at the series pace.
-        let mut second = ports(t);
-        got.extend(leases(&mut second, dst(D1), t, 60_000, 50));
-        assert_no_reuse_within(&got, REUSE_AFTER.as_millis() as u64);
-    }
-
-    #[test]
-    fn right_after_start_a_destination_gets_a_port_a_tick() {
-        // The first tick belongs to a predecessor that may have died in it.
-        let start = 1_700_000_000_000;
-        let tick = TICK.as_millis() as u64;
-        let mut p = ports(start);
-        assert_eq!(p.lease(dst(D1), start), None);
-        assert!(p.lease(dst(D1), start + tick).is_some());
-        assert_eq!(p.lease(dst(D1), start + tick), None);
-        assert!(p.lease(dst(D1), start + 2 * tick).is_some());
-    }
-
-    #[test]
-    fn forgetting_caught_up_destinations_changes_nothing() {
-        let start = 1_700_000_000_000;
-        let mut p = ports(start);
-        let late = start + 10 * 60 * 1000;
-        for i in 0..(REMEMBERED as u32 + 10) {
-            let d = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 80));
-            assert!(p
-                .lease(d, start + TICK.as_millis() as u64 + u64::from(i))
-                .is_some());
-        }
-        assert!(p.lease(dst(D1), late).is_some());
-        assert!(p.next.len() < REMEMBERED);
-    }
-
-    fn unique_name(tag: &str) -> String {
-        format!(
-            "netassay-test-{tag}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        )
-    }
-
-    #[tokio::test]
-    async fn a_prober_gets_ports_from_the_server_and_from_its_own_hand_once_it_is_gone() {
-        let name = unique_name("lease");
-        let listener = bind(&name).unwrap().expect("name free");
-        assert!(bind(&name).unwrap().is_none(), "a second server defers");
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(serve(listener, stop_rx));
-
-        let client = SourcePortClient::new(&name);
-        let first = port(&client, dst(D1)).await;
-        assert!(PORTS.contains(&first));
-        assert!(!client.is_on_its_own().await);
-        // Another destination, and another prober process of the same pod, are served too;
-        // the second prober does not get the first one's port towards the same destination.
-        assert!(PORTS.contains(&port(&client, dst(D2)).await));
-        let other = SourcePortClient::new(&name);
-        assert_ne!(port(&other, dst(D1)).await, first);
-        assert!(!other.is_on_its_own().await);
-
-        let _ = stop_tx.send(true);
-        server.await.unwrap();
-        let alone = SourcePortClient::new(&name);
-        assert!(PORTS.contains(&port(&alone, dst(D1)).await));
-        assert!(alone.is_on_its_own().await);
-    }
-
-    /// A port towards `d`, waiting out the refusals of a hand's first tick.
-    async fn port(client: &SourcePortClient, d: SocketAddr) -> u16 {
-        for _ in 0..100 {
-            match client.lease(d).await {
-                Lease::Port(port) => return port,
-                Lease::Exhausted => tokio::time::sleep(TICK).await,
-            }
-        }
-        panic!("no port towards {d} in 100 ticks");
-    }
-
-    #[tokio::test]
-    async fn a_prober_whose_server_restarted_asks_the_successor() {
-        let name = unique_name("restart");
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let first = tokio::spawn(serve(bind(&name).unwrap().expect("name free"), stop_rx));
-        let client = SourcePortClient::new(&name);
-        let mut handed = std::collections::BTreeSet::new();
-        for _ in 0..20 {
-            assert!(handed.insert(port(&client, dst(D1)).await));
-        }
-        let _ = stop_tx.send(true);
-        first.await.unwrap();
-
-        // The successor answers the same prober, and hands out nothing its predecessor did.
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let second = tokio::spawn(serve(bind(&name).unwrap().expect("name free"), stop_rx));
-        for _ in 0..20 {
-            let got = port(&client, dst(D1)).await;
-            assert!(handed.insert(got), "port {got} handed out twice");
-            assert!(!client.is_on_its_own().await);
-        }
-        // With no successor, the prober's own hand takes over, and meets neither server's.
-        let _ = stop_tx.send(true);
-        second.await.unwrap();
-        for _ in 0..20 {
-            let got = port(&client, dst(D1)).await;
-            assert!(handed.insert(got), "port {got} handed out twice");
-        }
-        assert!(client.is_on_its_own().await);
-    }
-
-    #[tokio::test]
-    async fn without_a_server_consecutive_probers_never_meet_each_others_ports() {
-        // The outside vantage: one prober process per batch, nothing that outlives them.
-        let name = unique_name("absent");
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..3 {
-            let client = SourcePortClient::new(&name);
-            for _ in 0..50 {
-                let got = port(&client, dst(D1)).await;
-                assert!(seen.insert(got), "port {got} handed out twice");
-            }
-            assert!(client.is_on_its_own().await);
-        }
-    }
-}
+mod tests;

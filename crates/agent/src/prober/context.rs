@@ -6,7 +6,7 @@ use super::http::{self, Clients};
 use super::prepared::{Prepared, PreparedBatch, Target};
 use super::reporter::millis;
 use super::{stream, udp};
-use crate::source_ports::{SourcePortClient, LEASE_NAME};
+use crate::source_ports::SourcePortClient;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -15,7 +15,7 @@ use tokio::time::Instant;
 pub(super) struct Context {
     resolvers: Arc<Resolvers>,
     http: Arc<Clients>,
-    /// Fresh UDP source ports from the pod's `agent serve`.
+    /// Fresh UDP source ports, from this network namespace's ledger.
     source_ports: SourcePortClient,
 }
 
@@ -35,7 +35,7 @@ impl Context {
         Context {
             http: Arc::new(Clients::new(resolvers.clone())),
             resolvers,
-            source_ports: SourcePortClient::new(LEASE_NAME),
+            source_ports: SourcePortClient::of_this_namespace(),
         }
     }
 

@@ -125,12 +125,12 @@ async fn exchange(
 const TAKEN_PORTS_SKIPPED: usize = 32;
 
 /// How long a probe waits for a fresh source port when its destination is asked for faster
-/// than ports retire (a few hundred probes at once towards one destination, right after the
-/// pod started).
+/// than ports retire (more than [`crate::source_ports::LEAD`] probes at once towards one
+/// destination).
 const EXHAUSTED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// A UDP socket on a source port no recent probe from this pod used towards `destination` (see
-/// [`crate::source_ports`]).
+/// A UDP socket on a source port no recent probe from this network namespace used towards
+/// `destination` (see [`crate::source_ports`]).
 async fn open_socket(
     source_ports: &SourcePortClient,
     destination: SocketAddr,
@@ -167,6 +167,13 @@ async fn open_socket(
                         EXHAUSTED_WAIT.as_secs(),
                         REUSE_AFTER.as_secs()
                     ),
+                ))
+            }
+            // Without the ledger a port could be one an earlier probe used: no probe.
+            Lease::Unavailable(why) => {
+                return Err(Finding::new(
+                    Outcome::Error,
+                    format!("no fresh UDP source port towards {destination}: {why}"),
                 ))
             }
         };
