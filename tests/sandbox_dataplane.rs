@@ -1457,4 +1457,16 @@ async fn udp_before_and_after_a_deny(from: Vantage<'static>) {
         through, 0,
         "{through} of 300 probes after the deny were not dropped (an old flow's port?): {after:?}"
     );
+    // The prober's namespace kept a ledger in /dev/shm; it goes with the namespace.
+    let netns = match from {
+        Vantage::Pod(namespace, name) => dp.pod_netns(namespace, name).expect("the pod's netns"),
+        Vantage::Outside => dp.outside_netns(),
+    };
+    let inode = std::os::unix::fs::MetadataExt::ino(
+        &std::fs::metadata(format!("/run/netns/{netns}")).expect("the namespace exists"),
+    );
+    let ledger = netassay_core::probe::udp_ledger_path(inode);
+    assert!(ledger.exists(), "{} was kept", ledger.display());
+    dp.shutdown();
+    assert!(!ledger.exists(), "{} is left behind", ledger.display());
 }

@@ -90,6 +90,7 @@ fn pod(namespace: &str, name: &str) -> PodSpec {
     PodSpec {
         namespace: namespace.into(),
         name: name.into(),
+        uid: String::new(),
         labels: Labels::from([("pod".to_string(), name.to_string())]),
         command: ["netassay", "agent", "serve", "--identity", &identity]
             .into_iter()

@@ -104,10 +104,10 @@ pub const LEAD: u64 = 1280;
 pub const REUSE_AFTER: Duration = Duration::from_secs(150);
 
 /// Where the ledgers live: a tmpfs every Linux system and every container has.
-pub const LEDGER_DIR: &str = "/dev/shm";
+pub const LEDGER_DIR: &str = netassay_core::probe::UDP_LEDGER_DIR;
 
 /// A ledger's file name: this, then the network namespace's inode number.
-const LEDGER_PREFIX: &str = "netassay-udp-source-ports.";
+const LEDGER_PREFIX: &str = netassay_core::probe::UDP_LEDGER_PREFIX;
 
 /// The first line of a ledger: its format, and the constants its positions are counted with.
 const HEADER: &str = "netassay-udp-source-ports v1 ports=10000-32767 tick=7ms lead=1280";
@@ -305,9 +305,9 @@ impl Ledger {
     /// The ledger of the network namespace this process is in.
     pub fn of_this_namespace() -> Result<Self, LedgerError> {
         let namespace = std::fs::metadata("/proc/self/ns/net").map_err(LedgerError::Namespace)?;
-        Ok(Ledger::at(
-            Path::new(LEDGER_DIR).join(format!("{LEDGER_PREFIX}{}", namespace.ino())),
-        ))
+        Ok(Ledger::at(netassay_core::probe::udp_ledger_path(
+            namespace.ino(),
+        )))
     }
 
     pub fn path(&self) -> &Path {

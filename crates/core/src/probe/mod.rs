@@ -9,6 +9,7 @@
 
 mod batch;
 mod greeting;
+mod ledger;
 mod limits;
 mod outcome;
 mod ready;
@@ -20,6 +21,7 @@ pub use greeting::{
     greeting, parse_greeting, parse_udp_reply, udp_reply, validate_identity, UdpReply,
     GREETING_PREFIX,
 };
+pub use ledger::{udp_ledger_path, UDP_LEDGER_DIR, UDP_LEDGER_PREFIX};
 pub use limits::{
     DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT_MS, MAX_CONCURRENCY, MAX_TIMEOUT_MS, SCHEMA,
 };

@@ -790,7 +790,7 @@ impl NetnsDataplane {
                 &self.prefix.pod_link(index),
             ]),
         };
-        host::remove(&["ip", "netns", "delete", &netns])?;
+        ownership::delete_netns(&netns)?;
         detached?;
         ownership::remove_netns_etc(Path::new(ETC_NETNS), &netns)?;
         let _ = std::fs::remove_file(self.log_file(&netns));

@@ -117,7 +117,7 @@ pub fn remove_instance(dir: &Path, prefix: &Prefix) -> Result<(), DataplaneError
         note(kill_everything_in(netns));
     }
     for netns in &namespaces {
-        note(host::remove(&["ip", "netns", "delete", netns]));
+        note(delete_netns(netns));
     }
     note(remove_etc_of(Path::new(ETC_NETNS), prefix));
     match host::list_links() {
@@ -153,6 +153,20 @@ pub fn remove_instance(dir: &Path, prefix: &Prefix) -> Result<(), DataplaneError
             detail: failures.join("; "),
         })
     }
+}
+
+/// Deletes a network namespace, and the UDP source-port ledger its probers kept in
+/// `/dev/shm` (the agent's): with the namespace gone, its conntrack entries are gone too, so
+/// the ledger guards nothing, and a later namespace that gets the same inode starts afresh.
+pub fn delete_netns(netns: &str) -> Result<(), DataplaneError> {
+    let inode = std::fs::metadata(Path::new("/run/netns").join(netns))
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    host::remove(&["ip", "netns", "delete", netns])?;
+    if let Some(inode) = inode {
+        remove_path(&netassay_core::probe::udp_ledger_path(inode), false)?;
+    }
+    Ok(())
 }
 
 /// Removes `<etc>/<netns>/resolv.conf` and then the folder (only if that leaves it empty: what
