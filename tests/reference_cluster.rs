@@ -674,6 +674,104 @@ fn a_killed_owner_leaves_no_control_plane_behind() {
     );
 }
 
+/// The same with kube-router on the CNI bridge plugin: its process dies with the owner, and the
+/// sweep removes the instance's CNI folders (conflist, plugin links, host-local's allocations)
+/// and the node namespace with kube-router's iptables rules and ipsets in it; the host's own
+/// ipsets and iptables are untouched throughout.
+#[test]
+fn a_killed_owner_of_a_kube_router_sandbox_leaves_nothing_behind() {
+    if !usable() {
+        return;
+    }
+    let host_state = || {
+        let sets = Command::new("ipset").args(["list", "-n"]).output();
+        let rules = Command::new("iptables-nft-save").output();
+        (
+            sets.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default(),
+            rules
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .filter(|l| !l.starts_with('#'))
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
+        )
+    };
+    let before = host_state();
+    let mut up = Command::new(NETASSAY)
+        .args(["sandbox", "up", "--sandbox-control-plane", "kubernetes"])
+        .args(["--sandbox-cni", "kube-router"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sandbox up starts");
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let stdout = up.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("a kubeconfig path");
+    }
+    let kubeconfig = PathBuf::from(line.trim());
+    let control_plane = kubeconfig.parent().expect("the control plane's folder");
+    // /run/netassay/naXXXX/<control plane>/kubeconfig
+    let instance = control_plane.parent().expect("the instance's folder").to_path_buf();
+    let prefix = instance.file_name().unwrap().to_string_lossy().into_owned();
+    let conflist = instance.join("cni/net.d/10-bridge.conflist");
+    assert!(conflist.is_file(), "{} is written", conflist.display());
+    assert!(instance.join("cni/bin/bridge").exists());
+    let pids: Vec<u32> =
+        std::fs::read_to_string(control_plane.join(netassay_sandbox::processes::PIDS_FILE))
+            .expect("the pids file")
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect();
+    let node = format!("{prefix}-node");
+    let in_node = Command::new("ip")
+        .args(["netns", "pids", &node])
+        .output()
+        .expect("ip netns pids");
+    let node_pids: Vec<u32> = String::from_utf8_lossy(&in_node.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let kube_router: Vec<u32> = node_pids
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "kube-router")
+        })
+        .collect();
+    assert_eq!(kube_router.len(), 1, "kube-router runs in {node}");
+    up.kill().expect("kill");
+    let _ = up.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids
+        .iter()
+        .chain(&kube_router)
+        .any(|p| Path::new(&format!("/proc/{p}")).exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a process outlived its owner: {pids:?} {kube_router:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let down = Command::new(NETASSAY)
+        .args(["sandbox", "down"])
+        .output()
+        .expect("sandbox down");
+    assert!(down.status.success());
+    assert!(!instance.exists(), "{} is still there", instance.display());
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let netns = String::from_utf8_lossy(&netns.stdout);
+    assert!(!netns.contains(&prefix), "{netns}");
+    assert_eq!(host_state(), before, "the host's ipsets and iptables rules are untouched");
+}
+
 /// kubectl (v1.37.2, built by the reference-cluster script) against the reference sandbox:
 /// the commands people use while writing scenarios behave as on a real cluster.
 #[tokio::test(flavor = "multi_thread")]
