@@ -441,9 +441,11 @@ impl Pool {
             ..self.opts.judging.clone()
         };
         let before = fixture.tally.snapshot();
+        let (load, t0) = (fixture.tally.load(), Instant::now());
         let none = begin_step(fixture, &baseline, &[], &judging).await;
         let mut b = run_step(fixture, &baseline, &judging, none, Instant::now()).await;
         b.resilience = fixture.tally.snapshot().since(&before);
+        b.load = fixture.tally.load().since(&load, t0.elapsed());
         // Unreachable pods mean a broken fixture (environment); connectivity that comes and goes
         // with no policy at all is the dataplane's fault and is judged like any other step.
         let bad: Vec<String> = b
@@ -495,6 +497,7 @@ impl Pool {
             let changed = changed_cells(s.mode, before, fixture.original_topology(), plan);
             // The changed cells' series runs while the changes are made (dropped on error).
             let before = fixture.tally.snapshot();
+            let (load, t0) = (fixture.tally.load(), Instant::now());
             let begun = begin_step(fixture, &plan.cells, &changed, &self.opts.judging).await;
             let applied = fixture.apply_step(step).await?;
             (self.log)(format!(
@@ -513,6 +516,7 @@ impl Pool {
             )
             .await;
             result.resilience = fixture.tally.snapshot().since(&before);
+            result.load = fixture.tally.load().since(&load, t0.elapsed());
             if s.mode == crate::scenario::Mode::Oracle {
                 for c in result.cells.iter_mut().filter(|c| c.status.is_failure()) {
                     c.explanation = plan.explain(&c.expected.cell).map(|e| e.summary());

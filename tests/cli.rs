@@ -223,3 +223,42 @@ fn explain_on_an_intent_scenario_shows_the_stated_expectation() {
         "{stdout}"
     );
 }
+
+// `--sandbox-scale` is checked before anything starts (no root needed): a bad size names the
+// flag and the allowed range, and a size without the preset it sizes names the missing flag.
+#[test]
+fn bad_sandbox_scales_are_refused_naming_the_flag_and_the_range() {
+    for bad in [
+        "projects=1",
+        "projects=101",
+        "projects=lots",
+        "pods=5",
+        "50",
+    ] {
+        let out = netassay(&[
+            "run",
+            "--sandbox",
+            "--sandbox-preset",
+            "k8tre",
+            "--sandbox-scale",
+            bad,
+            "--profile",
+            "k8tre",
+        ]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("--sandbox-scale"), "{bad}: {stderr}");
+        assert!(stderr.contains("from 2 to 100"), "{bad}: {stderr}");
+    }
+    let out = netassay(&["run", "--sandbox", "--sandbox-scale", "projects=5"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--sandbox-preset"), "{stderr}");
+    let out = netassay(&["bench", "scale", "--projects", "5,1"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--projects") && stderr.contains("from 2 to 100"),
+        "{stderr}"
+    );
+}

@@ -203,6 +203,75 @@ fn a_nodeport_beside_the_gateway_fails_the_inventory_with_an_operator_message() 
     assert!(stdout.contains("[FAILED] gateway"), "{stdout}");
 }
 
+// A scaled TRE (`--sandbox-scale projects=3`): the isolation scenario runs over three
+// throwaway projects of two pods each, (6 pods)^2 x TCP and UDP, and passes beside the preset's
+// own three projects.
+#[test]
+fn the_scaled_tre_preset_passes_project_isolation_over_n_projects() {
+    if !root_or_skip("the_scaled_tre_preset_passes") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("results.json");
+    let out = run(&[
+        "run",
+        "--sandbox",
+        "--sandbox-preset",
+        "k8tre",
+        "--sandbox-scale",
+        "projects=3",
+        "--profile",
+        "k8tre",
+        "k8tre-project-isolation",
+        "--json",
+        json.to_str().expect("utf8"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("results")).expect("json");
+    let scenarios = doc["scenarios"].as_array().expect("scenarios");
+    assert_eq!(scenarios.len(), 1);
+    let step = &scenarios[0]["steps"][0];
+    assert_eq!(step["cells"].as_array().expect("cells").len(), 6 * 6 * 2);
+    assert_eq!(
+        outcome(
+            &doc,
+            "project-001/workspace",
+            "project-001/shared",
+            8080,
+            "pod-ip"
+        ),
+        "connected"
+    );
+    assert_eq!(
+        outcome(
+            &doc,
+            "project-001/workspace",
+            "project-003/shared",
+            8080,
+            "pod-ip"
+        ),
+        "dropped"
+    );
+    // What the step cost is recorded: one exec per source per round, and the API requests.
+    let load = &step["load"];
+    assert_eq!(
+        load["exec_calls"].as_u64(),
+        Some(6 * step["rounds"].as_u64().expect("rounds")),
+        "{load}"
+    );
+    assert!(
+        load["api_requests"].as_u64() > load["exec_calls"].as_u64(),
+        "{load}"
+    );
+}
+
 #[test]
 fn preset_mistakes_need_the_preset_and_bad_profile_configs_are_bad_input() {
     if !root_or_skip("preset_mistakes_need_the_preset") {

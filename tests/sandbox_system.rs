@@ -10,7 +10,9 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
 use kube::{Api, Client};
-use netassay_sandbox::{FaultSet, Preset, PresetFault, Sandbox, SandboxError, SandboxOptions};
+use netassay_sandbox::{
+    FaultSet, Preset, PresetFault, PresetScale, Sandbox, SandboxError, SandboxOptions,
+};
 use serde_json::{json, Value};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -515,6 +517,68 @@ async fn the_nodeport_fault_exposes_the_app_on_a_node_port() {
         sb.expect(None, probe, outcome).await;
         sb.stop().await;
     }
+}
+
+// Contract (scaled K8TRE preset): `projects=N` brings N project namespaces of two workspaces
+// and a shared service each, and the platform's namespace; each gets the preset's five
+// policies, so a workspace reaches its own project's shared service and not another's.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scaled_k8tre_preset_brings_n_isolated_projects_of_its_own() {
+    if !privileged() {
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let options = SandboxOptions {
+        preset: Some(Preset::K8tre),
+        preset_scale: Some(PresetScale { projects: 2 }),
+        ..SandboxOptions::default()
+    };
+    let sandbox = Sandbox::start_with_executable(options, AGENT.into())
+        .await
+        .expect("the sandbox starts");
+    let config = kube::Config::new(sandbox.url().parse().expect("a URL"));
+    let client = Client::try_from(config).expect("a client");
+    let sb = Running { sandbox, client };
+    let namespaces: Api<Namespace> = Api::all(sb.client.clone());
+    let mut tre: Vec<String> = namespaces
+        .list(&ListParams::default().labels("k8tre.io/resource-type"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    tre.sort();
+    assert_eq!(tre, ["project-001", "project-002", "tre-platform"]);
+    for ns in &tre {
+        let policies: Api<NetworkPolicy> = Api::namespaced(sb.client.clone(), ns);
+        let n = policies
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len();
+        assert_eq!(n, 5, "{ns}");
+    }
+    let pods: Api<Pod> = Api::namespaced(sb.client.clone(), "project-001");
+    let mut names: Vec<String> = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["shared-storage", "workspace-1", "workspace-2"]);
+    let own = pod_ip(&sb, "project-001", "shared-storage").await;
+    let other = pod_ip(&sb, "project-002", "shared-storage").await;
+    let from = Some(("project-001", "workspace-1"));
+    sb.expect(from, tcp(&format!("{own}:8080")), "connected")
+        .await;
+    sb.expect(from, tcp(&format!("{other}:8080")), "dropped")
+        .await;
+    sb.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,6 +3,7 @@
 pub mod agent;
 mod bench;
 mod bench_chaos;
+mod bench_scale;
 mod bench_udp;
 mod cleanup;
 pub mod exit;
@@ -85,6 +86,10 @@ pub enum BenchCommand {
     /// N UDP probes towards one destination from a pod and from the outside vantage of the
     /// sandbox's dataplane: wall time against the probe timeout.
     Udp(bench_udp::UdpBenchArgs),
+    /// The k8tre profile on the sandbox's TRE preset at 5 / 10 / 25 / 50 projects
+    /// (`--projects`): wall time, rounds, probes/s, requests and exec calls per step, oracle
+    /// time, peak RSS and report sizes, with the growth exponent of each.
+    Scale(bench_scale::ScaleBenchArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -115,6 +120,7 @@ pub fn main() -> ExitCode {
         Command::Bench(BenchCommand::Enforce(a)) => bench::enforce(a),
         Command::Bench(BenchCommand::Chaos(a)) => bench_chaos::chaos(a),
         Command::Bench(BenchCommand::Udp(a)) => bench_udp::udp(a),
+        Command::Bench(BenchCommand::Scale(a)) => bench_scale::scale(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

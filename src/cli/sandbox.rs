@@ -6,7 +6,8 @@ use clap::Subcommand;
 use netassay_sandbox::fault::ENFORCER_STOPPED;
 use netassay_sandbox::node::components::{Cni, ServiceProxy};
 use netassay_sandbox::{
-    ControlPlane, ControlPlaneFault, Fault, FaultSet, Preset, PresetFault, Sandbox, SandboxOptions,
+    ControlPlane, ControlPlaneFault, Fault, FaultSet, Preset, PresetFault, PresetScale, Sandbox,
+    SandboxOptions,
 };
 use std::path::PathBuf;
 
@@ -56,6 +57,9 @@ pub enum SandboxCommand {
         /// A preset, as for `run --sandbox-preset` (k8tre).
         #[arg(long = "sandbox-preset", value_name = "NAME")]
         preset: Option<Preset>,
+        /// The preset's size, as for `run --sandbox-scale` (projects=N).
+        #[arg(long = "sandbox-scale", value_name = "projects=N", requires = "preset")]
+        scale: Option<PresetScale>,
     },
     /// Remove what sandboxes whose process is gone left behind (netns, links, tables).
     Down,
@@ -101,10 +105,12 @@ pub(crate) fn options(
     backend: &SandboxBackendArgs,
     fault_names: &[String],
     preset: Option<Preset>,
+    preset_scale: Option<PresetScale>,
 ) -> anyhow::Result<SandboxOptions> {
     Ok(SandboxOptions {
         faults: faults(fault_names)?,
         preset,
+        preset_scale,
         control_plane: backend.control_plane,
         bin_dir: backend.bin_dir.clone(),
         cni: backend.cni,
@@ -118,8 +124,9 @@ pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
             backend,
             faults: names,
             preset,
+            scale,
         } => {
-            let options = options(&backend, &names, preset)?;
+            let options = options(&backend, &names, preset, scale)?;
             if let Err(e) = options.validate() {
                 eprintln!("netassay: {e}");
                 return Ok(exit::BAD_INPUT);

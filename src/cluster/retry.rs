@@ -32,17 +32,39 @@ const MAX_BACKOFF: Duration = Duration::from_secs(4);
 /// `Retry-After` is honoured up to this long.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
-/// Retries made by one client (shared by its clones).
+/// What one client did (shared by its clones): its retries, and for the cost figures
+/// (`bench scale`) the requests it made and how many of them were exec upgrades.
 #[derive(Debug, Clone, Default)]
-pub struct ApiTally(Arc<AtomicU64>);
+pub struct ApiTally {
+    retries: Arc<AtomicU64>,
+    requests: Arc<AtomicU64>,
+    execs: Arc<AtomicU64>,
+}
 
 impl ApiTally {
     pub fn retries(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Requests made, retries not counted again; exec upgrades included.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Exec calls (websocket upgrades) made.
+    pub fn execs(&self) -> u64 {
+        self.execs.load(Ordering::Relaxed)
     }
 
     fn add(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn sent<B>(&self, req: &Request<B>) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if is_upgrade(req) {
+            self.execs.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -173,6 +195,14 @@ pub fn client_with_retries(
         .with_layer(&tower::buffer::BufferLayer::new(1024))
         .with_layer(&tower::timeout::TimeoutLayer::new(ATTEMPT_TIMEOUT))
         .with_layer(&tower::retry::RetryLayer::new(ApiRetry::new(tally.clone())))
+        // Outermost: each request is counted once, however often it is retried.
+        .with_layer(&tower::util::MapRequestLayer::new({
+            let tally = tally.clone();
+            move |req: Request<Body>| {
+                tally.sent(&req);
+                req
+            }
+        }))
         .build())
 }
 

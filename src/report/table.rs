@@ -430,6 +430,7 @@ pub(crate) mod fixtures {
             time_to_enforce_disturbed: 0,
             rounds: 2,
             resilience: Default::default(),
+            load: Default::default(),
         }
     }
 

@@ -198,6 +198,7 @@ mod tests {
             time_to_enforce_disturbed: 0,
             rounds: 1,
             resilience: Default::default(),
+            load: Default::default(),
         };
         let steps = [
             step(Some(300), 3),
@@ -247,6 +248,7 @@ mod tests {
             time_to_enforce_disturbed: 0,
             rounds: 2,
             resilience: Default::default(),
+            load: Default::default(),
         };
         let unmeasurable = step(vec![
             unsupported.clone(),

@@ -9,4 +9,4 @@ pub mod result;
 pub use converge::{
     begin_step, run_step, Judging, Probed, Prober, ReadyRound, RunningSeries, SeriesPlan,
 };
-pub use result::{Attempt, CellResult, CellStatus, Resilience, StepResult};
+pub use result::{Attempt, CellResult, CellStatus, Resilience, StepLoad, StepResult};

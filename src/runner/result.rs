@@ -114,6 +114,29 @@ pub struct StepResult {
     pub rounds: u32,
     /// What the control plane made netassay do again during this step.
     pub resilience: Resilience,
+    /// What the step cost: requests, exec calls, wall time (the figures of `bench scale`).
+    pub load: StepLoad,
+}
+
+/// What one step cost the cluster and the clock: the fixture client's API requests (exec
+/// upgrades included, retries not counted again), its exec calls, and the step's wall time
+/// from before its changes were applied to its last probe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StepLoad {
+    pub api_requests: u64,
+    pub exec_calls: u64,
+    pub elapsed_ms: u64,
+}
+
+impl StepLoad {
+    /// What happened between `before` and `self` (counters only grow), over `elapsed`.
+    pub fn since(&self, before: &StepLoad, elapsed: Duration) -> StepLoad {
+        StepLoad {
+            api_requests: self.api_requests.saturating_sub(before.api_requests),
+            exec_calls: self.exec_calls.saturating_sub(before.exec_calls),
+            elapsed_ms: elapsed.as_millis() as u64,
+        }
+    }
 }
 
 /// What a hostile control plane cost a step (DESIGN §6): nothing of it ever becomes a verdict,

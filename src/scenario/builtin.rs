@@ -44,6 +44,53 @@ pub fn all() -> Result<Vec<Scenario>, Vec<LoadError>> {
     }
 }
 
+/// The name of the K8TRE isolation scenario, which [`project_isolation`] scales.
+pub const PROJECT_ISOLATION: &str = "k8tre-project-isolation";
+
+/// `k8tre-project-isolation` over `projects` throwaway project namespaces (`project-001`, ...),
+/// each with a workspace and a shared service: every project reaches itself and nothing of the
+/// others, over TCP and UDP. What the built-in file says for two projects, for a TRE of many
+/// (`--sandbox-scale projects=N`); its matrix has (2N)^2 paths per protocol.
+pub fn project_isolation(projects: u16) -> Result<Scenario, Vec<LoadError>> {
+    use std::fmt::Write;
+    let names: Vec<String> = (1..=projects).map(|i| format!("project-{i:03}")).collect();
+    let mut text = format!(
+        "name: {PROJECT_ISOLATION}\n\
+         description: >-\n  K8TRE workspaces, at scale: {projects} throwaway project namespaces, each \
+         with a workspace and a shared service; each project reaches itself and nothing of the \
+         others, over TCP and UDP.\n\
+         tags: [k8tre, isolation, stmt-workspace-isolation, stmt-shared-services]\n\
+         mode: intent\ntopology:\n  namespaces:\n"
+    );
+    for n in &names {
+        let _ = writeln!(text, "    {n}: {{persona: project}}");
+    }
+    text.push_str("  pods:\n");
+    for n in &names {
+        let _ = writeln!(text, "    {n}/workspace: {{labels: {{app: workspace}}}}");
+        let _ = writeln!(text, "    {n}/shared: {{labels: {{app: shared-service}}}}");
+    }
+    text.push_str(
+        "  serve:\n    - {port: 8080, protocol: TCP, name: web}\n    \
+         - {port: 8080, protocol: UDP, name: web-udp}\n\
+         probe:\n  ports: [8080]\n  protocols: [TCP, UDP]\nsteps:\n  \
+         - name: projects are isolated and a shared service serves its own project only\n    \
+         expect:\n      default: deny\n      cells:\n",
+    );
+    for n in &names {
+        let _ = writeln!(
+            text,
+            "        - {{from: \"{n}/*\", to: \"{n}/*\", verdict: allow}}"
+        );
+    }
+    let file = format!("builtin:k8tre/project-isolation.yaml (projects={projects})");
+    let (mut scenarios, errors) = load_texts(std::iter::once((file.as_str(), text.as_str())));
+    match scenarios.pop() {
+        Some(s) if errors.is_empty() => Ok(s),
+        _ => Err(errors),
+    }
+}
+
 /// Profiles that include others: K8TRE's "a CNI that fully supports NetworkPolicy" statement
 /// is the core profile.
 pub fn includes(profile: &str) -> &'static [&'static str] {
@@ -64,4 +111,38 @@ pub fn select(profiles: &[String]) -> Result<Vec<Scenario>, Vec<LoadError>> {
         .into_iter()
         .filter(|s| profiles.is_empty() || wanted.iter().any(|p| s.has_tag(p)))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The scaled isolation scenario is the built-in one grown: same name, tags and statements,
+    // N project namespaces of a workspace and a shared service, one allow pin per project.
+    #[test]
+    fn project_isolation_at_n_has_n_projects_of_two_pods_and_n_allow_pins() {
+        let builtin = all()
+            .expect("built-ins")
+            .into_iter()
+            .find(|s| s.name == PROJECT_ISOLATION)
+            .expect("the built-in isolation scenario");
+        let s = project_isolation(7).expect("loads");
+        assert_eq!(s.name, builtin.name);
+        assert_eq!(s.tags, builtin.tags);
+        assert_eq!(s.mode, builtin.mode);
+        assert_eq!(s.topology.namespaces.len(), 7);
+        assert_eq!(s.topology.pods.len(), 14);
+        assert_eq!(s.topology.namespaces[6].name, "project-007");
+        assert!(s.personas.values().all(|p| p == "project"));
+        assert_eq!(s.steps.len(), 1);
+        let pins = &s.steps[0].expect.as_ref().expect("expectations").cells;
+        assert_eq!(pins.len(), 7);
+        assert_eq!(pins[0].from, "project-001/*");
+        assert_eq!(pins[0].to, "project-001/*");
+        assert_eq!(
+            s.steps[0].matrix.protocols,
+            builtin.steps[0].matrix.protocols
+        );
+        assert_eq!(s.steps[0].matrix.ports, builtin.steps[0].matrix.ports);
+    }
 }

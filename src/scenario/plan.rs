@@ -226,10 +226,24 @@ pub fn expand(matrix: &Matrix, topology: &Topology) -> Vec<Cell> {
     cells
 }
 
+/// The part of a glob before its first wildcard: every text it matches starts with it.
+fn literal_prefix(glob: &str) -> &str {
+    glob.find(['*', '?']).map_or(glob, |i| &glob[..i])
+}
+
 impl CellPin {
     pub fn matches(&self, cell: &Cell) -> bool {
-        glob_match(&self.from, &cell.from.to_string())
-            && glob_match(&self.to, &cell.to.to_string())
+        self.matches_names(cell, &cell.from.to_string(), &cell.to.to_string())
+    }
+
+    /// [`CellPin::matches`] with the cell's `from` and `to` already spelt out: a step's cells
+    /// are checked against every pin, and one pin per project makes that cells x pins.
+    /// A pin whose literal prefix differs is rejected before any glob is matched.
+    fn matches_names(&self, cell: &Cell, from: &str, to: &str) -> bool {
+        from.starts_with(literal_prefix(&self.from))
+            && to.starts_with(literal_prefix(&self.to))
+            && glob_match(&self.from, from)
+            && glob_match(&self.to, to)
             && self.protocol.is_none_or(|p| p == cell.protocol)
             && self.via.is_none_or(|v| v == cell.via)
             && match &self.port {
@@ -252,8 +266,9 @@ impl Expect {
         if cell.loopback {
             return None;
         }
+        let (from, to) = (cell.from.to_string(), cell.to.to_string());
         for (k, pin) in self.cells.iter().enumerate().rev() {
-            if !pin.matches(cell) {
+            if !pin.matches_names(cell, &from, &to) {
                 continue;
             }
             let verdict = match pin.verdict.fixed() {
@@ -429,6 +444,29 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The fast rejection of a pin never rejects what its glob matches: every text a glob
+    // matches starts with the glob's literal prefix.
+    #[test]
+    fn a_globs_literal_prefix_starts_every_text_it_matches() {
+        for (glob, prefix) in [
+            ("*/*", ""),
+            ("project-007/*", "project-007/"),
+            ("x/?b", "x/"),
+            ("x/a", "x/a"),
+            ("external/*", "external/"),
+        ] {
+            assert_eq!(literal_prefix(glob), prefix);
+        }
+        for (glob, text) in [
+            ("x/*", "x/a"),
+            ("x/?", "x/b"),
+            ("*/a", "y/a"),
+            ("x/a", "x/a"),
+        ] {
+            assert!(glob_match(glob, text) && text.starts_with(literal_prefix(glob)));
+        }
+    }
 
     fn scenario(steps: &str) -> Scenario {
         let text = format!(

@@ -96,6 +96,7 @@ fn step(name: &str, cells: Vec<CellResult>, tte_ms: Option<u64>) -> StepOutcome 
             time_to_enforce_disturbed: 0,
             rounds: 3,
             resilience: Default::default(),
+            load: Default::default(),
         },
         rejects: vec![],
         inventory: None,

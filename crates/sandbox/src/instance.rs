@@ -9,7 +9,7 @@ use super::dataplane::{Dataplane, DataplaneError};
 use super::node::api_relay::ApiRelay;
 use super::node::components::{self, Cni, ServiceProxy};
 use super::node::{key_of, selects_pods, NodeAgent, NodeError, NodeOptions};
-use super::preset::{Preset, PresetFault, PresetProfile, GATEWAY_PORT};
+use super::preset::{Preset, PresetFault, PresetProfile, PresetScale, GATEWAY_PORT};
 use super::reference::{self, ReferenceCluster, ReferenceError};
 use super::system;
 use crate::fault::FaultSet;
@@ -33,6 +33,8 @@ pub enum SandboxError {
     Api(#[from] std::io::Error),
     #[error("sandbox fault {fault} needs --sandbox-preset {preset}")]
     PresetFaultWithoutPreset { fault: PresetFault, preset: Preset },
+    #[error("--sandbox-scale {scale} sizes a preset: it needs --sandbox-preset k8tre")]
+    ScaleWithoutPreset { scale: PresetScale },
     #[error("the sandbox's {what} did not come up: {detail}")]
     AddOn { what: String, detail: String },
     #[error(transparent)]
@@ -78,6 +80,8 @@ pub struct SandboxOptions {
     pub faults: FaultSet,
     /// The preset (`--sandbox-preset`), if any.
     pub preset: Option<Preset>,
+    /// The preset's own projects (`--sandbox-scale projects=N`); needs a preset.
+    pub preset_scale: Option<PresetScale>,
     /// The API behind the node: the emulator, or the reference cluster.
     pub control_plane: ControlPlane,
     /// Where the reference cluster's binaries are (`--sandbox-bin-dir`); `None`: the default
@@ -122,6 +126,9 @@ impl SandboxOptions {
                     cni: self.cni,
                 });
             }
+        }
+        if let (Some(scale), None) = (self.preset_scale, self.preset) {
+            return Err(SandboxError::ScaleWithoutPreset { scale });
         }
         match self
             .faults
@@ -226,14 +233,15 @@ impl Sandbox {
         let dataplane = Arc::new(dataplane);
         let dyn_plane: Arc<dyn Dataplane> = dataplane.clone();
         if options.control_plane == ControlPlane::Kubernetes {
-            let preset = options
-                .preset
-                .map(|p| PresetProfile::new(p, options.faults.preset_faults()));
+            let preset = options.preset.map(|p| {
+                PresetProfile::new(p, options.faults.preset_faults())
+                    .with_scale(options.preset_scale)
+            });
             return Sandbox::start_reference(dataplane, &bin_dir, preset, &options).await;
         }
-        let preset = options
-            .preset
-            .map(|p| PresetProfile::new(p, options.faults.preset_faults()));
+        let preset = options.preset.map(|p| {
+            PresetProfile::new(p, options.faults.preset_faults()).with_scale(options.preset_scale)
+        });
         // The add-ons are created with the API server, so their pods start while it syncs.
         let mut objects = system::dns_objects(&dataplane.zone_file());
         if let Some(preset) = &preset {
@@ -851,5 +859,24 @@ mod tests {
         };
         assert!(with.validate().is_ok());
         assert!(SandboxOptions::default().validate().is_ok());
+    }
+
+    #[test]
+    fn a_scale_needs_the_preset_it_sizes() {
+        let scale = Some(PresetScale { projects: 5 });
+        let without = SandboxOptions {
+            preset_scale: scale,
+            ..SandboxOptions::default()
+        };
+        assert_eq!(
+            without.validate().expect_err("no preset").to_string(),
+            "--sandbox-scale projects=5 sizes a preset: it needs --sandbox-preset k8tre"
+        );
+        let with = SandboxOptions {
+            preset: Some(Preset::K8tre),
+            preset_scale: scale,
+            ..SandboxOptions::default()
+        };
+        assert!(with.validate().is_ok());
     }
 }

@@ -37,5 +37,5 @@ pub mod system;
 pub use control_fault::{ControlPlaneFault, ControlPlaneFaults};
 pub use fault::{Fault, FaultMemory, FaultSet};
 pub use instance::{ControlPlane, Sandbox, SandboxError, SandboxOptions};
-pub use preset::{Preset, PresetFault};
+pub use preset::{Preset, PresetFault, PresetScale};
 pub use state::ClusterState;

@@ -3,6 +3,9 @@
 //! a gateway as the only exposure, and in every persona namespace the NetworkPolicies a real TRE
 //! selects by namespace label.
 //!
+//! With a [`PresetScale`] (`--sandbox-scale projects=N`) the preset also brings a TRE of its
+//! own: N projects with their workspaces and shared services, and the platform's services.
+//!
 //! [`PresetFault`]s reproduce real mistakes found in TRE repositories (see
 //! ../shared/tre-policies/SOURCES.md): they change what the preset creates, not the CNI.
 
@@ -15,6 +18,12 @@ use serde_json::{json, Value};
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+
+mod scale;
+pub use scale::{
+    PresetScale, ScaleParseError, PLATFORM_NAMESPACE, PLATFORM_SERVICES, SHARED_SERVICE,
+    WORKLOAD_PORT, WORKSPACES_PER_PROJECT,
+};
 
 /// The namespace label whose value names a namespace's persona.
 pub const PERSONA_LABEL: &str = "k8tre.io/resource-type";
@@ -179,6 +188,8 @@ pub struct PresetProfile {
     pub preset: Preset,
     /// Sorted, distinct, all of `preset`.
     pub faults: Vec<PresetFault>,
+    /// The preset's own projects (`--sandbox-scale`); `None`: none, as without the flag.
+    pub scale: Option<PresetScale>,
 }
 
 fn object<T: DeserializeOwned>(value: Value) -> T {
@@ -198,6 +209,74 @@ fn policy(namespace: &str, name: &str, spec: Value) -> Object {
     })))
 }
 
+/// The namespaces, pods and Services of a scaled TRE: the platform's infrastructure namespace
+/// with its services, then each project with its workspaces and shared service; namespaces
+/// before what is in them. No policy: the preset adds its own to every persona namespace.
+pub fn scaled_tre_objects(scale: &PresetScale) -> Vec<Object> {
+    let mut out = vec![persona_namespace(PLATFORM_NAMESPACE, "infrastructure")];
+    for svc in PLATFORM_SERVICES {
+        out.push(workload(PLATFORM_NAMESPACE, svc, svc));
+        out.push(cluster_ip(PLATFORM_NAMESPACE, svc, svc));
+    }
+    for ns in scale.project_namespaces() {
+        out.push(persona_namespace(&ns, "project-namespace"));
+        for w in 1..=WORKSPACES_PER_PROJECT {
+            out.push(workload(&ns, &format!("workspace-{w}"), "workspace"));
+        }
+        out.push(workload(&ns, SHARED_SERVICE, "shared-service"));
+        out.push(cluster_ip(&ns, SHARED_SERVICE, "shared-service"));
+    }
+    out
+}
+
+fn persona_namespace(name: &str, persona: &str) -> Object {
+    let mut labels = managed_labels();
+    labels[PERSONA_LABEL] = json!(persona);
+    Object::Namespace(object(json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": labels},
+    })))
+}
+
+/// A pod running `agent serve` on [`WORKLOAD_PORT`], TCP and UDP, answering as
+/// `namespace/name`.
+fn workload(namespace: &str, name: &str, app: &str) -> Object {
+    let mut labels = managed_labels();
+    labels["app"] = json!(app);
+    Object::Pod(object(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"containers": [{
+            "name": "app",
+            "image": "netassay:sandbox",
+            "command": [
+                "netassay", "agent", "serve",
+                "--identity", format!("{namespace}/{name}"),
+                "--listen", format!("tcp:{WORKLOAD_PORT},udp:{WORKLOAD_PORT}"),
+            ],
+            "ports": [
+                {"name": "web", "containerPort": WORKLOAD_PORT, "protocol": "TCP"},
+                {"name": "web-udp", "containerPort": WORKLOAD_PORT, "protocol": "UDP"},
+            ],
+        }]},
+    })))
+}
+
+fn cluster_ip(namespace: &str, name: &str, app: &str) -> Object {
+    Object::Service(object(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": managed_labels()},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app": app},
+            "ports": [{"name": "web", "protocol": "TCP", "port": WORKLOAD_PORT, "targetPort": WORKLOAD_PORT}],
+        },
+    })))
+}
+
 impl PresetProfile {
     /// `preset` with those of `faults` (the run's preset faults) that belong to it.
     pub fn new(preset: Preset, faults: &[PresetFault]) -> PresetProfile {
@@ -208,7 +287,14 @@ impl PresetProfile {
                 .copied()
                 .filter(|f| f.preset() == preset)
                 .collect(),
+            scale: None,
         }
+    }
+
+    /// This profile with the preset's own projects.
+    pub fn with_scale(mut self, scale: Option<PresetScale>) -> PresetProfile {
+        self.scale = scale;
+        self
     }
 
     fn has(&self, fault: PresetFault) -> bool {
@@ -303,8 +389,17 @@ impl PresetProfile {
 
     /// The gateway: its namespace (no persona label), the pod running `agent gateway` on
     /// `routes_file`, the LoadBalancer Service exposing it at the node's address, port 80 (and
-    /// nowhere else: no node ports), and the Gateway object describing it.
+    /// nowhere else: no node ports), and the Gateway object describing it. With a scale, then
+    /// the TRE's own platform services and projects ([`PresetScale::objects`]).
     pub fn bootstrap_objects(&self, routes_file: &Path) -> Vec<Object> {
+        let mut out = self.gateway_objects(routes_file);
+        if let Some(scale) = &self.scale {
+            out.extend(scaled_tre_objects(scale));
+        }
+        out
+    }
+
+    fn gateway_objects(&self, routes_file: &Path) -> Vec<Object> {
         let app = json!({"app": GATEWAY_NAME});
         let mut labels = managed_labels();
         labels["app"] = json!(GATEWAY_NAME);
@@ -516,6 +611,106 @@ mod tests {
                 json!([{"to": [{"ipBlock": {"cidr": "203.0.113.20/32"}}]}, {"ports": [{"protocol": "TCP", "port": 443}]}])
             );
         }
+    }
+
+    // Without a scale the preset is the gateway alone; with one, the gateway and then the
+    // scaled TRE, whose persona namespaces get the five standard policies like any other.
+    #[test]
+    fn a_scaled_preset_adds_its_projects_after_the_gateway() {
+        let routes = Path::new("/run/x/gateway.routes");
+        let plain = profile("").bootstrap_objects(routes);
+        assert_eq!(plain.len(), 4);
+        let scale = PresetScale { projects: 3 };
+        let scaled = profile("")
+            .with_scale(Some(scale))
+            .bootstrap_objects(routes);
+        assert_eq!(names(&scaled[..4]), names(&plain));
+        assert_eq!(names(&scaled[4..]), names(&scaled_tre_objects(&scale)));
+        let policies: usize = scaled
+            .iter()
+            .filter_map(|o| match o {
+                Object::Namespace(ns) => Some(profile("").namespace_objects(
+                    ns.metadata.name.as_deref().unwrap(),
+                    ns.metadata.labels.as_ref().unwrap(),
+                )),
+                _ => None,
+            })
+            .map(|objs| policies(&objs).len())
+            .sum();
+        // 3 projects and the platform namespace; the gateway's namespace has no persona.
+        assert_eq!(policies, 5 * (3 + 1));
+    }
+
+    // Contract: N projects of two workspaces and a shared service (pod and Service) each, and
+    // the platform's namespace with its services; namespaces carry their persona label.
+    #[test]
+    fn a_scale_of_n_projects_has_n_project_namespaces_and_three_pods_in_each() {
+        let objects = scaled_tre_objects(&PresetScale { projects: 12 });
+        let count = |kind: &str| {
+            objects
+                .iter()
+                .filter(|o| o.describe().starts_with(kind))
+                .count()
+        };
+        assert_eq!(count("Namespace "), 12 + 1);
+        assert_eq!(count("Pod "), 12 * 3 + 2);
+        assert_eq!(count("Service "), 12 + 2);
+        assert_eq!(objects.len(), 13 + 38 + 14);
+        let names = names(&objects);
+        assert_eq!(
+            names[..10],
+            [
+                "Namespace tre-platform",
+                "Pod tre-platform/identity",
+                "Service tre-platform/identity",
+                "Pod tre-platform/hub",
+                "Service tre-platform/hub",
+                "Namespace project-001",
+                "Pod project-001/workspace-1",
+                "Pod project-001/workspace-2",
+                "Pod project-001/shared-storage",
+                "Service project-001/shared-storage",
+            ]
+        );
+        assert_eq!(names.last().unwrap(), "Service project-012/shared-storage");
+        for o in &objects {
+            if let Object::Namespace(ns) = o {
+                let want = if ns.metadata.name.as_deref() == Some(PLATFORM_NAMESPACE) {
+                    Persona::Infrastructure
+                } else {
+                    Persona::Project
+                };
+                assert_eq!(persona(ns.metadata.labels.as_ref().unwrap()), Some(want));
+            }
+        }
+    }
+
+    #[test]
+    fn scaled_workloads_serve_tcp_and_udp_8080_and_answer_as_themselves() {
+        let objects = scaled_tre_objects(&PresetScale { projects: 2 });
+        let Some(Object::Pod(pod)) = objects
+            .iter()
+            .find(|o| o.describe() == "Pod project-002/shared-storage")
+        else {
+            panic!("the shared service's pod")
+        };
+        let c = &pod.spec.as_ref().unwrap().containers[0];
+        assert_eq!(
+            c.command.as_deref().unwrap(),
+            [
+                "netassay",
+                "agent",
+                "serve",
+                "--identity",
+                "project-002/shared-storage",
+                "--listen",
+                "tcp:8080,udp:8080"
+            ]
+        );
+        assert_eq!(
+            pod.metadata.labels.as_ref().unwrap()["app"],
+            "shared-service"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use crate::cli::kubeconfig::ClusterArgs;
 use crate::cli::sandbox::SandboxBackendArgs;
 use clap::Args;
 use netassay_core::model::Via;
-use netassay_sandbox::Preset;
+use netassay_sandbox::{Preset, PresetScale};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -46,6 +46,17 @@ pub struct RunArgs {
     /// policies to every persona namespace, a gateway on the node address and cluster DNS.
     #[arg(long = "sandbox-preset", value_name = "NAME", requires = "sandbox")]
     pub sandbox_preset: Option<Preset>,
+    /// The preset's size: `projects=N` (N from 2 to 100) gives the k8tre preset N projects of
+    /// its own (project-001..: two workspaces and a shared service each) and the platform's
+    /// services (tre-platform), all under its policies; the k8tre profile's project isolation
+    /// then runs over N throwaway projects (a matrix of (2N)^2 paths per protocol). Without it,
+    /// the preset has no project of its own and the isolation scenario two.
+    #[arg(
+        long = "sandbox-scale",
+        value_name = "projects=N",
+        requires = "sandbox_preset"
+    )]
+    pub sandbox_scale: Option<PresetScale>,
     #[command(flatten)]
     pub sandbox_backend: SandboxBackendArgs,
     /// Certification runs: a scenario that could not be judged (e.g. every cell on a protocol

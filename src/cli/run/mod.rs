@@ -34,6 +34,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         &args.sandbox_backend,
         &args.sandbox_faults,
         args.sandbox_preset,
+        args.sandbox_scale,
     )?;
     let sandbox = args.sandbox.then_some(sandbox);
     if let Some(Err(e)) = sandbox.as_ref().map(|o| o.validate()) {

@@ -23,6 +23,23 @@ pub(super) fn select(args: &RunArgs) -> Result<Vec<Scenario>, u8> {
             return Err(exit::BAD_INPUT);
         }
     };
+    // A scaled TRE preset (`--sandbox-scale projects=N`) scales the isolation scenario with it.
+    if let Some(scale) = args.sandbox_scale {
+        if let Some(slot) = all
+            .iter_mut()
+            .find(|s| s.name == builtin::PROJECT_ISOLATION)
+        {
+            match builtin::project_isolation(scale.projects) {
+                Ok(s) => *slot = s,
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("{e}");
+                    }
+                    return Err(exit::BAD_INPUT);
+                }
+            }
+        }
+    }
     if !args.scenarios.is_empty() {
         match load_paths(&args.scenarios) {
             Ok(s) => all.extend(s),

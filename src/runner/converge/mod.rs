@@ -436,6 +436,7 @@ pub async fn run_step<P: Prober>(
         rounds: round,
         // The prober's counters are read around the step by whoever knows the prober.
         resilience: Default::default(),
+        load: Default::default(),
     }
 }
 
