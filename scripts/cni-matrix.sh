@@ -47,8 +47,9 @@ for row in "${rows_all[@]}"; do
   elif [ "$rc" -ne 0 ]; then
     echo "row $name: netassay's own dataplane must pass (exit $rc)" >&2; status=1
   fi
-  # Every probe attempt makes results.json ~40 MB: kept gzipped (git holds the third-party rows).
-  gzip -9 -f "$dir/results.json" "$dir/report.html"
+  # Every probe attempt makes results.json ~40 MB (and a failing row's JUnit a megabyte): kept
+  # gzipped (git holds the third-party rows).
+  gzip -9 -f "$dir/results.json" "$dir/report.html" "$dir/junit.xml"
 done
 # Negative controls: the third-party enforcer stopped before any policy exists.
 for cni in kube-router; do

@@ -687,7 +687,8 @@ fn a_killed_owner_of_a_kube_router_sandbox_leaves_nothing_behind() {
         let sets = Command::new("ipset").args(["list", "-n"]).output();
         let rules = Command::new("iptables-nft-save").output();
         (
-            sets.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default(),
+            sets.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default(),
             rules
                 .map(|o| {
                     String::from_utf8_lossy(&o.stdout)
@@ -719,7 +720,10 @@ fn a_killed_owner_of_a_kube_router_sandbox_leaves_nothing_behind() {
     let kubeconfig = PathBuf::from(line.trim());
     let control_plane = kubeconfig.parent().expect("the control plane's folder");
     // /run/netassay/naXXXX/<control plane>/kubeconfig
-    let instance = control_plane.parent().expect("the instance's folder").to_path_buf();
+    let instance = control_plane
+        .parent()
+        .expect("the instance's folder")
+        .to_path_buf();
     let prefix = instance.file_name().unwrap().to_string_lossy().into_owned();
     let conflist = instance.join("cni/net.d/10-bridge.conflist");
     assert!(conflist.is_file(), "{} is written", conflist.display());
@@ -742,7 +746,8 @@ fn a_killed_owner_of_a_kube_router_sandbox_leaves_nothing_behind() {
     let kube_router: Vec<u32> = node_pids
         .into_iter()
         .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "kube-router")
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "kube-router")
         })
         .collect();
     assert_eq!(kube_router.len(), 1, "kube-router runs in {node}");
@@ -769,7 +774,11 @@ fn a_killed_owner_of_a_kube_router_sandbox_leaves_nothing_behind() {
     let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let netns = String::from_utf8_lossy(&netns.stdout);
     assert!(!netns.contains(&prefix), "{netns}");
-    assert_eq!(host_state(), before, "the host's ipsets and iptables rules are untouched");
+    assert_eq!(
+        host_state(),
+        before,
+        "the host's ipsets and iptables rules are untouched"
+    );
 }
 
 /// kubectl (v1.37.2, built by the reference-cluster script) against the reference sandbox:
