@@ -724,11 +724,33 @@ async fn shutdown_leaves_no_namespace_link_table_process_or_file() {
 
 // ---- pods through CNI (the bridge baseline) ---------------------------------------------------
 
-fn start_bridge() -> NetnsDataplane {
+/// A dataplane whose pods get their network from the bridge plugin; `None` (after saying why)
+/// where the test cannot run: no root, or no CNI plugins (which CI installs).
+fn start_bridge() -> Option<NetnsDataplane> {
+    if !privileged() {
+        return None;
+    }
+    if netassay_sandbox::cni::networks::locate_plugin("bridge").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs the CNI plugins"
+        );
+        eprintln!("skipped: the CNI plugins (containernetworking-plugins) are not installed");
+        return None;
+    }
     let mut config = config(FaultSet::new());
     config.pod_network = PodNetwork::Bridge;
     config.enforce_policies = false;
-    NetnsDataplane::new(config).expect("the dataplane starts on the bridge plugin")
+    Some(NetnsDataplane::new(config).expect("the dataplane starts on the bridge plugin"))
+}
+
+/// How many pods hang off the instance's bridge in the node (one bridge port each).
+fn bridge_ports(dp: &NetnsDataplane) -> usize {
+    let bridge = format!("{}br", dp.prefix());
+    let node = dp.node_netns();
+    run(&["ip", "-n", &node, "-o", "link", "show", "master", &bridge])
+        .lines()
+        .count()
 }
 
 /// The addresses host-local has handed out in an instance (one file per address).
@@ -749,14 +771,9 @@ fn host_local_addresses(prefix: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bridge_pods_get_host_local_addresses_reach_each_other_and_del_releases_them() {
-    if !privileged() || netassay_sandbox::cni::networks::locate_plugin("bridge").is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI installs the CNI plugins"
-        );
+    let Some(dp) = &start_bridge() else {
         return;
-    }
-    let dp = &start_bridge();
+    };
     let prefix = dp.prefix().to_string();
     let (_, a_ip) = ready_pod(dp, "x", "a");
     let (_, b_ip) = ready_pod(dp, "x", "b");
@@ -784,17 +801,7 @@ async fn bridge_pods_get_host_local_addresses_reach_each_other_and_del_releases_
         &format!("{prefix}br"),
     ]);
     assert!(bridge.contains("10.244.0.1/16"), "{bridge}");
-    let ports = run(&[
-        "ip",
-        "-n",
-        &node,
-        "-o",
-        "link",
-        "show",
-        "master",
-        &format!("{prefix}br"),
-    ]);
-    assert_eq!(ports.lines().count(), 2, "{ports}");
+    assert_eq!(bridge_ports(dp), 2);
     let target = &format!("{b_ip}:80");
     let got = eventually(connected("x/b"), move || {
         probe(dp, Vantage::Pod("x", "a"), target, "x/b")
@@ -811,17 +818,7 @@ async fn bridge_pods_get_host_local_addresses_reach_each_other_and_del_releases_
     // DEL releases the address and removes the pod's bridge port.
     dp.delete_pod("x", "b").expect("delete");
     assert_eq!(host_local_addresses(&prefix), ["10.244.0.2"]);
-    let ports = run(&[
-        "ip",
-        "-n",
-        &node,
-        "-o",
-        "link",
-        "show",
-        "master",
-        &format!("{prefix}br"),
-    ]);
-    assert_eq!(ports.lines().count(), 1, "{ports}");
+    assert_eq!(bridge_ports(dp), 1);
 
     // A restart keeps the pod's namespace and address (CHECK passes first).
     dp.restart_pod("x", "a").expect("restart");
@@ -843,14 +840,9 @@ async fn bridge_pods_get_host_local_addresses_reach_each_other_and_del_releases_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cni_error_fails_the_pod_and_leaves_nothing_of_it() {
-    if !privileged() || netassay_sandbox::cni::networks::locate_plugin("bridge").is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI installs the CNI plugins"
-        );
+    let Some(dp) = &start_bridge() else {
         return;
-    }
-    let dp = &start_bridge();
+    };
     let prefix = dp.prefix().to_string();
     // host-local refuses once its allocation folder is not writable: an IPAM failure.
     let ipam = format!("{STATE_DIR}/{prefix}/cni/ipam");

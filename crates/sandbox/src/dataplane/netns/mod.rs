@@ -677,20 +677,7 @@ impl NetnsDataplane {
         host::run_concurrently(&[
             (&["ip", "-n", &netns, "-batch", "-"], Some(&pod_side)),
             (&["ip", "-n", &node, "-batch", "-"], Some(&node_side)),
-            (
-                &[
-                    "ip",
-                    "netns",
-                    "exec",
-                    &netns,
-                    "sysctl",
-                    "-q",
-                    "-w",
-                    "net.ipv4.ip_unprivileged_port_start=0",
-                    "net.ipv4.ping_group_range=0 2147483647",
-                ],
-                None,
-            ),
+            (&pod_sysctls(&netns), None),
         ])?;
         Ok(netns)
     }
@@ -749,20 +736,7 @@ impl NetnsDataplane {
                 attached.result
             )));
         };
-        if let Err(e) = host::run(
-            &[
-                "ip",
-                "netns",
-                "exec",
-                &netns,
-                "sysctl",
-                "-q",
-                "-w",
-                "net.ipv4.ip_unprivileged_port_start=0",
-                "net.ipv4.ping_group_range=0 2147483647",
-            ],
-            None,
-        ) {
+        if let Err(e) = host::run(&pod_sysctls(&netns), None) {
             return Err(undo(e.to_string()));
         }
         Ok((netns, Attached { ip, attached }))
@@ -1085,6 +1059,22 @@ impl Drop for NetnsDataplane {
     fn drop(&mut self) {
         super::Dataplane::shutdown(self);
     }
+}
+
+/// The command that sets a pod namespace's sysctls, whichever way its network was made: any
+/// port may be bound and any group may ping, as a kubelet's safe sysctls allow.
+fn pod_sysctls(netns: &str) -> [&str; 9] {
+    [
+        "ip",
+        "netns",
+        "exec",
+        netns,
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.ip_unprivileged_port_start=0",
+        "net.ipv4.ping_group_range=0 2147483647",
+    ]
 }
 
 /// What [`NetnsDataplane::attach_pod`] made.
