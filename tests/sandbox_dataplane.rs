@@ -5,17 +5,16 @@
 //! unless `CI` is set. Pods run the real agent (`netassay agent serve`); probes are the real
 //! prober (`netassay agent probe`), exec'd inside the source namespace.
 
-use netassay_core::model::{Labels, Protocol, ServedPort, NAMESPACE_NAME_LABEL};
+use netassay_core::model::{Labels, Protocol, ServedPort};
 use netassay_sandbox::addresses::{
     EXTERNAL_ADDRESS, METADATA_ADDRESS, MIRROR_ADDRESS, NODE_ADDRESS, OUTSIDE_ADDRESS,
 };
 use netassay_sandbox::cni::networks::PodNetwork;
 use netassay_sandbox::dataplane::netns::{NetnsConfig, NetnsDataplane, ETC_NETNS, STATE_DIR};
-use netassay_sandbox::dataplane::{Dataplane, DataplaneError, PodSpec};
+use netassay_sandbox::dataplane::{state_of_pods, Dataplane, DataplaneError, PodSpec};
 use netassay_sandbox::fault::{Fault, FaultSet};
 use netassay_sandbox::state::{
-    ClusterState, GatewayRoute, NamespaceState, PodState, ServicePortState, ServiceState,
-    TargetPort,
+    ClusterState, GatewayRoute, ServicePortState, ServiceState, TargetPort,
 };
 use serde_json::{json, Value};
 use std::future::Future;
@@ -238,32 +237,6 @@ fn dropped() -> (String, Option<String>) {
     ("dropped".to_string(), None)
 }
 
-fn state(pods: &[(&PodSpec, IpAddr)]) -> ClusterState {
-    let mut namespaces: Vec<String> = pods.iter().map(|(p, _)| p.namespace.clone()).collect();
-    namespaces.sort();
-    namespaces.dedup();
-    ClusterState {
-        namespaces: namespaces
-            .into_iter()
-            .map(|name| NamespaceState {
-                labels: Labels::from([(NAMESPACE_NAME_LABEL.to_string(), name.clone())]),
-                name,
-            })
-            .collect(),
-        pods: pods
-            .iter()
-            .map(|(spec, ip)| PodState {
-                namespace: spec.namespace.clone(),
-                name: spec.name.clone(),
-                labels: spec.labels.clone(),
-                ip: Some(*ip),
-                ports: spec.ports.clone(),
-            })
-            .collect(),
-        ..ClusterState::default()
-    }
-}
-
 fn deny_all_ingress(namespace: &str) -> k8s_openapi::api::networking::v1::NetworkPolicy {
     serde_json::from_value(json!({
         "apiVersion": "networking.k8s.io/v1",
@@ -467,7 +440,7 @@ async fn a_deny_all_ingress_policy_blocks_and_its_removal_restores() {
     let (a, a_ip) = ready_pod(dp, "x", "a");
     let (b, b_ip) = ready_pod(dp, "y", "b");
     let target = &format!("{b_ip}:80");
-    let open = state(&[(&a, a_ip), (&b, b_ip)]);
+    let open = state_of_pods(&[(&a, a_ip), (&b, b_ip)]);
     dp.sync(&open).expect("sync without policies");
     let got = eventually(connected("y/b"), move || {
         probe(dp, Vantage::Pod("x", "a"), target, "y/b")
@@ -497,7 +470,7 @@ async fn a_cluster_ip_is_dnatted_to_its_endpoint() {
     let dp = &start(FaultSet::new());
     let (a, a_ip) = ready_pod(dp, "x", "a");
     let (b, b_ip) = ready_pod(dp, "x", "b");
-    let mut cluster = state(&[(&a, a_ip), (&b, b_ip)]);
+    let mut cluster = state_of_pods(&[(&a, a_ip), (&b, b_ip)]);
     cluster.services.push(ServiceState {
         namespace: "x".into(),
         name: "s-b".into(),
@@ -544,7 +517,7 @@ async fn the_late_fault_applies_each_ruleset_only_after_its_delay() {
     let (a, a_ip) = ready_pod(dp, "x", "a");
     let (b, b_ip) = ready_pod(dp, "y", "b");
     let target = &format!("{b_ip}:80");
-    let mut denied = state(&[(&a, a_ip), (&b, b_ip)]);
+    let mut denied = state_of_pods(&[(&a, a_ip), (&b, b_ip)]);
     denied.policies.push(deny_all_ingress("y"));
     let synced = Instant::now();
     dp.sync(&denied).expect("sync");
@@ -662,7 +635,7 @@ async fn two_instances_do_not_interfere() {
             "10.244.0.3".parse::<IpAddr>().unwrap(),
             "same addresses"
         );
-        pods.push(state(&[(&a, a_ip), (&b, b_ip)]));
+        pods.push(state_of_pods(&[(&a, a_ip), (&b, b_ip)]));
     }
     // Deny in the first instance only.
     let mut denied = pods[0].clone();
@@ -691,7 +664,7 @@ async fn shutdown_leaves_no_namespace_link_table_process_or_file() {
     }
     let dp = &start(FaultSet::new());
     let (a, a_ip) = ready_pod(dp, "x", "a");
-    dp.sync(&state(&[(&a, a_ip)])).unwrap();
+    dp.sync(&state_of_pods(&[(&a, a_ip)])).unwrap();
     let prefix = dp.prefix().to_string();
     let mut pids = Vec::new();
     for netns in netns_list().iter().filter(|ns| ns.starts_with(&prefix)) {
@@ -1062,7 +1035,7 @@ async fn pod_traffic_to_external_addresses_goes_through_the_pod_egress_chain() {
     }
     let dp = &start(FaultSet::new());
     let (a, a_ip) = ready_pod(dp, "x", "a");
-    let open = state(&[(&a, a_ip)]);
+    let open = state_of_pods(&[(&a, a_ip)]);
     dp.sync(&open).unwrap();
     let internet = format!("{EXTERNAL_ADDRESS}:80");
     let mirror = format!("{MIRROR_ADDRESS}:80");
@@ -1113,7 +1086,7 @@ async fn the_outside_vantage_reaches_pod_and_cluster_ips_unless_policies_deny() 
     }
     let dp = &start(FaultSet::new());
     let (a, a_ip) = ready_pod(dp, "x", "a");
-    let mut open = state(&[(&a, a_ip)]);
+    let mut open = state_of_pods(&[(&a, a_ip)]);
     open.services
         .push(service("x", "a", "10.96.0.20", 8080, 80, None));
     dp.sync(&open).unwrap();
@@ -1139,7 +1112,7 @@ async fn a_node_port_reaches_its_endpoint_with_the_client_address() {
     }
     let dp = &start(FaultSet::new());
     let (a, a_ip) = ready_pod(dp, "x", "a");
-    let mut cluster = state(&[(&a, a_ip)]);
+    let mut cluster = state_of_pods(&[(&a, a_ip)]);
     cluster.node_address = Some(IpAddr::V4(NODE_ADDRESS));
     cluster
         .services
@@ -1184,7 +1157,7 @@ async fn a_load_balancer_port_is_served_at_the_node_address() {
     let dp = &start(FaultSet::new());
     let (gw, gw_ip) = serving_pod(dp, "tre-gateway", "gw", 8080);
     let (a, a_ip) = ready_pod(dp, "x", "a");
-    let mut cluster = state(&[(&gw, gw_ip), (&a, a_ip)]);
+    let mut cluster = state_of_pods(&[(&gw, gw_ip), (&a, a_ip)]);
     cluster.node_address = Some(IpAddr::V4(NODE_ADDRESS));
     let mut lb = service("tre-gateway", "gw", "10.96.0.30", 80, 8080, None);
     lb.load_balancer_ips = vec![IpAddr::V4(NODE_ADDRESS)];
@@ -1421,7 +1394,7 @@ async fn udp_before_and_after_a_deny(from: Vantage<'static>) {
     let (a, a_ip) = &pods[0];
     let (b, b_ip) = &pods[1];
     let target = &format!("{b_ip}:80");
-    let open = state(&[(a, *a_ip), (b, *b_ip)]);
+    let open = state_of_pods(&[(a, *a_ip), (b, *b_ip)]);
     dp.sync(&open).expect("sync without policies");
     let first = eventually(vec!["connected".to_string()], move || {
         udp_probes(dp, from, target, "y/b", 1)

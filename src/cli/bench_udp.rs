@@ -13,14 +13,12 @@
 use super::exit;
 use anyhow::Context;
 use clap::Args;
-use netassay_core::model::{Labels, Protocol, ServedPort, NAMESPACE_NAME_LABEL};
+use netassay_core::model::{Labels, Protocol, ServedPort};
 use netassay_core::probe::{AgentLine, Outcome, ProbeBatch, ProbeKind, ProbeSpec};
 use netassay_sandbox::dataplane::netns::{NetnsConfig, NetnsDataplane};
-use netassay_sandbox::dataplane::{Dataplane, PodSpec};
+use netassay_sandbox::dataplane::{state_of_pods, Dataplane, PodSpec};
 use netassay_sandbox::fault::FaultSet;
-use netassay_sandbox::state::{ClusterState, NamespaceState, PodState};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -104,32 +102,6 @@ fn pod(namespace: &str, name: &str) -> PodSpec {
     }
 }
 
-fn state(pods: &[(&PodSpec, IpAddr)]) -> ClusterState {
-    let mut namespaces: Vec<String> = pods.iter().map(|(p, _)| p.namespace.clone()).collect();
-    namespaces.sort();
-    namespaces.dedup();
-    ClusterState {
-        namespaces: namespaces
-            .into_iter()
-            .map(|name| NamespaceState {
-                labels: Labels::from([(NAMESPACE_NAME_LABEL.to_string(), name.clone())]),
-                name,
-            })
-            .collect(),
-        pods: pods
-            .iter()
-            .map(|(spec, ip)| PodState {
-                namespace: spec.namespace.clone(),
-                name: spec.name.clone(),
-                labels: spec.labels.clone(),
-                ip: Some(*ip),
-                ports: spec.ports.clone(),
-            })
-            .collect(),
-        ..ClusterState::default()
-    }
-}
-
 /// One batch's figures.
 struct Batch {
     wall: Duration,
@@ -167,7 +139,7 @@ async fn measure(
         }
         ips.push(ip);
     }
-    dp.sync(&state(&[(&prober, ips[0]), (&target, ips[1])]))
+    dp.sync(&state_of_pods(&[(&prober, ips[0]), (&target, ips[1])]))
         .context("syncing the sandbox's state")?;
     let destination = format!("{}:80", ips[1]);
     let timeout = Duration::from_millis(args.timeout_ms);

@@ -1,8 +1,8 @@
 //! Dataplanes behind the API emulator: the trait, and its implementations (`netns`: real network
 //! namespaces and nftables; `fake`: in-process, for API tests without root).
 
-use crate::state::ClusterState;
-use netassay_core::model::{Labels, ServedPort};
+use crate::state::{ClusterState, NamespaceState, PodState};
+use netassay_core::model::{Labels, ServedPort, NAMESPACE_NAME_LABEL};
 use std::net::IpAddr;
 use thiserror::Error;
 
@@ -29,6 +29,35 @@ pub struct PodSpec {
     pub command: Vec<String>,
     /// Container ports (named ones matter for policies and Service targetPorts).
     pub ports: Vec<ServedPort>,
+}
+
+/// The state of a cluster that has exactly these pods, running at these addresses, each
+/// namespace labelled with its name as the API server does, and nothing else (no policy, no
+/// Service): what a test or a bench syncs before it adds policies.
+pub fn state_of_pods(pods: &[(&PodSpec, IpAddr)]) -> ClusterState {
+    let mut namespaces: Vec<String> = pods.iter().map(|(p, _)| p.namespace.clone()).collect();
+    namespaces.sort();
+    namespaces.dedup();
+    ClusterState {
+        namespaces: namespaces
+            .into_iter()
+            .map(|name| NamespaceState {
+                labels: Labels::from([(NAMESPACE_NAME_LABEL.to_string(), name.clone())]),
+                name,
+            })
+            .collect(),
+        pods: pods
+            .iter()
+            .map(|(spec, ip)| PodState {
+                namespace: spec.namespace.clone(),
+                name: spec.name.clone(),
+                labels: spec.labels.clone(),
+                ip: Some(*ip),
+                ports: spec.ports.clone(),
+            })
+            .collect(),
+        ..ClusterState::default()
+    }
 }
 
 /// The single node of the sandbox.
