@@ -186,7 +186,7 @@ impl Network {
         let mut previous: Option<Value> = None;
         for plugin in &self.plugins {
             let config = self.plugin_config(plugin, previous.as_ref());
-            match self.invoke("ADD", plugin, &config, Some(attachment)) {
+            match self.invoke("ADD", plugin_type(plugin), &config, Some(attachment)) {
                 Ok(result) => previous = Some(result),
                 Err(e) => {
                     let _ = self.del(attachment, previous.as_ref());
@@ -207,7 +207,7 @@ impl Network {
         }
         for plugin in &self.plugins {
             let config = self.plugin_config(plugin, Some(result));
-            self.invoke("CHECK", plugin, &config, Some(attachment))?;
+            self.invoke("CHECK", plugin_type(plugin), &config, Some(attachment))?;
         }
         Ok(())
     }
@@ -217,7 +217,7 @@ impl Network {
         let mut first_error = None;
         for plugin in self.plugins.iter().rev() {
             let config = self.plugin_config(plugin, result);
-            if let Err(e) = self.invoke("DEL", plugin, &config, Some(attachment)) {
+            if let Err(e) = self.invoke("DEL", plugin_type(plugin), &config, Some(attachment)) {
                 first_error.get_or_insert(e);
             }
         }
@@ -232,7 +232,7 @@ impl Network {
         }
         for plugin in &self.plugins {
             let config = self.plugin_config(plugin, None);
-            self.invoke("STATUS", plugin, &config, None)?;
+            self.invoke("STATUS", plugin_type(plugin), &config, None)?;
         }
         Ok(())
     }
@@ -252,7 +252,7 @@ impl Network {
                 "cni.dev/valid-attachments".into(),
                 Value::Array(valid.clone()),
             );
-            self.invoke("GC", plugin, &config, None)?;
+            self.invoke("GC", plugin_type(plugin), &config, None)?;
         }
         Ok(())
     }
@@ -261,9 +261,7 @@ impl Network {
     fn supported_versions(&self, plugin: &str) -> Result<Vec<String>, CniError> {
         let mut config = Map::new();
         config.insert("cniVersion".into(), Value::String(self.cni_version.clone()));
-        let mut named = Map::new();
-        named.insert("type".into(), Value::String(plugin.to_string()));
-        let answer = self.invoke("VERSION", &named, &config, None)?;
+        let answer = self.invoke("VERSION", plugin, &config, None)?;
         answer
             .get("supportedVersions")
             .and_then(Value::as_array)
@@ -300,11 +298,11 @@ impl Network {
     fn invoke(
         &self,
         command: &'static str,
-        plugin: &Map<String, Value>,
+        kind: &str,
         config: &Map<String, Value>,
         attachment: Option<&Attachment>,
     ) -> Result<Value, CniError> {
-        let kind = plugin_type(plugin).to_string();
+        let kind = kind.to_string();
         let exec_error = |detail: String| CniError::Exec {
             plugin: kind.clone(),
             command,
