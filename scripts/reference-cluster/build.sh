@@ -17,10 +17,11 @@ mkdir -p "$out"
 kube_version=v1.37.2          # k8s.io/kubernetes, and v0.37.2 for its staging modules
 knp_version=v0.8.0            # sigs.k8s.io/kube-network-policies
 kube_router_version=v2.1.0    # github.com/cloudnativelabs/kube-router/v2
+cilium_version=v1.20.2        # github.com/cilium/cilium
 
 stamp_input() {
   cat "$here/build.sh" "$here/go.mod" "$here/go.sum" "$here/etcd/main.go"
-  for m in kube-network-policies kube-router; do
+  for m in kube-network-policies kube-router cilium; do
     if [ -f "$here/$m/go.mod" ]; then cat "$here/$m/go.mod" "$here/$m/go.sum"; fi
   done
 }
@@ -28,8 +29,9 @@ want="$(stamp_input | sha256sum | cut -d' ' -f1)"
 bins=(etcd kube-apiserver kube-controller-manager kube-proxy kubectl)
 [ -f "$here/kube-network-policies/go.mod" ] && bins+=(kube-network-policies)
 [ -f "$here/kube-router/go.mod" ] && bins+=(kube-router)
+[ -f "$here/cilium/go.mod" ] && bins+=(cilium-agent cilium-cni cilium-dbg hubble cilium-bpf/Makefile cilium-crds/v2)
 all_present=1
-for b in "${bins[@]}"; do [ -x "$out/$b" ] || all_present=0; done
+for b in "${bins[@]}"; do [ -e "$out/$b" ] || all_present=0; done
 if [ "$all_present" = 1 ] && [ "$(cat "$out/.stamp" 2>/dev/null)" = "$want" ]; then
   echo "reference cluster: up to date in $out"
   exit 0
@@ -72,6 +74,25 @@ if [ -f "$here/kube-router/go.mod" ]; then
   # Its Makefile's version stamp; without it kube-router logs "version , built on ,".
   build kube-router "$here/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
     "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$kube_router_version"
+fi
+if [ -f "$here/cilium/go.mod" ]; then
+  cilium_ldflags="-s -w -X 'github.com/cilium/cilium/pkg/version.ciliumVersion=${cilium_version#v} netassay-sandbox'"
+  build cilium-agent "$here/cilium" github.com/cilium/cilium/daemon "$cilium_ldflags"
+  build cilium-cni "$here/cilium" github.com/cilium/cilium/plugins/cilium-cni "$cilium_ldflags"
+  build cilium-dbg "$here/cilium" github.com/cilium/cilium/cilium-dbg "$cilium_ldflags"
+  build hubble "$here/cilium" github.com/cilium/cilium/hubble "$cilium_ldflags"
+  # The agent compiles its datapath from these sources at run time (each sandbox copies them
+  # into its own lib folder, where the agent writes its probed feature headers), and the
+  # sandbox applies Cilium's CRDs from the module, as the operator would.
+  src="$(cd "$here/cilium" && go list -m -f '{{.Dir}}' github.com/cilium/cilium)"
+  rm -rf "$out/cilium-bpf" "$out/cilium-crds"
+  cp -r "$src/bpf" "$out/cilium-bpf"
+  mkdir -p "$out/cilium-crds"
+  for v in v2 v2alpha1; do
+    mkdir -p "$out/cilium-crds/$v"
+    cp "$src/pkg/k8s/apis/cilium.io/client/crds/$v"/*.yaml "$out/cilium-crds/$v/"
+  done
+  chmod -R u+w "$out/cilium-bpf" "$out/cilium-crds"
 fi
 echo "$want" > "$out/.stamp"
 echo "reference cluster: Kubernetes $kube_version, etcd $(grep 'go.etcd.io/etcd/server/v3 ' "$here/go.mod" | awk '{print $2}') in $out: ${bins[*]}"

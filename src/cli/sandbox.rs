@@ -3,7 +3,7 @@
 use super::exit;
 use super::runtime::runtime;
 use clap::Subcommand;
-use netassay_sandbox::fault::ENFORCER_STOPPED;
+use netassay_sandbox::fault::{ENFORCEMENT_OFF, ENFORCER_STOPPED};
 use netassay_sandbox::node::components::{Cni, ServiceProxy};
 use netassay_sandbox::{
     ControlPlane, ControlPlaneFault, Fault, FaultSet, Preset, PresetFault, PresetScale, Sandbox,
@@ -81,9 +81,14 @@ fn fault_lines() -> Vec<String> {
         .iter()
         .map(|f| format!("{}\tcontrol-plane\t{}", f.name(), f.describe()));
     // Not a mutation of netassay's enforcer: the negative control of a third-party one.
-    let third_party = std::iter::once(format!(
-        "{ENFORCER_STOPPED}\tthird-party\tthe third-party enforcer (--sandbox-cni) is stopped once it has programmed its first ruleset, before any policy exists: the default-deny scenarios must fail"
-    ));
+    let third_party = [
+        format!(
+            "{ENFORCER_STOPPED}\tthird-party\tthe third-party enforcer (--sandbox-cni kube-router, kube-network-policies) is stopped once it has programmed its first ruleset, before any policy exists: the default-deny scenarios must fail"
+        ),
+        format!(
+            "{ENFORCEMENT_OFF}\tthird-party\tCilium (--sandbox-cni cilium) runs with policy enforcement turned off (--enable-policy=never): its datapath works and enforces nothing, so the default-deny scenarios must fail"
+        ),
+    ];
     cni.chain(preset)
         .chain(control)
         .chain(third_party)

@@ -228,12 +228,21 @@ fn format_duration(d: Duration) -> String {
 /// from the enforcer, not from netassay.
 pub const ENFORCER_STOPPED: &str = "enforcer-stopped";
 
+/// The negative control of a third-party enforcer that is also the pods' network (Cilium: its
+/// CNI plugin asks the agent for every pod, so a stopped agent would leave no fixture to
+/// probe): `enforcement-off` runs it with policy enforcement turned off
+/// (`--enable-policy=never`), a setting an operator can leave behind. Its datapath works and
+/// sees every policy; it enforces none, so the default-deny scenarios must fail.
+pub const ENFORCEMENT_OFF: &str = "enforcement-off";
+
 /// The faults of one sandbox run; empty is the compliant profile.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FaultSet {
     faults: Vec<Fault>,
     /// [`ENFORCER_STOPPED`]: only with a third-party enforcer.
     enforcer_stopped: bool,
+    /// [`ENFORCEMENT_OFF`]: only with Cilium.
+    enforcement_off: bool,
     /// Sorted, distinct; they need the preset they belong to (see `SandboxOptions::validate`).
     preset_faults: Vec<PresetFault>,
     /// A hostile control plane rather than a buggy CNI (`api-errors`, `exec-resets`, ...).
@@ -269,6 +278,10 @@ impl FaultSet {
     pub fn insert_name(&mut self, name: &str) -> Result<(), FaultParseError> {
         if name.trim() == ENFORCER_STOPPED {
             self.enforcer_stopped = true;
+            return Ok(());
+        }
+        if name.trim() == ENFORCEMENT_OFF {
+            self.enforcement_off = true;
             return Ok(());
         }
         if let Ok(f) = name.parse::<ControlPlaneFault>() {
@@ -321,12 +334,18 @@ impl FaultSet {
         self.enforcer_stopped
     }
 
+    /// Whether the third-party enforcer runs with enforcement turned off ([`ENFORCEMENT_OFF`]).
+    pub fn enforcement_off(&self) -> bool {
+        self.enforcement_off
+    }
+
     /// No fault of any kind: the compliant profile.
     pub fn is_empty(&self) -> bool {
         self.faults.is_empty()
             && self.preset_faults.is_empty()
             && self.control_plane.is_empty()
             && !self.enforcer_stopped
+            && !self.enforcement_off
     }
 
     /// The CNI faults (not the preset ones).
@@ -383,7 +402,8 @@ impl fmt::Display for FaultSet {
             .map(Fault::to_string)
             .chain(self.preset_faults.iter().map(PresetFault::to_string))
             .chain(self.control_plane.iter().map(ControlPlaneFault::to_string))
-            .chain(self.enforcer_stopped.then(|| ENFORCER_STOPPED.to_string()));
+            .chain(self.enforcer_stopped.then(|| ENFORCER_STOPPED.to_string()))
+            .chain(self.enforcement_off.then(|| ENFORCEMENT_OFF.to_string()));
         for (i, name) in names.enumerate() {
             if i > 0 {
                 f.write_str(",")?;

@@ -49,6 +49,10 @@ pub enum SandboxError {
     FaultWithThirdPartyEnforcer { fault: String, cni: Cni },
     #[error("--sandbox-fault enforcer-stopped stops a third-party enforcer (--sandbox-cni kube-router); netassay's own enforcer has the fault profile `none` for that")]
     EnforcerStoppedWithoutThirdParty,
+    #[error("--sandbox-fault enforcer-stopped cannot apply to --sandbox-cni cilium: its CNI plugin asks the agent for every pod, so with the agent stopped no fixture could start; Cilium's negative control is --sandbox-fault enforcement-off (the agent runs with --enable-policy=never)")]
+    CiliumCannotBeStopped,
+    #[error("--sandbox-fault enforcement-off turns off Cilium's policy enforcement: it needs --sandbox-cni cilium")]
+    EnforcementOffWithoutCilium,
     #[error("--sandbox-fault {fault} is a fault of the emulator's API: it cannot be combined with --sandbox-control-plane kubernetes (the real API server answers as it does; of the control-plane faults, the reference cluster's node carries exec-resets and pod-restarts)")]
     ControlPlaneFaultOnReference { fault: String },
 }
@@ -118,6 +122,12 @@ impl SandboxOptions {
         }
         if !self.cni.has_third_party_enforcer() && self.faults.enforcer_stopped() {
             return Err(SandboxError::EnforcerStoppedWithoutThirdParty);
+        }
+        if self.cni == Cni::Cilium && self.faults.enforcer_stopped() {
+            return Err(SandboxError::CiliumCannotBeStopped);
+        }
+        if self.cni != Cni::Cilium && self.faults.enforcement_off() {
+            return Err(SandboxError::EnforcementOffWithoutCilium);
         }
         if !self.cni.netassay_enforces() {
             if let Some(fault) = self.faults.iter().next() {
@@ -225,6 +235,7 @@ impl Sandbox {
         let mut config = NetnsConfig::new(options.faults.clone())?;
         config.enforce_policies = options.cni.netassay_enforces();
         config.pod_network = options.cni.pod_network();
+        config.third_party_plugins = Some(bin_dir.clone());
         config.program_services = options.proxy == ServiceProxy::Netassay;
         config.executable = executable;
         let dataplane = tokio::task::spawn_blocking(move || NetnsDataplane::new(config))
@@ -316,13 +327,16 @@ impl Sandbox {
         let dir = dataplane
             .instance_dir()
             .join(crate::processes::STATE_SUBDIR);
-        let mut cluster = match ReferenceCluster::start(bin_dir, &dir, &node_name).await {
-            Ok(c) => c,
-            Err(e) => {
-                sandbox.stop().await;
-                return Err(e.into());
-            }
-        };
+        let mut cluster =
+            match ReferenceCluster::start(bin_dir, &dir, &node_name, options.cni.needs_pod_cidr())
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    sandbox.stop().await;
+                    return Err(e.into());
+                }
+            };
         let started = async {
             let client = cluster.admin_client().await?;
             reference::install_gateway_api(&client).await?;
@@ -358,6 +372,8 @@ impl Sandbox {
                 &node_name,
                 options.cni,
                 options.proxy,
+                &dataplane.node_links(),
+                options.faults.enforcement_off(),
             )
             .await?;
             if options.faults.enforcer_stopped() {
@@ -631,13 +647,21 @@ impl Sandbox {
         if let Some(api) = self.api.take() {
             api.shutdown().await;
         }
-        if let Some(r) = self.reference.take() {
-            r.relay.stop();
-            r.node.stop().await;
-            r.cluster.stop().await;
-        }
+        // The node's pods go while its components still run, as a kubelet's would: a CNI
+        // whose plugin asks its agent (Cilium) to release a pod needs the agent there.
+        let cluster = match self.reference.take() {
+            Some(r) => {
+                r.relay.stop();
+                r.node.stop().await;
+                Some(r.cluster)
+            }
+            None => None,
+        };
         let dp = self.dataplane.clone();
         let _ = tokio::task::spawn_blocking(move || dp.shutdown()).await;
+        if let Some(cluster) = cluster {
+            cluster.stop().await;
+        }
         if let Some(dir) = self.kubeconfig.parent() {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -784,6 +808,36 @@ mod tests {
                 ServiceProxy::Netassay,
                 "enforcer-stopped",
                 Some("stops a third-party enforcer"),
+            ),
+            // Cilium's agent attaches every pod: stopped, it would leave no fixture. Its
+            // negative control turns enforcement off instead, and only Cilium has that.
+            (
+                ControlPlane::Kubernetes,
+                Cni::Cilium,
+                ServiceProxy::Netassay,
+                "enforcer-stopped",
+                Some("Cilium's negative control is --sandbox-fault enforcement-off"),
+            ),
+            (
+                ControlPlane::Kubernetes,
+                Cni::Cilium,
+                ServiceProxy::KubeProxy,
+                "enforcement-off",
+                None,
+            ),
+            (
+                ControlPlane::Kubernetes,
+                Cni::KubeRouter,
+                ServiceProxy::Netassay,
+                "enforcement-off",
+                Some("it needs --sandbox-cni cilium"),
+            ),
+            (
+                ControlPlane::Emulator,
+                Cni::Cilium,
+                ServiceProxy::Netassay,
+                "",
+                Some("need --sandbox-control-plane kubernetes"),
             ),
         ];
         for (control_plane, cni, proxy, faults, want) in table {

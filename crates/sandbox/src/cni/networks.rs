@@ -21,12 +21,124 @@ pub enum PodNetwork {
     /// for a pod that reaches itself through a Service) with `host-local` IPAM over the pod
     /// range.
     Bridge,
+    /// Cilium's own plugin (`cilium-cni`): a veth per pod handed to the Cilium agent, which
+    /// attaches its eBPF datapath and allocates the address from the Node's podCIDR
+    /// (`--ipam=kubernetes`). The plugin comes from the reference cluster's bin folder and
+    /// talks to the instance's agent (see [`CiliumDirs`]).
+    Cilium,
+}
+
+/// The folders of one instance's Cilium agent, under its instance folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CiliumDirs {
+    /// Bind-mounted over `/run/cilium` for the agent and for each `cilium-cni` invocation (in
+    /// their own mount namespaces): the agent's API, monitor and Hubble sockets, its state and
+    /// the plugin's delete queue land here, whatever paths Cilium hard-codes.
+    pub run: PathBuf,
+    /// `--lib-dir`: the datapath sources the agent compiles (and writes probed headers into).
+    pub lib: PathBuf,
+    /// `--bpf-root`: a bpffs of the instance's own, mounted in the host's mount namespace so
+    /// that what the agent pins (programs, links, maps) outlives the agent as it does on a
+    /// real node, where bpffs is the host's: a stopped agent leaves its datapath as it was.
+    /// Unmounted with the instance ([`unmount_cilium_bpffs`]).
+    pub bpffs: PathBuf,
+}
+
+impl CiliumDirs {
+    pub fn under(instance_dir: &Path) -> CiliumDirs {
+        let root = instance_dir.join("cilium");
+        CiliumDirs {
+            run: root.join("run"),
+            lib: root.join("lib"),
+            bpffs: root.join("bpffs"),
+        }
+    }
+
+    /// The agent's API socket, as seen from the host.
+    pub fn socket(&self) -> PathBuf {
+        self.run.join("cilium.sock")
+    }
+
+    /// The plugin's own log (its default is the host's `/var/run/cilium/cilium-cni.log`).
+    pub fn plugin_log(&self) -> PathBuf {
+        self.run.join("cilium-cni.log")
+    }
+}
+
+/// Where Cilium hard-codes its runtime folder; each agent and plugin invocation sees its
+/// instance's [`CiliumDirs::run`] there, in a mount namespace of its own. On the host it is an
+/// empty mount point.
+pub const CILIUM_RUN_MOUNT_POINT: &str = "/run/cilium";
+
+/// Unmounts the instance's bpffs ([`CiliumDirs::bpffs`]) if it is mounted: the kernel then
+/// frees what the agent pinned there. Only that exact mount point is touched.
+pub fn unmount_cilium_bpffs(instance_dir: &Path) -> std::io::Result<()> {
+    let bpffs = CiliumDirs::under(instance_dir).bpffs;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let target = bpffs.display().to_string();
+    // mountinfo's fifth field is the mount point (spaces escaped as \040).
+    let mounted = mounts.lines().filter(|line| {
+        line.split(' ').nth(4).map(|p| p.replace("\\040", " ")) == Some(target.clone())
+    });
+    for _ in mounted {
+        let status = std::process::Command::new("umount").arg(&bpffs).status()?;
+        if !status.success() {
+            return Err(std::io::Error::other(format!("umount {target}: {status}")));
+        }
+    }
+    Ok(())
+}
+
+/// Removes the empty mount point [`CILIUM_RUN_MOUNT_POINT`] once no instance in `state_dir`
+/// runs Cilium any more (an instance's folder has `cilium/` while it does). A folder someone
+/// else filled is left alone: only an empty one is removed.
+pub fn release_cilium_mount_point(state_dir: &Path) -> std::io::Result<()> {
+    let in_use = std::fs::read_dir(state_dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.path().join("cilium").is_dir())
+        })
+        .unwrap_or(false);
+    if in_use {
+        return Ok(());
+    }
+    match std::fs::remove_dir(CILIUM_RUN_MOUNT_POINT) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::DirectoryNotEmpty
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The `cilium-cni` that the Cilium network's bin folder holds: a script that runs the real
+/// plugin in a mount namespace of its own where `/run/cilium` is the instance's run folder, so
+/// the plugin reaches this instance's agent, and its log and delete queue stay in the instance.
+pub fn cilium_plugin_script(plugin: &Path, dirs: &CiliumDirs) -> String {
+    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', r"'\''"));
+    format!(
+        "#!/bin/sh
+         # netassay sandbox: Cilium's CNI plugin, talking to this instance's agent.
+         exec unshare --mount --propagation private sh -c 'mount --bind \"$0\" {mount} && exec \"$1\"' {run} {plugin}
+",
+        mount = CILIUM_RUN_MOUNT_POINT,
+        run = quote(&dirs.run),
+        plugin = quote(plugin),
+    )
 }
 
 /// The folders a CNI network of one instance owns, all under its instance folder (never the
 /// host's `/etc/cni` or `/opt/cni`): removed with the instance, also by the sweep.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CniDirs {
+    /// The instance folder they are under.
+    pub instance: PathBuf,
     /// The conflists (`--cni-conf-dir`).
     pub conf_dir: PathBuf,
     /// `CNI_PATH`: links to the plugin binaries the conflist names.
@@ -39,6 +151,7 @@ impl CniDirs {
     pub fn under(instance_dir: &Path) -> CniDirs {
         let root = instance_dir.join("cni");
         CniDirs {
+            instance: instance_dir.to_path_buf(),
             conf_dir: root.join("net.d"),
             bin_dir: root.join("bin"),
             ipam_dir: root.join("ipam"),
@@ -53,6 +166,7 @@ impl PodNetwork {
         match self {
             PodNetwork::Routed => &[],
             PodNetwork::Bridge => &["bridge", "host-local", "loopback"],
+            PodNetwork::Cilium => &["loopback"],
         }
     }
 
@@ -63,6 +177,7 @@ impl PodNetwork {
             PodNetwork::Bridge => {
                 Some(("10-bridge.conflist".into(), bridge_conflist(dirs, bridge)))
             }
+            PodNetwork::Cilium => Some(("05-cilium.conflist".into(), cilium_conflist(dirs))),
         }
     }
 
@@ -91,6 +206,21 @@ fn bridge_conflist(dirs: &CniDirs, bridge: &str) -> Value {
                 "routes": [{"dst": "0.0.0.0/0"}],
                 "dataDir": dirs.ipam_dir,
             }
+        }]
+    })
+}
+
+/// What the agent itself writes with `--write-cni-conf-when-ready` (Cilium's chart default),
+/// with the plugin's log kept in the instance.
+fn cilium_conflist(dirs: &CniDirs) -> Value {
+    let cilium = CiliumDirs::under(&dirs.instance);
+    json!({
+        "cniVersion": "1.0.0",
+        "name": "cilium",
+        "plugins": [{
+            "type": "cilium-cni",
+            "enable-debug": false,
+            "log-file": cilium.plugin_log(),
         }]
     })
 }
@@ -175,5 +305,48 @@ mod tests {
             .iter()
             .all(|p| PodNetwork::Bridge.plugins().contains(p)));
         assert!(PodNetwork::Routed.conflist(&dirs, "x").is_none());
+    }
+
+    // Cilium's conflist is the one its agent writes, with the plugin's log in the instance;
+    // the plugin in the bin folder is a script that binds the instance's run folder over
+    // /run/cilium before running the real plugin, so it reaches this instance's agent.
+    #[test]
+    fn the_cilium_network_reaches_its_own_instances_agent() {
+        let dirs = CniDirs::under(Path::new("/run/netassay/na1234"));
+        let (file, conflist) = PodNetwork::Cilium.conflist(&dirs, "unused").unwrap();
+        assert_eq!(file, "05-cilium.conflist");
+        assert_eq!(conflist["plugins"][0]["type"], "cilium-cni");
+        assert_eq!(
+            conflist["plugins"][0]["log-file"],
+            "/run/netassay/na1234/cilium/run/cilium-cni.log"
+        );
+        assert_eq!(PodNetwork::Cilium.plugins(), ["loopback"]);
+        let cilium = CiliumDirs::under(&dirs.instance);
+        assert_eq!(
+            cilium.socket(),
+            Path::new("/run/netassay/na1234/cilium/run/cilium.sock")
+        );
+        let script = cilium_plugin_script(Path::new("/opt/it's/cilium-cni"), &cilium);
+        assert!(script.starts_with("#!/bin/sh\n"), "{script}");
+        assert!(
+            script.contains("unshare --mount --propagation private"),
+            "{script}"
+        );
+        assert!(
+            script.contains(r"'/run/netassay/na1234/cilium/run' '/opt/it'\''s/cilium-cni'"),
+            "{script}"
+        );
+    }
+
+    // The host's /run/cilium mount point goes once no instance runs Cilium, and never while
+    // one does; a folder with something in it is not ours to remove.
+    #[test]
+    fn the_cilium_mount_point_is_released_only_when_no_instance_uses_it() {
+        let state = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(state.path().join("na1/cilium")).unwrap();
+        let before = Path::new(CILIUM_RUN_MOUNT_POINT).exists();
+        // In use: nothing happens whatever the host has.
+        release_cilium_mount_point(state.path()).unwrap();
+        assert_eq!(Path::new(CILIUM_RUN_MOUNT_POINT).exists(), before);
     }
 }

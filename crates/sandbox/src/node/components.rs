@@ -25,6 +25,10 @@ pub enum Cni {
     /// sigs.k8s.io/kube-network-policies on the bridge plugin (NFQUEUE: the first packet of
     /// each connection is judged in userspace).
     KubeNetworkPolicies,
+    /// Cilium (the K8TRE reference CNI) as on a real node: its agent attaches its eBPF
+    /// datapath to every pod's veth (made by `cilium-cni`, addresses from the Node's podCIDR),
+    /// and enforces NetworkPolicy and CiliumNetworkPolicy there.
+    Cilium,
 }
 
 impl Cni {
@@ -33,12 +37,21 @@ impl Cni {
         match self {
             Cni::Netassay => PodNetwork::Routed,
             Cni::Bridge | Cni::KubeRouter | Cni::KubeNetworkPolicies => PodNetwork::Bridge,
+            Cni::Cilium => PodNetwork::Cilium,
         }
+    }
+
+    /// Whether the CNI's IPAM takes pod addresses from the Node's `podCIDR`.
+    pub fn needs_pod_cidr(self) -> bool {
+        self == Cni::Cilium
     }
 
     /// Whether a third-party process enforces policy (it needs the reference cluster).
     pub fn has_third_party_enforcer(self) -> bool {
-        matches!(self, Cni::KubeRouter | Cni::KubeNetworkPolicies)
+        matches!(
+            self,
+            Cni::KubeRouter | Cni::KubeNetworkPolicies | Cni::Cilium
+        )
     }
 
     /// Whether netassay's compiler enforces policy.
@@ -64,6 +77,7 @@ impl std::fmt::Display for Cni {
             Cni::Bridge => "bridge",
             Cni::KubeNetworkPolicies => "kube-network-policies",
             Cni::KubeRouter => "kube-router",
+            Cni::Cilium => "cilium",
         })
     }
 }
@@ -82,18 +96,18 @@ const READY_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// One component: its binary, its identity, and the nftables table (or chain) whose rules in
 /// the node's namespace say it is working.
-struct Component {
-    binary: &'static str,
-    service_account: &'static str,
+pub(super) struct Component {
+    pub(super) binary: &'static str,
+    pub(super) service_account: &'static str,
     /// The ClusterRole (from the component's upstream manifest), or the bootstrap role to bind.
-    rbac: Rbac,
+    pub(super) rbac: Rbac,
     /// `family table` it creates, and the chain in it that must hold rules (`None`: any chain;
     /// iptables' nft backend shares its `filter` table with every other iptables user).
-    table: (&'static str, &'static str),
-    chain: Option<&'static str>,
+    pub(super) table: (&'static str, &'static str),
+    pub(super) chain: Option<&'static str>,
 }
 
-enum Rbac {
+pub(super) enum Rbac {
     /// A built-in ClusterRole of the API server's bootstrap policy.
     Bootstrap(&'static str),
     /// Our own ClusterRole with these rules.
@@ -151,6 +165,13 @@ fn kube_router() -> Component {
 pub fn host_commands(enforcer: Cni) -> Vec<(&'static str, &'static str)> {
     match enforcer {
         Cni::KubeRouter => vec![("xtables-nft-multi", "iptables"), ("ipset", "ipset")],
+        // The agent compiles its datapath with clang (LLVM 19) and installs iptables rules
+        // beside it (it picks the nft or legacy backend itself).
+        Cni::Cilium => vec![
+            ("clang-19", "clang-19"),
+            ("xtables-nft-multi", "iptables"),
+            ("ipset", "ipset"),
+        ],
         Cni::Netassay | Cni::Bridge | Cni::KubeNetworkPolicies => Vec::new(),
     }
 }
@@ -165,12 +186,13 @@ pub fn binaries(enforcer: Cni, proxy: ServiceProxy) -> Vec<&'static str> {
         Cni::Netassay | Cni::Bridge => {}
         Cni::KubeNetworkPolicies => out.push("kube-network-policies"),
         Cni::KubeRouter => out.push("kube-router"),
+        Cni::Cilium => out.extend(super::cilium::BINARIES),
     }
     out
 }
 
 /// Creates the component's ServiceAccount and RBAC, a token, and its credentials folder.
-async fn identity(
+pub(super) async fn identity(
     client: &kube::Client,
     cluster: &ReferenceCluster,
     c: &Component,
@@ -215,6 +237,8 @@ pub async fn start(
     node_name: &str,
     enforcer: Cni,
     proxy: ServiceProxy,
+    devices: &[String],
+    enforcement_off: bool,
 ) -> Result<(), ReferenceError> {
     if proxy == ServiceProxy::KubeProxy {
         let c = kube_proxy();
@@ -262,6 +286,17 @@ pub async fn start(
         cluster.spawn_in_netns(node_netns, c.binary, &argv, Some(&dir), &[])?;
         wait_for_table(cluster, node_netns, &c).await?;
     }
+    if enforcer == Cni::Cilium {
+        super::cilium::start(
+            client,
+            cluster,
+            node_netns,
+            node_name,
+            devices,
+            enforcement_off,
+        )
+        .await?;
+    }
     if enforcer == Cni::KubeRouter {
         let c = kube_router();
         let dir = identity(client, cluster, &c).await?;
@@ -294,6 +329,7 @@ pub async fn start(
         install_record(
             client,
             &c,
+            c.binary,
             "docker.io/cloudnativelabs/kube-router:v2.1.0",
             "network-policy controller only (iptables-nft + ipset) on the CNI bridge plugin with host-local IPAM",
         )
@@ -306,24 +342,25 @@ pub async fn start(
 /// environment facts find the CNI the way they find it on any cluster (by DaemonSet name and
 /// image). The reference cluster runs no DaemonSet controller, so it never makes a pod: the
 /// component runs as a process on the node, which the annotations say.
-async fn install_record(
+pub(super) async fn install_record(
     client: &kube::Client,
     c: &Component,
+    name: &str,
     image: &str,
     mode: &str,
 ) -> Result<(), ReferenceError> {
-    let labels = json!({"k8s-app": c.binary});
+    let labels = json!({"k8s-app": name});
     reference::create_object(
         client,
         json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
-               "metadata": {"name": c.binary, "namespace": "kube-system",
+               "metadata": {"name": name, "namespace": "kube-system",
                             "annotations": {
                                 "netassay.io/sandbox": "runs as a process in the node's network namespace, not as this DaemonSet's pods",
                                 "netassay.io/dataplane-mode": mode}},
                "spec": {"selector": {"matchLabels": labels},
                         "template": {"metadata": {"labels": labels},
                                      "spec": {"serviceAccountName": c.service_account,
-                                              "containers": [{"name": c.binary, "image": image}]}}}}),
+                                              "containers": [{"name": name, "image": image}]}}}}),
     )
     .await
 }
@@ -336,6 +373,7 @@ pub fn stop_enforcer(cluster: &mut ReferenceCluster, enforcer: Cni) -> Result<()
         Cni::Netassay | Cni::Bridge => return Ok(()),
         Cni::KubeNetworkPolicies => kube_network_policies().binary,
         Cni::KubeRouter => kube_router().binary,
+        Cni::Cilium => super::cilium::AGENT,
     };
     cluster.stop_component(binary)
 }
@@ -512,5 +550,33 @@ mod tests {
             binaries(Cni::KubeNetworkPolicies, ServiceProxy::KubeProxy),
             ["kube-proxy", "kube-network-policies"]
         );
+    }
+
+    // Cilium is an agent, its CNI plugin and its status client; the agent compiles its
+    // datapath with clang 19 and installs iptables rules and ipsets beside it. It is the one
+    // CNI whose IPAM reads the Node's podCIDR, and it enforces policy in place of netassay.
+    #[test]
+    fn cilium_needs_its_agent_plugin_and_clang() {
+        assert_eq!(
+            binaries(Cni::Cilium, ServiceProxy::Netassay),
+            ["cilium-agent", "cilium-cni", "cilium-dbg"]
+        );
+        let packages: Vec<&str> = host_commands(Cni::Cilium)
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(packages, ["clang-19", "iptables", "ipset"]);
+        assert_eq!(Cni::Cilium.pod_network(), PodNetwork::Cilium);
+        assert!(Cni::Cilium.needs_pod_cidr());
+        assert!(Cni::Cilium.has_third_party_enforcer());
+        assert!(!Cni::Cilium.netassay_enforces());
+        for other in [
+            Cni::Netassay,
+            Cni::Bridge,
+            Cni::KubeRouter,
+            Cni::KubeNetworkPolicies,
+        ] {
+            assert!(!other.needs_pod_cidr(), "{other}");
+        }
     }
 }

@@ -12,6 +12,7 @@
 //! request, this is asynchronous, as on any real cluster.
 
 pub mod api_relay;
+mod cilium;
 pub mod components;
 pub mod kubelet;
 

@@ -167,10 +167,13 @@ impl ReferenceCluster {
     /// Writes the PKI and kubeconfigs into `dir`, starts etcd, kube-apiserver and
     /// kube-controller-manager from `bin`, waits until the API server is ready, and applies
     /// the run's RBAC. `node_name` is the node agent's Node (its kubelet serving certificate).
+    /// With `allocate_pod_cidrs`, kube-controller-manager gives each Node a /24 of the pod
+    /// range as its `podCIDR` (kubeadm's `podSubnet`), for CNIs whose IPAM reads it.
     pub async fn start(
         bin: &Path,
         dir: &Path,
         node_name: &str,
+        allocate_pod_cidrs: bool,
     ) -> Result<ReferenceCluster, ReferenceError> {
         check_binaries(bin, &[])?;
         // The components run in `dir`: a relative folder would no longer point at them.
@@ -244,7 +247,7 @@ impl ReferenceCluster {
             version: String::new(),
         };
         let started = cluster
-            .start_components(bin, api_port, etcd_port, peer_port)
+            .start_components(bin, api_port, etcd_port, peer_port, allocate_pod_cidrs)
             .await;
         if let Err(e) = started {
             cluster.stop().await;
@@ -259,6 +262,7 @@ impl ReferenceCluster {
         api_port: u16,
         etcd_port: u16,
         peer_port: u16,
+        allocate_pod_cidrs: bool,
     ) -> Result<(), ReferenceError> {
         let dir = self.dir.clone();
         let p = |name: &str| dir.join(name).display().to_string();
@@ -312,31 +316,36 @@ impl ReferenceCluster {
         )?;
         let client = self.admin_client().await?;
         self.wait_ready(&client).await?;
-        self.spawn(
-            bin,
-            "kube-controller-manager",
-            &[
-                format!("--kubeconfig={}", p("kube-controller-manager.kubeconfig")),
-                format!(
-                    "--authentication-kubeconfig={}",
-                    p("kube-controller-manager.kubeconfig")
-                ),
-                format!(
-                    "--authorization-kubeconfig={}",
-                    p("kube-controller-manager.kubeconfig")
-                ),
-                format!("--service-account-private-key-file={}", p("sa.key")),
-                format!("--root-ca-file={}", p("ca.crt")),
-                "--use-service-account-credentials=true".into(),
-                "--leader-elect=false".into(),
-                "--bind-address=127.0.0.1".into(),
-                // No serving port: nothing reads its metrics here.
-                "--secure-port=0".into(),
-                format!("--service-cluster-ip-range={cidr}/{bits}"),
-                "--profiling=false".into(),
-                "--v=1".into(),
-            ],
-        )?;
+        let mut kcm_args = vec![
+            format!("--kubeconfig={}", p("kube-controller-manager.kubeconfig")),
+            format!(
+                "--authentication-kubeconfig={}",
+                p("kube-controller-manager.kubeconfig")
+            ),
+            format!(
+                "--authorization-kubeconfig={}",
+                p("kube-controller-manager.kubeconfig")
+            ),
+            format!("--service-account-private-key-file={}", p("sa.key")),
+            format!("--root-ca-file={}", p("ca.crt")),
+            "--use-service-account-credentials=true".into(),
+            "--leader-elect=false".into(),
+            "--bind-address=127.0.0.1".into(),
+            // No serving port: nothing reads its metrics here.
+            "--secure-port=0".into(),
+            format!("--service-cluster-ip-range={cidr}/{bits}"),
+            "--profiling=false".into(),
+            "--v=1".into(),
+        ];
+        if allocate_pod_cidrs {
+            let (pods, pod_bits) = crate::addresses::POD_CIDR;
+            kcm_args.extend([
+                "--allocate-node-cidrs=true".to_string(),
+                format!("--cluster-cidr={pods}/{pod_bits}"),
+                "--node-cidr-mask-size=24".into(),
+            ]);
+        }
+        self.spawn(bin, "kube-controller-manager", &kcm_args)?;
         self.version = client
             .apiserver_version()
             .await
@@ -378,6 +387,49 @@ impl ReferenceCluster {
             log: log.display().to_string(),
             tail: log_tail(&log, 15),
         }
+    }
+
+    /// Starts a node component inside network namespace `netns` as `script` (run by `sh` in a
+    /// private mount namespace of its own, so whatever it mounts is gone with it), logging to
+    /// `<component>.log`, with `env` set.
+    pub fn spawn_script_in_netns(
+        &mut self,
+        netns: &str,
+        component: &str,
+        script: &str,
+        env: &[(String, String)],
+    ) -> Result<(), ReferenceError> {
+        let mut argv: Vec<String> = vec!["netns".into(), "exec".into(), netns.into(), "env".into()];
+        argv.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+        argv.extend(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+            ]
+            .map(String::from),
+        );
+        let log = self.log_path(component);
+        let out = File::create(&log)?;
+        let err = out.try_clone()?;
+        let mut command = Command::new("ip");
+        command
+            .args(&argv)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .current_dir(&self.dir);
+        self.supervisor.spawn(component, command)?;
+        Ok(())
+    }
+
+    /// The folder the upstream binaries are in (absolute).
+    pub fn bin(&self) -> &Path {
+        &self.bin
     }
 
     /// Starts a node component from the bin folder inside network namespace `netns`

@@ -85,6 +85,9 @@ pub struct NetnsConfig {
     pub program_services: bool,
     /// How pods get their network: routed veths, or a CNI conflist.
     pub pod_network: PodNetwork,
+    /// Where third-party plugins that no distribution packages are (`cilium-cni`): the
+    /// reference cluster's bin folder.
+    pub third_party_plugins: Option<PathBuf>,
 }
 
 impl NetnsConfig {
@@ -97,6 +100,7 @@ impl NetnsConfig {
             enforce_policies: true,
             program_services: true,
             pod_network: PodNetwork::Routed,
+            third_party_plugins: None,
         })
     }
 }
@@ -135,6 +139,7 @@ pub struct NetnsDataplane {
     /// The pod network and pods' loopback, when pods get their network through CNI.
     cni: Option<PodCni>,
     pod_network: PodNetwork,
+    third_party_plugins: Option<PathBuf>,
     closed: AtomicBool,
 }
 
@@ -222,6 +227,7 @@ impl NetnsDataplane {
             written: Mutex::new(BTreeMap::new()),
             cni: None,
             pod_network: config.pod_network,
+            third_party_plugins: config.third_party_plugins.clone(),
             closed: AtomicBool::new(false),
         };
         std::fs::create_dir_all(dataplane.log_dir())?;
@@ -285,6 +291,25 @@ impl NetnsDataplane {
                 })?;
             std::os::unix::fs::symlink(installed, dirs.bin_dir.join(plugin))?;
         }
+        if network == PodNetwork::Cilium {
+            let plugin = self
+                .third_party_plugins
+                .as_ref()
+                .map(|bin| bin.join("cilium-cni"))
+                .filter(|p| p.is_file())
+                .ok_or_else(|| DataplaneError::Command {
+                    what: "setting up the CNI pod network".into(),
+                    detail: "cilium-cni is not in the reference cluster's bin folder (run \
+                             scripts/reference-cluster/build.sh)"
+                        .into(),
+                })?;
+            let cilium = networks::CiliumDirs::under(&dirs.instance);
+            std::fs::create_dir_all(&cilium.run)?;
+            std::fs::create_dir_all(networks::CILIUM_RUN_MOUNT_POINT)?;
+            let script = dirs.bin_dir.join("cilium-cni");
+            std::fs::write(&script, networks::cilium_plugin_script(&plugin, &cilium))?;
+            std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        }
         let conflist_path = dirs.conf_dir.join(file);
         std::fs::write(
             &conflist_path,
@@ -347,6 +372,12 @@ impl NetnsDataplane {
 
     pub fn node_netns(&self) -> String {
         self.prefix.node_netns()
+    }
+
+    /// The node's own links (its `eth0`s): the veths to the external host and to the outside
+    /// vantage, each with the node's address.
+    pub fn node_links(&self) -> Vec<String> {
+        vec![self.prefix.external_link(), self.prefix.outside_link()]
     }
 
     pub fn external_netns(&self) -> String {
@@ -700,8 +731,11 @@ impl NetnsDataplane {
             detail,
         };
         host::run(&["ip", "netns", "add", &netns], None)?;
-        // The kubelet's infra ("pause") container is the pod's sandbox; ours is the namespace.
-        let container_id = netns.clone();
+        // The kubelet's infra ("pause") container is the pod's sandbox; ours is the namespace,
+        // with an ID shaped like a runtime's (64 hex digits, unique per sandbox): plugins
+        // derive interface names from its first characters (Cilium's temporary veth is
+        // `tmp` + the first five), which the namespace names all share.
+        let container_id = sandbox_id();
         let attachment = Attachment {
             container_id: container_id.clone(),
             netns: Path::new("/run/netns").join(&netns),
@@ -1083,6 +1117,13 @@ struct Attached {
     attached: CniAttachment,
 }
 
+/// A pod sandbox ID as container runtimes make them: 32 random bytes in hex.
+fn sandbox_id() -> String {
+    (0..32)
+        .map(|_| format!("{:02x}", fastrand::u8(..)))
+        .collect()
+}
+
 /// CNI DEL of a pod's attachment: the pod network, then the loopback network.
 fn detach(cni: &PodCni, attached: &CniAttachment) -> Result<(), DataplaneError> {
     let network = cni
@@ -1095,7 +1136,8 @@ fn detach(cni: &PodCni, attached: &CniAttachment) -> Result<(), DataplaneError> 
     let loopback = cni.loopback.del(&lo, None);
     network.and(loopback).map_err(|e| DataplaneError::Command {
         what: format!(
-            "detaching {} from the CNI network",
+            "detaching {} (sandbox {}) from the CNI network",
+            attached.attachment.netns.display(),
             attached.attachment.container_id
         ),
         detail: e.to_string(),

@@ -138,7 +138,23 @@ pub fn remove_instance(dir: &Path, prefix: &Prefix) -> Result<(), DataplaneError
     }
     // A reference control plane whose owner died: its processes run in the root namespace.
     kill_recorded(&prefix.log_dir(dir).join(STATE_SUBDIR).join(PIDS_FILE));
+    note(
+        crate::cni::networks::unmount_cilium_bpffs(&prefix.log_dir(dir)).map_err(|e| {
+            DataplaneError::Command {
+                what: "unmounting the instance's bpffs".into(),
+                detail: e.to_string(),
+            }
+        }),
+    );
     note(remove_path(&prefix.log_dir(dir), true));
+    note(
+        crate::cni::networks::release_cilium_mount_point(dir).map_err(|e| {
+            DataplaneError::Command {
+                what: format!("removing {}", crate::cni::networks::CILIUM_RUN_MOUNT_POINT),
+                detail: e.to_string(),
+            }
+        }),
+    );
     // The state file goes last, and only when all else is gone, so a later sweep retries.
     if failures.is_empty() {
         if let Err(e) = remove_path(&prefix.state_file(dir), false) {
