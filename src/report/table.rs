@@ -182,6 +182,31 @@ impl<'a> Grid<'a> {
         self.cells.values().copied()
     }
 
+    /// The part of the grid at some of its rows and columns (indices into `sources` and
+    /// `destinations`; others are left out), e.g. one namespace's pods to another's.
+    pub fn sub(&self, rows: &[usize], cols: &[usize]) -> Grid<'a> {
+        let pick = |list: &[PodRef], at: &[usize]| -> Vec<(usize, PodRef)> {
+            at.iter()
+                .filter_map(|i| list.get(*i).map(|p| (*i, p.clone())))
+                .collect()
+        };
+        let (rows, cols) = (pick(&self.sources, rows), pick(&self.destinations, cols));
+        let mut cells = HashMap::new();
+        for (r, (from, _)) in rows.iter().enumerate() {
+            for (c, (to, _)) in cols.iter().enumerate() {
+                if let Some(cell) = self.get(*from, *to) {
+                    cells.insert((r, c), cell);
+                }
+            }
+        }
+        Grid {
+            key: self.key.clone(),
+            sources: rows.into_iter().map(|(_, p)| p).collect(),
+            destinations: cols.into_iter().map(|(_, p)| p).collect(),
+            cells,
+        }
+    }
+
     pub fn has_wrong(&self) -> bool {
         self.cells().any(|c| is_wrong(c.status))
     }

@@ -1,15 +1,16 @@
 //! The HTML report (`--html`): one self-contained page for sign-off, with inline CSS and SVG only.
 
+mod heatmap;
+
 use super::conformance::{
     run_verdict, scenario_reason, scenario_verdict, shortfall, step_verdict, RunVerdict,
     ScenarioVerdict, Shortfall,
 };
 use super::run_report::RunReport;
-use super::table::{
-    self, diff_mark, expected_mark, grids, observed_mark, path, status_name, Grid, View,
-};
+use super::table::{self, grids, path, status_name};
 use crate::runner::result::{CellResult, CellStatus, StepResult};
 use crate::suite::{ScenarioOutcome, StepOutcome};
+use heatmap::{ALLOW, DENY, ERROR, ERROR_EDGE, MISSING, UNSUPPORTED, WRONG};
 use std::fmt::Write as _;
 
 /// Every string from the run (scenario names, files, details) is user input.
@@ -63,19 +64,6 @@ figure{margin:6px 0}figcaption{font-size:12px;color:#5b6270}
 svg text{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:11px}
 "#;
 
-const CELL: usize = 22;
-const CHAR_W: usize = 7;
-const ALLOW: &str = "#a5d6a7";
-const DENY: &str = "#546e7a";
-const ERROR: &str = "#ffb74d";
-const UNSUPPORTED: &str = "#cfd8dc";
-const MISSING: &str = "#ffffff";
-const WRONG: &str = "#d50000";
-const ERROR_EDGE: &str = "#e65100";
-
-/// How many attempts a tooltip lists; the JSON results keep them all.
-const TOOLTIP_ATTEMPTS: usize = 8;
-
 #[derive(Default)]
 struct Counts {
     scenarios: [usize; 3],
@@ -127,8 +115,9 @@ pub fn render(report: &RunReport) -> String {
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>netassay report — {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
-        esc(&report.run_id)
+         <title>netassay report — {}</title>\n<style>{STYLE}{}</style>\n</head>\n<body>\n",
+        esc(&report.run_id),
+        heatmap::STYLE
     );
     summary(&mut out, report);
     statements(&mut out, report);
@@ -136,8 +125,8 @@ pub fn render(report: &RunReport) -> String {
     enforcement_chart(&mut out, report);
     out.push_str("<h2>Scenarios</h2>\n");
     legend(&mut out);
-    for o in &report.scenarios {
-        scenario(&mut out, o);
+    for (i, o) in report.scenarios.iter().enumerate() {
+        scenario(&mut out, &format!("g{i}"), o);
     }
     not_judged(&mut out, report);
     out.push_str("</body>\n</html>\n");
@@ -394,12 +383,14 @@ fn legend(out: &mut String) {
          <span style=\"background:{ERROR}\"></span>error or wrong peer\
          <span style=\"background:{UNSUPPORTED}\"></span>unsupported\
          <span style=\"background:{MISSING};border:1px solid #999\"></span>no result\
-         <span style=\"border:3px solid {WRONG}\"></span>wrong (dashed: flapping). \
-         Hover a cell for its attempts and the oracle's explanation.</p>"
+         <span style=\"border:3px solid {WRONG}\"></span>wrong (dashed: flapping)\
+         <span style=\"border:2px solid {ERROR_EDGE}\"></span>probe error or interrupted; \
+         faded: not judged or unsupported. Hover a cell for its attempts and the oracle's explanation.</p>"
     );
 }
 
-fn scenario(out: &mut String, o: &ScenarioOutcome) {
+/// `id` is unique in the page; the scenario's heat maps take theirs from it.
+fn scenario(out: &mut String, id: &str, o: &ScenarioOutcome) {
     let v = scenario_verdict(o);
     let _ = write!(
         out,
@@ -417,13 +408,13 @@ fn scenario(out: &mut String, o: &ScenarioOutcome) {
     if let Some(reason) = scenario_reason(o) {
         let _ = writeln!(out, "<p><strong>{}</strong></p>", esc(&reason));
     }
-    for s in &o.steps {
-        step(out, s);
+    for (i, s) in o.steps.iter().enumerate() {
+        step(out, &format!("{id}-{i}"), s);
     }
     out.push_str("</details>\n");
 }
 
-fn step(out: &mut String, s: &StepOutcome) {
+fn step(out: &mut String, id: &str, s: &StepOutcome) {
     let r = &s.result;
     let parts: Vec<String> = STATUSES
         .iter()
@@ -488,153 +479,10 @@ fn step(out: &mut String, s: &StepOutcome) {
     if !wrong.is_empty() {
         let _ = writeln!(out, "<div class=\"compact mono\">{}</div>", esc(&wrong));
     }
-    for g in grids(r) {
-        let _ = writeln!(
-            out,
-            "<figure><figcaption>{}</figcaption><div class=\"maps\">{}{}</div></figure>",
-            esc(&g.key.to_string()),
-            heat_map(&g, View::Expected),
-            heat_map(&g, View::Observed)
-        );
+    for (i, g) in grids(r).iter().enumerate() {
+        heatmap::figure(out, g, &format!("{id}-{i}"));
     }
     out.push_str("</div>\n");
-}
-
-fn fill(view: View, c: &CellResult) -> (&'static str, char) {
-    let mark = match view {
-        View::Expected => expected_mark(c),
-        View::Observed => observed_mark(c),
-        View::Diff => diff_mark(c),
-    };
-    let colour = match mark {
-        '.' => ALLOW,
-        'X' => DENY,
-        'E' | 'I' => ERROR,
-        'U' | '_' => UNSUPPORTED,
-        _ => MISSING,
-    };
-    (colour, mark)
-}
-
-fn tooltip(view: View, c: &CellResult) -> String {
-    let mut t = format!(
-        "{}\nexpected: {}",
-        path(&c.expected.cell),
-        c.expected.verdict
-    );
-    if view == View::Expected {
-        return t;
-    }
-    let _ = write!(
-        t,
-        "\nobserved: {} ({})\nattempts: {}",
-        table::observed_text(c),
-        status_name(c.status),
-        c.attempts.len()
-    );
-    for a in c.attempts.iter().take(TOOLTIP_ATTEMPTS) {
-        let _ = write!(
-            t,
-            "\n  round {} at {} ms: {} in {} ms",
-            a.round, a.at_ms, a.outcome, a.elapsed_ms
-        );
-        if !a.detail.is_empty() {
-            let _ = write!(t, ", {}", a.detail);
-        }
-    }
-    if c.attempts.len() > TOOLTIP_ATTEMPTS {
-        let _ = write!(t, "\n  … {} more", c.attempts.len() - TOOLTIP_ATTEMPTS);
-    }
-    if let Some(why) = &c.explanation {
-        let _ = write!(t, "\nwhy: {why}");
-    }
-    t
-}
-
-/// One grid as an inline SVG: sources down, destinations across, wrong cells outlined in red.
-fn heat_map(g: &Grid<'_>, view: View) -> String {
-    let longest = |v: &[netassay_core::model::PodRef]| {
-        v.iter()
-            .map(|p| p.to_string().chars().count())
-            .max()
-            .unwrap_or(1)
-    };
-    let left = longest(&g.sources) * CHAR_W + 10;
-    let top = longest(&g.destinations) * CHAR_W + 24;
-    let width = left + g.destinations.len() * CELL + 6;
-    let height = top + g.sources.len() * CELL + 6;
-    let mut s = format!(
-        "<svg class=\"heatmap {}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
-         viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"{} {}\">\
-         <text x=\"0\" y=\"12\" font-weight=\"bold\">{}</text>",
-        view.as_str(),
-        view.as_str(),
-        esc(&g.key.to_string()),
-        view.as_str()
-    );
-    for (i, d) in g.destinations.iter().enumerate() {
-        let x = left + i * CELL + CELL / 2 + 4;
-        let _ = write!(
-            s,
-            "<text transform=\"translate({x},{}) rotate(-90)\">{}</text>",
-            top - 4,
-            esc(&d.to_string())
-        );
-    }
-    for (r, src) in g.sources.iter().enumerate() {
-        let y = top + r * CELL;
-        let _ = write!(
-            s,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
-            left - 6,
-            y + CELL / 2 + 4,
-            esc(&src.to_string())
-        );
-        for c in 0..g.destinations.len() {
-            let x = left + c * CELL;
-            let Some(cell) = g.get(r, c) else {
-                let _ = write!(
-                    s,
-                    "<rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{w}\" rx=\"3\" fill=\"#f1f3f5\"/>",
-                    w = CELL - 2
-                );
-                continue;
-            };
-            let (colour, mark) = fill(view, cell);
-            let edge = match cell.status {
-                CellStatus::Fail => format!(" stroke=\"{WRONG}\" stroke-width=\"3\""),
-                CellStatus::Flapping => {
-                    format!(" stroke=\"{WRONG}\" stroke-width=\"3\" stroke-dasharray=\"4 2\"")
-                }
-                CellStatus::Error | CellStatus::Interrupted => {
-                    format!(" stroke=\"{ERROR_EDGE}\" stroke-width=\"2\"")
-                }
-                _ if mark == '?' => " stroke=\"#999\"".to_string(),
-                _ => String::new(),
-            };
-            let class = match cell.status {
-                CellStatus::Fail | CellStatus::Flapping => " class=\"wrong\"",
-                // Faded: shown for completeness, not part of the verdict.
-                CellStatus::NotJudged | CellStatus::Unsupported => " opacity=\"0.45\"",
-                _ => "",
-            };
-            let ink = if colour == DENY { "#ffffff" } else { "#1f2430" };
-            let _ = write!(
-                s,
-                "<g{class}><title>{}</title><rect x=\"{}\" y=\"{}\" width=\"{w}\" height=\"{w}\" rx=\"3\" \
-                 fill=\"{colour}\"{edge}/><text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{ink}\">{}</text></g>",
-                esc(&tooltip(view, cell)),
-                x + 1,
-                y + 1,
-                x + CELL / 2,
-                y + CELL / 2 + 4,
-                esc(&mark.to_string()),
-                w = CELL - 4
-            );
-        }
-    }
-    s.push_str("</svg>");
-    s
 }
 
 /// Everything that was not judged, and why: environment problems, skipped scenarios, probe
@@ -804,7 +652,7 @@ mod tests {
         wrong.explanation = Some("ingress isolated by x/deny".into());
         let bad = render(&report("s", vec![wrong]));
         assert!(bad.contains("<div class=\"word\">NOT CONFORMANT</div>"));
-        assert!(bad.contains("class=\"wrong\""), "wrong cells stand out");
+        assert!(bad.contains("class=\"d wrong\""), "wrong cells stand out");
         assert!(
             bad.contains("why: ingress isolated by x/deny"),
             "tooltips explain"
