@@ -309,10 +309,18 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<u8> {
                 plans.len(),
                 p.name
             );
-            let verdict = e.verdict.map_or("not judged".to_string(), |v| v.to_string());
+            let verdict = e
+                .verdict
+                .map_or("not judged".to_string(), |v| v.to_string());
             println!("  verdict: {verdict}");
-            println!("  egress:  {}", serde_json::to_string(&e.egress).unwrap_or_default());
-            println!("  ingress: {}", serde_json::to_string(&e.ingress).unwrap_or_default());
+            println!(
+                "  egress:  {}",
+                serde_json::to_string(&e.egress).unwrap_or_default()
+            );
+            println!(
+                "  ingress: {}",
+                serde_json::to_string(&e.ingress).unwrap_or_default()
+            );
             println!("  why: {}\n", e.summary());
             continue;
         }

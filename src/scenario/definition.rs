@@ -3,8 +3,8 @@
 use super::format::{ExpectDefault, Mode, PinVerdict, PortRef};
 use super::profile::Profile;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use netassay_core::policy::cilium::{CiliumPolicy, CiliumPolicyRef};
 use netassay_core::model::{PodRef, PolicyRef, Protocol, Topology, Via};
+use netassay_core::policy::cilium::{CiliumPolicy, CiliumPolicyRef};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

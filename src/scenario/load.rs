@@ -118,7 +118,10 @@ fn check(ctx: &mut Ctx, doc: ScenarioDoc) -> Option<Scenario> {
                     name: name.to_string(),
                 };
                 if !active_cilium.remove(&r) {
-                    ctx.error(format!("{p}.delete[{j}]"), format!("no policy {r} exists at this step"));
+                    ctx.error(
+                        format!("{p}.delete[{j}]"),
+                        format!("no policy {r} exists at this step"),
+                    );
                 }
                 delete_cilium.push(r);
                 continue;
@@ -182,7 +185,9 @@ fn check(ctx: &mut Ctx, doc: ScenarioDoc) -> Option<Scenario> {
                         namespace: r.namespace.clone(),
                         name: r.name.clone(),
                     };
-                    if !applied_here.insert(key) || (!r.kind.is_clusterwide() && active.contains(&clash)) {
+                    if !applied_here.insert(key)
+                        || (!r.kind.is_clusterwide() && active.contains(&clash))
+                    {
                         ctx.error(
                             format!("{pp}.metadata.name"),
                             format!("policy {r} is applied twice in this step, or exists as a NetworkPolicy (delete names ns/name, so the two kinds may not share one)"),

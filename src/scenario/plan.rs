@@ -8,11 +8,11 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netassay_core::model::{
     edit_labels, glob_match, PodRef, PolicyRef, Protocol, Topology, Verdict, Via,
 };
-use netassay_core::policy::oracle::{policy_ref, Oracle};
 use netassay_core::policy::cilium::{
     CiliumExplanation, CiliumOracle, CiliumOracleError, CiliumPolicy, CiliumPolicyRef, Endpoint,
     NameFact, NameFacts,
 };
+use netassay_core::policy::oracle::{policy_ref, Oracle};
 use netassay_core::policy::{CellVerdict, Explanation};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -102,7 +102,12 @@ impl StepPlan {
             o.judge(Endpoint::Pod(f), Endpoint::Pod(t), cell.port, cell.protocol)
                 .verdict
         } else {
-            Some(self.oracle().ok()?.cell(f, t, cell.port, cell.protocol).verdict)
+            Some(
+                self.oracle()
+                    .ok()?
+                    .cell(f, t, cell.port, cell.protocol)
+                    .verdict,
+            )
         }
     }
 
@@ -404,12 +409,11 @@ pub fn walk(scenario: &Scenario, topology: &Topology) -> Result<Vec<StepPlan>, W
             cilium.remove(d);
         }
         for (j, template) in step.apply_cilium.iter().enumerate() {
-            let cp = resolve_cilium_policy(template, &topo).map_err(|(path, message)| {
-                WalkError {
+            let cp =
+                resolve_cilium_policy(template, &topo).map_err(|(path, message)| WalkError {
                     path: format!("steps[{i}].apply[{j}].{path}"),
                     message,
-                }
-            })?;
+                })?;
             cilium.insert(cp.policy_ref(), cp);
         }
         for (j, template) in step.apply.iter().enumerate() {

@@ -243,17 +243,13 @@ pub fn resolve_cilium_policy(
         *s = resolve_placeholders(s, topology).map_err(|e| (path, e))?;
         Ok(())
     };
-    let rules = cp
-        .spec
-        .iter_mut()
-        .map(|r| ("spec".to_string(), r))
-        .chain(
-            cp.specs
-                .iter_mut()
-                .flatten()
-                .enumerate()
-                .map(|(i, r)| (format!("specs[{i}]"), r)),
-        );
+    let rules = cp.spec.iter_mut().map(|r| ("spec".to_string(), r)).chain(
+        cp.specs
+            .iter_mut()
+            .flatten()
+            .enumerate()
+            .map(|(i, r)| (format!("specs[{i}]"), r)),
+    );
     for (base, r) in rules {
         macro_rules! cidrs {
             ($list:expr, $section:literal, $cidr:literal, $set:literal, $cf:ident, $sf:ident) => {
@@ -274,10 +270,38 @@ pub fn resolve_cilium_policy(
                 }
             };
         }
-        cidrs!(r.ingress, "ingress", "fromCIDR", "fromCIDRSet", from_cidr, from_cidr_set);
-        cidrs!(r.ingress_deny, "ingressDeny", "fromCIDR", "fromCIDRSet", from_cidr, from_cidr_set);
-        cidrs!(r.egress, "egress", "toCIDR", "toCIDRSet", to_cidr, to_cidr_set);
-        cidrs!(r.egress_deny, "egressDeny", "toCIDR", "toCIDRSet", to_cidr, to_cidr_set);
+        cidrs!(
+            r.ingress,
+            "ingress",
+            "fromCIDR",
+            "fromCIDRSet",
+            from_cidr,
+            from_cidr_set
+        );
+        cidrs!(
+            r.ingress_deny,
+            "ingressDeny",
+            "fromCIDR",
+            "fromCIDRSet",
+            from_cidr,
+            from_cidr_set
+        );
+        cidrs!(
+            r.egress,
+            "egress",
+            "toCIDR",
+            "toCIDRSet",
+            to_cidr,
+            to_cidr_set
+        );
+        cidrs!(
+            r.egress_deny,
+            "egressDeny",
+            "toCIDR",
+            "toCIDRSet",
+            to_cidr,
+            to_cidr_set
+        );
     }
     Ok(cp)
 }
