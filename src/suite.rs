@@ -519,7 +519,7 @@ impl Pool {
             result.load = fixture.tally.load().since(&load, t0.elapsed());
             if s.mode == crate::scenario::Mode::Oracle {
                 for c in result.cells.iter_mut().filter(|c| c.status.is_failure()) {
-                    c.explanation = plan.explain(&c.expected.cell).map(|e| e.summary());
+                    c.explanation = plan.explain_summary(&c.expected.cell);
                 }
             }
             let (inventory, inventory_error) = if step.inventory {

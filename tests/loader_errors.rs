@@ -186,3 +186,28 @@ fn all_problems_of_a_file_are_reported_together() {
         "{paths:?}"
     );
 }
+
+/// Cilium kinds in `apply`: strict parsing and validation keep the field path and the line.
+#[test]
+fn cilium_policies_are_parsed_and_validated_with_field_paths() {
+    let cnp = |spec: &str| {
+        GOOD.replace(
+            "      - apiVersion: networking.k8s.io/v1\n        kind: NetworkPolicy\n        metadata: {name: deny, namespace: x}\n        spec:\n          podSelector: {}\n          policyTypes: [Ingress]\n",
+            &format!("      - apiVersion: cilium.io/v2\n        kind: CiliumNetworkPolicy\n        metadata: {{name: deny, namespace: x}}\n        spec:\n{spec}"),
+        )
+    };
+    for (what, text, path, needle) in [
+        ("misspelt fromEndpoints", cnp("          endpointSelector: {}\n          ingress: [{fromEndpoint: [{}]}]\n"), "steps[0].apply[0].spec.ingress[0].fromEndpoint", "unknown field"),
+        ("two L3 kinds in one rule", cnp("          endpointSelector: {}\n          ingress: [{fromEndpoints: [{}], fromEntities: [world]}]\n"), "steps[0].apply[0].spec.ingress[0]", "combining FromEndpoints and FromEntities"),
+        ("HTTP rules", cnp("          endpointSelector: {}\n          ingress: [{toPorts: [{ports: [{port: \"80\", protocol: TCP}], rules: {http: [{method: GET}]}}]}]\n"), "steps[0].apply[0].spec.ingress[0].toPorts[0].rules.http", "not modelled"),
+        ("an unsubstituted placeholder", cnp("          endpointSelector: {}\n          egress: [{toFQDNs: [{matchPattern: \"*.${DOMAIN}\"}]}]\n"), "steps[0].apply[0].spec.egress[0].toFQDNs[0].matchPattern", "placeholder"),
+        ("namespace outside the topology", cnp("          endpointSelector: {}\n          ingress: [{}]\n").replace("namespace: x}", "namespace: q}"), "steps[0].apply[0].metadata.namespace", "not in the topology"),
+        ("delete of a CCNP that does not exist", GOOD.replace("    apply:\n", "    delete: [CiliumClusterwideNetworkPolicy/nope]\n    apply:\n"), "steps[0].delete[0]", "no policy CCNP nope"),
+    ] {
+        let errors = load_str(FILE, &text).err().unwrap_or_else(|| panic!("{what}: loaded"));
+        assert!(
+            errors.iter().any(|e| e.path == path && e.to_string().contains(needle) && e.location.is_some()),
+            "{what}: want {path} ~ {needle:?}, got {errors:?}"
+        );
+    }
+}

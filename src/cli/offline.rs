@@ -291,6 +291,39 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<u8> {
                 }
             },
         };
+        if p.cilium_semantics {
+            let cell = crate::scenario::Cell {
+                from: from.clone(),
+                to: to.clone(),
+                port: number,
+                port_name: None,
+                protocol,
+                via: netassay_core::model::Via::PodIp,
+                loopback: from == to,
+            };
+            let e = p.explain_cilium(&cell).context("the Cilium oracle")?;
+            println!(
+                "scenario {} (Cilium semantics), step {}/{} {:?}: {from} -> {to} {number}/{protocol}",
+                s.name,
+                i + 1,
+                plans.len(),
+                p.name
+            );
+            let verdict = e
+                .verdict
+                .map_or("not judged".to_string(), |v| v.to_string());
+            println!("  verdict: {verdict}");
+            println!(
+                "  egress:  {}",
+                serde_json::to_string(&e.egress).unwrap_or_default()
+            );
+            println!(
+                "  ingress: {}",
+                serde_json::to_string(&e.ingress).unwrap_or_default()
+            );
+            println!("  why: {}\n", e.summary());
+            continue;
+        }
         let o = p.oracle().map_err(|e| anyhow::anyhow!("{e}"))?;
         let t = o.topology();
         let (fi, ti) = (

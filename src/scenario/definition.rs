@@ -4,6 +4,7 @@ use super::format::{ExpectDefault, Mode, PinVerdict, PortRef};
 use super::profile::Profile;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netassay_core::model::{PodRef, PolicyRef, Protocol, Topology, Via};
+use netassay_core::policy::cilium::{CiliumPolicy, CiliumPolicyRef};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -37,6 +38,13 @@ pub struct Step {
     pub label_namespaces: Vec<(String, BTreeMap<String, Option<String>>)>,
     /// Policies the API server must refuse.
     pub reject: Vec<NetworkPolicy>,
+    /// Cilium policies removed before `apply` (`ns/name`, or
+    /// `CiliumClusterwideNetworkPolicy/name` for a cluster-wide one).
+    pub delete_cilium: Vec<CiliumPolicyRef>,
+    /// CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy objects, created or replaced by name.
+    pub apply_cilium: Vec<CiliumPolicy>,
+    /// Cilium policies that must be refused (by the CRD schema or the agent).
+    pub reject_cilium: Vec<CiliumPolicy>,
     pub matrix: Matrix,
     pub expect: Option<Expect>,
     /// Judge the cluster's exposures against the profile's allow-list after this step.
@@ -82,6 +90,14 @@ pub struct CellPin {
 }
 
 impl Scenario {
+    /// True when any step applies, deletes or rejects a Cilium policy: then the whole scenario
+    /// is judged under Cilium's semantics (v1 NetworkPolicies included).
+    pub fn uses_cilium(&self) -> bool {
+        self.steps.iter().any(|s| {
+            !s.apply_cilium.is_empty() || !s.delete_cilium.is_empty() || !s.reject_cilium.is_empty()
+        })
+    }
+
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
     }

@@ -116,13 +116,15 @@ pub struct StepDoc {
     pub name: String,
     #[serde(default)]
     pub delete: Vec<String>,
+    /// NetworkPolicy, CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy objects; read as
+    /// plain data here and parsed strictly by kind in the loader (field paths and lines kept).
     #[serde(default)]
-    pub apply: Vec<PolicyDoc>,
+    pub apply: Vec<PolicyEntryDoc>,
     #[serde(default)]
     pub label: Option<LabelDoc>,
     /// Policies the API server must refuse (422); nothing changes.
     #[serde(default)]
-    pub reject: Vec<PolicyDoc>,
+    pub reject: Vec<PolicyEntryDoc>,
     #[serde(default)]
     pub probe: Option<ProbeDoc>,
     #[serde(default)]
@@ -196,6 +198,12 @@ impl PinVerdict {
         }
     }
 }
+
+/// One policy object of `apply` or `reject`, any kind. The loader looks at `apiVersion` and parses
+/// it as a NetworkPolicy ([`PolicyDoc`]) or a Cilium policy, both strictly.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct PolicyEntryDoc(pub serde_json::Value);
 
 // ---- NetworkPolicy, mirrored strictly ----
 

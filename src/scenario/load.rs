@@ -7,12 +7,15 @@ use super::format::{
     ExpectDefault, Mode, PinVerdict, PodDoc, PortRef, ProbeDoc, ScenarioDoc, ServeDoc,
 };
 use super::plan::{names_profile_endpoint, walk, PinConflict};
-use super::policies::{resolve_policy, to_network_policy};
+use super::policies::{resolve_cilium_policy, resolve_policy, to_network_policy};
 use super::profile::CONFIG_FILE_NAME;
 use super::source::{Location, SourceMap};
 use netassay_core::model::{
     glob_match, standard_serve, Labels, Namespace, Pod, PodRef, PolicyRef, Protocol, ServedPort,
     Topology, EXTERNAL_NAMESPACE, HTTP_PORT_NAME, NAMESPACE_NAME_LABEL, OUTSIDE_NAMESPACE,
+};
+use netassay_core::policy::cilium::{
+    validate_cilium_policy, CiliumKind, CiliumPolicy, CiliumPolicyRef, CILIUM_API_VERSION,
 };
 use netassay_core::policy::oracle::policy_ref;
 use netassay_core::policy::validate::{
@@ -94,6 +97,7 @@ fn check(ctx: &mut Ctx, doc: ScenarioDoc) -> Option<Scenario> {
     let mut names = BTreeSet::new();
     // Tracks what exists so deletes and labels can be checked; labels affect later steps' pins.
     let mut active: BTreeSet<PolicyRef> = BTreeSet::new();
+    let mut active_cilium: BTreeSet<CiliumPolicyRef> = BTreeSet::new();
     for (i, s) in doc.steps.iter().enumerate() {
         let p = format!("steps[{i}]");
         if s.name.trim().is_empty() {
@@ -105,13 +109,38 @@ fn check(ctx: &mut Ctx, doc: ScenarioDoc) -> Option<Scenario> {
             );
         }
         let mut delete = Vec::new();
+        let mut delete_cilium = Vec::new();
         for (j, d) in s.delete.iter().enumerate() {
+            if let Some(name) = d.strip_prefix("CiliumClusterwideNetworkPolicy/") {
+                let r = CiliumPolicyRef {
+                    kind: CiliumKind::CiliumClusterwideNetworkPolicy,
+                    namespace: String::new(),
+                    name: name.to_string(),
+                };
+                if !active_cilium.remove(&r) {
+                    ctx.error(
+                        format!("{p}.delete[{j}]"),
+                        format!("no policy {r} exists at this step"),
+                    );
+                }
+                delete_cilium.push(r);
+                continue;
+            }
             match d.parse::<PodRef>() {
                 Ok(r) => {
                     let r = PolicyRef {
                         namespace: r.namespace,
                         name: r.name,
                     };
+                    let cnp = CiliumPolicyRef {
+                        kind: CiliumKind::CiliumNetworkPolicy,
+                        namespace: r.namespace.clone(),
+                        name: r.name.clone(),
+                    };
+                    if active_cilium.remove(&cnp) {
+                        delete_cilium.push(cnp);
+                        continue;
+                    }
                     if !active.remove(&r) {
                         ctx.error(
                             format!("{p}.delete[{j}]"),
@@ -124,19 +153,50 @@ fn check(ctx: &mut Ctx, doc: ScenarioDoc) -> Option<Scenario> {
             }
         }
         let mut apply = Vec::new();
+        let mut apply_cilium = Vec::new();
         let mut applied_here = BTreeSet::new();
         for (j, pd) in s.apply.iter().enumerate() {
             let pp = format!("{p}.apply[{j}]");
-            if let Some(np) = policy(ctx, &pp, pd, &topology, true) {
-                let r = policy_ref(&np);
-                if !applied_here.insert(r.clone()) {
-                    ctx.error(
-                        format!("{pp}.metadata.name"),
-                        format!("policy {r} is applied twice in this step"),
-                    );
+            match entry(ctx, &pp, &pd.0, &topology, true) {
+                Some(Entry::Kubernetes(np)) => {
+                    let r = policy_ref(&np);
+                    let clash = CiliumPolicyRef {
+                        kind: CiliumKind::CiliumNetworkPolicy,
+                        namespace: r.namespace.clone(),
+                        name: r.name.clone(),
+                    };
+                    if !applied_here.insert(r.to_string()) || active_cilium.contains(&clash) {
+                        ctx.error(
+                            format!("{pp}.metadata.name"),
+                            format!("policy {r} is applied twice in this step, or exists as a CiliumNetworkPolicy"),
+                        );
+                    }
+                    active.insert(r);
+                    apply.push(np);
                 }
-                active.insert(r);
-                apply.push(np);
+                Some(Entry::Cilium(cp)) => {
+                    let r = cp.policy_ref();
+                    let key = if r.kind.is_clusterwide() {
+                        format!("CiliumClusterwideNetworkPolicy/{}", r.name)
+                    } else {
+                        format!("{}/{}", r.namespace, r.name)
+                    };
+                    let clash = PolicyRef {
+                        namespace: r.namespace.clone(),
+                        name: r.name.clone(),
+                    };
+                    if !applied_here.insert(key)
+                        || (!r.kind.is_clusterwide() && active.contains(&clash))
+                    {
+                        ctx.error(
+                            format!("{pp}.metadata.name"),
+                            format!("policy {r} is applied twice in this step, or exists as a NetworkPolicy (delete names ns/name, so the two kinds may not share one)"),
+                        );
+                    }
+                    active_cilium.insert(r);
+                    apply_cilium.push(cp);
+                }
+                None => {}
             }
         }
         let mut label_pods = Vec::new();
@@ -164,10 +224,13 @@ fn check(ctx: &mut Ctx, doc: ScenarioDoc) -> Option<Scenario> {
             }
         }
         let mut reject = Vec::new();
+        let mut reject_cilium = Vec::new();
         for (j, pd) in s.reject.iter().enumerate() {
             let pp = format!("{p}.reject[{j}]");
-            if let Some(np) = policy(ctx, &pp, pd, &topology, false) {
-                reject.push(np);
+            match entry(ctx, &pp, &pd.0, &topology, false) {
+                Some(Entry::Kubernetes(np)) => reject.push(np),
+                Some(Entry::Cilium(cp)) => reject_cilium.push(cp),
+                None => {}
             }
         }
         let step_matrix = matrix(
@@ -231,6 +294,9 @@ fn check(ctx: &mut Ctx, doc: ScenarioDoc) -> Option<Scenario> {
             label_pods,
             label_namespaces,
             reject,
+            delete_cilium,
+            apply_cilium,
+            reject_cilium,
             matrix: step_matrix,
             expect,
             inventory: s.inventory,
@@ -312,10 +378,7 @@ fn cross_check(ctx: &mut Ctx, scenario: &Scenario) {
                 .iter()
                 .take(4)
                 .map(|c| {
-                    let why = plan
-                        .explain(&c.cell)
-                        .map(|e| e.summary())
-                        .unwrap_or_default();
+                    let why = plan.explain_summary(&c.cell).unwrap_or_default();
                     format!(
                         "{} -> {} {}/{} via {}: pinned {}, oracle says {} ({why})",
                         c.cell.from,
@@ -370,6 +433,81 @@ fn label_edit(ctx: &mut Ctx, path: &str, edit: &BTreeMap<String, Option<String>>
                 format!("{path}.{k}"),
                 "kubernetes.io/metadata.name is set by the API server and cannot be changed",
             );
+        }
+    }
+}
+
+/// A policy object of `apply` or `reject`, parsed by kind.
+enum Entry {
+    Kubernetes(k8s_openapi::api::networking::v1::NetworkPolicy),
+    Cilium(CiliumPolicy),
+}
+
+/// Parses one `apply`/`reject` entry strictly by its `apiVersion`: `cilium.io/v2` is a Cilium
+/// policy, anything else the NetworkPolicy mirror (which names a wrong apiVersion or kind).
+fn entry(
+    ctx: &mut Ctx,
+    path: &str,
+    value: &serde_json::Value,
+    topology: &Topology,
+    must_be_valid: bool,
+) -> Option<Entry> {
+    let cilium = value.get("apiVersion").and_then(|v| v.as_str()) == Some(CILIUM_API_VERSION);
+    if !cilium {
+        let doc: super::format::PolicyDoc = strict(ctx, path, value)?;
+        return policy(ctx, path, &doc, topology, must_be_valid).map(Entry::Kubernetes);
+    }
+    let cp: CiliumPolicy = strict(ctx, path, value)?;
+    if !cp.kind.is_clusterwide() {
+        if let Some(ns) = cp.metadata.namespace.as_deref() {
+            if topology.namespace(ns).is_none() {
+                ctx.error(
+                    format!("{path}.metadata.namespace"),
+                    format!("namespace {ns:?} is not in the topology"),
+                );
+                return None;
+            }
+        }
+    }
+    let resolved = match resolve_cilium_policy(&cp, topology) {
+        Ok(r) => r,
+        Err((p, m)) => {
+            ctx.error(join(path, &p), m);
+            return None;
+        }
+    };
+    let problems = validate_cilium_policy(&resolved);
+    if must_be_valid {
+        for e in &problems {
+            ctx.error(join(path, &e.path), e.message.clone());
+        }
+        if !problems.is_empty() {
+            return None;
+        }
+    } else if problems.is_empty() {
+        ctx.error(
+            path,
+            "this policy is valid, so the API server and the Cilium agent would accept it; \
+             `reject` lists policies they must refuse",
+        );
+        return None;
+    }
+    Some(Entry::Cilium(cp))
+}
+
+/// Deserializes a value strictly; an error names the field path under `path`.
+fn strict<T: serde::de::DeserializeOwned>(
+    ctx: &mut Ctx,
+    path: &str,
+    value: &serde_json::Value,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let rel = if inner == "." { String::new() } else { inner };
+            ctx.error(join(path, &rel), e.inner().to_string());
+            None
         }
     }
 }

@@ -3,13 +3,17 @@
 
 use super::definition::{CellPin, Expect, Matrix, Scenario};
 use super::format::{ExpectDefault, Mode, PortRef};
-use super::policies::resolve_policy;
+use super::policies::{resolve_cilium_policy, resolve_policy};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netassay_core::model::{
     edit_labels, glob_match, PodRef, PolicyRef, Protocol, Topology, Verdict, Via,
 };
+use netassay_core::policy::cilium::{
+    CiliumExplanation, CiliumOracle, CiliumOracleError, CiliumPolicy, CiliumPolicyRef, Endpoint,
+    NameFact, NameFacts,
+};
 use netassay_core::policy::oracle::{policy_ref, Oracle};
-use netassay_core::policy::Explanation;
+use netassay_core::policy::{CellVerdict, Explanation};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -66,6 +70,12 @@ pub struct StepPlan {
     pub policies: BTreeMap<PolicyRef, NetworkPolicy>,
     pub cells: Vec<ExpectedCell>,
     pub conflicts: Vec<PinConflict>,
+    /// Active Cilium policies, by kind, logical namespace and name.
+    pub cilium: BTreeMap<CiliumPolicyRef, CiliumPolicy>,
+    /// True when the scenario is judged under Cilium's semantics ([`Scenario::uses_cilium`]).
+    pub cilium_semantics: bool,
+    /// Cells of the matrix the oracle does not judge, with the reason (left out of `cells`).
+    pub unjudged: Vec<(Cell, String)>,
 }
 
 impl StepPlan {
@@ -74,7 +84,55 @@ impl StepPlan {
         Oracle::new(&self.topology, &policies)
     }
 
-    /// The oracle's reasons for one cell of this step.
+    /// The Cilium oracle of this step (Cilium semantics).
+    pub fn cilium_oracle(&self) -> Result<CiliumOracle<'_>, CiliumOracleError> {
+        let nps: Vec<_> = self.policies.values().cloned().collect();
+        let cps: Vec<_> = self.cilium.values().cloned().collect();
+        CiliumOracle::new(&self.topology, &nps, &cps, name_facts(&self.topology))
+    }
+
+    /// The verdict this step's semantics give a pod-to-pod cell (`None`: not judged).
+    pub fn verdict(&self, cell: &Cell) -> Option<Verdict> {
+        let (f, t) = (
+            self.topology.pod_index(&cell.from)?,
+            self.topology.pod_index(&cell.to)?,
+        );
+        if self.cilium_semantics {
+            let o = self.cilium_oracle().ok()?;
+            o.judge(Endpoint::Pod(f), Endpoint::Pod(t), cell.port, cell.protocol)
+                .verdict
+        } else {
+            Some(
+                self.oracle()
+                    .ok()?
+                    .cell(f, t, cell.port, cell.protocol)
+                    .verdict,
+            )
+        }
+    }
+
+    /// One line of reasons for a cell, under this step's semantics.
+    pub fn explain_summary(&self, cell: &Cell) -> Option<String> {
+        if self.cilium_semantics {
+            self.explain_cilium(cell).map(|e| e.summary())
+        } else {
+            self.explain(cell).map(|e| e.summary())
+        }
+    }
+
+    /// The Cilium oracle's reasons for one pod-to-pod cell of this step.
+    pub fn explain_cilium(&self, cell: &Cell) -> Option<CiliumExplanation> {
+        let o = self.cilium_oracle().ok()?;
+        let t = o.topology();
+        Some(o.explain(
+            Endpoint::Pod(t.pod_index(&cell.from)?),
+            Endpoint::Pod(t.pod_index(&cell.to)?),
+            cell.port,
+            cell.protocol,
+        ))
+    }
+
+    /// The v1 oracle's reasons for one cell of this step.
     pub fn explain(&self, cell: &Cell) -> Option<Explanation> {
         let o = self.oracle().ok()?;
         let t = o.topology();
@@ -308,6 +366,13 @@ pub fn changed_cells(
             .map(|c| prior.get(&c.cell).is_some_and(|v| *v != c.verdict))
             .collect();
     }
+    if let Some(b) = before.filter(|b| b.cilium_semantics) {
+        return plan
+            .cells
+            .iter()
+            .map(|c| b.verdict(&c.cell).is_some_and(|v| v != c.verdict))
+            .collect();
+    }
     let oracle = match before {
         Some(b) => b.oracle(),
         None => Oracle::new(initial, &[]),
@@ -333,10 +398,23 @@ pub fn changed_cells(
 pub fn walk(scenario: &Scenario, topology: &Topology) -> Result<Vec<StepPlan>, WalkError> {
     let mut topo = topology.clone();
     let mut policies: BTreeMap<PolicyRef, NetworkPolicy> = BTreeMap::new();
+    let mut cilium: BTreeMap<CiliumPolicyRef, CiliumPolicy> = BTreeMap::new();
+    let cilium_semantics = scenario.uses_cilium();
     let mut plans = Vec::with_capacity(scenario.steps.len());
     for (i, step) in scenario.steps.iter().enumerate() {
         for d in &step.delete {
             policies.remove(d);
+        }
+        for d in &step.delete_cilium {
+            cilium.remove(d);
+        }
+        for (j, template) in step.apply_cilium.iter().enumerate() {
+            let cp =
+                resolve_cilium_policy(template, &topo).map_err(|(path, message)| WalkError {
+                    path: format!("steps[{i}].apply[{j}].{path}"),
+                    message,
+                })?;
+            cilium.insert(cp.policy_ref(), cp);
         }
         for (j, template) in step.apply.iter().enumerate() {
             let np = resolve_policy(template, &topo).map_err(|(path, message)| WalkError {
@@ -360,6 +438,20 @@ pub fn walk(scenario: &Scenario, topology: &Topology) -> Result<Vec<StepPlan>, W
             path: format!("steps[{i}]"),
             message: e.to_string(),
         })?;
+        let cilium_active: Vec<CiliumPolicy> = cilium.values().cloned().collect();
+        let cilium_oracle = if cilium_semantics {
+            Some(
+                CiliumOracle::new(&topo, &active, &cilium_active, name_facts(&topo)).map_err(
+                    |e| WalkError {
+                        path: format!("steps[{i}]"),
+                        message: e.to_string(),
+                    },
+                )?,
+            )
+        } else {
+            None
+        };
+        let mut unjudged = Vec::new();
         let mut cells = Vec::new();
         let mut conflicts = Vec::new();
         let by_profile = |c: &Cell| -> Option<Verdict> {
@@ -380,7 +472,24 @@ pub fn walk(scenario: &Scenario, topology: &Topology) -> Result<Vec<StepPlan>, W
                 .as_ref()
                 .and_then(|e| e.pinned(&cell, by_profile));
             let computed = match (topo.pod_index(&cell.from), topo.pod_index(&cell.to)) {
-                (Some(f), Some(t)) => Some(oracle.cell(f, t, cell.port, cell.protocol)),
+                (Some(f), Some(t)) => match &cilium_oracle {
+                    None => Some(oracle.cell(f, t, cell.port, cell.protocol)),
+                    Some(co) => {
+                        let (from, to) = (Endpoint::Pod(f), Endpoint::Pod(t));
+                        let c = co.judge(from, to, cell.port, cell.protocol);
+                        match c.verdict {
+                            Some(verdict) => Some(CellVerdict {
+                                verdict,
+                                ip_dependent: c.ip_dependent,
+                            }),
+                            None => {
+                                let why = co.explain(from, to, cell.port, cell.protocol).summary();
+                                unjudged.push((cell, why));
+                                continue;
+                            }
+                        }
+                    }
+                },
                 _ => None,
             };
             let Some(computed) = computed else {
@@ -423,15 +532,40 @@ pub fn walk(scenario: &Scenario, topology: &Topology) -> Result<Vec<StepPlan>, W
             });
         }
         drop(oracle);
+        drop(cilium_oracle);
         plans.push(StepPlan {
             name: step.name.clone(),
             topology: topo.clone(),
             policies: policies.clone(),
             cells,
             conflicts,
+            cilium: cilium.clone(),
+            cilium_semantics,
+            unjudged,
         });
     }
     Ok(plans)
+}
+
+/// What the oracle may assume about DNS names (for `toFQDNs`): each external endpoint with both
+/// a name and an address resolves to that address. Without such endpoints, nothing is known and
+/// `toFQDNs` peers are not judged.
+pub fn name_facts(topology: &Topology) -> NameFacts {
+    let facts: Vec<NameFact> = topology
+        .externals
+        .iter()
+        .filter_map(|e| {
+            Some(NameFact {
+                name: e.host.clone()?,
+                address: e.address?,
+            })
+        })
+        .collect();
+    if facts.is_empty() {
+        NameFacts::Unknown
+    } else {
+        NameFacts::Observed(facts)
+    }
 }
 
 impl Scenario {

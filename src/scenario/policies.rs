@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use netassay_core::model::{PodRef, Topology, NAMESPACE_NAME_LABEL};
+use netassay_core::policy::cilium::CiliumPolicy;
 use std::collections::BTreeMap;
 
 /// A conversion problem at a path relative to the policy object.
@@ -229,6 +230,80 @@ pub fn resolve_policy(
     topology: &Topology,
 ) -> Result<NetworkPolicy, (String, String)> {
     map_ip_blocks(np, |s| resolve_placeholders(s, topology))
+}
+
+/// Resolves every IP placeholder in a Cilium policy's CIDR fields (`fromCIDR`/`toCIDR`, and
+/// `cidr`/`except` of the CIDR sets); errors carry the policy-relative field path.
+pub fn resolve_cilium_policy(
+    cp: &CiliumPolicy,
+    topology: &Topology,
+) -> Result<CiliumPolicy, (String, String)> {
+    let mut cp = cp.clone();
+    let f = |s: &mut String, path: String| -> Result<(), (String, String)> {
+        *s = resolve_placeholders(s, topology).map_err(|e| (path, e))?;
+        Ok(())
+    };
+    let rules = cp.spec.iter_mut().map(|r| ("spec".to_string(), r)).chain(
+        cp.specs
+            .iter_mut()
+            .flatten()
+            .enumerate()
+            .map(|(i, r)| (format!("specs[{i}]"), r)),
+    );
+    for (base, r) in rules {
+        macro_rules! cidrs {
+            ($list:expr, $section:literal, $cidr:literal, $set:literal, $cf:ident, $sf:ident) => {
+                for (i, rule) in $list.iter_mut().flatten().enumerate() {
+                    let rp = format!("{base}.{}[{i}]", $section);
+                    for (k, c) in rule.$cf.iter_mut().flatten().enumerate() {
+                        f(c, format!("{rp}.{}[{k}]", $cidr))?;
+                    }
+                    for (k, c) in rule.$sf.iter_mut().flatten().enumerate() {
+                        let sp = format!("{rp}.{}[{k}]", $set);
+                        if let Some(cidr) = c.cidr.as_mut() {
+                            f(cidr, format!("{sp}.cidr"))?;
+                        }
+                        for (m, e) in c.except.iter_mut().flatten().enumerate() {
+                            f(e, format!("{sp}.except[{m}]"))?;
+                        }
+                    }
+                }
+            };
+        }
+        cidrs!(
+            r.ingress,
+            "ingress",
+            "fromCIDR",
+            "fromCIDRSet",
+            from_cidr,
+            from_cidr_set
+        );
+        cidrs!(
+            r.ingress_deny,
+            "ingressDeny",
+            "fromCIDR",
+            "fromCIDRSet",
+            from_cidr,
+            from_cidr_set
+        );
+        cidrs!(
+            r.egress,
+            "egress",
+            "toCIDR",
+            "toCIDRSet",
+            to_cidr,
+            to_cidr_set
+        );
+        cidrs!(
+            r.egress_deny,
+            "egressDeny",
+            "toCIDR",
+            "toCIDRSet",
+            to_cidr,
+            to_cidr_set
+        );
+    }
+    Ok(cp)
 }
 
 /// Maps logical namespace names (x, y, z) to the real ones of a run (`netassay-<run>-x`).

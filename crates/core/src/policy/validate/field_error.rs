@@ -29,7 +29,7 @@ impl FieldErrorKind {
     }
 
     /// The human text that starts a message (field.ErrorType.String()).
-    pub(super) fn text(self) -> &'static str {
+    pub(crate) fn text(self) -> &'static str {
         match self {
             FieldErrorKind::Required => "Required value",
             FieldErrorKind::Invalid => "Invalid value",
@@ -61,7 +61,7 @@ pub struct FieldError {
 
 impl FieldError {
     /// `rendered` is the value as Go's ErrorBody prints it; `None` prints no value.
-    pub(super) fn new(
+    pub(crate) fn new(
         path: String,
         kind: FieldErrorKind,
         value: Option<String>,
@@ -86,15 +86,15 @@ impl FieldError {
         }
     }
 
-    pub(super) fn required(path: String, detail: &str) -> Self {
+    pub(crate) fn required(path: String, detail: &str) -> Self {
         Self::new(path, FieldErrorKind::Required, None, None, detail)
     }
 
-    pub(super) fn forbidden(path: String, detail: &str) -> Self {
+    pub(crate) fn forbidden(path: String, detail: &str) -> Self {
         Self::new(path, FieldErrorKind::Forbidden, None, None, detail)
     }
 
-    pub(super) fn invalid_str(path: String, value: &str, detail: &str) -> Self {
+    pub(crate) fn invalid_str(path: String, value: &str, detail: &str) -> Self {
         Self::new(
             path,
             FieldErrorKind::Invalid,
@@ -104,7 +104,7 @@ impl FieldError {
         )
     }
 
-    pub(super) fn invalid_int(path: String, value: i64, detail: &str) -> Self {
+    pub(crate) fn invalid_int(path: String, value: i64, detail: &str) -> Self {
         Self::new(
             path,
             FieldErrorKind::Invalid,
@@ -115,7 +115,7 @@ impl FieldError {
     }
 
     /// An Invalid error whose value Go prints with `%#v` (slices, structs).
-    pub(super) fn invalid_go(
+    pub(crate) fn invalid_go(
         path: String,
         plain: String,
         go_rendered: String,
@@ -130,7 +130,7 @@ impl FieldError {
         )
     }
 
-    pub(super) fn not_supported(path: String, value: &str, supported: &[&str]) -> Self {
+    pub(crate) fn not_supported(path: String, value: &str, supported: &[&str]) -> Self {
         let quoted: Vec<String> = supported.iter().map(|s| go_quote(s)).collect();
         let detail = format!("supported values: {}", quoted.join(", "));
         Self::new(
@@ -142,13 +142,13 @@ impl FieldError {
         )
     }
 
-    pub(super) fn too_long(path: String, max_bytes: usize) -> Self {
+    pub(crate) fn too_long(path: String, max_bytes: usize) -> Self {
         let detail = format!("may not be more than {max_bytes} bytes");
         Self::new(path, FieldErrorKind::TooLong, None, None, &detail)
     }
 }
 
-pub(super) fn child(base: &str, name: &str) -> String {
+pub(crate) fn child(base: &str, name: &str) -> String {
     if base.is_empty() {
         name.to_string()
     } else {
@@ -156,6 +156,6 @@ pub(super) fn child(base: &str, name: &str) -> String {
     }
 }
 
-pub(super) fn index(base: &str, i: usize) -> String {
+pub(crate) fn index(base: &str, i: usize) -> String {
     format!("{base}[{i}]")
 }

@@ -2,7 +2,7 @@
 
 /// Go's `strconv.Quote` (what `%q` and `%#v` print for strings). Printability follows Go's
 /// `unicode.IsPrint` closely but not exactly (Rust has no general-category table in std).
-pub(super) fn go_quote(s: &str) -> String {
+pub(crate) fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -16,8 +16,8 @@
 // have happened already (name generated from generateName, namespace taken from the request).
 
 mod cidr;
-mod field_error;
-mod go_text;
+pub(crate) mod field_error;
+pub(crate) mod go_text;
 mod labels;
 mod names;
 mod network_policy;
