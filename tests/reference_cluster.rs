@@ -1375,3 +1375,99 @@ fn a_killed_owner_of_a_cilium_sandbox_leaves_nothing_behind() {
     assert!(!String::from_utf8_lossy(&netns.stdout).contains(&prefix));
     assert_eq!(host_state_for_cilium(), before, "the host is as it was");
 }
+
+/// As a kubelet does with `FailedCreatePodSandBox`: a pod whose CNI ADD failed stays Pending,
+/// gets a Warning event per failure and is created again with backoff until its network comes
+/// up (Cilium answers "too many requests" while endpoint creations queue).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_retries_a_pod_whose_network_setup_failed_as_a_kubelet_does() {
+    if !usable() {
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dataplane = std::sync::Arc::new(netassay_sandbox::dataplane::fake::FakeDataplane::new());
+    let node_name = {
+        use netassay_sandbox::dataplane::Dataplane;
+        dataplane.node().name
+    };
+    let cluster = reference::ReferenceCluster::start(
+        &reference::bin_dir(None),
+        &dir.path().join("cluster"),
+        &node_name,
+        false,
+    )
+    .await
+    .expect("the control plane starts");
+    let client = cluster.admin_client().await.expect("admin client");
+    let node = netassay_sandbox::node::NodeAgent::start(netassay_sandbox::node::NodeOptions {
+        client: client.clone(),
+        dataplane: dataplane.clone(),
+        logs: std::sync::Arc::new(|_: &str, _: &str| None),
+        tls: cluster.kubelet_tls().clone(),
+        version: cluster.version().to_string(),
+        ready_timeout: Duration::from_secs(30),
+        preset: None,
+        gateway_api: false,
+        faults: Default::default(),
+    })
+    .await
+    .expect("the node agent starts");
+    dataplane.fail_network("retry", "a", 2, "CNI ADD: too many requests");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "retry"}})).unwrap(),
+        )
+        .await
+        .expect("namespace");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "retry");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "a"},
+        "spec": {"containers": [{"name": "agent", "image": "netassay:sandbox",
+                                 "command": ["netassay", "agent", "serve"]}]},
+    }))
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = pods.create(&PostParams::default(), &pod).await {
+        // The namespace's default ServiceAccount comes from kube-controller-manager.
+        assert!(Instant::now() < deadline, "pod create: {e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_running(&pods, "a").await;
+    let attempts = dataplane
+        .created()
+        .iter()
+        .filter(|p| p.namespace == "retry" && p.name == "a")
+        .count();
+    assert_eq!(
+        attempts, 3,
+        "two failed creations, then the one that worked"
+    );
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "retry");
+    let failed: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("FailedCreatePodSandBox"))
+        .map(|e| {
+            assert_eq!(e.type_.as_deref(), Some("Warning"));
+            e.message.unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        failed.len(),
+        2,
+        "one Warning per failed sandbox: {failed:?}"
+    );
+    assert!(
+        failed.iter().all(|m| m.contains("too many requests")),
+        "{failed:?}"
+    );
+    assert!(node.errors().is_empty(), "{:?}", node.errors());
+    node.stop().await;
+    cluster.stop().await;
+}

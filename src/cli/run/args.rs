@@ -116,7 +116,8 @@ pub struct RunArgs {
     /// Node selector for the probe pods, k=v (repeatable).
     #[arg(long, value_name = "K=V")]
     pub node_selector: Vec<String>,
-    /// How long probe pods may take to become Ready.
+    /// How long the wait for probe pods goes on with none becoming Ready (the clock restarts
+    /// with each pod that does, so large fixtures on rate-limited CNIs are slow, not failed).
     #[arg(long, default_value = "120s", value_parser = duration)]
     pub ready_timeout: Duration,
     /// Leave the fixtures in the cluster afterwards (remove them with `netassay cleanup --run ID`).

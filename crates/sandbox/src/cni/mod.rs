@@ -24,8 +24,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-/// How long one plugin invocation may take.
-const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one plugin invocation may take: the kubelet's budget for creating a pod sandbox
+/// (4 minutes), which plugins plan for (Cilium queues endpoint creations for up to 60 s).
+const PLUGIN_TIMEOUT: Duration = Duration::from_secs(240);
 
 #[derive(Debug, Error)]
 pub enum CniError {

@@ -21,6 +21,8 @@ struct Inner {
     created: Vec<PodSpec>,
     deleted: Vec<PodKey>,
     failing: BTreeMap<PodKey, String>,
+    /// Pods whose next creations fail in their CNI ADD: (failures left, message).
+    network_failing: BTreeMap<PodKey, (u32, String)>,
     unready: BTreeSet<PodKey>,
     logs: BTreeMap<PodKey, String>,
     create_delay: Duration,
@@ -80,6 +82,14 @@ impl FakeDataplane {
             .insert(key(namespace, name), message.to_string());
     }
 
+    /// Makes the next `times` creations of this pod fail to set up its network, as a CNI
+    /// ADD that failed (the kubelet retries those), with `message`.
+    pub fn fail_network(&self, namespace: &str, name: &str, times: u32, message: &str) {
+        self.inner()
+            .network_failing
+            .insert(key(namespace, name), (times, message.to_string()));
+    }
+
     /// Sets what `pod_ready` answers for this pod (ready by default).
     pub fn set_ready(&self, namespace: &str, name: &str, ready: bool) {
         let mut inner = self.inner();
@@ -126,6 +136,16 @@ impl Dataplane for FakeDataplane {
         let mut inner = self.inner();
         inner.created.push(pod.clone());
         let k = key(&pod.namespace, &pod.name);
+        if let Some((left, message)) = inner.network_failing.get_mut(&k) {
+            if *left > 0 {
+                *left -= 1;
+                return Err(DataplaneError::PodNetwork {
+                    namespace: pod.namespace.clone(),
+                    name: pod.name.clone(),
+                    detail: message.clone(),
+                });
+            }
+        }
         if let Some(message) = inner.failing.get(&k) {
             return Err(DataplaneError::Command {
                 what: format!("starting pod {}/{}", pod.namespace, pod.name),

@@ -12,6 +12,14 @@ pub enum DataplaneError {
     NoSuchPod { namespace: String, name: String },
     #[error("{what}: {detail}")]
     Command { what: String, detail: String },
+    /// The pod's sandbox got no network: its CNI ADD failed (the kubelet's
+    /// `FailedCreatePodSandBox`). A kubelet retries those; the pod left nothing behind.
+    #[error("attaching pod {namespace}/{name} to the CNI network: {detail}")]
+    PodNetwork {
+        namespace: String,
+        name: String,
+        detail: String,
+    },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

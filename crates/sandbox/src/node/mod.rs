@@ -796,6 +796,15 @@ async fn patch_status(shared: &Shared, pod: &Pod, status: &PodStatus) -> Result<
         .map(|_| ())
 }
 
+/// The first wait before a failed pod sandbox is created again, and the longest.
+const SANDBOX_RETRY_FIRST: Duration = Duration::from_secs(1);
+const SANDBOX_RETRY_MAX: Duration = Duration::from_secs(20);
+
+/// The pod's lock, held until the guard drops.
+async fn lock_owned(shared: &Shared, key: &Key) -> tokio::sync::OwnedMutexGuard<()> {
+    shared.pod_lock(key).lock_owned().await
+}
+
 /// Starts a bound pod in the dataplane, reports it Running with its IP, then Ready once its
 /// ports listen.
 async fn start_pod(shared: Arc<Shared>, pod: Pod) {
@@ -803,8 +812,7 @@ async fn start_pod(shared: Arc<Shared>, pod: Pod) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let containers = containers(&pod);
     let spec = dataplane_spec(&pod);
-    let guard = shared.pod_lock(&key);
-    let _turn = guard.lock().await;
+    let mut turn = lock_owned(&shared, &key).await;
     let still_there = lock(&shared.objects)
         .pods
         .get(&key)
@@ -828,11 +836,47 @@ async fn start_pod(shared: Arc<Shared>, pod: Pod) {
         record_events(&shared, &pod, true, image_refused_events(&refused)).await;
         return;
     }
-    let dataplane = shared.dataplane.clone();
-    let created = tokio::task::spawn_blocking(move || dataplane.create_pod(&spec))
-        .await
-        .map_err(|e| format!("the dataplane panicked: {e}"))
-        .and_then(|r| r.map_err(|e| e.to_string()));
+    // As a kubelet does: a sandbox whose network could not be set up (CNI ADD failed) is
+    // retried with backoff while the pod stays Pending, each failure a FailedCreatePodSandBox
+    // event (Cilium, for one, answers "too many requests" when endpoint creations queue).
+    let mut backoff = SANDBOX_RETRY_FIRST;
+    let created = loop {
+        let dataplane = shared.dataplane.clone();
+        let attempt = spec.clone();
+        let result = tokio::task::spawn_blocking(move || dataplane.create_pod(&attempt)).await;
+        let detail = match result {
+            Ok(Err(crate::dataplane::DataplaneError::PodNetwork { detail, .. })) => detail,
+            Ok(r) => break r.map_err(|e| e.to_string()),
+            Err(e) => break Err(format!("the dataplane panicked: {e}")),
+        };
+        record_events(
+            &shared,
+            &pod,
+            false,
+            vec![(
+                crate::api::events::Severity::Warning,
+                "FailedCreatePodSandBox",
+                format!("Failed to create pod sandbox: {detail}"),
+            )],
+        )
+        .await;
+        drop(turn);
+        let mut stopping = shared.stopping.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stopping.changed() => return,
+        }
+        backoff = (backoff * 2).min(SANDBOX_RETRY_MAX);
+        turn = lock_owned(&shared, &key).await;
+        let still_there = lock(&shared.objects)
+            .pods
+            .get(&key)
+            .is_some_and(|p| p.metadata.uid.as_deref() == Some(uid.as_str()));
+        if !still_there {
+            return;
+        }
+    };
+    let _turn = turn;
     let mut status = PodStatus::default();
     match created {
         Ok(ip) => {

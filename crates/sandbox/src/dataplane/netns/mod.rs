@@ -723,11 +723,9 @@ impl NetnsDataplane {
         pod: &PodSpec,
     ) -> Result<(String, Attached), DataplaneError> {
         let netns = self.prefix.pod_netns(index);
-        let error = |detail: String| DataplaneError::Command {
-            what: format!(
-                "attaching pod {}/{} to the CNI network",
-                pod.namespace, pod.name
-            ),
+        let error = |detail: String| DataplaneError::PodNetwork {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
             detail,
         };
         host::run(&["ip", "netns", "add", &netns], None)?;
@@ -755,6 +753,9 @@ impl NetnsDataplane {
         let result = match cni.network.add(&attachment) {
             Ok(result) => result,
             Err(e) => {
+                // As container runtimes do after a failed ADD: DEL what the plugin may have
+                // half made, then the loopback.
+                let _ = cni.network.del(&attachment, None);
                 let _ = cni.loopback.del(&lo, None);
                 return Err(error(e.to_string()));
             }
