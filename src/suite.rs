@@ -676,3 +676,52 @@ impl Pool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::conformance::{scenario_reason, scenario_verdict, ScenarioVerdict};
+
+    /// DESIGN §7b, no verdict without evidence: a Cilium scenario on a cluster that serves no
+    /// CiliumNetworkPolicy API judges nothing, so it is incomplete with that reason (as a
+    /// scenario on a protocol the cluster lacks), never passed.
+    #[test]
+    fn cilium_scenarios_without_the_api_are_incomplete_with_the_reason() {
+        let all = crate::scenario::builtin::all().expect("builtin corpus loads");
+        let cilium: Vec<&Scenario> = all.iter().filter(|s| s.uses_cilium()).collect();
+        assert!(
+            cilium.len() >= 20,
+            "the cilium profile has {}",
+            cilium.len()
+        );
+        for s in cilium {
+            let outcome = ScenarioOutcome {
+                name: s.name.clone(),
+                file: s.file.clone(),
+                tags: s.tags.clone(),
+                intent: false,
+                baseline: None,
+                steps: unsupported_steps(s, crate::cluster::cilium::NO_CILIUM_API),
+                environment: None,
+            };
+            assert_eq!(outcome.steps.len(), s.steps.len(), "{}", s.name);
+            assert!(
+                outcome.steps.iter().all(|st| !st.result.cells.is_empty()
+                    && st
+                        .result
+                        .cells
+                        .iter()
+                        .all(|c| c.status == CellStatus::Unsupported)),
+                "{}",
+                s.name
+            );
+            assert_eq!(scenario_verdict(&outcome), ScenarioVerdict::Incomplete);
+            let reason = scenario_reason(&outcome).unwrap_or_default();
+            assert!(
+                reason.starts_with("nothing could be judged (unsupported: this cluster serves no CiliumNetworkPolicy API"),
+                "{}: {reason}",
+                s.name
+            );
+        }
+    }
+}
