@@ -1057,14 +1057,22 @@ async fn kube_router_programs_the_node_for_pods_that_got_their_network_through_c
             .unwrap();
         ips.push(ip);
     }
-    // host-local's allocations, one file per address, name the attachment (the container id).
+    // host-local's allocations, one file per address, name the attachment: the pod sandbox's
+    // ID, shaped like a container runtime's (64 hex digits), one per pod.
     let ipam = PathBuf::from(format!("/run/netassay/{prefix}/cni/ipam/netassay-bridge"));
+    let mut owners = Vec::new();
     for ip in &ips {
         assert!(ip.starts_with("10.244."), "{ip}");
         let owner = std::fs::read_to_string(ipam.join(ip))
             .unwrap_or_else(|e| panic!("host-local allocated {ip}: {e}"));
-        assert!(owner.starts_with(&format!("{prefix}-p")), "{ip}: {owner}");
+        let id = owner.lines().next().unwrap_or_default().trim().to_string();
+        assert!(
+            id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{ip}: {owner}"
+        );
+        owners.push(id);
     }
+    assert_ne!(owners[0], owners[1], "each pod has its own sandbox ID");
     // kube-router programs the node once a policy selects a pod: its chains and ipsets, and no
     // table of netassay's compiler.
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
@@ -1121,4 +1129,249 @@ async fn kube_router_programs_the_node_for_pods_that_got_their_network_through_c
     let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let netns = String::from_utf8_lossy(&netns.stdout);
     assert!(!netns.contains(&prefix), "{netns}");
+}
+
+/// The host's state that a Cilium sandbox must leave as it found it: its iptables rules, its
+/// bpffs mounts (but sandboxes' own) and the global `kernel.*` sysctls the agent would like to
+/// write.
+fn host_state_for_cilium() -> (Vec<String>, Vec<String>, Vec<String>) {
+    let rules = Command::new("iptables-nft-save")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let bpf_mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" - bpf "))
+        .map(|l| l.split(' ').nth(4).unwrap_or_default().to_string())
+        // Other sandboxes' own (tests run side by side) come and go.
+        .filter(|m| !m.starts_with("/run/netassay/"))
+        .collect();
+    let sysctls = ["unprivileged_bpf_disabled", "timer_migration"]
+        .iter()
+        .map(|k| std::fs::read_to_string(format!("/proc/sys/kernel/{k}")).unwrap_or_default())
+        .collect();
+    (rules, bpf_mounts, sysctls)
+}
+
+fn cilium_built() -> bool {
+    let bin = reference::bin_dir(None);
+    let built = ["cilium-agent", "cilium-cni", "cilium-dbg"]
+        .iter()
+        .all(|b| bin.join(b).is_file());
+    if !built {
+        assert!(std::env::var_os("CI").is_none(), "CI builds Cilium");
+        eprintln!("skipped: Cilium is not built (scripts/reference-cluster/build.sh)");
+    }
+    built
+}
+
+/// `--sandbox-cni cilium`: pods get their network from cilium-cni (addresses from the Node's
+/// podCIDR, which kube-controller-manager allocated), the agent knows each as an endpoint with
+/// its labels and turns ingress enforcement on for a pod a policy selects, DEL removes a deleted
+/// pod's endpoint, and stopping the sandbox leaves the host as it was (no bpffs, no iptables
+/// rule, the kernel sysctls unchanged). That the datapath enforces is the judged runs' business
+/// (CI's Cilium run and its negative control).
+#[tokio::test(flavor = "multi_thread")]
+async fn cilium_attaches_pods_from_the_nodes_pod_cidr_and_sees_their_policies() {
+    if !usable() || !cilium_built() {
+        return;
+    }
+    let before = host_state_for_cilium();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let options = SandboxOptions {
+        control_plane: ControlPlane::Kubernetes,
+        cni: netassay_sandbox::node::components::Cni::Cilium,
+        ..SandboxOptions::default()
+    };
+    let sandbox = Sandbox::start_with_executable(options, NETASSAY.into())
+        .await
+        .expect("the Cilium sandbox starts");
+    let prefix = sandbox.instance().to_string();
+    let instance = PathBuf::from(format!("/run/netassay/{prefix}"));
+    let client = client(sandbox.admin_kubeconfig()).await;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let node = nodes.list(&ListParams::default()).await.expect("nodes");
+    let pod_cidr = node.items[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.clone())
+        .expect("kube-controller-manager gave the Node a podCIDR");
+    let cidr: ipnet::Ipv4Net = pod_cidr.parse().expect("an IPv4 podCIDR");
+    let ns = "cil-x";
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .expect("namespace");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut ips = Vec::new();
+    for name in ["a", "b"] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"pod": name}},
+            "spec": {"containers": [{
+                "name": "agent",
+                "image": "netassay:sandbox",
+                "command": ["netassay", "agent", "serve", "--identity", format!("{ns}/{name}"),
+                            "--listen", "tcp:80"],
+            }]},
+        }))
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match pods.create(&PostParams::default(), &pod).await {
+                Err(kube::Error::Api(s))
+                    if netassay::cluster::is_service_account_race(&s)
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                r => {
+                    r.expect("pod created");
+                    break;
+                }
+            }
+        }
+        wait_running(&pods, name).await;
+        let ip: std::net::Ipv4Addr = pods
+            .get(name)
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.pod_ip)
+            .expect("a pod IP")
+            .parse()
+            .expect("IPv4");
+        assert!(cidr.contains(&ip), "{ip} is in the Node's podCIDR {cidr}");
+        ips.push(ip.to_string());
+    }
+    let dbg = reference::bin_dir(None).join("cilium-dbg");
+    let socket = instance.join("cilium/run/cilium.sock");
+    let endpoints = || -> Vec<Value> {
+        let out = Command::new(&dbg)
+            .args(["endpoint", "list", "-o", "json"])
+            .env("CILIUM_SOCK", &socket)
+            .output()
+            .expect("cilium-dbg runs");
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let endpoint_of = |eps: &[Value], ip: &str| -> Option<Value> {
+        eps.iter()
+            .find(|e| {
+                e["status"]["networking"]["addressing"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x["ipv4"] == ip))
+            })
+            .cloned()
+    };
+    let eps = endpoints();
+    for ip in &ips {
+        let ep = endpoint_of(&eps, ip).unwrap_or_else(|| panic!("the agent knows {ip}: {eps:?}"));
+        let labels = ep["status"]["labels"]["security-relevant"].to_string();
+        assert!(
+            labels.contains(&format!("k8s:io.kubernetes.pod.namespace={ns}")),
+            "{labels}"
+        );
+    }
+    // A policy selecting b turns its ingress enforcement on (and not a's).
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    policies
+        .create(
+            &PostParams::default(),
+            &policy(
+                ns,
+                "b-deny",
+                json!({"podSelector": {"matchLabels": {"pod": "b"}}}),
+            ),
+        )
+        .await
+        .expect("policy");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let eps = endpoints();
+        let mode = |ip: &str| {
+            endpoint_of(&eps, ip)
+                .map(|e| e["status"]["policy"]["realized"]["policy-enabled"].clone())
+                .unwrap_or_default()
+        };
+        if mode(&ips[1]) == "ingress" && mode(&ips[0]) == "none" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b's ingress enforcement never came on: a {:?}, b {:?}",
+            mode(&ips[0]),
+            mode(&ips[1])
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // DEL runs when the pod is deleted: the agent forgets b.
+    pods.delete("b", &DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while endpoint_of(&endpoints(), &ips[1]).is_some() {
+        assert!(Instant::now() < deadline, "b's endpoint was never removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(endpoint_of(&endpoints(), &ips[0]).is_some(), "a stays");
+    sandbox.stop().await;
+    assert!(!instance.exists(), "{} is still there", instance.display());
+    assert_eq!(host_state_for_cilium(), before, "the host is as it was");
+}
+
+/// The same when the owner dies: the agent dies with it, and the sweep unmounts the
+/// instance's bpffs, removes its folders and namespaces; the host is as it was.
+#[test]
+fn a_killed_owner_of_a_cilium_sandbox_leaves_nothing_behind() {
+    if !usable() || !cilium_built() {
+        return;
+    }
+    let before = host_state_for_cilium();
+    let (up, kubeconfig) = sandbox_up(&["--sandbox-cni", "cilium"]);
+    let control_plane = kubeconfig.parent().expect("the control plane's folder");
+    let instance = control_plane
+        .parent()
+        .expect("the instance's folder")
+        .to_path_buf();
+    let prefix = instance.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(instance.join("cni/net.d/05-cilium.conflist").is_file());
+    let bpffs = instance.join("cilium/bpffs").display().to_string();
+    let mounted = |at: &str| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(at))
+    };
+    assert!(mounted(&bpffs), "the agent's bpffs is mounted at {bpffs}");
+    let mut pids = recorded_pids(control_plane);
+    let agent: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|p: &u32| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                c.split('\0')
+                    .next()
+                    .is_some_and(|p| p.ends_with("/cilium-agent"))
+                    && c.contains(&format!("/run/netassay/{prefix}/cilium/lib"))
+            })
+        })
+        .collect();
+    assert_eq!(agent.len(), 1, "one cilium-agent for {prefix}: {agent:?}");
+    pids.extend(&agent);
+    kill_owner_then_sweep(up, &pids);
+    assert!(!mounted(&bpffs), "{bpffs} is unmounted");
+    assert!(!instance.exists(), "{} is still there", instance.display());
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&netns.stdout).contains(&prefix));
+    assert_eq!(host_state_for_cilium(), before, "the host is as it was");
 }

@@ -27,16 +27,19 @@ pub struct SandboxBackendArgs {
     pub bin_dir: Option<PathBuf>,
     /// The node's CNI: how pods get their network and who enforces NetworkPolicy.
     /// `netassay` (default): routed veths and netassay's nftables compiler, where the fault
-    /// profiles live. The others give pods their network through the CNI plugins (Debian's
-    /// containernetworking-plugins: bridge + host-local + loopback, with the instance's own
-    /// conflist and folders) and take no --sandbox-fault, since netassay then installs no
-    /// policy rule: `bridge` enforces nothing (what a cluster whose CNI ignores NetworkPolicy
-    /// does); `kube-router` runs kube-router's network-policy controller on it (iptables-nft +
-    /// ipset, what k3s embeds); `kube-network-policies` the SIG-Network reference enforcer
-    /// (needs the nftables `queue` expression, which this kernel lacks). Those two are built by
-    /// scripts/reference-cluster/build.sh and need `--sandbox-control-plane kubernetes`; their
-    /// negative control is `--sandbox-fault enforcer-stopped`. (`--sandbox-enforcer` is the
-    /// old name of this flag and still works.)
+    /// profiles live. The others give pods their network through CNI plugins, with the
+    /// instance's own conflist and folders, and take no --sandbox-fault of netassay's, since
+    /// netassay then installs no policy rule. On the reference plugins (Debian's
+    /// containernetworking-plugins: bridge + host-local + loopback): `bridge` enforces nothing
+    /// (what a cluster whose CNI ignores NetworkPolicy does); `kube-router` runs kube-router's
+    /// network-policy controller on it (iptables-nft + ipset, what k3s embeds);
+    /// `kube-network-policies` the SIG-Network reference enforcer (needs the nftables `queue`
+    /// expression, which this kernel lacks); their negative control is `--sandbox-fault
+    /// enforcer-stopped`. `cilium` is Cilium whole (the K8TRE reference CNI): its agent and
+    /// eBPF datapath, its own CNI plugin; its negative control is `--sandbox-fault
+    /// enforcement-off`. The third-party ones are built by scripts/reference-cluster/build.sh
+    /// and need `--sandbox-control-plane kubernetes`. (`--sandbox-enforcer` is the old name of
+    /// this flag and still works.)
     #[arg(long = "sandbox-cni", alias = "sandbox-enforcer", value_name = "NAME", default_value_t = Cni::Netassay)]
     pub cni: Cni,
     /// Who programs Service addresses on the node: `netassay` or `kube-proxy` (the real one,

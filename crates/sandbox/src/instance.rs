@@ -45,7 +45,7 @@ pub enum SandboxError {
     Node(#[from] NodeError),
     #[error("--sandbox-cni {cni} and --sandbox-proxy {proxy} need --sandbox-control-plane kubernetes (third-party node components run against the reference cluster)")]
     ComponentsNeedReference { cni: Cni, proxy: ServiceProxy },
-    #[error("--sandbox-fault {fault} models a bug of netassay's own enforcer: it cannot be combined with --sandbox-cni {cni}, under which netassay installs no policy rule (the negative control of a third-party enforcer is --sandbox-fault enforcer-stopped)")]
+    #[error("--sandbox-fault {fault} models a bug of netassay's own enforcer: it cannot be combined with --sandbox-cni {cni}, under which netassay installs no policy rule (the negative control of a third-party enforcer is --sandbox-fault enforcer-stopped, or enforcement-off for cilium)")]
     FaultWithThirdPartyEnforcer { fault: String, cni: Cni },
     #[error("--sandbox-fault enforcer-stopped stops a third-party enforcer (--sandbox-cni kube-router); netassay's own enforcer has the fault profile `none` for that")]
     EnforcerStoppedWithoutThirdParty,
@@ -368,11 +368,13 @@ impl Sandbox {
             components::start(
                 &client,
                 &mut cluster,
-                &dataplane.node_netns(),
-                &node_name,
+                &components::NodeSite {
+                    netns: &dataplane.node_netns(),
+                    name: &node_name,
+                    links: &dataplane.node_links(),
+                },
                 options.cni,
                 options.proxy,
-                &dataplane.node_links(),
                 options.faults.enforcement_off(),
             )
             .await?;

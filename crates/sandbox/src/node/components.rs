@@ -229,17 +229,28 @@ pub(super) async fn identity(
     cluster.write_component_credentials(c.binary, &token)
 }
 
+/// The node the components run on.
+pub struct NodeSite<'a> {
+    /// Its network namespace.
+    pub netns: &'a str,
+    /// Its Node's name.
+    pub name: &'a str,
+    /// Its own links (what a real node calls `eth0`).
+    pub links: &'a [String],
+}
+
 /// Starts the chosen components and waits until each has programmed its table.
+/// `enforcement_off`: the enforcer runs with policy enforcement turned off (Cilium's negative
+/// control).
 pub async fn start(
     client: &kube::Client,
     cluster: &mut ReferenceCluster,
-    node_netns: &str,
-    node_name: &str,
+    node: &NodeSite<'_>,
     enforcer: Cni,
     proxy: ServiceProxy,
-    devices: &[String],
     enforcement_off: bool,
 ) -> Result<(), ReferenceError> {
+    let (node_netns, node_name) = (node.netns, node.name);
     if proxy == ServiceProxy::KubeProxy {
         let c = kube_proxy();
         let dir = identity(client, cluster, &c).await?;
@@ -292,7 +303,7 @@ pub async fn start(
             cluster,
             node_netns,
             node_name,
-            devices,
+            node.links,
             enforcement_off,
         )
         .await?;
