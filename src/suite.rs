@@ -253,6 +253,57 @@ fn baseline_cells(t: &Topology) -> Vec<ExpectedCell> {
         .collect()
 }
 
+/// Every step of a scenario that cannot run here, each of its planned cells unsupported with
+/// `why` (so the scenario is incomplete for lack of evidence, with that reason, as a scenario
+/// on a protocol the cluster lacks). Nothing is deployed or applied.
+fn unsupported_steps(s: &Scenario, why: &str) -> Vec<StepOutcome> {
+    let plans = walk(s, &s.topology).unwrap_or_default();
+    s.steps
+        .iter()
+        .enumerate()
+        .map(|(k, step)| {
+            let cells = plans
+                .get(k)
+                .map(|p| p.cells.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|expected| crate::runner::result::CellResult {
+                    status: CellStatus::Unsupported,
+                    attempts: vec![crate::runner::result::Attempt {
+                        round: 1,
+                        at_ms: 0,
+                        outcome: netassay_core::probe::Outcome::Unsupported,
+                        detail: why.to_string(),
+                        elapsed_ms: 0,
+                        peer_identity: None,
+                        seq: None,
+                    }],
+                    expected,
+                    explanation: None,
+                    changed: false,
+                    time_to_enforce: None,
+                    time_to_enforce_resolution: None,
+                })
+                .collect();
+            StepOutcome {
+                name: step.name.clone(),
+                result: StepResult {
+                    cells,
+                    time_to_enforce: None,
+                    time_to_enforce_resolution: None,
+                    changed_cells: 0,
+                    time_to_enforce_disturbed: 0,
+                    rounds: 0,
+                    resilience: Default::default(),
+                    load: Default::default(),
+                },
+                rejects: Vec::new(),
+                inventory: None,
+            }
+        })
+        .collect()
+}
+
 /// Fixtures alive in the run, reused by topology.
 pub struct Pool {
     client: kube::Client,
@@ -264,6 +315,9 @@ pub struct Pool {
     permits: Semaphore,
     next_id: Mutex<usize>,
     log: Box<dyn Fn(String) + Send + Sync>,
+    /// Whether the cluster serves Cilium's policy kinds, asked once, when the first scenario
+    /// with Cilium policies comes.
+    cilium_api: tokio::sync::OnceCell<bool>,
 }
 
 impl Pool {
@@ -283,6 +337,7 @@ impl Pool {
             permits: Semaphore::new(parallel.max(1)),
             next_id: Mutex::new(0),
             log,
+            cilium_api: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -329,6 +384,30 @@ impl Pool {
             });
             return outcome;
         };
+        if s.uses_cilium() {
+            let served = self
+                .cilium_api
+                .get_or_try_init(|| crate::cluster::cilium::served(&self.client, &self.run))
+                .await;
+            match served {
+                Ok(true) => {}
+                Ok(false) => {
+                    (self.log)(format!(
+                        "{}: not run: {}",
+                        s.name,
+                        crate::cluster::cilium::NO_CILIUM_API
+                    ));
+                    outcome.steps = unsupported_steps(&s, crate::cluster::cilium::NO_CILIUM_API);
+                    return outcome;
+                }
+                Err(e) => {
+                    outcome.environment = Some(EnvironmentProblem {
+                        what: e.to_string(),
+                    });
+                    return outcome;
+                }
+            }
+        }
         let routes = needs_routes(&s);
         let services = needs_services(&s) || routes;
         let gateway = s
@@ -594,6 +673,55 @@ impl Pool {
             if let Err(e) = f.teardown().await {
                 (self.log)(format!("teardown: {e}"));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::conformance::{scenario_reason, scenario_verdict, ScenarioVerdict};
+
+    /// DESIGN §7b, no verdict without evidence: a Cilium scenario on a cluster that serves no
+    /// CiliumNetworkPolicy API judges nothing, so it is incomplete with that reason (as a
+    /// scenario on a protocol the cluster lacks), never passed.
+    #[test]
+    fn cilium_scenarios_without_the_api_are_incomplete_with_the_reason() {
+        let all = crate::scenario::builtin::all().expect("builtin corpus loads");
+        let cilium: Vec<&Scenario> = all.iter().filter(|s| s.uses_cilium()).collect();
+        assert!(
+            cilium.len() >= 20,
+            "the cilium profile has {}",
+            cilium.len()
+        );
+        for s in cilium {
+            let outcome = ScenarioOutcome {
+                name: s.name.clone(),
+                file: s.file.clone(),
+                tags: s.tags.clone(),
+                intent: false,
+                baseline: None,
+                steps: unsupported_steps(s, crate::cluster::cilium::NO_CILIUM_API),
+                environment: None,
+            };
+            assert_eq!(outcome.steps.len(), s.steps.len(), "{}", s.name);
+            assert!(
+                outcome.steps.iter().all(|st| !st.result.cells.is_empty()
+                    && st
+                        .result
+                        .cells
+                        .iter()
+                        .all(|c| c.status == CellStatus::Unsupported)),
+                "{}",
+                s.name
+            );
+            assert_eq!(scenario_verdict(&outcome), ScenarioVerdict::Incomplete);
+            let reason = scenario_reason(&outcome).unwrap_or_default();
+            assert!(
+                reason.starts_with("nothing could be judged (unsupported: this cluster serves no CiliumNetworkPolicy API"),
+                "{}: {reason}",
+                s.name
+            );
         }
     }
 }

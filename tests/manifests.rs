@@ -168,6 +168,81 @@ fn api_calls() -> Vec<Grant> {
             AnyNamespace,
             None,
         ),
+        // fixture/cilium.rs: a scenario's CNPs, as its NetworkPolicies (create-or-replace, step
+        // deletes, reset lists and deletes); they go with their namespace.
+        grant(
+            "cilium.io",
+            "ciliumnetworkpolicies",
+            "create",
+            AnyNamespace,
+            None,
+        ),
+        grant(
+            "cilium.io",
+            "ciliumnetworkpolicies",
+            "get",
+            AnyNamespace,
+            None,
+        ),
+        grant(
+            "cilium.io",
+            "ciliumnetworkpolicies",
+            "list",
+            AnyNamespace,
+            None,
+        ),
+        grant(
+            "cilium.io",
+            "ciliumnetworkpolicies",
+            "update",
+            AnyNamespace,
+            None,
+        ),
+        grant(
+            "cilium.io",
+            "ciliumnetworkpolicies",
+            "delete",
+            AnyNamespace,
+            None,
+        ),
+        // fixture/cilium.rs: a scenario's CCNPs, cluster-scoped, named per run; list by the
+        // run's labels also tells whether the cluster serves the kind (cilium.rs `served`);
+        // cleanup.rs lists and deletes those runs left behind.
+        grant(
+            "cilium.io",
+            "ciliumclusterwidenetworkpolicies",
+            "create",
+            Cluster,
+            None,
+        ),
+        grant(
+            "cilium.io",
+            "ciliumclusterwidenetworkpolicies",
+            "get",
+            Cluster,
+            None,
+        ),
+        grant(
+            "cilium.io",
+            "ciliumclusterwidenetworkpolicies",
+            "list",
+            Cluster,
+            None,
+        ),
+        grant(
+            "cilium.io",
+            "ciliumclusterwidenetworkpolicies",
+            "update",
+            Cluster,
+            None,
+        ),
+        grant(
+            "cilium.io",
+            "ciliumclusterwidenetworkpolicies",
+            "delete",
+            Cluster,
+            None,
+        ),
         // lock.rs: the run lock; create cannot be limited by name, the rest can.
         grant("coordination.k8s.io", "leases", "create", lock(), None),
         grant(
@@ -223,6 +298,18 @@ const KINDS: &[(&str, &str, &str, bool)] = &[
     // Through `Api<DynamicObject>` with an `ApiResource` literal (no k8s-openapi type).
     ("Gateway", "gateway.networking.k8s.io", "gateways", true),
     ("HTTPRoute", "gateway.networking.k8s.io", "httproutes", true),
+    (
+        "CiliumNetworkPolicy",
+        "cilium.io",
+        "ciliumnetworkpolicies",
+        true,
+    ),
+    (
+        "CiliumClusterwideNetworkPolicy",
+        "cilium.io",
+        "ciliumclusterwidenetworkpolicies",
+        false,
+    ),
 ];
 
 /// The type of dynamic handles: their kind comes from the `ApiResource` they are built with.

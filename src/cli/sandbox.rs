@@ -46,6 +46,46 @@ pub struct SandboxBackendArgs {
     /// nftables mode, from the real EndpointSlices; needs `--sandbox-control-plane kubernetes`).
     #[arg(long = "sandbox-proxy", value_name = "NAME", default_value_t = ServiceProxy::Netassay)]
     pub proxy: ServiceProxy,
+    /// Whether the sandbox has Cilium's API (cilium.io/v2 CiliumNetworkPolicy and
+    /// CiliumClusterwideNetworkPolicy): `auto` (default: `run` turns it on when a selected
+    /// scenario uses those kinds; `sandbox up` leaves it off), `on`, or `off` (a cluster without
+    /// Cilium, where they are 404). With it, netassay's CNI plays Cilium: every policy,
+    /// NetworkPolicies included, is enforced under Cilium's semantics (an ipBlock never
+    /// matches a pod, the node always reaches its pods, ...), so core scenarios that put pod
+    /// addresses in an ipBlock fail, as on a real Cilium. Emulator and netassay's CNI only.
+    #[arg(long = "sandbox-cilium-api", value_name = "WHEN", value_enum, default_value_t = CiliumApi::Auto)]
+    pub cilium_api: CiliumApi,
+}
+
+/// `--sandbox-cilium-api`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CiliumApi {
+    Auto,
+    On,
+    Off,
+}
+
+impl CiliumApi {
+    /// Whether to turn Cilium's API on, given whether the scenarios use Cilium kinds.
+    pub(crate) fn wanted(self, scenarios_use_cilium: bool) -> bool {
+        match self {
+            CiliumApi::Auto => scenarios_use_cilium,
+            CiliumApi::On => true,
+            CiliumApi::Off => false,
+        }
+    }
+}
+
+/// Makes the started sandbox's cluster one with Cilium's API (netassay's CNI playing Cilium).
+/// Only the emulator with netassay's CNI can; otherwise the reason.
+pub(crate) fn play_cilium(sandbox: &Sandbox) -> Result<(), String> {
+    if sandbox.control_plane() != ControlPlane::Emulator {
+        return Err("--sandbox-cilium-api: only the emulator control plane can serve Cilium's API (the reference cluster's node agent does not watch CiliumNetworkPolicies; --sandbox-cni cilium brings the real one)".into());
+    }
+    if !sandbox.dataplane().play_cilium() {
+        return Err("--sandbox-cilium-api: only netassay's CNI can play Cilium".into());
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +180,7 @@ pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
                 return Ok(exit::BAD_INPUT);
             }
             let rt = runtime()?;
+            let cilium = backend.cilium_api.wanted(false);
             rt.block_on(async move {
                 let s = match Sandbox::start_with(options).await {
                     Ok(s) => s,
@@ -148,6 +189,14 @@ pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
                         return Ok(exit::ENVIRONMENT);
                     }
                 };
+                if cilium {
+                    if let Err(e) = play_cilium(&s) {
+                        eprintln!("netassay: {e}");
+                        s.stop().await;
+                        return Ok(exit::BAD_INPUT);
+                    }
+                    eprintln!("the sandbox has Cilium's API: netassay's CNI plays Cilium");
+                }
                 println!("{}", s.admin_kubeconfig().display());
                 if s.admin_kubeconfig() != s.kubeconfig() {
                     eprintln!(

@@ -3,6 +3,7 @@
 //! cleanup. Decisions live elsewhere; this module only does what it is told, and reports.
 
 pub mod agent_run;
+pub mod cilium;
 pub mod cleanup;
 mod connect;
 mod error;

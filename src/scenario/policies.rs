@@ -12,6 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use netassay_core::model::{PodRef, Topology, NAMESPACE_NAME_LABEL};
+use netassay_core::policy::cilium::identity::{NAMESPACE_LABELS_PREFIX, POD_NAMESPACE_LABEL};
+use netassay_core::policy::cilium::model::{EndpointSelector, SelectorRequirement, ServiceRef};
 use netassay_core::policy::cilium::CiliumPolicy;
 use std::collections::BTreeMap;
 
@@ -380,6 +382,114 @@ impl NamespaceMap {
     }
 }
 
+/// The real-name forms of the namespace name in a Cilium selector key, after its optional source
+/// prefix (`k8s:`, `any:` or none): the pod's namespace label, and the namespace's own name label
+/// seen through Cilium's namespace-label prefix.
+fn names_a_namespace(key: &str) -> bool {
+    let bare = match key.split_once(':') {
+        Some(("k8s" | "any", rest)) => rest,
+        Some(_) => return false,
+        None => key,
+    };
+    bare == POD_NAMESPACE_LABEL
+        || bare
+            .strip_prefix(NAMESPACE_LABELS_PREFIX)
+            .is_some_and(|k| k == NAMESPACE_NAME_LABEL)
+}
+
+impl NamespaceMap {
+    fn rewrite_endpoint_selector(&self, sel: &mut EndpointSelector) {
+        for (k, v) in sel.match_labels.iter_mut().flatten() {
+            if names_a_namespace(k) {
+                *v = self.real(v).to_string();
+            }
+        }
+        for r in sel.match_expressions.iter_mut().flatten() {
+            if names_a_namespace(&r.key) {
+                for v in r.values.iter_mut().flatten() {
+                    *v = self.real(v).to_string();
+                }
+            }
+        }
+    }
+
+    /// Rewrites a Cilium policy for the cluster: a CNP's namespace, and every place a rule names
+    /// a namespace (`[k8s:|any:]io.kubernetes.pod.namespace` and
+    /// `[k8s:|any:]io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name`, in matchLabels
+    /// and in matchExpressions values, of subjects and peers, allow and deny; the namespace of
+    /// `toServices`). A CCNP keeps its name here: the fixture names it per run.
+    pub fn rewrite_cilium_policy(&self, cp: &CiliumPolicy) -> CiliumPolicy {
+        let mut cp = cp.clone();
+        if !cp.kind.is_clusterwide() {
+            if let Some(ns) = cp.metadata.namespace.as_mut() {
+                *ns = self.real(ns).to_string();
+            }
+        }
+        let rules = cp.spec.iter_mut().chain(cp.specs.iter_mut().flatten());
+        for r in rules {
+            if let Some(s) = r.endpoint_selector.as_mut() {
+                self.rewrite_endpoint_selector(s);
+            }
+            let mut selectors: Vec<&mut EndpointSelector> = Vec::new();
+            let mut services: Vec<&mut ServiceRef> = Vec::new();
+            for i in r.ingress.iter_mut().flatten() {
+                selectors.extend(i.from_endpoints.iter_mut().flatten());
+            }
+            for i in r.ingress_deny.iter_mut().flatten() {
+                selectors.extend(i.from_endpoints.iter_mut().flatten());
+            }
+            for e in r.egress.iter_mut().flatten() {
+                selectors.extend(e.to_endpoints.iter_mut().flatten());
+                services.extend(e.to_services.iter_mut().flatten());
+            }
+            for e in r.egress_deny.iter_mut().flatten() {
+                selectors.extend(e.to_endpoints.iter_mut().flatten());
+                services.extend(e.to_services.iter_mut().flatten());
+            }
+            for s in selectors {
+                self.rewrite_endpoint_selector(s);
+            }
+            for s in services {
+                if let Some(ns) = s.k8s_service.as_mut().and_then(|k| k.namespace.as_mut()) {
+                    *ns = self.real(ns).to_string();
+                }
+                if let Some(sel) = s.k8s_service_selector.as_mut() {
+                    if let Some(ns) = sel.namespace.as_mut() {
+                        *ns = self.real(ns).to_string();
+                    }
+                    self.rewrite_endpoint_selector(&mut sel.selector);
+                }
+            }
+        }
+        cp
+    }
+}
+
+/// Confines a CCNP's subjects to a fixture's namespaces: every rule's `endpointSelector` gets
+/// `k8s:io.kubernetes.pod.namespace In [namespaces]`. A CCNP is cluster-wide, and its
+/// `endpointSelector: {}` would select every pod of the cluster (other fixtures', other runs',
+/// the cluster's own), where a scenario means the pods of its topology, which are exactly the
+/// pods of these namespaces. Peers are left alone: traffic is only probed between the fixture's
+/// pods. A `nodeSelector` rule (host policy) is left alone too; the loader refuses those.
+pub fn confine_clusterwide(cp: &CiliumPolicy, namespaces: &[String]) -> CiliumPolicy {
+    let mut cp = cp.clone();
+    if !cp.kind.is_clusterwide() {
+        return cp;
+    }
+    for r in cp.spec.iter_mut().chain(cp.specs.iter_mut().flatten()) {
+        if let Some(s) = r.endpoint_selector.as_mut() {
+            s.match_expressions
+                .get_or_insert_with(Vec::new)
+                .push(SelectorRequirement {
+                    key: format!("k8s:{POD_NAMESPACE_LABEL}"),
+                    operator: "In".into(),
+                    values: Some(namespaces.to_vec()),
+                });
+        }
+    }
+    cp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,5 +572,152 @@ mod tests {
                 ["kubernetes.io/metadata.name"],
             "netassay-r1-z"
         );
+    }
+
+    fn cilium(v: serde_json::Value) -> CiliumPolicy {
+        serde_json::from_value(v).expect("cilium policy")
+    }
+
+    /// Every namespace-naming key form Cilium reads (pkg/k8s/apis/cilium.io/utils/utils.go:136
+    /// checks `k8s:` and `any:` io.kubernetes.pod.namespace after `Sanitize` has turned a bare
+    /// key into `any:`, pkg/policy/api/selector.go:221-231; namespace labels are
+    /// `io.cilium.k8s.namespace.labels.<key>`, pkg/k8s/utils/utils.go:224-245), rewritten in
+    /// matchLabels and matchExpressions of subjects, allow and deny peers; everything else is
+    /// left alone.
+    #[test]
+    fn cilium_namespace_names_are_rewritten_in_every_form_and_nothing_else() {
+        let map = NamespaceMap::for_run("r1-2", ["x", "y", "z"]);
+        let cp = cilium(serde_json::json!({
+            "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+            "metadata": {"name": "p", "namespace": "x"},
+            "spec": {
+                "endpointSelector": {"matchLabels": {"k8s:io.kubernetes.pod.namespace": "x", "pod": "y"}},
+                "ingress": [{"fromEndpoints": [
+                    {"matchLabels": {"k8s:io.kubernetes.pod.namespace": "y"}},
+                    {"matchLabels": {"io.kubernetes.pod.namespace": "z"}},
+                    {"matchLabels": {"any:io.kubernetes.pod.namespace": "x", "team": "y"}},
+                    {"matchLabels": {"io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name": "y"}},
+                    {"matchLabels": {"k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name": "z"}},
+                    {"matchLabels": {"io.cilium.k8s.namespace.labels.team": "x"}},
+                    {"matchLabels": {"reserved:io.kubernetes.pod.namespace": "x"}},
+                    {"matchExpressions": [
+                        {"key": "k8s:io.kubernetes.pod.namespace", "operator": "In", "values": ["y", "kube-system"]},
+                        {"key": "pod", "operator": "In", "values": ["x"]}
+                    ]}
+                ]}],
+                "ingressDeny": [{"fromEndpoints": [{"matchExpressions": [
+                    {"key": "io.kubernetes.pod.namespace", "operator": "NotIn", "values": ["z"]}]}]}]
+            },
+            "specs": [{
+                "endpointSelector": {},
+                "egress": [{"toEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "z"}}]},
+                           {"toServices": [{"k8sService": {"serviceName": "s", "namespace": "y"}}]}],
+                "egressDeny": [{"toEndpoints": [{"matchLabels": {"any:io.kubernetes.pod.namespace": "y"}}]}]
+            }]
+        }));
+        let out = serde_json::to_value(map.rewrite_cilium_policy(&cp)).expect("json");
+        let real = |l: &str| format!("netassay-r1-2-{l}");
+        assert_eq!(out["metadata"]["namespace"], real("x"));
+        let spec = &out["spec"];
+        assert_eq!(
+            spec["endpointSelector"]["matchLabels"]["k8s:io.kubernetes.pod.namespace"],
+            real("x")
+        );
+        assert_eq!(spec["endpointSelector"]["matchLabels"]["pod"], "y");
+        let from = &spec["ingress"][0]["fromEndpoints"];
+        for (i, key, want) in [
+            (0, "k8s:io.kubernetes.pod.namespace", real("y")),
+            (1, "io.kubernetes.pod.namespace", real("z")),
+            (2, "any:io.kubernetes.pod.namespace", real("x")),
+            (2, "team", "y".to_string()),
+            (
+                3,
+                "io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name",
+                real("y"),
+            ),
+            (
+                4,
+                "k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name",
+                real("z"),
+            ),
+            // Another namespace label is a label, not a name.
+            (5, "io.cilium.k8s.namespace.labels.team", "x".to_string()),
+            // No endpoint carries a reserved: namespace label.
+            (6, "reserved:io.kubernetes.pod.namespace", "x".to_string()),
+        ] {
+            assert_eq!(
+                from[i]["matchLabels"][key], want,
+                "fromEndpoints[{i}] {key}"
+            );
+        }
+        assert_eq!(
+            from[7]["matchExpressions"][0]["values"],
+            serde_json::json!([real("y"), "kube-system"])
+        );
+        assert_eq!(
+            from[7]["matchExpressions"][1]["values"],
+            serde_json::json!(["x"])
+        );
+        assert_eq!(
+            spec["ingressDeny"][0]["fromEndpoints"][0]["matchExpressions"][0]["values"],
+            serde_json::json!([real("z")])
+        );
+        let second = &out["specs"][0];
+        assert_eq!(
+            second["egress"][0]["toEndpoints"][0]["matchLabels"]["k8s:io.kubernetes.pod.namespace"],
+            real("z")
+        );
+        assert_eq!(
+            second["egress"][1]["toServices"][0]["k8sService"]["namespace"],
+            real("y")
+        );
+        assert_eq!(
+            second["egressDeny"][0]["toEndpoints"][0]["matchLabels"]
+                ["any:io.kubernetes.pod.namespace"],
+            real("y")
+        );
+    }
+
+    #[test]
+    fn clusterwide_policies_keep_their_name_and_are_confined_to_the_fixture() {
+        let map = NamespaceMap::for_run("r1-2", ["x", "y"]);
+        let cp = cilium(serde_json::json!({
+            "apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy",
+            "metadata": {"name": "all"},
+            "spec": {"endpointSelector": {}, "ingress": [{"fromEndpoints": [{}]}]}
+        }));
+        let ns = vec![map.real("x").to_string(), map.real("y").to_string()];
+        let out = confine_clusterwide(&map.rewrite_cilium_policy(&cp), &ns);
+        assert_eq!(out.metadata.name.as_deref(), Some("all"));
+        assert_eq!(out.metadata.namespace, None);
+        let sel = out
+            .spec
+            .as_ref()
+            .and_then(|s| s.endpoint_selector.as_ref())
+            .expect("selector");
+        assert_eq!(
+            sel.match_expressions,
+            Some(vec![SelectorRequirement {
+                key: "k8s:io.kubernetes.pod.namespace".into(),
+                operator: "In".into(),
+                values: Some(ns.clone()),
+            }])
+        );
+        // The peer `{}` stays "every pod" (utils.go:137-145): only subjects are confined.
+        let peer = &out
+            .spec
+            .as_ref()
+            .expect("spec")
+            .ingress
+            .as_ref()
+            .expect("in")[0];
+        assert_eq!(peer.from_endpoints, Some(vec![EndpointSelector::default()]));
+        // A CNP is namespaced already: untouched.
+        let cnp = cilium(serde_json::json!({
+            "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+            "metadata": {"name": "p", "namespace": "x"},
+            "spec": {"endpointSelector": {}, "ingress": [{}]}
+        }));
+        assert_eq!(confine_clusterwide(&cnp, &ns), cnp);
     }
 }

@@ -36,11 +36,14 @@ pub enum Fault {
     Flaky,
     IgnoreUpdates,
     IgnoreRelabel,
+    /// Cilium's deny rules (`ingressDeny`, `egressDeny`) compile as nothing; they still make
+    /// their pods default-deny.
+    IgnoreDeny,
 }
 
 impl Fault {
     /// The CLI names, in the order `describe` lists them.
-    pub const ALL_NAMES: [&'static str; 12] = [
+    pub const ALL_NAMES: [&'static str; 13] = [
         "none",
         "ingress-only",
         "egress-only",
@@ -53,10 +56,11 @@ impl Fault {
         "flaky",
         "ignore-updates",
         "ignore-relabel",
+        "ignore-deny",
     ];
 
     /// Every fault with its default parameters, in `ALL_NAMES` order.
-    pub const ALL: [Fault; 12] = [
+    pub const ALL: [Fault; 13] = [
         Fault::NoEnforcement,
         Fault::IngressOnly,
         Fault::EgressOnly,
@@ -69,6 +73,7 @@ impl Fault {
         Fault::Flaky,
         Fault::IgnoreUpdates,
         Fault::IgnoreRelabel,
+        Fault::IgnoreDeny,
     ];
 
     /// The CLI name without parameters.
@@ -86,6 +91,7 @@ impl Fault {
             Fault::Flaky => "flaky",
             Fault::IgnoreUpdates => "ignore-updates",
             Fault::IgnoreRelabel => "ignore-relabel",
+            Fault::IgnoreDeny => "ignore-deny",
         }
     }
 
@@ -110,6 +116,9 @@ impl Fault {
                 "a policy replaced in place keeps its first version until deleted"
             }
             Fault::IgnoreRelabel => "pods keep the labels they had when first seen",
+            Fault::IgnoreDeny => {
+                "Cilium deny rules ignored: ingressDeny/egressDeny compile as nothing (their default deny stays)"
+            }
         }
     }
 
@@ -177,6 +186,7 @@ impl FromStr for Fault {
             "flaky" => Fault::Flaky,
             "ignore-updates" => Fault::IgnoreUpdates,
             "ignore-relabel" => Fault::IgnoreRelabel,
+            "ignore-deny" => Fault::IgnoreDeny,
             _ if s.parse::<PresetFault>().is_ok() => {
                 return Err(FaultParseError::PresetFault(s.to_string()))
             }

@@ -18,6 +18,7 @@
 
 pub mod addresses;
 pub mod api;
+pub mod cilium_api;
 pub mod cni;
 pub mod compile;
 pub mod control_fault;

@@ -91,3 +91,14 @@ pub struct ClusterState {
     /// What the sandbox gateway routes, from HTTPRoutes and Ingresses (sorted, distinct).
     pub gateway_routes: Vec<GatewayRoute>,
 }
+
+/// The Cilium side of enforcement: what the node's CNI enforces besides [`ClusterState`] when it
+/// plays Cilium (the emulator then serves `cilium.io/v2`, see
+/// [`Dataplane::cilium`](crate::dataplane::Dataplane::cilium)). Its presence switches the
+/// compiler to Cilium's semantics for every policy, NetworkPolicies included, as a cluster
+/// running Cilium enforces them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CiliumState {
+    /// CiliumNetworkPolicies and CiliumClusterwideNetworkPolicies, as stored.
+    pub policies: Vec<netassay_core::policy::cilium::CiliumPolicy>,
+}

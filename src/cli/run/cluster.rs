@@ -4,6 +4,7 @@
 use super::args::RunArgs;
 use super::progress::log_line;
 use super::unusable::environment_failure;
+use crate::cli::sandbox::CiliumApi;
 use crate::cluster::{client_with_retries, load_config, ApiTally, ClusterError};
 use crate::scenario::Scenario;
 use anyhow::Context;
@@ -26,6 +27,7 @@ impl Cluster {
         args: &RunArgs,
         rt: &tokio::runtime::Runtime,
         sandbox_options: Option<SandboxOptions>,
+        cilium: bool,
     ) -> Result<Cluster, u8> {
         let sandbox: Arc<Mutex<Option<Sandbox>>> = Arc::new(Mutex::new(None));
         let kubeconfig = match sandbox_options {
@@ -43,6 +45,21 @@ impl Cluster {
                                 None => "emulator".to_string(),
                             }
                         ));
+                        if cilium {
+                            match crate::cli::sandbox::play_cilium(&s) {
+                                Ok(()) => log_line(
+                                    "the sandbox has Cilium's API (cilium.io/v2): netassay's CNI plays Cilium, every policy under Cilium's semantics".into(),
+                                ),
+                                Err(e) if args.sandbox_backend.cilium_api == CiliumApi::On => {
+                                    rt.block_on(s.stop());
+                                    eprintln!("netassay: {e}");
+                                    return Err(crate::cli::exit::BAD_INPUT);
+                                }
+                                Err(e) => log_line(format!(
+                                    "the sandbox has no Cilium API ({e}): Cilium scenarios cannot apply their policies"
+                                )),
+                            }
+                        }
                         if let Ok(mut slot) = sandbox.lock() {
                             *slot = Some(s);
                         }

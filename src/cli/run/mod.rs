@@ -50,7 +50,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         scenarios.len()
     ));
 
-    let cluster = match Cluster::start(&args, &rt, sandbox) {
+    let cilium = args
+        .sandbox_backend
+        .cilium_api
+        .wanted(scenarios.iter().any(|s| s.uses_cilium()));
+    let cluster = match Cluster::start(&args, &rt, sandbox, cilium) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };

@@ -152,15 +152,28 @@ fn group_doc(name: &str, version: &str) -> Value {
     json!({"name": name, "versions": [gv], "preferredVersion": gv})
 }
 
-pub(crate) async fn api_groups() -> Json<Value> {
-    let groups: Vec<Value> = GROUPS.iter().map(|(n, v)| group_doc(n, v)).collect();
+/// The groups served now: cilium.io only while the node's CNI plays Cilium.
+fn groups(s: &super::shared::Shared) -> Vec<(&'static str, &'static str)> {
+    let mut groups = GROUPS.to_vec();
+    if s.dataplane.cilium() {
+        groups.push((crate::cilium_api::GROUP, crate::cilium_api::VERSION));
+        groups.sort();
+    }
+    groups
+}
+
+pub(crate) async fn api_groups(State(s): AppState) -> Json<Value> {
+    let groups: Vec<Value> = groups(&s).iter().map(|(n, v)| group_doc(n, v)).collect();
     Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
 }
 
-pub(crate) async fn api_group(axum::extract::Path(p): PathParams) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn api_group(
+    State(s): AppState,
+    axum::extract::Path(p): PathParams,
+) -> Result<Json<Value>, ApiError> {
     let group = p.get("group").map(String::as_str).unwrap_or("");
-    let (name, version) = GROUPS
-        .iter()
+    let (name, version) = groups(&s)
+        .into_iter()
         .find(|(n, _)| *n == group)
         .ok_or_else(ApiError::no_route)?;
     let mut doc = group_doc(name, version);

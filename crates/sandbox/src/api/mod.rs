@@ -9,7 +9,8 @@
 //! load balancer is the node's address), networking.k8s.io/v1 networkpolicies (defaulted and
 //! validated like the API server) and ingresses, gateway.networking.k8s.io/v1 httproutes and
 //! gateways (kept as JSON; Gateways of class `netassay-sandbox` are programmed at the node's
-//! address), coordination.k8s.io/v1 leases (resourceVersion conflicts), nodes, `/version`,
+//! address), cilium.io/v2 ciliumnetworkpolicies and ciliumclusterwidenetworkpolicies (only
+//! while the node's CNI plays Cilium, see `cilium`), coordination.k8s.io/v1 leases (resourceVersion conflicts), nodes, `/version`,
 //! discovery, and just enough of `/openapi/v3` for kubectl to leave field validation to the
 //! server (`fieldValidation=Strict` rejects unknown fields). Errors are `Status` objects with
 //! upstream's codes and reasons.
@@ -45,6 +46,7 @@
 mod access;
 mod admission;
 mod chaos;
+mod cilium;
 pub(crate) mod discovery;
 pub(crate) mod events;
 pub(crate) mod exec;
@@ -474,6 +476,7 @@ fn router(shared: Arc<Shared>) -> Router {
                 .patch(h::patch::<Lease>)
                 .delete(h::delete::<Lease>),
         )
+        .merge(cilium::routes(Arc::clone(&shared)))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

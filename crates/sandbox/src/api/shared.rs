@@ -78,9 +78,17 @@ impl Shared {
     /// last sync after a burst of changes always carries all of them.
     pub async fn sync(&self) {
         let _turn = self.sync_turn.lock().await;
-        let state = self.cluster_state();
+        let (state, cilium) = {
+            let store = self.store();
+            let cilium = self.dataplane.cilium().then(|| store.cilium_state());
+            (store.cluster_state(), cilium)
+        };
         let dataplane = Arc::clone(&self.dataplane);
-        match tokio::task::spawn_blocking(move || dataplane.sync(&state)).await {
+        let synced = tokio::task::spawn_blocking(move || match &cilium {
+            Some(cilium) => dataplane.sync_cilium(&state, cilium),
+            None => dataplane.sync(&state),
+        });
+        match synced.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => self.record_error(format!("dataplane sync failed: {e}")),
             Err(e) => self.record_error(format!("dataplane sync panicked: {e}")),

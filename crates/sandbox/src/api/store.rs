@@ -6,6 +6,7 @@
 use super::patch::{self, PatchKind};
 use super::selector::{FieldQuery, LabelQuery};
 use super::status::ApiError;
+use crate::cilium_api::{CiliumClusterwideNetworkPolicyObject, CiliumNetworkPolicyObject};
 use crate::dataplane::NodeInfo;
 use crate::gateway_api::{Gateway, HttpRoute};
 use crate::object::Object;
@@ -71,6 +72,12 @@ pub(crate) trait Kind:
         super::table::default_cells(self.metadata(), now)
     }
 
+    /// Checks of the decoded body that need `fieldValidation` (custom resources whose schema
+    /// lives below the top level: unknown fields there are a 400 only when `strict`).
+    fn check_fields(&self, _strict: bool) -> Result<(), ApiError> {
+        Ok(())
+    }
+
     /// A field label's value for `fieldSelector` ("" when unset).
     fn field(&self, label: &str) -> String {
         let meta = self.metadata();
@@ -103,6 +110,8 @@ pub(crate) struct Store {
     pub(crate) ingresses: BTreeMap<Key, Ingress>,
     pub(crate) http_routes: BTreeMap<Key, HttpRoute>,
     pub(crate) gateways: BTreeMap<Key, Gateway>,
+    pub(crate) cilium_policies: BTreeMap<Key, CiliumNetworkPolicyObject>,
+    pub(crate) cilium_clusterwide_policies: BTreeMap<Key, CiliumClusterwideNetworkPolicyObject>,
     /// The sandbox preset whose objects every persona namespace gets.
     pub(crate) preset: Option<PresetProfile>,
 }
@@ -168,6 +177,7 @@ pub(crate) fn decode_object<K: Kind>(value: Value, strict: bool) -> Result<K, Ap
             )));
         }
     }
+    obj.check_fields(strict)?;
     Ok(obj)
 }
 
@@ -196,6 +206,8 @@ impl Store {
             ingresses: BTreeMap::new(),
             http_routes: BTreeMap::new(),
             gateways: BTreeMap::new(),
+            cilium_policies: BTreeMap::new(),
+            cilium_clusterwide_policies: BTreeMap::new(),
             preset: None,
         };
         for name in SYSTEM_NAMESPACES {
@@ -643,6 +655,7 @@ impl Store {
         self.ingresses.retain(|(ns, _), _| ns != name);
         self.http_routes.retain(|(ns, _), _| ns != name);
         self.gateways.retain(|(ns, _), _| ns != name);
+        self.cilium_policies.retain(|(ns, _), _| ns != name);
         self.namespaces.remove(&key_of("", name));
         self.next_revision();
     }

@@ -22,21 +22,41 @@
 //!
 //! The filter runs after DNAT, so Service traffic is judged on the endpoint pod and target port,
 //! as Kubernetes requires. Traffic from or to addresses that are not pods only meets ipBlocks.
+//!
+//! When the node's CNI plays Cilium ([`compile_with`] with a [`CiliumState`]), the pod chains
+//! come from [`cilium`] instead: Cilium's semantics for NetworkPolicies, CiliumNetworkPolicies
+//! and CiliumClusterwideNetworkPolicies together, as the core's `CiliumOracle` defines them. A
+//! pod chain then starts with its deny rules (`drop`) and ends with `return` where no selecting
+//! rule asks for default deny.
 
+mod cilium;
 mod model;
 mod render;
 mod resolve;
 
-pub use model::{Allow, Dnat, Endpoint, Exposure, Filter, Hairpin, Peer, PodChain, Ruleset, L4};
-pub use resolve::build;
+pub use model::{
+    Allow, Dnat, Endpoint, Exposure, Filter, Hairpin, Otherwise, Peer, PodChain, Ruleset, L4,
+};
+pub use resolve::{build, build_with};
 
 use crate::fault::FaultSet;
-use crate::state::ClusterState;
+use crate::state::{CiliumState, ClusterState};
 
 /// The nft script for `state` under `faults`: text for `nft -f -`, replacing `table inet <table>`
 /// atomically. `table` must be an nft identifier (letters, digits, `_`).
 pub fn compile(state: &ClusterState, faults: &FaultSet, table: &str) -> String {
     build(state, faults, table).render()
+}
+
+/// [`compile`] with Cilium's semantics for every policy and the Cilium policies of `cilium`
+/// (when given; `None` is [`compile`]).
+pub fn compile_with(
+    state: &ClusterState,
+    cilium: Option<&CiliumState>,
+    faults: &FaultSet,
+    table: &str,
+) -> String {
+    build_with(state, cilium, faults, table).render()
 }
 
 #[cfg(test)]

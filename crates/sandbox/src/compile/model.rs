@@ -79,7 +79,8 @@ pub struct Filter {
     pub ingress: Vec<PodChain>,
 }
 
-/// The chain of one isolated pod in one direction: the union of its isolating policies' rules.
+/// The chain of one isolated pod in one direction: its denies, then the union of its isolating
+/// policies' allows, then [`Otherwise`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodChain {
     /// `namespace/name`.
@@ -87,8 +88,21 @@ pub struct PodChain {
     pub ip: IpAddr,
     /// The nft chain name, e.g. `egress_x_a`.
     pub name: String,
+    /// Matched first: a packet one of them matches is dropped, whatever admits it (Cilium's
+    /// `ingressDeny`/`egressDeny`; always empty for NetworkPolicy semantics).
+    pub denies: Vec<Allow>,
     /// In policy order (policies sorted by namespace/name); exact duplicates removed.
     pub allows: Vec<Allow>,
+    /// What happens to a packet no rule matched: dropped (NetworkPolicy isolation, Cilium's
+    /// default deny), or accepted (Cilium, when every selecting rule turns default deny off).
+    pub otherwise: Otherwise,
+}
+
+/// The last rule of a pod chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Otherwise {
+    Drop,
+    Accept,
 }
 
 /// One accepting rule: the peer address (destination for egress, source for ingress) and L4.
@@ -109,6 +123,8 @@ pub enum Peer {
     Pods(Vec<IpAddr>),
     /// An ipBlock: `cidr` minus `except` (aggregated, same family as `cidr`).
     Block { cidr: IpNet, except: Vec<IpNet> },
+    /// The node's own address (Cilium's `host` entity).
+    Node(IpAddr),
 }
 
 /// Which transport traffic an allow admits.
@@ -135,6 +151,7 @@ impl Peer {
             Peer::Block { cidr, except } => {
                 cidr.contains(&ip) && !except.iter().any(|e| e.contains(&ip))
             }
+            Peer::Node(node) => *node == ip,
         }
     }
 }

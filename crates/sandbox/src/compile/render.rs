@@ -1,6 +1,6 @@
 //! The rule model printed as one `nft -f -` batch: a direct transcription of it.
 
-use super::model::{Allow, Dnat, Exposure, Hairpin, Peer, PodChain, Ruleset, L4};
+use super::model::{Allow, Dnat, Exposure, Hairpin, Otherwise, Peer, PodChain, Ruleset, L4};
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -67,10 +67,10 @@ fn l4_match(l4: &L4) -> String {
     }
 }
 
-/// The nft rules for one allow; `field` is `saddr` (ingress) or `daddr` (egress). Several lines
-/// when a pod set spans both address families.
-fn allow_rules(a: &Allow, field: &str) -> Vec<String> {
-    let tail = format!("{}return {}", l4_match(&a.l4), comment(&a.origin));
+/// The nft rules for one allow (`verdict` `return`) or deny (`drop`); `field` is `saddr`
+/// (ingress) or `daddr` (egress). Several lines when a pod set spans both address families.
+fn allow_rules(a: &Allow, field: &str, verdict: &str) -> Vec<String> {
+    let tail = format!("{}{verdict} {}", l4_match(&a.l4), comment(&a.origin));
     match &a.peer {
         Peer::Any => vec![tail],
         Peer::Pods(ips) => by_family(ips.iter().copied(), IpAddr::is_ipv4)
@@ -86,6 +86,7 @@ fn allow_rules(a: &Allow, field: &str) -> Vec<String> {
             };
             vec![format!("{fam} {field} {cidr} {exclude}{tail}")]
         }
+        Peer::Node(ip) => vec![format!("{} {field} {ip} {tail}", family(ip))],
     }
 }
 
@@ -258,8 +259,19 @@ impl Ruleset {
             for (chains, field) in [(&f.egress, "daddr"), (&f.ingress, "saddr")] {
                 for c in chains {
                     let mut rules = vec![comment(&c.pod)];
-                    rules.extend(c.allows.iter().flat_map(|a| allow_rules(a, field)));
-                    rules.push("drop".to_string());
+                    rules.extend(c.denies.iter().flat_map(|a| allow_rules(a, field, "drop")));
+                    rules.extend(
+                        c.allows
+                            .iter()
+                            .flat_map(|a| allow_rules(a, field, "return")),
+                    );
+                    rules.push(
+                        match c.otherwise {
+                            Otherwise::Drop => "drop",
+                            Otherwise::Accept => "return",
+                        }
+                        .to_string(),
+                    );
                     o.chain(&c.name, None, &rules);
                 }
             }

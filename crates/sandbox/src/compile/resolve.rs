@@ -1,8 +1,11 @@
 //! From a cluster state to the rule model: Services to DNAT rules, NetworkPolicies to per-pod
 //! chains, with the compiler's faults applied here.
 
-use super::model::{Allow, Dnat, Endpoint, Exposure, Filter, Hairpin, Peer, PodChain, Ruleset, L4};
+use super::model::{
+    Allow, Dnat, Endpoint, Exposure, Filter, Hairpin, Otherwise, Peer, PodChain, Ruleset, L4,
+};
 use crate::fault::{Fault, FaultSet};
+use crate::state::CiliumState;
 use crate::state::ClusterState;
 use crate::state::PodState;
 use crate::state::ServiceState;
@@ -20,12 +23,25 @@ use std::net::IpAddr;
 
 /// Resolves `state` into the rule model, applying the compiler's faults.
 pub fn build(state: &ClusterState, faults: &FaultSet, table: &str) -> Ruleset {
+    build_with(state, None, faults, table)
+}
+
+/// [`build`], with Cilium's semantics for every policy when `cilium` is given (the node's CNI
+/// plays Cilium: see [`super::cilium`]).
+pub fn build_with(
+    state: &ClusterState,
+    cilium: Option<&CiliumState>,
+    faults: &FaultSet,
+    table: &str,
+) -> Ruleset {
     let mut b = Builder::new(state, faults);
     let (dnat, hairpin, cluster_ips) = b.services(&state.services);
     let enforce = !faults.contains(&Fault::NoEnforcement);
     let flaky = faults.contains(&Fault::Flaky);
     let filter = if enforce || flaky {
-        let (egress, ingress) = if enforce {
+        let (egress, ingress) = if let (true, Some(cilium)) = (enforce, cilium) {
+            super::cilium::chains(&mut b, state, cilium)
+        } else if enforce {
             b.policies(&state.policies)
         } else {
             (Vec::new(), Vec::new())
@@ -84,13 +100,13 @@ struct Rule {
     ports: Vec<(String, PortEntry)>,
 }
 
-struct Builder<'a> {
-    faults: &'a FaultSet,
-    node_address: Option<IpAddr>,
+pub(super) struct Builder<'a> {
+    pub(super) faults: &'a FaultSet,
+    pub(super) node_address: Option<IpAddr>,
     namespaces: BTreeMap<&'a str, Labels>,
     /// Pods with an address, sorted by namespace/name, addresses distinct.
-    pods: Vec<&'a PodState>,
-    notes: Vec<String>,
+    pub(super) pods: Vec<&'a PodState>,
+    pub(super) notes: Vec<String>,
 }
 
 impl<'a> Builder<'a> {
@@ -589,7 +605,9 @@ impl<'a> Builder<'a> {
                     pod: format!("{}/{}", p.namespace, p.name),
                     ip,
                     name: chain_name(prefix, &p.namespace, &p.name, names),
+                    denies: Vec::new(),
                     allows,
+                    otherwise: Otherwise::Drop,
                 })
             })
             .collect()
@@ -618,7 +636,12 @@ fn same_family(a: &IpNet, b: &IpNet) -> bool {
 }
 
 /// `egress_<ns>_<pod>` restricted to nft identifier characters, unique within the table.
-fn chain_name(prefix: &str, namespace: &str, pod: &str, used: &mut BTreeSet<String>) -> String {
+pub(super) fn chain_name(
+    prefix: &str,
+    namespace: &str,
+    pod: &str,
+    used: &mut BTreeSet<String>,
+) -> String {
     let clean = |s: &str| -> String {
         s.chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })

@@ -4,7 +4,7 @@
 // every `sync` is recorded so tests can assert what enforcement would have been given.
 
 use super::{Dataplane, DataplaneError, NodeInfo, PodSpec};
-use crate::state::ClusterState;
+use crate::state::{CiliumState, ClusterState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Stdio;
@@ -18,6 +18,8 @@ struct Inner {
     next_offset: u32,
     pods: BTreeMap<PodKey, (IpAddr, PodSpec)>,
     syncs: Vec<ClusterState>,
+    /// When the fake plays Cilium: the Cilium state of each sync (`None` for plain syncs).
+    cilium: Option<Vec<Option<CiliumState>>>,
     created: Vec<PodSpec>,
     deleted: Vec<PodKey>,
     failing: BTreeMap<PodKey, String>,
@@ -45,6 +47,17 @@ impl FakeDataplane {
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes the fake play Cilium ([`Dataplane::cilium`]): the emulator then serves
+    /// `cilium.io/v2` and syncs with the Cilium policies.
+    pub fn play_cilium(&self) {
+        self.inner().cilium.get_or_insert_with(Vec::new);
+    }
+
+    /// The Cilium state of the last sync, when the fake plays Cilium.
+    pub fn last_cilium_sync(&self) -> Option<CiliumState> {
+        self.inner().cilium.as_ref()?.last().cloned().flatten()
     }
 
     /// Every state handed to `sync`, oldest first.
@@ -222,7 +235,29 @@ impl Dataplane for FakeDataplane {
     }
 
     fn sync(&self, state: &ClusterState) -> Result<(), DataplaneError> {
-        self.inner().syncs.push(state.clone());
+        let mut inner = self.inner();
+        inner.syncs.push(state.clone());
+        if let Some(c) = inner.cilium.as_mut() {
+            c.push(None);
+        }
+        Ok(())
+    }
+
+    fn cilium(&self) -> bool {
+        self.inner().cilium.is_some()
+    }
+
+    fn sync_cilium(
+        &self,
+        state: &ClusterState,
+        cilium: &CiliumState,
+    ) -> Result<(), DataplaneError> {
+        let mut inner = self.inner();
+        inner.syncs.push(state.clone());
+        inner
+            .cilium
+            .get_or_insert_with(Vec::new)
+            .push(Some(cilium.clone()));
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! Dataplanes behind the API emulator: the trait, and its implementations (`netns`: real network
 //! namespaces and nftables; `fake`: in-process, for API tests without root).
 
-use crate::state::{ClusterState, NamespaceState, PodState};
+use crate::state::{CiliumState, ClusterState, NamespaceState, PodState};
 use netassay_core::model::{Labels, ServedPort, NAMESPACE_NAME_LABEL};
 use std::net::IpAddr;
 use thiserror::Error;
@@ -106,6 +106,23 @@ pub trait Dataplane: Send + Sync + 'static {
     ) -> Result<tokio::process::Child, DataplaneError>;
     /// Enforces a new cluster state (policies, labels, pods, services). Called after every change.
     fn sync(&self, state: &ClusterState) -> Result<(), DataplaneError>;
+    /// Whether the node's CNI plays Cilium: the emulator then serves `cilium.io/v2` (as the
+    /// Cilium agent registers its CRDs) and hands every change to [`Dataplane::sync_cilium`].
+    /// By default it does not.
+    fn cilium(&self) -> bool {
+        false
+    }
+    /// [`Dataplane::sync`] with the cluster's Cilium policies, every policy under Cilium's
+    /// semantics. Called instead of `sync` only when [`Dataplane::cilium`] says so; a dataplane
+    /// that never plays Cilium need not implement it.
+    fn sync_cilium(
+        &self,
+        state: &ClusterState,
+        cilium: &CiliumState,
+    ) -> Result<(), DataplaneError> {
+        let _ = cilium;
+        self.sync(state)
+    }
     fn node(&self) -> NodeInfo;
     /// Removes everything this dataplane created. Idempotent.
     fn shutdown(&self);

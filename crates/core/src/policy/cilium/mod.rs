@@ -15,8 +15,9 @@ pub mod view;
 
 pub use model::{CiliumKind, CiliumPolicy, CiliumPolicyRef, CILIUM_API_VERSION};
 pub use oracle::{
-    CiliumCell, CiliumExplanation, CiliumOracle, CiliumOracleError, Endpoint, NameFact, NameFacts,
-    RuleOrigin, SideDecision,
+    CiliumCell, CiliumExplanation, CiliumOracle, CiliumOracleError, CompiledPort, CompiledPortRule,
+    Endpoint, NameFact, NameFacts, PortMatch, RuleOrigin, RulePeerSet, RulePeers, RuleView,
+    SelectedRules, SideDecision,
 };
 pub use validate::validate_cilium_policy;
 

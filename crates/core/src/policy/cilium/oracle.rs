@@ -188,24 +188,83 @@ enum L3 {
     Peers(Peers),
 }
 
-#[derive(Debug, Clone)]
-enum PortMatch {
+/// Which ports of a protocol a compiled port entry matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortMatch {
+    /// Port `0`, or a protocol-only entry: every port.
     Any,
+    /// `first..=last` (a single port when equal; `endPort` at or below `port` already folded).
     Range(u16, u16),
+    /// A container port name, resolved on the destination pod per protocol.
     Named(String),
 }
 
-#[derive(Debug, Clone)]
-struct CompiledPort {
-    protocols: [bool; 3],
-    port: PortMatch,
+/// One `ports[]` entry of a rule, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledPort {
+    /// The protocols it covers, in the order TCP, UDP, SCTP.
+    pub protocols: [bool; 3],
+    pub port: PortMatch,
 }
 
-#[derive(Debug, Clone)]
-struct CompiledPortRule {
-    ports: Vec<CompiledPort>,
+/// One `toPorts[]` element of a rule, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledPortRule {
+    pub ports: Vec<CompiledPort>,
     /// `rules.dns` on these ports: the DNS proxy answers, not the destination.
-    dns: bool,
+    pub dns: bool,
+}
+
+/// The peers of one rule element that selects a pod, as a dataplane enforces them
+/// ([`CiliumOracle::rules_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RulePeers {
+    /// The element selects no traffic (`ingress: [{}]`, an empty `fromEndpoints`): it only
+    /// turns on default deny.
+    Nothing,
+    /// No L3 field (a ports-only rule, a v1 rule without `from`/`to`): every peer.
+    Any,
+    Peers(RulePeerSet),
+}
+
+/// The L3 peers of one rule element, resolved over the oracle's topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulePeerSet {
+    /// Indices of the topology's pods the peer selectors and entities select, ascending.
+    pub pods: Vec<usize>,
+    /// `reserved:host`: the local node.
+    pub host: bool,
+    /// `reserved:kube-apiserver`: the API server's backends.
+    pub kube_apiserver: bool,
+    /// `reserved:world`: every address outside the cluster.
+    pub world: bool,
+    /// `(cidr, except)` entries: they match world addresses only.
+    pub cidrs: Vec<(IpNet, Vec<IpNet>)>,
+    /// `toFQDNs`: which addresses they match depends on DNS answers the oracle may not know.
+    pub fqdns: Vec<FqdnSelector>,
+    /// `toServices`: not resolved by the oracle.
+    pub services: bool,
+}
+
+/// One rule element that selects a pod in one direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleView<'o> {
+    pub origin: &'o RuleOrigin,
+    /// An `ingressDeny`/`egressDeny` element: matching traffic is denied whatever allows it.
+    pub deny: bool,
+    pub peers: RulePeers,
+    /// `None`: every port and protocol (an L3-only rule).
+    pub ports: Option<&'o [CompiledPortRule]>,
+}
+
+/// Everything that decides one pod's traffic in one direction ([`CiliumOracle::rules_of`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectedRules<'o> {
+    /// Whether some selecting element asks for default deny; without it, traffic no deny
+    /// matches is allowed.
+    pub default_deny: bool,
+    /// The selecting elements, v1 NetworkPolicies first, then Cilium policies in input order.
+    pub rules: Vec<RuleView<'o>>,
 }
 
 #[derive(Debug, Clone)]
@@ -519,6 +578,51 @@ impl<'t> CiliumOracle<'t> {
 
     pub fn topology(&self) -> &Topology {
         self.topology
+    }
+
+    /// The rule elements that select pod `pod` (a topology index) in `direction`, for a
+    /// dataplane that enforces exactly what this oracle judges; `None` when no element selects
+    /// it (the direction is not enforced). Decision order, as [`CiliumOracle::judge`] applies
+    /// it: a matching deny element, then a matching allow element, then, without default deny,
+    /// allowed; with it, ingress from the local host allowed, everything else denied.
+    pub fn rules_of(&self, pod: usize, direction: Direction) -> Option<SelectedRules<'_>> {
+        let (of, dd) = match direction {
+            Direction::Ingress => (self.ingress_of.get(pod)?, self.ingress_default_deny[pod]),
+            Direction::Egress => (self.egress_of.get(pod)?, self.egress_default_deny[pod]),
+        };
+        if of.is_empty() {
+            return None;
+        }
+        let n = self.topology.pods.len();
+        let rules = of
+            .iter()
+            .map(|&k| {
+                let e = &self.entries[k as usize];
+                let peers = match &e.l3 {
+                    None => RulePeers::Nothing,
+                    Some(L3::Wildcard) => RulePeers::Any,
+                    Some(L3::Peers(p)) => RulePeers::Peers(RulePeerSet {
+                        pods: (0..n).filter(|&i| p.identities.contains(i)).collect(),
+                        host: p.identities.contains(n),
+                        kube_apiserver: p.identities.contains(n + 1),
+                        world: p.identities.contains(n + 2),
+                        cidrs: p.cidrs.clone(),
+                        fqdns: p.fqdns.clone(),
+                        services: p.services,
+                    }),
+                };
+                RuleView {
+                    origin: &e.origin,
+                    deny: e.deny,
+                    peers,
+                    ports: e.l4.as_deref(),
+                }
+            })
+            .collect();
+        Some(SelectedRules {
+            default_deny: dd,
+            rules,
+        })
     }
 
     fn peer_matches(&self, l3: &L3, peer: Endpoint, u_world: usize, n: usize) -> Tri {

@@ -107,9 +107,11 @@ fn filter_allows(rs: &Ruleset, src: IpAddr, dst: IpAddr, proto: Protocol, port: 
     }
     let side = |chains: &[PodChain], me: IpAddr, other: IpAddr| {
         chains.iter().find(|c| c.ip == me).is_none_or(|c| {
-            c.allows
-                .iter()
-                .any(|a| a.peer.matches(other) && a.l4.matches(proto, port))
+            let hit = |a: &Allow| a.peer.matches(other) && a.l4.matches(proto, port);
+            if c.denies.iter().any(hit) {
+                return false;
+            }
+            c.allows.iter().any(hit) || c.otherwise == Otherwise::Accept
         })
     };
     side(&f.egress, src, dst) && side(&f.ingress, dst, src)
@@ -280,6 +282,7 @@ fn with_services(mut state: ClusterState) -> ClusterState {
     state
 }
 
+mod cilium;
 mod faults;
 mod oracle;
 mod policies;

@@ -47,9 +47,9 @@ use crate::addresses::{
 };
 use crate::cni::networks::{self, CniDirs, PodNetwork};
 use crate::cni::{self as cni_runtime, Attachment, Network};
-use crate::compile::compile;
+use crate::compile::compile_with;
 use crate::fault::{FaultMemory, FaultSet};
-use crate::state::ClusterState;
+use crate::state::{CiliumState, ClusterState};
 use crate::system;
 use late::LateApplier;
 use names::{cidr_text, pod_address, Prefix};
@@ -141,6 +141,8 @@ pub struct NetnsDataplane {
     pod_network: PodNetwork,
     third_party_plugins: Option<PathBuf>,
     closed: AtomicBool,
+    /// Whether netassay's CNI plays Cilium (see [`NetnsDataplane::play_cilium`]).
+    cilium: AtomicBool,
 }
 
 /// A CNI pod network: its conflist loaded, and the loopback network every pod's `lo` gets.
@@ -229,6 +231,7 @@ impl NetnsDataplane {
             pod_network: config.pod_network,
             third_party_plugins: config.third_party_plugins.clone(),
             closed: AtomicBool::new(false),
+            cilium: AtomicBool::new(false),
         };
         std::fs::create_dir_all(dataplane.log_dir())?;
         // The add-ons' files exist before any add-on starts (they read them at start).
@@ -1040,6 +1043,54 @@ impl super::Dataplane for NetnsDataplane {
     }
 
     fn sync(&self, state: &ClusterState) -> Result<(), DataplaneError> {
+        self.sync_with(state, None)
+    }
+
+    fn cilium(&self) -> bool {
+        self.cilium.load(Ordering::SeqCst)
+    }
+
+    fn sync_cilium(
+        &self,
+        state: &ClusterState,
+        cilium: &CiliumState,
+    ) -> Result<(), DataplaneError> {
+        self.sync_with(state, Some(cilium))
+    }
+
+    fn node(&self) -> NodeInfo {
+        NodeInfo {
+            name: self.prefix.node_netns(),
+            address: IpAddr::V4(NODE_ADDRESS),
+        }
+    }
+
+    fn shutdown(&self) {
+        if let Err(e) = self.close() {
+            eprintln!("netassay sandbox: cleanup incomplete: {e}");
+        }
+    }
+}
+
+impl NetnsDataplane {
+    /// Makes netassay's CNI play Cilium from now on, as if Cilium were installed: the emulator
+    /// serves `cilium.io/v2` (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy) and every
+    /// policy, NetworkPolicies included, compiles under Cilium's semantics. Only netassay's CNI
+    /// can (false when a third party enforces); turn it on before any policy exists (the next
+    /// sync applies it).
+    pub fn play_cilium(&self) -> bool {
+        if self.enforce_policies {
+            self.cilium.store(true, Ordering::SeqCst);
+        }
+        self.enforce_policies
+    }
+
+    /// [`Dataplane::sync`], with Cilium's semantics and policies when `cilium` is given.
+    fn sync_with(
+        &self,
+        state: &ClusterState,
+        cilium: Option<&CiliumState>,
+    ) -> Result<(), DataplaneError> {
         self.ensure_open()?;
         let mut guard = self.memory.lock().unwrap();
         let (memory, applied_last) = &mut *guard;
@@ -1057,7 +1108,7 @@ impl super::Dataplane for NetnsDataplane {
         } else {
             FaultSet::from(crate::fault::Fault::NoEnforcement)
         };
-        let script = compile(&effective, &faults, &self.prefix.policy_table());
+        let script = compile_with(&effective, cilium, &faults, &self.prefix.policy_table());
         let applied = match &self.late {
             // Every ruleset is queued: the delay runs from each sync.
             Some(late) => late
@@ -1074,19 +1125,6 @@ impl super::Dataplane for NetnsDataplane {
             }
         };
         applied.and(files)
-    }
-
-    fn node(&self) -> NodeInfo {
-        NodeInfo {
-            name: self.prefix.node_netns(),
-            address: IpAddr::V4(NODE_ADDRESS),
-        }
-    }
-
-    fn shutdown(&self) {
-        if let Err(e) = self.close() {
-            eprintln!("netassay sandbox: cleanup incomplete: {e}");
-        }
     }
 }
 
