@@ -257,7 +257,8 @@ mod tests {
         let lines = fault_lines();
         assert_eq!(
             lines.len(),
-            Fault::ALL.len() + PresetFault::ALL.len() + ControlPlaneFault::ALL.len() + 1
+            // + the third-party negative controls: enforcer-stopped, enforcement-off.
+            Fault::ALL.len() + PresetFault::ALL.len() + ControlPlaneFault::ALL.len() + 2
         );
         let mut names = std::collections::BTreeSet::new();
         for line in &lines {
@@ -270,7 +271,7 @@ mod tests {
                 "cni" => set.iter().count() == 1,
                 "preset:k8tre" => set.preset_faults().len() == 1,
                 "control-plane" => !set.control_plane().is_empty(),
-                "third-party" => set.enforcer_stopped(),
+                "third-party" => set.enforcer_stopped() || set.enforcement_off(),
                 other => panic!("unknown kind {other:?}"),
             };
             assert!(kind, "{line:?} is not what its kind says");

@@ -1,0 +1,218 @@
+//! Cilium policies applied to a real Cilium (the reference cluster with `--sandbox-cni cilium`:
+//! cilium-agent v1.20.2 and its CRDs): a run as netassay's least-privilege ServiceAccount
+//! applies CNPs and CCNPs, the oracle's verdicts hold, and no CCNP outlives the run, whether it
+//! ends or is interrupted (SIGINT: the interrupt path's cleanup).
+//!
+//! Needs root, `ip`, `nft` and the binaries of scripts/reference-cluster/build.sh with Cilium's
+//! (CI builds them before `cargo test`). Without them the test says so and passes, unless `CI`
+//! is set.
+
+use kube::api::{ApiResource, DynamicObject, ListParams};
+use kube::{Api, Client};
+use netassay_sandbox::reference;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NETASSAY: &str = env!("CARGO_BIN_EXE_netassay");
+
+fn usable() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let bins =
+        reference::check_binaries(&reference::bin_dir(None), &["cilium-agent", "cilium-cni"]);
+    let why = match (root, bins) {
+        (true, Ok(())) => return true,
+        (false, _) => "the Cilium tests need root".to_string(),
+        (true, Err(e)) => e.to_string(),
+    };
+    assert!(std::env::var_os("CI").is_none(), "in CI: {why}");
+    eprintln!("skipped: {why}");
+    false
+}
+
+fn ccnps() -> ApiResource {
+    ApiResource {
+        group: "cilium.io".into(),
+        version: "v2".into(),
+        api_version: "cilium.io/v2".into(),
+        kind: "CiliumClusterwideNetworkPolicy".into(),
+        plural: "ciliumclusterwidenetworkpolicies".into(),
+    }
+}
+
+async fn client(kubeconfig: &Path) -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    Client::try_from(config).expect("client")
+}
+
+/// The names of netassay's CCNPs in the cluster.
+async fn netassay_ccnps(admin: &Client) -> Vec<String> {
+    let api: Api<DynamicObject> = Api::all_with(admin.clone(), &ccnps());
+    api.list(&ListParams::default().labels("app.kubernetes.io/managed-by=netassay"))
+        .await
+        .expect("CCNPs list (Cilium's CRDs are installed)")
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect()
+}
+
+/// `netassay sandbox up` with Cilium; its admin kubeconfig.
+fn sandbox_up() -> (Child, PathBuf) {
+    let mut up = Command::new(NETASSAY)
+        .args([
+            "sandbox",
+            "up",
+            "--sandbox-control-plane",
+            "kubernetes",
+            "--sandbox-cni",
+            "cilium",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sandbox up starts");
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let stdout = up.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("a kubeconfig path");
+    }
+    (up, PathBuf::from(line.trim()))
+}
+
+/// Interrupts a child still running (the sandbox: SIGINT removes everything; a run: its
+/// interrupt path cleans up) however the test ends, panics included.
+struct Stop(Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            interrupt(&self.0);
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn interrupt(child: &Child) {
+    // SAFETY: kill has no memory preconditions; the pid is our own child's.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+}
+
+fn run_args<'a>(kubeconfig: &'a str, json: &'a str, scenarios: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        "--kubeconfig",
+        kubeconfig,
+        "--profile",
+        "cilium",
+        "--converge-timeout",
+        "45s",
+        "--json",
+        json,
+        "--exact",
+    ];
+    args.extend_from_slice(scenarios);
+    args
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cnps_and_ccnps_are_applied_judged_and_never_left_behind() {
+    if !usable() {
+        return;
+    }
+    let (up, admin_kubeconfig) = sandbox_up();
+    let _up = Stop(up);
+    assert!(
+        admin_kubeconfig.is_file(),
+        "sandbox up printed {admin_kubeconfig:?}"
+    );
+    // netassay runs as its ServiceAccount (manifests/rbac.yaml): a missing grant is a 403.
+    let own = admin_kubeconfig.with_file_name("netassay.kubeconfig");
+    let own = own.to_str().expect("UTF-8 path").to_string();
+    let admin = client(&admin_kubeconfig).await;
+    let dir = std::env::temp_dir().join(format!("netassay-cilium-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("run.json");
+    let json = json.to_str().expect("UTF-8 path").to_string();
+
+    // A whole run: a CCNP (created, replaced, deleted) and CNPs naming other namespaces.
+    let out = Command::new(NETASSAY)
+        .args(run_args(
+            &own,
+            &json,
+            &[
+                "cilium-ccnp-empty-peer-is-every-pod",
+                "cilium-ingress-from-other-namespaces",
+            ],
+        ))
+        .output()
+        .expect("netassay run");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
+    let verdicts: Vec<(String, String)> = report["scenarios"]
+        .as_array()
+        .expect("scenarios")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_string(),
+                s["verdict"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(verdicts.len(), 2, "{verdicts:?}");
+    assert!(
+        verdicts.iter().all(|(_, v)| v == "passed"),
+        "{verdicts:?}\n{log}"
+    );
+    assert_eq!(
+        netassay_ccnps(&admin).await,
+        Vec::<String>::new(),
+        "after a run"
+    );
+
+    // An interrupted run: SIGINT once its CCNP exists; the interrupt path deletes it.
+    let mut run = Stop(
+        Command::new(NETASSAY)
+            .args(run_args(&own, &json, &["cilium-k8tre-project-isolation"]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("netassay run starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let seen = loop {
+        let now = netassay_ccnps(&admin).await;
+        if !now.is_empty() || Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(seen.len(), 1, "the run's CCNP appears: {seen:?}");
+    assert!(
+        seen[0].starts_with("netassay-") && seen[0].ends_with("-allow-pod-to-pod-via-gateway"),
+        "named with the run and the fixture: {seen:?}"
+    );
+    interrupt(&run.0);
+    let status = run.0.wait().expect("the run ends");
+    assert_eq!(status.code(), Some(130), "interrupted");
+    assert_eq!(
+        netassay_ccnps(&admin).await,
+        Vec::<String>::new(),
+        "after an interrupt"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
