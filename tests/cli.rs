@@ -139,6 +139,36 @@ fn explain_walks_through_the_reasons() {
     assert!(s.contains("verdict: deny"), "{s}");
 }
 
+/// A CCNP's deny wins over a CNP's allow (Cilium deny.rst: deny takes precedence), and the
+/// explanation names the rule that decided each side.
+#[test]
+fn explain_names_the_ccnp_deny_rule_behind_a_cilium_cell() {
+    let out = netassay(&[
+        "explain",
+        "scenarios/cilium/11-ccnp-deny-beats-cnp-allow.yaml",
+        "--from",
+        "y/a",
+        "--to",
+        "x/a",
+        "--port",
+        "80",
+        "--step",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("(Cilium semantics)"), "{s}");
+    assert!(
+        s.contains("egress of y/a: selected by CCNP y-not-to-x (default deny): egress denied by CCNP y-not-to-x egressDeny[0]"),
+        "{s}"
+    );
+    assert!(
+        s.contains("ingress of x/a: selected by CNP x/allow-all-in (default deny): ingress allowed by CNP x/allow-all-in ingress[0]"),
+        "{s}"
+    );
+    assert!(s.contains("verdict: deny"), "{s}");
+}
+
 #[test]
 fn explain_rejects_unknown_pods_with_a_hint() {
     let out = netassay(&[

@@ -312,16 +312,25 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<u8> {
             let verdict = e
                 .verdict
                 .map_or("not judged".to_string(), |v| v.to_string());
-            println!("  verdict: {verdict}");
-            println!(
-                "  egress:  {}",
-                serde_json::to_string(&e.egress).unwrap_or_default()
-            );
-            println!(
-                "  ingress: {}",
-                serde_json::to_string(&e.ingress).unwrap_or_default()
-            );
-            println!("  why: {}\n", e.summary());
+            for (side, end) in [(&e.egress, &from), (&e.ingress, &to)] {
+                let selection = if side.selected_by.is_empty() {
+                    "selected by no policy".to_string()
+                } else {
+                    let by: Vec<String> = side.selected_by.iter().map(|p| p.to_string()).collect();
+                    let deny = if side.default_deny {
+                        "default deny"
+                    } else {
+                        "no default deny"
+                    };
+                    format!("selected by {} ({deny})", by.join(", "))
+                };
+                println!(
+                    "  {} of {end}: {selection}: {}",
+                    side.direction.as_str(),
+                    side.summary()
+                );
+            }
+            println!("  verdict: {verdict} (traffic needs egress at the source and ingress at the destination)\n");
             continue;
         }
         let o = p.oracle().map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -560,6 +560,11 @@ impl Sandbox {
         }
     }
 
+    /// The node's CNI.
+    pub fn cni(&self) -> Cni {
+        self.cni
+    }
+
     /// Which API serves the node.
     pub fn control_plane(&self) -> ControlPlane {
         if self.reference.is_some() {

@@ -28,6 +28,7 @@ impl Cluster {
         rt: &tokio::runtime::Runtime,
         sandbox_options: Option<SandboxOptions>,
         cilium: bool,
+        not_cilium: usize,
     ) -> Result<Cluster, u8> {
         let sandbox: Arc<Mutex<Option<Sandbox>>> = Arc::new(Mutex::new(None));
         let kubeconfig = match sandbox_options {
@@ -45,11 +46,22 @@ impl Cluster {
                                 None => "emulator".to_string(),
                             }
                         ));
-                        if cilium {
+                        if cilium && s.cni() == netassay_sandbox::node::components::Cni::Cilium {
+                            log_line(
+                                "the sandbox runs Cilium: its agent enforces the Cilium scenarios' policies through its own API (cilium.io/v2)".into(),
+                            );
+                        } else if cilium {
                             match crate::cli::sandbox::play_cilium(&s) {
-                                Ok(()) => log_line(
-                                    "the sandbox has Cilium's API (cilium.io/v2): netassay's CNI plays Cilium, every policy under Cilium's semantics".into(),
-                                ),
+                                Ok(()) => {
+                                    log_line(
+                                        "the sandbox has Cilium's API (cilium.io/v2): netassay's CNI plays Cilium, every policy under Cilium's semantics".into(),
+                                    );
+                                    if not_cilium > 0 {
+                                        log_line(format!(
+                                            "note: {not_cilium} selected scenario(s) use only NetworkPolicy and are enforced here as Cilium enforces them (an ipBlock matches no pod): judge them on a conformant CNI in a run without Cilium scenarios"
+                                        ));
+                                    }
+                                }
                                 Err(e) if args.sandbox_backend.cilium_api == CiliumApi::On => {
                                     rt.block_on(s.stop());
                                     eprintln!("netassay: {e}");

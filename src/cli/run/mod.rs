@@ -54,7 +54,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .sandbox_backend
         .cilium_api
         .wanted(scenarios.iter().any(|s| s.uses_cilium()));
-    let cluster = match Cluster::start(&args, &rt, sandbox, cilium) {
+    let not_cilium = scenarios.iter().filter(|s| !s.uses_cilium()).count();
+    let cluster = match Cluster::start(&args, &rt, sandbox, cilium, not_cilium) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };

@@ -384,7 +384,8 @@ pub struct CiliumSide {
 }
 
 impl CiliumSide {
-    fn summary(&self) -> String {
+    /// The decision in one sentence, naming the rule that made it.
+    pub fn summary(&self) -> String {
         let d = self.direction.as_str();
         match &self.decision {
             SideDecision::NoPolicy => format!("{d}: no policy applies to this end"),
