@@ -27,6 +27,9 @@ pub struct SuiteOptions {
     /// How to run the agent outside the cluster (`argv + ["agent", "probe"]`); `None`: there is
     /// no outside vantage and outside cells are not judged.
     pub outside: Option<Vec<String>>,
+    /// The CNI's own record of flows (Cilium's Hubble in a `--sandbox-cni cilium` sandbox):
+    /// asked about every cell that went wrong, for the report's evidence. Never a verdict.
+    pub witness: Option<netassay_sandbox::node::hubble::Hubble>,
 }
 
 /// The result of one step of one scenario.
@@ -280,6 +283,7 @@ fn unsupported_steps(s: &Scenario, why: &str) -> Vec<StepOutcome> {
                     }],
                     expected,
                     explanation: None,
+                    cni_account: None,
                     changed: false,
                     time_to_enforce: None,
                     time_to_enforce_resolution: None,
@@ -576,6 +580,7 @@ impl Pool {
             let changed = changed_cells(s.mode, before, fixture.original_topology(), plan);
             // The changed cells' series runs while the changes are made (dropped on error).
             let before = fixture.tally.snapshot();
+            let began = std::time::SystemTime::now();
             let (load, t0) = (fixture.tally.load(), Instant::now());
             let begun = begin_step(fixture, &plan.cells, &changed, &self.opts.judging).await;
             let applied = fixture.apply_step(step).await?;
@@ -600,6 +605,9 @@ impl Pool {
                 for c in result.cells.iter_mut().filter(|c| c.status.is_failure()) {
                     c.explanation = plan.explain_summary(&c.expected.cell);
                 }
+            }
+            if let Some(witness) = &self.opts.witness {
+                witness_accounts(witness, &fixture.topology, began, &mut result.cells).await;
             }
             let (inventory, inventory_error) = if step.inventory {
                 match self.inventory(s).await {
@@ -674,6 +682,44 @@ impl Pool {
                 (self.log)(format!("teardown: {e}"));
             }
         }
+    }
+}
+
+/// Asks the CNI's own record (Hubble) about each cell that went wrong since the step began,
+/// between the pods' addresses on the destination port: its account goes in the cell as
+/// evidence; when it could not be asked, the cell says so.
+async fn witness_accounts(
+    witness: &netassay_sandbox::node::hubble::Hubble,
+    topology: &netassay_core::model::Topology,
+    since: std::time::SystemTime,
+    cells: &mut [crate::runner::CellResult],
+) {
+    use netassay_core::model::Via;
+    for c in cells.iter_mut().filter(|c| c.status.is_failure()) {
+        let cell = &c.expected.cell;
+        // Pod to pod, directly or through a Service (the datapath sees the translated flow at
+        // the destination); flows from or to outside the cluster are not looked up.
+        if !matches!(cell.via, Via::PodIp | Via::ServiceIp | Via::ServiceDns) {
+            continue;
+        }
+        let (Some(from), Some(to)) = (topology.pod(&cell.from), topology.pod(&cell.to)) else {
+            continue;
+        };
+        let query = netassay_sandbox::node::hubble::FlowQuery {
+            from: from.ip,
+            to: to.ip,
+            port: cell.port,
+            protocol: cell.protocol,
+            since,
+        };
+        let witness = witness.clone();
+        let answer = tokio::task::spawn_blocking(move || witness.account(&query)).await;
+        c.cni_account = Some(match answer {
+            Ok(Ok(Some(account))) => account,
+            Ok(Ok(None)) => "Hubble: no flow recorded since the step began".into(),
+            Ok(Err(e)) => format!("Hubble could not be asked: {e}"),
+            Err(e) => format!("Hubble could not be asked: {e}"),
+        });
     }
 }
 

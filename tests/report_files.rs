@@ -54,6 +54,10 @@ fn junit_per_step_reads_back_with_junitparser() {
     let xml = std::fs::read_to_string(&file).unwrap();
     assert!(xml.contains("allow &lt;all&gt; &amp; &quot;everything&quot;"));
     assert!(xml.contains("ingress isolated by x/deny-from-y and no rule admits it"));
+    // Beside the oracle's reasons, the CNI's own account of the cell's flows.
+    assert!(xml.contains(
+        "account: Hubble: 0 dropped, 3 forwarded since the step began; last: FORWARDED at ingress"
+    ));
     assert!(xml.contains("x/endport-below-port: created without error"));
     check_with_junitparser(&file, JUNIT_STEP_COUNTS);
 }

@@ -212,6 +212,9 @@ fn describe(cell: &CellResult) -> String {
     if let Some(why) = &cell.explanation {
         let _ = writeln!(out, "  explanation: {why}");
     }
+    if let Some(account) = &cell.cni_account {
+        let _ = writeln!(out, "  the CNI's account: {account}");
+    }
     out
 }
 

@@ -374,6 +374,9 @@ pub fn compact_diff(step: &StepResult, color: bool) -> String {
         if let Some(why) = &cell.explanation {
             let _ = writeln!(out, "    because: {why}");
         }
+        if let Some(account) = &cell.cni_account {
+            let _ = writeln!(out, "    the CNI's account: {account}");
+        }
     }
     out
 }
@@ -440,6 +443,7 @@ pub(crate) mod fixtures {
                 })
                 .collect(),
             explanation: None,
+            cni_account: None,
             changed: false,
             time_to_enforce: None,
             time_to_enforce_resolution: None,

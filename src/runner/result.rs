@@ -77,6 +77,10 @@ pub struct CellResult {
     /// The oracle's reasons, for cells that went wrong (oracle mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explanation: Option<String>,
+    /// The CNI's own account of the cell's flows (Cilium's Hubble), for cells that went wrong:
+    /// evidence beside the oracle's reasons, never a verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cni_account: Option<String>,
     /// The step changes this cell's verdict (it was probed as a series).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub changed: bool,

@@ -59,6 +59,7 @@ pub fn cell(from: &str, to: &str, port: u16, protocol: Protocol, verdict: Verdic
         },
         attempts: vec![attempt(1, 40, outcome, "")],
         explanation: None,
+        cni_account: None,
         changed: false,
         time_to_enforce: None,
         time_to_enforce_resolution: None,
@@ -146,6 +147,9 @@ pub fn report() -> RunReport {
         attempt(3, 5030, Outcome::Connected, "greeting from x/a"),
     ];
     wrong.explanation = Some("ingress isolated by x/deny-from-y and no rule admits it".into());
+    wrong.cni_account = Some(
+        "Hubble: 0 dropped, 3 forwarded since the step began; last: FORWARDED at ingress".into(),
+    );
     let flap = cells
         .iter_mut()
         .find(|c| c.expected.cell.from == pod("y/b") && c.expected.cell.to == pod("x/b"))

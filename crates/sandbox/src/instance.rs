@@ -565,6 +565,18 @@ impl Sandbox {
         self.cni
     }
 
+    /// The Hubble of the node's Cilium agent (`--sandbox-cni cilium`): Cilium's own account of
+    /// the flows of a path. `None` under any other CNI.
+    pub fn hubble(&self) -> Option<crate::node::hubble::Hubble> {
+        let reference = self.reference.as_ref()?;
+        (self.cni == Cni::Cilium).then(|| crate::node::hubble::Hubble {
+            binary: reference.cluster.bin().join("hubble"),
+            socket: crate::cni::networks::CiliumDirs::under(&self.dataplane.instance_dir())
+                .run
+                .join("hubble.sock"),
+        })
+    }
+
     /// Which API serves the node.
     pub fn control_plane(&self) -> ControlPlane {
         if self.reference.is_some() {

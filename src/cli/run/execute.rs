@@ -62,6 +62,7 @@ pub(super) fn suite_options(args: &RunArgs) -> anyhow::Result<SuiteOptions> {
         },
         keep: args.keep,
         outside: None,
+        witness: None,
     })
 }
 
@@ -75,6 +76,11 @@ pub(super) fn execute(
     scenarios: Vec<Scenario>,
 ) -> anyhow::Result<Executed> {
     options.outside = cluster.outside_vantage(args, &scenarios)?;
+    options.witness = cluster
+        .sandbox
+        .lock()
+        .ok()
+        .and_then(|s| s.as_ref().and_then(|s| s.hubble()));
     let bar = progress::bar(scenarios.len());
     let bar_for_log = bar.clone();
     let pool = Arc::new(

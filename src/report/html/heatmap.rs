@@ -8,7 +8,7 @@
 //! Colours, outlines and text placement are CSS classes (see [`STYLE`]), not attributes repeated
 //! on each of thousands of cells.
 
-use super::esc;
+use super::escape::esc;
 use crate::report::table::{expected_mark, observed_mark, path, status_name, Grid, View};
 use crate::runner::result::{Attempt, CellResult, CellStatus};
 use netassay_core::model::PodRef;
@@ -137,6 +137,9 @@ fn tooltip(view: View, c: &CellResult) -> String {
     }
     if let Some(why) = &c.explanation {
         let _ = write!(t, "\nwhy: {why}");
+    }
+    if let Some(account) = &c.cni_account {
+        let _ = write!(t, "\nthe CNI's account: {account}");
     }
     t
 }
@@ -614,7 +617,7 @@ fn drill_down(out: &mut String, g: &Grid<'_>, b: &Block<'_>, id: &str, open: boo
             status_name(c.status),
             c.expected.verdict,
             esc(&crate::report::table::observed_text(c)),
-            esc(c.explanation.as_deref().unwrap_or("")),
+            esc(&why_and_account(c)),
         );
     }
     out.push_str("</table>");
@@ -628,6 +631,16 @@ fn drill_down(out: &mut String, g: &Grid<'_>, b: &Block<'_>, id: &str, open: boo
         );
     }
     out.push_str("</details>\n");
+}
+
+/// The oracle's reasons and, when the CNI gave one, its own account, for the drill-down table.
+fn why_and_account(c: &CellResult) -> String {
+    match (&c.explanation, &c.cni_account) {
+        (Some(why), Some(account)) => format!("{why} — the CNI's account: {account}"),
+        (Some(why), None) => why.clone(),
+        (None, Some(account)) => format!("the CNI's account: {account}"),
+        (None, None) => String::new(),
+    }
 }
 
 #[cfg(test)]

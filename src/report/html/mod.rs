@@ -1,5 +1,6 @@
 //! The HTML report (`--html`): one self-contained page for sign-off, with inline CSS and SVG only.
 
+mod escape;
 mod heatmap;
 
 use super::conformance::{
@@ -13,23 +14,7 @@ use crate::suite::{ScenarioOutcome, StepOutcome};
 use heatmap::{ALLOW, DENY, ERROR, ERROR_EDGE, MISSING, UNSUPPORTED, WRONG};
 use std::fmt::Write as _;
 
-/// Every string from the run (scenario names, files, details) is user input.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // Control characters are not allowed in HTML text; keep tabs and newlines.
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use escape::esc;
 
 const STYLE: &str = r#"
 *{box-sizing:border-box}

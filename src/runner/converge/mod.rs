@@ -421,6 +421,7 @@ pub async fn run_step<P: Prober>(
                 status,
                 attempts: tries,
                 explanation: None,
+                cni_account: None,
                 changed: in_series(i),
                 time_to_enforce: enforced.map(|e| e.at),
                 time_to_enforce_resolution: enforced.map(|e| e.resolution),

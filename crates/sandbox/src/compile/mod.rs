@@ -37,7 +37,7 @@ mod resolve;
 pub use model::{
     Allow, Dnat, Endpoint, Exposure, Filter, Hairpin, Otherwise, Peer, PodChain, Ruleset, L4,
 };
-pub use resolve::{build, build_with};
+pub use resolve::build;
 
 use crate::fault::FaultSet;
 use crate::state::{CiliumState, ClusterState};
@@ -46,6 +46,20 @@ use crate::state::{CiliumState, ClusterState};
 /// atomically. `table` must be an nft identifier (letters, digits, `_`).
 pub fn compile(state: &ClusterState, faults: &FaultSet, table: &str) -> String {
     build(state, faults, table).render()
+}
+
+/// [`build`], with Cilium's semantics for every policy and the Cilium policies of `cilium` when
+/// given (the node's CNI plays Cilium: see [`cilium`]).
+pub fn build_with(
+    state: &ClusterState,
+    cilium: Option<&CiliumState>,
+    faults: &FaultSet,
+    table: &str,
+) -> Ruleset {
+    match cilium {
+        Some(c) => resolve::build_by(state, faults, table, |b| cilium::chains(b, state, c)),
+        None => build(state, faults, table),
+    }
 }
 
 /// [`compile`] with Cilium's semantics for every policy and the Cilium policies of `cilium`

@@ -5,7 +5,6 @@ use super::model::{
     Allow, Dnat, Endpoint, Exposure, Filter, Hairpin, Otherwise, Peer, PodChain, Ruleset, L4,
 };
 use crate::fault::{Fault, FaultSet};
-use crate::state::CiliumState;
 use crate::state::ClusterState;
 use crate::state::PodState;
 use crate::state::ServiceState;
@@ -23,26 +22,24 @@ use std::net::IpAddr;
 
 /// Resolves `state` into the rule model, applying the compiler's faults.
 pub fn build(state: &ClusterState, faults: &FaultSet, table: &str) -> Ruleset {
-    build_with(state, None, faults, table)
+    build_by(state, faults, table, |b| b.policies(&state.policies))
 }
 
-/// [`build`], with Cilium's semantics for every policy when `cilium` is given (the node's CNI
-/// plays Cilium: see [`super::cilium`]).
-pub fn build_with(
-    state: &ClusterState,
-    cilium: Option<&CiliumState>,
-    faults: &FaultSet,
+/// [`build`], with the pods' (egress, ingress) chains made by `chains` (the policy semantics:
+/// Kubernetes' in [`build`], Cilium's in [`super::build_with`]).
+pub(super) fn build_by<'a>(
+    state: &'a ClusterState,
+    faults: &'a FaultSet,
     table: &str,
+    chains: impl FnOnce(&mut Builder<'a>) -> (Vec<PodChain>, Vec<PodChain>),
 ) -> Ruleset {
     let mut b = Builder::new(state, faults);
     let (dnat, hairpin, cluster_ips) = b.services(&state.services);
     let enforce = !faults.contains(&Fault::NoEnforcement);
     let flaky = faults.contains(&Fault::Flaky);
     let filter = if enforce || flaky {
-        let (egress, ingress) = if let (true, Some(cilium)) = (enforce, cilium) {
-            super::cilium::chains(&mut b, state, cilium)
-        } else if enforce {
-            b.policies(&state.policies)
+        let (egress, ingress) = if enforce {
+            chains(&mut b)
         } else {
             (Vec::new(), Vec::new())
         };

@@ -16,7 +16,7 @@
 //!   node's namespace, which the sandbox deletes.
 //! - **Ready** when `cilium-dbg status --brief` says `OK`.
 
-use super::components::{identity, install_record, Component, Rbac};
+use super::identity::{identity, install_record, Component, Rbac};
 use crate::cni::networks::{CiliumDirs, CILIUM_RUN_MOUNT_POINT};
 use crate::reference::{self, ReferenceCluster, ReferenceError};
 use serde_json::json;
@@ -188,6 +188,9 @@ fn agent_script(
         "--enable-endpoint-health-checking=false".into(),
         "--enable-hubble=true".into(),
         format!("--hubble-socket-path={CILIUM_RUN_MOUNT_POINT}/hubble.sock"),
+        // The largest ring Hubble allows (2^16 - 1 flows, default 4095): a failing cell's flows
+        // are looked up after its step, when a large step has probed thousands of others since.
+        "--hubble-event-buffer-capacity=65535".into(),
         "--cluster-name=default".into(),
         // The sandbox writes the conflist itself (the same one) into the instance's net.d.
         "--write-cni-conf-when-ready=".into(),

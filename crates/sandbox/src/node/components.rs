@@ -3,8 +3,9 @@
 //! network namespace, each with its own ServiceAccount and exactly the RBAC its upstream
 //! manifest asks for, reaching the API through the node's relay ([`super::api_relay`]).
 
+use super::identity::{identity, install_record, Component, Rbac};
 use crate::cni::networks::PodNetwork;
-use crate::reference::{self, ReferenceCluster, ReferenceError};
+use crate::reference::{ReferenceCluster, ReferenceError};
 use serde_json::json;
 use std::time::Duration;
 
@@ -94,26 +95,6 @@ impl std::fmt::Display for ServiceProxy {
 /// How long a component may take to program its first ruleset.
 const READY_TIMEOUT: Duration = Duration::from_secs(45);
 
-/// One component: its binary, its identity, and the nftables table (or chain) whose rules in
-/// the node's namespace say it is working.
-pub(super) struct Component {
-    pub(super) binary: &'static str,
-    pub(super) service_account: &'static str,
-    /// The ClusterRole (from the component's upstream manifest), or the bootstrap role to bind.
-    pub(super) rbac: Rbac,
-    /// `family table` it creates, and the chain in it that must hold rules (`None`: any chain;
-    /// iptables' nft backend shares its `filter` table with every other iptables user).
-    pub(super) table: (&'static str, &'static str),
-    pub(super) chain: Option<&'static str>,
-}
-
-pub(super) enum Rbac {
-    /// A built-in ClusterRole of the API server's bootstrap policy.
-    Bootstrap(&'static str),
-    /// Our own ClusterRole with these rules.
-    Rules(serde_json::Value),
-}
-
 fn kube_proxy() -> Component {
     Component {
         binary: "kube-proxy",
@@ -189,44 +170,6 @@ pub fn binaries(enforcer: Cni, proxy: ServiceProxy) -> Vec<&'static str> {
         Cni::Cilium => out.extend(super::cilium::BINARIES),
     }
     out
-}
-
-/// Creates the component's ServiceAccount and RBAC, a token, and its credentials folder.
-pub(super) async fn identity(
-    client: &kube::Client,
-    cluster: &ReferenceCluster,
-    c: &Component,
-) -> Result<std::path::PathBuf, ReferenceError> {
-    let sa = c.service_account;
-    reference::create_object(
-        client,
-        json!({"apiVersion": "v1", "kind": "ServiceAccount",
-               "metadata": {"name": sa, "namespace": "kube-system"}}),
-    )
-    .await?;
-    let role = match &c.rbac {
-        Rbac::Bootstrap(name) => (*name).to_string(),
-        Rbac::Rules(rules) => {
-            let name = format!("netassay-sandbox:{sa}");
-            reference::create_object(
-                client,
-                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                       "metadata": {"name": name}, "rules": rules}),
-            )
-            .await?;
-            name
-        }
-    };
-    reference::create_object(
-        client,
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-               "metadata": {"name": format!("netassay-sandbox:{sa}")},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-               "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": "kube-system"}]}),
-    )
-    .await?;
-    let token = reference::service_account_token(client, "kube-system", sa).await?;
-    cluster.write_component_credentials(c.binary, &token)
 }
 
 /// The node the components run on.
@@ -347,33 +290,6 @@ pub async fn start(
         .await?;
     }
     Ok(())
-}
-
-/// The DaemonSet a real install of the component has in kube-system, so that a run's
-/// environment facts find the CNI the way they find it on any cluster (by DaemonSet name and
-/// image). The reference cluster runs no DaemonSet controller, so it never makes a pod: the
-/// component runs as a process on the node, which the annotations say.
-pub(super) async fn install_record(
-    client: &kube::Client,
-    c: &Component,
-    name: &str,
-    image: &str,
-    mode: &str,
-) -> Result<(), ReferenceError> {
-    let labels = json!({"k8s-app": name});
-    reference::create_object(
-        client,
-        json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
-               "metadata": {"name": name, "namespace": "kube-system",
-                            "annotations": {
-                                "netassay.io/sandbox": "runs as a process in the node's network namespace, not as this DaemonSet's pods",
-                                "netassay.io/dataplane-mode": mode}},
-               "spec": {"selector": {"matchLabels": labels},
-                        "template": {"metadata": {"labels": labels},
-                                     "spec": {"serviceAccountName": c.service_account,
-                                              "containers": [{"name": name, "image": image}]}}}}),
-    )
-    .await
 }
 
 /// The negative control (`--sandbox-fault enforcer-stopped`): stops the third-party enforcer

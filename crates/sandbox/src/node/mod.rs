@@ -14,6 +14,8 @@
 pub mod api_relay;
 mod cilium;
 pub mod components;
+pub mod hubble;
+mod identity;
 pub mod kubelet;
 
 use crate::api::discovery::{container_runtime_version, go_arch, kernel_version, OS_IMAGE};
