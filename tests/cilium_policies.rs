@@ -216,3 +216,60 @@ async fn cnps_and_ccnps_are_applied_judged_and_never_left_behind() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Beside the oracle's reasons, every cell that went wrong on Cilium carries Cilium's own
+/// account from Hubble: an ipBlock naming a pod's address never matches that pod on Cilium (its
+/// deviation list), so the pod's egress is default-deny there and Hubble saw the drop.
+#[test]
+fn a_failing_cell_on_cilium_carries_hubbles_account_of_the_drop() {
+    if !usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("run.json");
+    let out = Command::new(NETASSAY)
+        .args([
+            "run",
+            "--sandbox",
+            "--sandbox-control-plane",
+            "kubernetes",
+            "--sandbox-cni",
+            "cilium",
+            "--profile",
+            "core",
+            "--exact",
+            "egress-to-cidr-block",
+            "--converge-timeout",
+            "10s",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .expect("netassay run");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the deviation fails:\n{log}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
+    let wrong: Vec<&serde_json::Value> = report["scenarios"][0]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .flat_map(|s| s["cells"].as_array().into_iter().flatten())
+        .filter(|c| c["status"] == "fail" || c["status"] == "flapping")
+        .collect();
+    assert!(!wrong.is_empty(), "{log}");
+    for c in wrong {
+        // The oracle says allow (the ipBlock admits the address); Cilium dropped it for want of
+        // a rule that allows it, at the source's egress.
+        assert_eq!(c["verdict"], "allow", "{c}");
+        let account = c["cni_account"].as_str().unwrap_or_default();
+        assert!(
+            account.starts_with("Hubble: ")
+                && !account.starts_with("Hubble: 0 dropped")
+                && account.contains("(policy denied: no rule allows it)"),
+            "{} -> {}: {account:?}",
+            c["from"],
+            c["to"]
+        );
+    }
+}

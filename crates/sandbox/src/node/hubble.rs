@@ -72,10 +72,29 @@ impl Hubble {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("{}: {e}", self.binary.display()))?;
+        // Read while it runs: a step's flows can be more than a pipe holds.
+        let stdout = child.stdout.take();
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut out) = stdout {
+                use std::io::Read as _;
+                let _ = out.read_to_string(&mut text);
+            }
+            text
+        });
+        let stderr = child.stderr.take();
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut err) = stderr {
+                use std::io::Read as _;
+                let _ = err.read_to_string(&mut text);
+            }
+            text
+        });
         let deadline = std::time::Instant::now() + OBSERVE_TIMEOUT;
-        loop {
+        let status = loop {
             match child.try_wait() {
-                Ok(Some(_)) => break,
+                Ok(Some(status)) => break status,
                 Ok(None) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -88,17 +107,13 @@ impl Hubble {
                 }
                 Err(e) => return Err(format!("hubble observe: {e}")),
             }
+        };
+        let out = reader.join().unwrap_or_default();
+        let err = errors.join().unwrap_or_default();
+        if !status.success() {
+            return Err(format!("hubble observe: {}", err.trim()));
         }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| format!("hubble observe: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "hubble observe: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(summarize(&String::from_utf8_lossy(&out.stdout)))
+        Ok(summarize(&out))
     }
 }
 
