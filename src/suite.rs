@@ -714,10 +714,9 @@ async fn witness_accounts(
         };
         let witness = witness.clone();
         let answer = tokio::task::spawn_blocking(move || witness.account(&query)).await;
-        c.cni_account = Some(match answer {
-            Ok(Ok(Some(account))) => account,
-            Ok(Ok(None)) => "Hubble: no flow recorded since the step began".into(),
-            Ok(Err(e)) => format!("Hubble could not be asked: {e}"),
+        c.cni_account = Some(match answer.map_err(|e| e.to_string()).and_then(|r| r) {
+            Ok(Some(account)) => account,
+            Ok(None) => "Hubble: no flow recorded since the step began".into(),
             Err(e) => format!("Hubble could not be asked: {e}"),
         });
     }

@@ -266,7 +266,7 @@ fn a_failing_cell_on_cilium_carries_hubbles_account_of_the_drop() {
         assert!(
             account.starts_with("Hubble: ")
                 && !account.starts_with("Hubble: 0 dropped")
-                && account.contains("(policy denied: no rule allows it)"),
+                && account.contains("last: DROPPED at egress (policy denied: no rule allows it)"),
             "{} -> {}: {account:?}",
             c["from"],
             c["to"]

@@ -971,44 +971,9 @@ fn kube_network_policies_runs_or_says_why_not() {
     }
 }
 
-/// What `argv` prints inside the sandbox node's network namespace.
-fn in_node(sandbox: &Sandbox, argv: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &sandbox.dataplane().node_netns()])
-        .args(argv)
-        .output()
-        .expect("ip netns exec runs");
-    assert!(
-        out.status.success(),
-        "{argv:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `--sandbox-cni kube-router`: pods get their network from the bridge plugin (their IP from
-/// host-local, written into the pod status), kube-router alone programs the node (its chains
-/// and ipsets, no rule of netassay's compiler), DEL releases a deleted pod's address, and
-/// stopping the sandbox leaves none of it behind. That the rules enforce is the judged runs'
-/// business (CI's kube-router run and its negative control).
-#[tokio::test(flavor = "multi_thread")]
-async fn kube_router_programs_the_node_for_pods_that_got_their_network_through_cni() {
-    if !usable() {
-        return;
-    }
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let options = SandboxOptions {
-        control_plane: ControlPlane::Kubernetes,
-        cni: netassay_sandbox::node::components::Cni::KubeRouter,
-        ..SandboxOptions::default()
-    };
-    let sandbox = Sandbox::start_with_executable(options, NETASSAY.into())
-        .await
-        .expect("the kube-router sandbox starts");
-    let prefix = sandbox.instance().to_string();
-    // The cluster's admin: the test plays the user, not netassay's run identity.
-    let client = client(sandbox.admin_kubeconfig()).await;
-    let ns = "cni-x";
+/// Namespace `ns` with pods `a` and `b` (label `pod`), each serving TCP 80 with its identity,
+/// Running; their API and their IPs in that order.
+async fn serving_pods(client: &Client, ns: &str) -> (Api<Pod>, Vec<String>) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(
@@ -1057,6 +1022,48 @@ async fn kube_router_programs_the_node_for_pods_that_got_their_network_through_c
             .unwrap();
         ips.push(ip);
     }
+    (pods, ips)
+}
+
+/// What `argv` prints inside the sandbox node's network namespace.
+fn in_node(sandbox: &Sandbox, argv: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &sandbox.dataplane().node_netns()])
+        .args(argv)
+        .output()
+        .expect("ip netns exec runs");
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `--sandbox-cni kube-router`: pods get their network from the bridge plugin (their IP from
+/// host-local, written into the pod status), kube-router alone programs the node (its chains
+/// and ipsets, no rule of netassay's compiler), DEL releases a deleted pod's address, and
+/// stopping the sandbox leaves none of it behind. That the rules enforce is the judged runs'
+/// business (CI's kube-router run and its negative control).
+#[tokio::test(flavor = "multi_thread")]
+async fn kube_router_programs_the_node_for_pods_that_got_their_network_through_cni() {
+    if !usable() {
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let options = SandboxOptions {
+        control_plane: ControlPlane::Kubernetes,
+        cni: netassay_sandbox::node::components::Cni::KubeRouter,
+        ..SandboxOptions::default()
+    };
+    let sandbox = Sandbox::start_with_executable(options, NETASSAY.into())
+        .await
+        .expect("the kube-router sandbox starts");
+    let prefix = sandbox.instance().to_string();
+    // The cluster's admin: the test plays the user, not netassay's run identity.
+    let client = client(sandbox.admin_kubeconfig()).await;
+    let ns = "cni-x";
+    let (pods, ips) = serving_pods(&client, ns).await;
     // host-local's allocations, one file per address, name the attachment: the pod sandbox's
     // ID, shaped like a container runtime's (64 hex digits), one per pod.
     let ipam = PathBuf::from(format!("/run/netassay/{prefix}/cni/ipam/netassay-bridge"));
@@ -1205,54 +1212,10 @@ async fn cilium_attaches_pods_from_the_nodes_pod_cidr_and_sees_their_policies() 
         .expect("kube-controller-manager gave the Node a podCIDR");
     let cidr: ipnet::Ipv4Net = pod_cidr.parse().expect("an IPv4 podCIDR");
     let ns = "cil-x";
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .expect("namespace");
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let mut ips = Vec::new();
-    for name in ["a", "b"] {
-        let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": name, "labels": {"pod": name}},
-            "spec": {"containers": [{
-                "name": "agent",
-                "image": "netassay:sandbox",
-                "command": ["netassay", "agent", "serve", "--identity", format!("{ns}/{name}"),
-                            "--listen", "tcp:80"],
-            }]},
-        }))
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match pods.create(&PostParams::default(), &pod).await {
-                Err(kube::Error::Api(s))
-                    if netassay::cluster::is_service_account_race(&s)
-                        && Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                r => {
-                    r.expect("pod created");
-                    break;
-                }
-            }
-        }
-        wait_running(&pods, name).await;
-        let ip: std::net::Ipv4Addr = pods
-            .get(name)
-            .await
-            .unwrap()
-            .status
-            .and_then(|s| s.pod_ip)
-            .expect("a pod IP")
-            .parse()
-            .expect("IPv4");
+    let (pods, ips) = serving_pods(&client, ns).await;
+    for ip in &ips {
+        let ip: std::net::Ipv4Addr = ip.parse().expect("IPv4");
         assert!(cidr.contains(&ip), "{ip} is in the Node's podCIDR {cidr}");
-        ips.push(ip.to_string());
     }
     let dbg = reference::bin_dir(None).join("cilium-dbg");
     let socket = instance.join("cilium/run/cilium.sock");

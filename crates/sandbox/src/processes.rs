@@ -45,6 +45,47 @@ pub fn kill_recorded(pids_file: &Path) {
     }
 }
 
+/// Runs `process` with `input` on stdin; its exit status, stdout and stderr; killed after
+/// `limit`. stdout and stderr are read while it runs (a pipe holds only so much).
+pub(crate) fn run_with_timeout(
+    mut process: std::process::Command,
+    input: &str,
+    limit: std::time::Duration,
+) -> Result<(std::process::ExitStatus, String, String), String> {
+    let mut child = process.spawn().map_err(|e| e.to_string())?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that exits without reading shows that in its status.
+        let _ = std::io::Write::write_all(&mut stdin, input.as_bytes());
+    }
+    let mut stdout = child.stdout.take().ok_or("stdout is not piped")?;
+    let mut stderr = child.stderr.take().ok_or("stderr is not piped")?;
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(status) => break status,
+            None if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("no answer within {} s: killed", limit.as_secs()));
+            }
+            None => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    Ok((status, stdout, stderr))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

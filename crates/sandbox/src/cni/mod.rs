@@ -17,11 +17,10 @@
 pub mod networks;
 
 use serde_json::{json, Map, Value};
-use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use thiserror::Error;
 
 /// How long one plugin invocation may take: the kubelet's budget for creating a pod sandbox
@@ -339,7 +338,8 @@ impl Network {
         }
         let input = Value::Object(config.clone()).to_string();
         let (status, stdout, stderr) =
-            run_with_timeout(process, &input, PLUGIN_TIMEOUT).map_err(exec_error)?;
+            crate::processes::run_with_timeout(process, &input, PLUGIN_TIMEOUT)
+                .map_err(exec_error)?;
         let answer: Option<Value> = serde_json::from_str(stdout.trim()).ok();
         if !status.success() {
             let code = answer
@@ -380,47 +380,6 @@ impl Network {
             _ => Ok(Value::Null),
         }
     }
-}
-
-/// Runs `process` with `input` on stdin; its exit status, stdout and stderr; killed after
-/// `limit`.
-fn run_with_timeout(
-    mut process: Command,
-    input: &str,
-    limit: Duration,
-) -> Result<(std::process::ExitStatus, String, String), String> {
-    let mut child = process.spawn().map_err(|e| e.to_string())?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A plugin that exits without reading shows that in its status.
-        let _ = stdin.write_all(input.as_bytes());
-    }
-    let mut stdout = child.stdout.take().ok_or("stdout is not piped")?;
-    let mut stderr = child.stderr.take().ok_or("stderr is not piped")?;
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        match child.try_wait().map_err(|e| e.to_string())? {
-            Some(status) => break status,
-            None if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("no answer within {} s: killed", limit.as_secs()));
-            }
-            None => std::thread::sleep(Duration::from_millis(5)),
-        }
-    };
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    Ok((status, stdout, stderr))
 }
 
 fn first_nonempty<'a>(texts: &[&'a str]) -> &'a str {

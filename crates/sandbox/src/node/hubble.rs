@@ -59,7 +59,8 @@ impl Hubble {
             .map_err(|e| format!("the step's start as a timestamp: {e}"))?
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string();
-        let mut child = Command::new(&self.binary)
+        let mut observe = Command::new(&self.binary);
+        observe
             .args(["observe", "--server"])
             .arg(format!("unix://{}", self.socket.display()))
             .args(["--since", &since, "--all", "-o", "json"])
@@ -69,47 +70,10 @@ impl Hubble {
             .args(["--protocol", protocol])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("{}: {e}", self.binary.display()))?;
-        // Read while it runs: a step's flows can be more than a pipe holds.
-        let stdout = child.stdout.take();
-        let reader = std::thread::spawn(move || {
-            let mut text = String::new();
-            if let Some(mut out) = stdout {
-                use std::io::Read as _;
-                let _ = out.read_to_string(&mut text);
-            }
-            text
-        });
-        let stderr = child.stderr.take();
-        let errors = std::thread::spawn(move || {
-            let mut text = String::new();
-            if let Some(mut err) = stderr {
-                use std::io::Read as _;
-                let _ = err.read_to_string(&mut text);
-            }
-            text
-        });
-        let deadline = std::time::Instant::now() + OBSERVE_TIMEOUT;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Ok(None) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!(
-                        "hubble observe gave no answer within {OBSERVE_TIMEOUT:?}"
-                    ));
-                }
-                Err(e) => return Err(format!("hubble observe: {e}")),
-            }
-        };
-        let out = reader.join().unwrap_or_default();
-        let err = errors.join().unwrap_or_default();
+            .stderr(Stdio::piped());
+        let (status, out, err) =
+            crate::processes::run_with_timeout(observe, "", OBSERVE_TIMEOUT)
+                .map_err(|e| format!("hubble observe ({}): {e}", self.binary.display()))?;
         if !status.success() {
             return Err(format!("hubble observe: {}", err.trim()));
         }

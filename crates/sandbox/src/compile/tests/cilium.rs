@@ -327,32 +327,6 @@ fn every_rule_of_the_table_holds_on_the_compiled_model() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
-fn topology_of(state: &ClusterState) -> Topology {
-    Topology::new(
-        state
-            .namespaces
-            .iter()
-            .map(|n| Namespace {
-                name: n.name.clone(),
-                labels: n.labels.clone(),
-            })
-            .collect(),
-        state
-            .pods
-            .iter()
-            .filter_map(|p| {
-                Some(Pod {
-                    id: PodRef::new(&p.namespace, &p.name),
-                    labels: p.labels.clone(),
-                    ip: p.ip?,
-                    serve: p.ports.clone(),
-                    http: None,
-                })
-            })
-            .collect(),
-    )
-}
-
 // The compiler only turns the core oracle's selection into addresses: on every cell the oracle
 // judges (pods, the node, the external host, both ways, ports 80 and 81, TCP and UDP), the
 // compiled model agrees with it.
@@ -363,7 +337,7 @@ fn the_compiled_model_agrees_with_the_cilium_oracle_on_every_judged_cell() {
     for row in rows() {
         let w = row_world(&row);
         let (state, cilium) = (&w.0, &w.1);
-        let topo = topology_of(state);
+        let topo = super::oracle::topology(state);
         // The agent-refused row: the oracle never sees such a policy (the loader refuses it).
         let valid: Vec<CiliumPolicy> = cilium
             .policies

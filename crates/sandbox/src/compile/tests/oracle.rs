@@ -5,7 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use netassay_core::policy::oracle::policy_types;
 
-fn topology(state: &ClusterState) -> Topology {
+/// The oracle's view of a cluster state: its namespaces and the pods that have an address.
+pub(super) fn topology(state: &ClusterState) -> Topology {
     Topology::new(
         state
             .namespaces
