@@ -10,8 +10,6 @@ use k8s_openapi::{
     ClusterResourceScope, Metadata, NamespaceResourceScope, Resource, ResourceScope,
 };
 use netassay_core::policy::cilium::{CiliumKind, CiliumPolicy};
-use serde::de::Error as _;
-use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use std::marker::PhantomData;
@@ -222,36 +220,20 @@ impl<K: CiliumApiKind> Metadata for CiliumObject<K> {
 
 impl<K: CiliumApiKind> Serialize for CiliumObject<K> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.fields.len() + 3))?;
-        map.serialize_entry("apiVersion", API_VERSION)?;
-        map.serialize_entry("kind", K::KIND.as_str())?;
-        map.serialize_entry("metadata", &self.metadata)?;
-        for (key, value) in &self.fields {
-            map.serialize_entry(key, value)?;
-        }
-        map.end()
+        crate::custom_object::encode(
+            serializer,
+            API_VERSION,
+            K::KIND.as_str(),
+            &self.metadata,
+            &self.fields,
+        )
     }
 }
 
 impl<'de, K: CiliumApiKind> Deserialize<'de> for CiliumObject<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut fields = Map::deserialize(deserializer)?;
-        for (field, want) in [("apiVersion", API_VERSION), ("kind", K::KIND.as_str())] {
-            match fields.remove(field) {
-                None | Some(Value::Null) => {}
-                Some(Value::String(got)) if got == want => {}
-                Some(got) => {
-                    return Err(D::Error::custom(format!(
-                        "{field} must be {want:?}, not {got}"
-                    )))
-                }
-            }
-        }
-        let metadata = match fields.remove("metadata") {
-            None | Some(Value::Null) => ObjectMeta::default(),
-            Some(m) => ObjectMeta::deserialize(m).map_err(D::Error::custom)?,
-        };
-        fields.retain(|_, v| !v.is_null());
+        let (metadata, fields) =
+            crate::custom_object::decode(deserializer, API_VERSION, K::KIND.as_str())?;
         Ok(CiliumObject::new(metadata, fields))
     }
 }

@@ -2,14 +2,12 @@
 //! Gateway API (it is CRDs upstream), so they are kept as typed metadata plus the rest of the
 //! object as JSON.
 //
-// Decoding checks `apiVersion` and `kind` (when given, they must be this kind's) and decodes
-// `metadata` as an ObjectMeta; every other top-level field (spec, status) is kept as given, so
-// strict field validation finds unknown fields only in metadata, as for a CRD without a schema.
+// The wire form is [`crate::custom_object`]'s: every top-level field but metadata is kept as
+// given, so strict field validation finds unknown fields only in metadata, as for a CRD without
+// a schema.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::{Metadata, NamespaceResourceScope, Resource};
-use serde::de::Error as _;
-use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use std::marker::PhantomData;
@@ -112,37 +110,19 @@ impl<K: GatewayApiKind> Metadata for GatewayApiObject<K> {
 
 impl<K: GatewayApiKind> Serialize for GatewayApiObject<K> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.fields.len() + 3))?;
-        map.serialize_entry("apiVersion", API_VERSION)?;
-        map.serialize_entry("kind", K::KIND)?;
-        map.serialize_entry("metadata", &self.metadata)?;
-        for (key, value) in &self.fields {
-            map.serialize_entry(key, value)?;
-        }
-        map.end()
+        crate::custom_object::encode(
+            serializer,
+            API_VERSION,
+            K::KIND,
+            &self.metadata,
+            &self.fields,
+        )
     }
 }
 
 impl<'de, K: GatewayApiKind> Deserialize<'de> for GatewayApiObject<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut fields = Map::deserialize(deserializer)?;
-        for (field, want) in [("apiVersion", API_VERSION), ("kind", K::KIND)] {
-            match fields.remove(field) {
-                None | Some(Value::Null) => {}
-                Some(Value::String(got)) if got == want => {}
-                Some(got) => {
-                    return Err(D::Error::custom(format!(
-                        "{field} must be {want:?}, not {got}"
-                    )))
-                }
-            }
-        }
-        let metadata = match fields.remove("metadata") {
-            None | Some(Value::Null) => ObjectMeta::default(),
-            Some(m) => ObjectMeta::deserialize(m).map_err(D::Error::custom)?,
-        };
-        // Explicit nulls mean "unset", as for the typed kinds.
-        fields.retain(|_, v| !v.is_null());
+        let (metadata, fields) = crate::custom_object::decode(deserializer, API_VERSION, K::KIND)?;
         Ok(GatewayApiObject::new(metadata, fields))
     }
 }

@@ -22,6 +22,7 @@ pub mod cilium_api;
 pub mod cni;
 pub mod compile;
 pub mod control_fault;
+mod custom_object;
 pub mod dataplane;
 pub mod fault;
 pub mod gateway_api;
