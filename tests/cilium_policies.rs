@@ -62,8 +62,9 @@ async fn netassay_ccnps(admin: &Client) -> Vec<String> {
         .collect()
 }
 
-/// `netassay sandbox up` with Cilium; its admin kubeconfig.
-fn sandbox_up() -> (Child, PathBuf) {
+/// `netassay sandbox up` with Cilium (and `extra` flags); its admin kubeconfig, which it prints
+/// once the sandbox is up (an empty path when it exited instead).
+fn sandbox_up(extra: &[&str]) -> (Child, PathBuf) {
     let mut up = Command::new(NETASSAY)
         .args([
             "sandbox",
@@ -73,6 +74,7 @@ fn sandbox_up() -> (Child, PathBuf) {
             "--sandbox-cni",
             "cilium",
         ])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -131,7 +133,7 @@ async fn cnps_and_ccnps_are_applied_judged_and_never_left_behind() {
     if !usable() {
         return;
     }
-    let (up, admin_kubeconfig) = sandbox_up();
+    let (up, admin_kubeconfig) = sandbox_up(&[]);
     let _up = Stop(up);
     assert!(
         admin_kubeconfig.is_file(),
@@ -272,4 +274,27 @@ fn a_failing_cell_on_cilium_carries_hubbles_account_of_the_drop() {
             c["to"]
         );
     }
+}
+
+/// Asking for Cilium's API (`--sandbox-cilium-api on`) on a sandbox that runs Cilium is asking
+/// for what it has: the sandbox comes up (Cilium's own API), not refused as bad input.
+#[test]
+fn cilium_api_on_is_cilium_own_api_under_the_cilium_cni() {
+    if !usable() {
+        return;
+    }
+    let (up, admin_kubeconfig) = sandbox_up(&["--sandbox-cilium-api", "on"]);
+    let mut up = Stop(up);
+    assert!(
+        admin_kubeconfig.is_file(),
+        "sandbox up printed {admin_kubeconfig:?} (exit {:?})",
+        up.0.try_wait()
+    );
+    interrupt(&up.0);
+    let status = up.0.wait().expect("sandbox up ends");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGINT removes the sandbox and exits 0"
+    );
 }

@@ -52,7 +52,8 @@ pub struct SandboxBackendArgs {
     /// Cilium, where they are 404). With it, netassay's CNI plays Cilium: every policy,
     /// NetworkPolicies included, is enforced under Cilium's semantics (an ipBlock never
     /// matches a pod, the node always reaches its pods, ...), so core scenarios that put pod
-    /// addresses in an ipBlock fail, as on a real Cilium. Emulator and netassay's CNI only.
+    /// addresses in an ipBlock fail, as on a real Cilium. Emulator and netassay's CNI only;
+    /// under `--sandbox-cni cilium` the API is Cilium's own, whatever this says.
     #[arg(long = "sandbox-cilium-api", value_name = "WHEN", value_enum, default_value_t = CiliumApi::Auto)]
     pub cilium_api: CiliumApi,
 }
@@ -76,16 +77,39 @@ impl CiliumApi {
     }
 }
 
-/// Makes the started sandbox's cluster one with Cilium's API (netassay's CNI playing Cilium).
-/// Only the emulator with netassay's CNI can; otherwise the reason.
-pub(crate) fn play_cilium(sandbox: &Sandbox) -> Result<(), String> {
+/// Who serves Cilium's API in a sandbox that has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CiliumApiServer {
+    /// Cilium itself (`--sandbox-cni cilium`): its CRDs, enforced by its agent.
+    Cilium,
+    /// The emulator, with netassay's CNI playing Cilium.
+    Emulator,
+}
+
+impl CiliumApiServer {
+    /// What a run or `sandbox up` says about it.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            CiliumApiServer::Cilium => "the sandbox runs Cilium: its agent enforces the Cilium scenarios' policies through its own API (cilium.io/v2)",
+            CiliumApiServer::Emulator => "the sandbox has Cilium's API (cilium.io/v2): netassay's CNI plays Cilium, every policy under Cilium's semantics",
+        }
+    }
+}
+
+/// Makes the started sandbox's cluster one with Cilium's API: the real one under
+/// `--sandbox-cni cilium`, else the emulator's with netassay's CNI playing Cilium. Any other
+/// sandbox cannot; then the reason.
+pub(crate) fn play_cilium(sandbox: &Sandbox) -> Result<CiliumApiServer, String> {
+    if sandbox.cni() == netassay_sandbox::node::components::Cni::Cilium {
+        return Ok(CiliumApiServer::Cilium);
+    }
     if sandbox.control_plane() != ControlPlane::Emulator {
         return Err("--sandbox-cilium-api: only the emulator control plane can serve Cilium's API (the reference cluster's node agent does not watch CiliumNetworkPolicies; --sandbox-cni cilium brings the real one)".into());
     }
     if !sandbox.dataplane().play_cilium() {
         return Err("--sandbox-cilium-api: only netassay's CNI can play Cilium".into());
     }
-    Ok(())
+    Ok(CiliumApiServer::Emulator)
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,12 +214,14 @@ pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
                     }
                 };
                 if cilium {
-                    if let Err(e) = play_cilium(&s) {
-                        eprintln!("netassay: {e}");
-                        s.stop().await;
-                        return Ok(exit::BAD_INPUT);
+                    match play_cilium(&s) {
+                        Ok(server) => eprintln!("{}", server.describe()),
+                        Err(e) => {
+                            eprintln!("netassay: {e}");
+                            s.stop().await;
+                            return Ok(exit::BAD_INPUT);
+                        }
                     }
-                    eprintln!("the sandbox has Cilium's API: netassay's CNI plays Cilium");
                 }
                 println!("{}", s.admin_kubeconfig().display());
                 if s.admin_kubeconfig() != s.kubeconfig() {

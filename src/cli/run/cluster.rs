@@ -4,7 +4,7 @@
 use super::args::RunArgs;
 use super::progress::log_line;
 use super::unusable::environment_failure;
-use crate::cli::sandbox::CiliumApi;
+use crate::cli::sandbox::{CiliumApi, CiliumApiServer};
 use crate::cluster::{client_with_retries, load_config, ApiTally, ClusterError};
 use crate::scenario::Scenario;
 use anyhow::Context;
@@ -46,17 +46,11 @@ impl Cluster {
                                 None => "emulator".to_string(),
                             }
                         ));
-                        if cilium && s.cni() == netassay_sandbox::node::components::Cni::Cilium {
-                            log_line(
-                                "the sandbox runs Cilium: its agent enforces the Cilium scenarios' policies through its own API (cilium.io/v2)".into(),
-                            );
-                        } else if cilium {
+                        if cilium {
                             match crate::cli::sandbox::play_cilium(&s) {
-                                Ok(()) => {
-                                    log_line(
-                                        "the sandbox has Cilium's API (cilium.io/v2): netassay's CNI plays Cilium, every policy under Cilium's semantics".into(),
-                                    );
-                                    if not_cilium > 0 {
+                                Ok(server) => {
+                                    log_line(server.describe().into());
+                                    if server == CiliumApiServer::Emulator && not_cilium > 0 {
                                         log_line(format!(
                                             "note: {not_cilium} selected scenario(s) use only NetworkPolicy and are enforced here as Cilium enforces them (an ipBlock matches no pod): judge them on a conformant CNI in a run without Cilium scenarios"
                                         ));
