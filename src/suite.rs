@@ -173,6 +173,10 @@ fn key(t: &Topology, services: bool, routes: bool) -> String {
             p.id, p.labels, p.serve, p.http
         ));
     }
+    // A fixture probes the external endpoints of its own topology.
+    for e in &t.externals {
+        k.push_str(&format!("external {e:?};"));
+    }
     k
 }
 

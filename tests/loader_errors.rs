@@ -5,6 +5,9 @@ use netassay::scenario::load_str;
 
 const FILE: &str = "bad/scenario.yaml";
 
+/// One external endpoint of a scenario's own topology (flow style, inside `externals: {...}`).
+const EXTERNAL: &str = "m: {address: 203.0.113.20, name: mirror.example.org, ports: [{port: 443}]}";
+
 /// A valid scenario with one step; cases edit it.
 const GOOD: &str = r#"name: good
 description: a valid scenario
@@ -111,6 +114,11 @@ fn cases() -> Vec<Case> {
         c("topology port listed twice", edit("tags: [extended]\n", "tags: [extended]\ntopology:\n  namespaces: {x: {}}\n  pods: {x/a: {}}\n  serve: [{port: 80, protocol: TCP}, {port: 80, protocol: TCP}]\n"), "topology.serve[1]", "listed twice"),
         c("topology bad namespace name", edit("tags: [extended]\n", "tags: [extended]\ntopology:\n  namespaces: {X_1: {}}\n  pods: {X_1/a: {}}\n"), "topology.namespaces.X_1", "invalid namespace name"),
         c("YAML syntax error", edit("tags: [extended]", "tags: [extended"), "", "YAML syntax error"),
+        c("topology externals without Cilium policies", edit("tags: [extended]\n", &format!("tags: [extended]\ntopology:\n  namespaces: {{x: {{}}}}\n  pods: {{x/a: {{}}}}\n  externals: {{{EXTERNAL}}}\n")), "topology.externals", "Cilium's semantics only"),
+        c("topology externals in an intent scenario", edit("tags: [extended]\n", &format!("tags: [extended]\nmode: intent\ntopology:\n  namespaces: {{x: {{}}}}\n  pods: {{x/a: {{}}}}\n  externals: {{{EXTERNAL}}}\n")), "topology.externals", "profile config"),
+        c("topology external with a UDP port", edit("tags: [extended]\n", "tags: [extended]\ntopology:\n  namespaces: {x: {}}\n  pods: {x/a: {}}\n  externals: {m: {address: 203.0.113.20, name: m.example.org, ports: [{port: 53, protocol: UDP}]}}\n"), "topology.externals.m.ports[0].protocol", "cannot be probed"),
+        c("topology external with a bad name", edit("tags: [extended]\n", "tags: [extended]\ntopology:\n  namespaces: {x: {}}\n  pods: {x/a: {}}\n  externals: {m: {address: 203.0.113.20, name: \"not a name\", ports: [{port: 443}]}}\n"), "topology.externals.m.name", "invalid DNS name"),
+        c("external glob matching no endpoint of the topology", edit("tags: [extended]\n", &format!("tags: [extended]\ntopology:\n  namespaces: {{x: {{}}}}\n  pods: {{x/a: {{}}}}\n  externals: {{{EXTERNAL}}}\n")).replace("probe: {ports", "probe: {to: [\"external/nope\"], ports"), "steps[0].probe.to[0]", "matches no external endpoint"),
     ]
 }
 

@@ -106,18 +106,17 @@ impl Scenario {
     /// external endpoints, the outside vantage, gateway or NodePort paths, `profile` pins or an
     /// inventory.
     pub fn needs_profile(&self) -> bool {
+        // External endpoints of the scenario's own topology need no profile.
+        let own = !self.topology.externals.is_empty();
+        let from_profile =
+            |g: &String| g.starts_with("outside/") || (g.starts_with("external/") && !own);
         !self.personas.is_empty()
             || self.steps.iter().any(|s| {
                 s.inventory
-                    || s.matrix
-                        .from
-                        .iter()
-                        .chain(&s.matrix.to)
-                        .any(|g| names_profile_endpoint(g))
-                    || s.matrix
-                        .via
-                        .iter()
-                        .any(|v| v.is_external() || matches!(v, Via::Gateway | Via::NodePort))
+                    || s.matrix.from.iter().chain(&s.matrix.to).any(from_profile)
+                    || s.matrix.via.iter().any(|v| {
+                        (v.is_external() && !own) || matches!(v, Via::Gateway | Via::NodePort)
+                    })
                     || s.expect
                         .as_ref()
                         .is_some_and(|e| e.cells.iter().any(|c| c.verdict == PinVerdict::Profile))

@@ -43,6 +43,23 @@ pub struct TopologyDoc {
     pub pods: BTreeMap<String, PodDoc>,
     #[serde(default)]
     pub serve: Option<Vec<ServeDoc>>,
+    /// Endpoints outside the cluster that pods probe by address, by name and by the lookup
+    /// alone (oracle mode, judged under Cilium's semantics; intent scenarios take them from the
+    /// profile config).
+    #[serde(default)]
+    pub externals: BTreeMap<String, ExternalDoc>,
+}
+
+/// An external endpoint of a scenario's topology.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalDoc {
+    #[serde(default)]
+    pub description: Option<String>,
+    pub address: std::net::IpAddr,
+    /// The DNS name the cluster DNS answers with `address`.
+    pub name: String,
+    pub ports: Vec<super::profile::ExternalPortDoc>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

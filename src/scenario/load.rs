@@ -6,13 +6,14 @@ use super::document::{is_slug, parse_doc, LoadError};
 use super::format::{
     ExpectDefault, Mode, PinVerdict, PodDoc, PortRef, ProbeDoc, ScenarioDoc, ServeDoc,
 };
-use super::plan::{names_profile_endpoint, walk, PinConflict};
+use super::plan::{walk, PinConflict};
 use super::policies::{resolve_cilium_policy, resolve_policy, to_network_policy};
-use super::profile::CONFIG_FILE_NAME;
+use super::profile::{check_external, CONFIG_FILE_NAME};
 use super::source::{Location, SourceMap};
 use netassay_core::model::{
-    glob_match, standard_serve, Labels, Namespace, Pod, PodRef, PolicyRef, Protocol, ServedPort,
-    Topology, EXTERNAL_NAMESPACE, HTTP_PORT_NAME, NAMESPACE_NAME_LABEL, OUTSIDE_NAMESPACE,
+    glob_match, standard_serve, External, Labels, Namespace, Pod, PodRef, PolicyRef, Protocol,
+    ServedPort, Topology, EXTERNAL_NAMESPACE, HTTP_PORT_NAME, NAMESPACE_NAME_LABEL,
+    OUTSIDE_NAMESPACE,
 };
 use netassay_core::policy::cilium::{
     validate_cilium_policy, CiliumKind, CiliumPolicy, CiliumPolicyRef, CILIUM_API_VERSION,
@@ -332,6 +333,22 @@ fn check(ctx: &mut Ctx, doc: ScenarioDoc) -> Option<Scenario> {
             );
         }
     }
+    if !scenario.topology.externals.is_empty() {
+        if scenario.mode == Mode::Intent {
+            ctx.error(
+                "topology.externals",
+                "intent scenarios take their external endpoints from the profile config \
+                 (`externals` there)",
+            );
+        } else if !scenario.uses_cilium() {
+            ctx.error(
+                "topology.externals",
+                "external endpoints in an oracle scenario are judged under Cilium's semantics \
+                 only (toCIDR, toEntities world, toFQDNs and DNS rules): the scenario applies no \
+                 CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy",
+            );
+        }
+    }
     if scenario.mode == Mode::Oracle && scenario.needs_profile() {
         ctx.error(
             "mode",
@@ -580,8 +597,16 @@ fn check_glob(ctx: &mut Ctx, path: &str, glob: &str, topology: &Topology) {
         }
         return;
     }
-    if names_profile_endpoint(glob) {
-        // External endpoints come from the profile config; checked when the scenario is bound.
+    if let Some(name) = glob.strip_prefix("external/") {
+        if !topology.externals.is_empty()
+            && !topology.externals.iter().any(|e| glob_match(name, &e.name))
+        {
+            ctx.error(
+                path,
+                format!("{glob:?} matches no external endpoint of topology.externals"),
+            );
+        }
+        // Otherwise they come from the profile config; checked when the scenario is bound.
         return;
     }
     if !topology
@@ -802,7 +827,29 @@ fn build_topology(ctx: &mut Ctx, doc: &super::format::TopologyDoc) -> Option<Top
     if pods.is_empty() {
         ctx.error("topology.pods", "a topology needs at least one pod");
     }
-    let mut t = Topology::new(namespaces, pods);
+    let mut externals = Vec::new();
+    for (name, e) in &doc.externals {
+        let path = format!("topology.externals.{name}");
+        let mut errors = Vec::new();
+        let ports = check_external(
+            name,
+            &path,
+            Some(e.address),
+            Some(&e.name),
+            &e.ports,
+            &mut |p, m| errors.push((p, m)),
+        );
+        for (p, m) in errors {
+            ctx.error(p, m);
+        }
+        externals.push(External {
+            name: name.clone(),
+            address: Some(e.address),
+            host: Some(e.name.clone()),
+            ports,
+        });
+    }
+    let mut t = Topology::new(namespaces, pods).with_externals(externals);
     t.assign_synthetic_ips();
     Some(t)
 }

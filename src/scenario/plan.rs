@@ -490,6 +490,18 @@ pub fn walk(scenario: &Scenario, topology: &Topology) -> Result<Vec<StepPlan>, W
                         }
                     }
                 },
+                (Some(f), None) if scenario.mode == Mode::Oracle && cell.to.is_external() => {
+                    match (&cilium_oracle, topo.external(&cell.to.name)) {
+                        (Some(co), Some(e)) => match judge_external(co, f, e, &cell) {
+                            Ok(c) => Some(c),
+                            Err(why) => {
+                                unjudged.push((cell, why));
+                                continue;
+                            }
+                        },
+                        _ => None,
+                    }
+                }
                 _ => None,
             };
             let Some(computed) = computed else {
@@ -547,9 +559,80 @@ pub fn walk(scenario: &Scenario, topology: &Topology) -> Result<Vec<StepPlan>, W
     Ok(plans)
 }
 
-/// What the oracle may assume about DNS names (for `toFQDNs`): each external endpoint with both
-/// a name and an address resolves to that address. Without such endpoints, nothing is known and
-/// `toFQDNs` peers are not judged.
+/// A cell from pod `from` to an external endpoint under Cilium's semantics, or why it is not
+/// judged:
+/// - by address: the pod's egress to the address (a `toFQDNs` rule admits it only after some
+///   lookup of a matching name, so such cells are not judged);
+/// - the lookup alone: the query to the cluster DNS, which DNS rules may refuse;
+/// - by name: the lookup, then the connection, which a `toFQDNs` rule admits when the lookup
+///   went through Cilium's DNS proxy.
+fn judge_external(
+    co: &CiliumOracle,
+    from: usize,
+    e: &netassay_core::model::External,
+    cell: &Cell,
+) -> Result<CellVerdict, String> {
+    let src = Endpoint::Pod(from);
+    let connect = |seen: Option<&NameFact>| -> Result<CellVerdict, String> {
+        let Some(address) = e.address else {
+            return Err(format!("external/{} has no address", e.name));
+        };
+        let to = Endpoint::World(address);
+        let c = co.judge_world(src, to, cell.port, cell.protocol, seen);
+        match c.verdict {
+            Some(verdict) => Ok(CellVerdict {
+                verdict,
+                ip_dependent: c.ip_dependent,
+            }),
+            None => Err(co
+                .explain_world(src, to, cell.port, cell.protocol, seen)
+                .summary()),
+        }
+    };
+    let lookup = |host: &str| -> Result<(Verdict, Option<bool>), String> {
+        let l = co.judge_lookup(src, host);
+        match l.verdict {
+            Some(v) => Ok((v, l.proxied)),
+            None => Err(format!("the lookup of {host}: {}", l.egress.summary())),
+        }
+    };
+    match cell.via {
+        Via::Address => connect(None),
+        Via::Lookup => {
+            let host = e.host.as_deref().unwrap_or_default();
+            lookup(host).map(|(verdict, _)| CellVerdict {
+                verdict,
+                ip_dependent: false,
+            })
+        }
+        Via::Name => {
+            let host = e.host.as_deref().unwrap_or_default();
+            match lookup(host)? {
+                (Verdict::Deny, _) => Ok(CellVerdict {
+                    verdict: Verdict::Deny,
+                    ip_dependent: false,
+                }),
+                (Verdict::Allow, proxied) => {
+                    let fact = e.address.map(|address| NameFact {
+                        name: host.to_string(),
+                        address,
+                    });
+                    let seen = fact.as_ref().filter(|_| proxied == Some(true));
+                    connect(seen)
+                }
+            }
+        }
+        other => Err(format!(
+            "{} probes reach pods, not external endpoints",
+            other.as_str()
+        )),
+    }
+}
+
+/// What the oracle may assume about DNS names (for `toFQDNs`): the cluster DNS answers each
+/// external endpoint's name with its address; a `toFQDNs` rule admits that address for a source
+/// that just looked the name up through Cilium's DNS proxy ([`NameFacts::Answered`]). Without
+/// such endpoints, nothing is known and `toFQDNs` peers are not judged.
 pub fn name_facts(topology: &Topology) -> NameFacts {
     let facts: Vec<NameFact> = topology
         .externals
@@ -564,7 +647,7 @@ pub fn name_facts(topology: &Topology) -> NameFacts {
     if facts.is_empty() {
         NameFacts::Unknown
     } else {
-        NameFacts::Observed(facts)
+        NameFacts::Answered(facts)
     }
 }
 

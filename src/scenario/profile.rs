@@ -62,12 +62,13 @@ struct ExternalDoc {
     allow: Vec<AllowDoc>,
 }
 
+/// One probed port of an external endpoint (TCP unless said otherwise, and only TCP is valid).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct ExternalPortDoc {
-    port: u16,
+pub struct ExternalPortDoc {
+    pub port: u16,
     #[serde(default)]
-    protocol: Option<Protocol>,
+    pub protocol: Option<Protocol>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -287,70 +288,19 @@ impl Profile {
         let mut externals = Vec::new();
         for (name, e) in &doc.externals {
             let path = format!("externals.{name}");
-            if !is_slug(name) {
-                error(
-                    path.clone(),
-                    format!("external name {name:?} must be [a-z0-9-]"),
-                );
-            }
-            if e.address.is_none() && e.name.is_none() {
-                error(
-                    path.clone(),
-                    "an external endpoint needs an address, a name, or both".into(),
-                );
-            }
-            if let Some(n) = &e.name {
-                let bare = n.strip_suffix('.').unwrap_or(n);
-                for m in is_dns1123_subdomain(bare) {
-                    error(
-                        format!("{path}.name"),
-                        format!("invalid DNS name {n:?}: {m}"),
-                    );
-                }
-            }
+            let ports = check_external(
+                name,
+                &path,
+                e.address,
+                e.name.as_deref(),
+                &e.ports,
+                &mut error,
+            );
             if e.resolves.is_some() && e.name.is_none() {
                 error(
                     format!("{path}.resolves"),
                     "only an endpoint with a `name` can resolve".into(),
                 );
-            }
-            if e.ports.is_empty() && e.address.is_some() {
-                error(
-                    format!("{path}.ports"),
-                    "list the ports to probe on this address (e.g. [{port: 443}])".into(),
-                );
-            }
-            let mut ports = Vec::new();
-            for (k, p) in e.ports.iter().enumerate() {
-                if p.port == 0 {
-                    error(
-                        format!("{path}.ports[{k}].port"),
-                        "port 0 is not a valid port".into(),
-                    );
-                }
-                let protocol = p.protocol.unwrap_or(Protocol::Tcp);
-                if protocol != Protocol::Tcp {
-                    error(
-                        format!("{path}.ports[{k}].protocol"),
-                        format!(
-                            "{protocol} cannot be probed on an endpoint that is not a netassay \
-                             agent (nothing proves a datagram arrived); DNS is checked by \
-                             lookups of `name`"
-                        ),
-                    );
-                }
-                let sp = ServedPort {
-                    port: p.port,
-                    protocol,
-                    name: None,
-                };
-                if ports.contains(&sp) {
-                    error(
-                        format!("{path}.ports[{k}]"),
-                        format!("{}/{} is listed twice", sp.port, sp.protocol),
-                    );
-                }
-                ports.push(sp);
             }
             let mut allow = Vec::new();
             for (k, a) in e.allow.iter().enumerate() {
@@ -438,4 +388,78 @@ impl Profile {
             outside: doc.outside.map(|o| o.vantage).unwrap_or_default(),
         })
     }
+}
+
+/// The checks every external endpoint gets, in a profile config or a scenario's topology: its
+/// key, that it has an address or a name, the name's syntax, and its ports (TCP, listed once);
+/// errors go to `error(path, message)` under `path`.
+pub(crate) fn check_external(
+    name: &str,
+    path: &str,
+    address: Option<IpAddr>,
+    dns_name: Option<&str>,
+    port_docs: &[ExternalPortDoc],
+    error: &mut dyn FnMut(String, String),
+) -> Vec<ServedPort> {
+    let path = path.to_string();
+    if !is_slug(name) {
+        error(
+            path.clone(),
+            format!("external name {name:?} must be [a-z0-9-]"),
+        );
+    }
+    if address.is_none() && dns_name.is_none() {
+        error(
+            path.clone(),
+            "an external endpoint needs an address, a name, or both".into(),
+        );
+    }
+    if let Some(n) = dns_name {
+        let bare = n.strip_suffix('.').unwrap_or(n);
+        for m in is_dns1123_subdomain(bare) {
+            error(
+                format!("{path}.name"),
+                format!("invalid DNS name {n:?}: {m}"),
+            );
+        }
+    }
+    if port_docs.is_empty() && address.is_some() {
+        error(
+            format!("{path}.ports"),
+            "list the ports to probe on this address (e.g. [{port: 443}])".into(),
+        );
+    }
+    let mut ports = Vec::new();
+    for (k, p) in port_docs.iter().enumerate() {
+        if p.port == 0 {
+            error(
+                format!("{path}.ports[{k}].port"),
+                "port 0 is not a valid port".into(),
+            );
+        }
+        let protocol = p.protocol.unwrap_or(Protocol::Tcp);
+        if protocol != Protocol::Tcp {
+            error(
+                format!("{path}.ports[{k}].protocol"),
+                format!(
+                    "{protocol} cannot be probed on an endpoint that is not a netassay \
+                     agent (nothing proves a datagram arrived); DNS is checked by \
+                     lookups of `name`"
+                ),
+            );
+        }
+        let sp = ServedPort {
+            port: p.port,
+            protocol,
+            name: None,
+        };
+        if ports.contains(&sp) {
+            error(
+                format!("{path}.ports[{k}]"),
+                format!("{}/{} is listed twice", sp.port, sp.protocol),
+            );
+        }
+        ports.push(sp);
+    }
+    ports
 }

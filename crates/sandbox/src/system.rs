@@ -76,6 +76,14 @@ pub fn dns_objects(zone_file: &Path) -> Vec<Object> {
     ]
 }
 
+/// The external host's names and addresses, as cluster DNS answers them.
+pub fn external_records() -> [(&'static str, IpAddr); 2] {
+    [
+        (INTERNET_NAME, IpAddr::V4(EXTERNAL_ADDRESS)),
+        (MIRROR_NAME, IpAddr::V4(MIRROR_ADDRESS)),
+    ]
+}
+
 /// The zone `agent dns` serves: every Service's name at its ClusterIP, `kubernetes.default`,
 /// and the external host's names.
 pub fn zone(state: &ClusterState) -> String {
@@ -86,8 +94,9 @@ pub fn zone(state: &ClusterState) -> String {
         &format!("kubernetes.default.svc.{CLUSTER_DOMAIN}"),
         &KUBERNETES_SERVICE_IP,
     );
-    line(INTERNET_NAME, &EXTERNAL_ADDRESS);
-    line(MIRROR_NAME, &MIRROR_ADDRESS);
+    for (name, ip) in external_records() {
+        line(name, &ip);
+    }
     let services: BTreeSet<(&str, &str, IpAddr)> = state
         .services
         .iter()

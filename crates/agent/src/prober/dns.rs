@@ -202,8 +202,11 @@ pub(super) async fn probe(
     finding
 }
 
-/// The address of a tcp/udp/sctp/http target; a name that does not resolve is `dns-failed`
-/// whatever the reason, since the path itself was never tried.
+/// The address of a tcp/udp/sctp/http target; a name that does not resolve is `dns-failed`,
+/// since the path itself was never tried: an answer of "no such name / no address", and a
+/// query that got no answer at all (dropped on the way, as a policy that denies DNS drops it;
+/// the same silence is `dropped` for a lookup probe). The harness counts `dns-failed` as a deny
+/// only for paths to external endpoints by name, and as a probe error everywhere else.
 pub(crate) async fn resolve_target(
     resolvers: &Resolvers,
     target: &HostPort,
@@ -213,17 +216,19 @@ pub(crate) async fn resolve_target(
         netassay_core::probe::Host::Ip(ip) => return Ok(SocketAddr::new(*ip, target.port)),
         netassay_core::probe::Host::Name(name) => name,
     };
-    // Only an answer that says "no such name / no address" is dns-failed; a resolver that
-    // does not answer or cannot be used is an error of the probe, never a verdict.
+    // A resolver that cannot be used (no resolv.conf, a local error) is an error of the
+    // probe, never a verdict.
     match tokio::time::timeout_at(deadline, resolvers.lookup(None, name)).await {
         Err(_) => Err(Finding::new(
-            Outcome::Error,
+            Outcome::DnsFailed,
             format!("{name}: no DNS answer before the timeout"),
         )),
-        Ok(Err(failure)) if failure.outcome == Outcome::DnsFailed => Err(Finding::new(
-            Outcome::DnsFailed,
-            format!("cannot resolve {}", failure.detail),
-        )),
+        Ok(Err(failure)) if matches!(failure.outcome, Outcome::DnsFailed | Outcome::Dropped) => {
+            Err(Finding::new(
+                Outcome::DnsFailed,
+                format!("cannot resolve {}", failure.detail),
+            ))
+        }
         Ok(Err(failure)) => Err(Finding::new(
             Outcome::Error,
             format!("DNS lookup failed: {}", failure.detail),

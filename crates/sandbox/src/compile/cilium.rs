@@ -15,9 +15,13 @@
 //!   addresses outside the cluster, which here means outside the pod range, the Service range and
 //!   the node's address ([`crate::addresses`]); `kube-apiserver` matches no address, since pods
 //!   cannot reach the sandbox's API server (its `kubernetes` Service has no endpoints);
-//! - not compiled, with a note (the oracle does not judge the cells they decide): `toFQDNs` and
-//!   `toServices` peers, and ports that carry DNS rules (Cilium's DNS proxy answers there). They
-//!   admit nothing, and never deny.
+//! - `toFQDNs`: the addresses the sandbox's DNS answers for matching names (its external
+//!   host's), admitted at once; Cilium admits them only after a lookup through its DNS proxy,
+//!   and the oracle judges no cell that depends on that difference;
+//! - ports that carry DNS rules admit every query there: the sandbox has no DNS proxy, so DNS
+//!   rules narrower than `matchPattern: "*"` are not enforced name by name (with a note);
+//! - not compiled, with a note (the oracle does not judge the cells they decide): `toServices`
+//!   peers. They admit nothing, and never deny.
 //!
 //! A Cilium policy the agent would refuse (the validator's `Cilium agent:` errors) or that
 //! netassay does not model is ignored as a whole, with a note: the agent ignores such a policy
@@ -35,6 +39,7 @@ use crate::state::{CiliumState, ClusterState};
 use ipnet::{IpNet, Ipv4Net};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netassay_core::model::{Namespace, Pod, PodRef, Protocol, Topology};
+use netassay_core::policy::cilium::fqdn::selector_matches;
 use netassay_core::policy::cilium::{
     validate_cilium_policy, CiliumOracle, CiliumPolicy, NameFacts, PortMatch, RulePeers, RuleView,
 };
@@ -334,9 +339,23 @@ impl Compiler<'_> {
             }
         }
         if !set.fqdns.is_empty() {
-            self.notes.insert(format!(
-                "{origin}: toFQDNs not compiled (the sandbox has no DNS proxy): it admits nothing"
-            ));
+            // The sandbox's DNS answers are fixed: a name's addresses are its records, admitted
+            // whether or not the pod looked the name up (Cilium waits for a lookup through its
+            // DNS proxy; the oracle judges no cell that depends on that difference).
+            let mut matched = false;
+            for (name, ip) in crate::system::external_records() {
+                if set.fqdns.iter().any(|s| selector_matches(s, name)) {
+                    if let Some(p) = self.world_block(IpNet::from(ip), &[]) {
+                        out.push((p, Vec::new()));
+                        matched = true;
+                    }
+                }
+            }
+            if !matched {
+                self.notes.insert(format!(
+                    "{origin}: toFQDNs matches no external name the sandbox's DNS answers: it admits nothing"
+                ));
+            }
         }
         if set.services {
             self.notes.insert(format!(
@@ -372,11 +391,16 @@ impl Compiler<'_> {
         };
         let mut out = Vec::new();
         for r in rules {
-            if r.dns && !rule.deny {
+            let every_name = r
+                .dns_names
+                .iter()
+                .any(|s| s.match_pattern.as_deref().is_some_and(|p| p.trim() == "*"));
+            if r.dns && !rule.deny && !every_name {
+                // No DNS proxy here: the port admits every query, and the sandbox's DNS answers
+                // names the rules would have Cilium refuse.
                 self.notes.insert(format!(
-                    "{origin}: ports with DNS rules not compiled (Cilium's DNS proxy answers there): they admit nothing"
+                    "{origin}: DNS rules not enforced name by name (the sandbox has no DNS proxy): the port admits every query"
                 ));
-                continue;
             }
             for p in &r.ports {
                 for (i, protocol) in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp]

@@ -182,8 +182,12 @@ fn agent_script(
         format!("--cgroup-root={CILIUM_RUN_MOUNT_POINT}/cgroupv2"),
         format!("--lib-dir={}", dirs.lib.display()),
         format!("--state-dir={CILIUM_RUN_MOUNT_POINT}"),
-        // No Envoy here; the DNS proxy (toFQDNs) is the agent's own.
-        "--enable-l7-proxy=false".into(),
+        // The DNS proxy (toFQDNs and DNS rules) is the agent's own and needs the L7 proxy on
+        // (with it off, the agent drops every policy that has DNS rules, whole). Envoy is
+        // started only for HTTP/Kafka rules, CiliumEnvoyConfig, Ingress and Gateway, none of
+        // which the sandbox uses, so there is none and its version is not checked.
+        "--enable-l7-proxy=true".into(),
+        "--disable-envoy-version-check=true".into(),
         "--enable-health-checking=false".into(),
         "--enable-endpoint-health-checking=false".into(),
         "--enable-hubble=true".into(),

@@ -16,8 +16,8 @@ pub mod view;
 pub use model::{CiliumKind, CiliumPolicy, CiliumPolicyRef, CILIUM_API_VERSION};
 pub use oracle::{
     CiliumCell, CiliumExplanation, CiliumOracle, CiliumOracleError, CompiledPort, CompiledPortRule,
-    Endpoint, NameFact, NameFacts, PortMatch, RuleOrigin, RulePeerSet, RulePeers, RuleView,
-    SelectedRules, SideDecision,
+    Endpoint, LookupCell, NameFact, NameFacts, PortMatch, RuleOrigin, RulePeerSet, RulePeers,
+    RuleView, SelectedRules, SideDecision,
 };
 pub use validate::validate_cilium_policy;
 

@@ -72,6 +72,10 @@ pub enum Endpoint {
     KubeApiserver,
     /// An address outside the cluster (`reserved:world`): external endpoints, the outside vantage.
     World(IpAddr),
+    /// The cluster's DNS server: a pod labelled `k8s-app: kube-dns` in `kube-system`, as kubeadm
+    /// and the common distributions deploy it. Scenario policies never select it (netassay
+    /// confines its policies to the namespaces it creates), so only its peers' rules decide.
+    ClusterDns,
 }
 
 /// One name-to-address fact: the node's DNS proxy saw `name` resolve to `address` (within TTL).
@@ -89,6 +93,13 @@ pub enum NameFacts {
     Unknown,
     /// Exactly these resolutions were observed; any other address is not an FQDN peer.
     Observed(Vec<NameFact>),
+    /// What the cluster DNS answers. Cilium admits an address by `toFQDNs` only once some pod
+    /// looked a matching name up through its DNS proxy (`layer7.rst`, "DNS-based"; the proxy
+    /// feeds the name manager, `pkg/fqdn/namemanager`), so an address a matching name resolves
+    /// to is judged only for a source that looked it up just before (a probe by name, see
+    /// [`CiliumOracle::judge_world`]); for anyone else it depends on earlier lookups and is not
+    /// judged. An address no matching name resolves to is never an FQDN peer.
+    Answered(Vec<NameFact>),
 }
 
 /// The policy a rule comes from.
@@ -213,7 +224,57 @@ pub struct CompiledPortRule {
     pub ports: Vec<CompiledPort>,
     /// `rules.dns` on these ports: the DNS proxy answers, not the destination.
     pub dns: bool,
+    /// The `rules.dns` selectors: the names the DNS proxy answers.
+    pub dns_names: Vec<FqdnSelector>,
 }
+
+/// A DNS query's verdict under Cilium semantics ([`CiliumOracle::judge_lookup`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LookupCell {
+    /// `None`: not judged (see `egress`).
+    pub verdict: Option<Verdict>,
+    /// Whether Cilium's DNS proxy sees the query (so a `toFQDNs` selector learns the answer);
+    /// `None` when the oracle cannot tell.
+    pub proxied: Option<bool>,
+    /// The querying pod's egress, spelt out.
+    pub egress: CiliumSide,
+}
+
+/// Both sides' outcomes as one verdict: a deny on either side denies.
+fn combine(e: Outcome, i: Outcome) -> Option<Verdict> {
+    match (e.verdict(), i.verdict()) {
+        (Some(false), _) | (_, Some(false)) => Some(Verdict::Deny),
+        (Some(true), Some(true)) => Some(Verdict::Allow),
+        _ => None,
+    }
+}
+
+/// The cluster DNS's identity ([`Endpoint::ClusterDns`]): kubeadm's CoreDNS labels in
+/// `kube-system`.
+fn cluster_dns_identity() -> IdentityLabels {
+    let ns = crate::model::Namespace {
+        name: CLUSTER_DNS_NAMESPACE.to_string(),
+        labels: [(
+            "kubernetes.io/metadata.name".to_string(),
+            CLUSTER_DNS_NAMESPACE.to_string(),
+        )]
+        .into_iter()
+        .collect(),
+    };
+    let pod = crate::model::Pod {
+        id: crate::model::PodRef::new(CLUSTER_DNS_NAMESPACE, "coredns"),
+        labels: [("k8s-app".to_string(), "kube-dns".to_string())]
+            .into_iter()
+            .collect(),
+        ip: IpAddr::from([0, 0, 0, 0]),
+        serve: Vec::new(),
+        http: None,
+    };
+    pod_identity(&pod, Some(&ns))
+}
+
+/// The namespace of the cluster DNS ([`Endpoint::ClusterDns`]).
+pub const CLUSTER_DNS_NAMESPACE: &str = "kube-system";
 
 /// The peers of one rule element that selects a pod, as a dataplane enforces them
 /// ([`CiliumOracle::rules_of`]).
@@ -288,6 +349,11 @@ pub enum Unpredictable {
     Services,
     /// The port carries DNS rules: the DNS proxy answers there.
     DnsProxy,
+    /// A `toFQDNs` peer whose name resolves to the address, and the source did not look it up
+    /// through the DNS proxy just before.
+    FqdnNotLookedUp,
+    /// A DNS query admitted both by a rule with DNS rules and by one without.
+    DnsRulesMixed,
 }
 
 impl Unpredictable {
@@ -301,6 +367,12 @@ impl Unpredictable {
             }
             Unpredictable::DnsProxy => {
                 "the port carries DNS rules: Cilium's DNS proxy answers there, only DNS queries are judged"
+            }
+            Unpredictable::FqdnNotLookedUp => {
+                "toFQDNs: the address is admitted only while Cilium remembers some pod's lookup of a matching name through its DNS proxy, and this source did not just look it up"
+            }
+            Unpredictable::DnsRulesMixed => {
+                "the DNS query is admitted by a rule with DNS rules and by one without: which names Cilium's DNS proxy then answers is not modelled"
             }
         }
     }
@@ -325,12 +397,15 @@ enum Outcome {
     AllowedLocalhost,
     DefaultDeny,
     NotJudged(u32, Unpredictable),
+    /// A DNS query that the DNS rules on its port (of these entries' ports) do not allow: the
+    /// DNS proxy answers REFUSED.
+    Refused(u32),
 }
 
 impl Outcome {
     fn verdict(self) -> Option<bool> {
         match self {
-            Outcome::Denied(_) | Outcome::DefaultDeny => Some(false),
+            Outcome::Denied(_) | Outcome::DefaultDeny | Outcome::Refused(_) => Some(false),
             Outcome::NotJudged(..) => None,
             _ => Some(true),
         }
@@ -370,6 +445,11 @@ pub enum SideDecision {
         rule: RuleOrigin,
         reason: Unpredictable,
     },
+    /// A DNS query for a name that the DNS rules admitting the query do not match: Cilium's DNS
+    /// proxy refuses it.
+    RefusedByDnsRules {
+        rule: RuleOrigin,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -407,6 +487,9 @@ impl CiliumSide {
             }
             SideDecision::NotJudged { rule, reason } => {
                 format!("{d} not judged: {rule}: {}", reason.describe())
+            }
+            SideDecision::RefusedByDnsRules { rule } => {
+                format!("{d}: the query is admitted by {rule}, whose DNS rules do not match the name: Cilium's DNS proxy refuses it")
             }
         }
     }
@@ -457,8 +540,11 @@ impl Universe {
     fn world(&self) -> usize {
         self.pods + 2
     }
-    fn len(&self) -> usize {
+    fn cluster_dns(&self) -> usize {
         self.pods + 3
+    }
+    fn len(&self) -> usize {
+        self.pods + 4
     }
     fn select(&self, sel: &IdentitySelector) -> IdSet {
         let mut s = IdSet::empty(self.len());
@@ -489,6 +575,7 @@ impl Universe {
                 pods(&mut s);
                 s.insert(self.host());
                 s.insert(self.apiserver());
+                s.insert(self.cluster_dns());
             }
             "host" => s.insert(self.host()),
             "kube-apiserver" => s.insert(self.apiserver()),
@@ -524,6 +611,7 @@ impl<'t> CiliumOracle<'t> {
         identities.push(IdentityLabels::reserved(&["host"]));
         identities.push(IdentityLabels::reserved(&["kube-apiserver"]));
         identities.push(IdentityLabels::reserved(&["world", "world-ipv4"]));
+        identities.push(cluster_dns_identity());
         let u = Universe {
             pods: n,
             identities,
@@ -626,16 +714,18 @@ impl<'t> CiliumOracle<'t> {
         })
     }
 
-    fn peer_matches(&self, l3: &L3, peer: Endpoint, u_world: usize, n: usize) -> Tri {
+    fn peer_matches(&self, l3: &L3, peer: Endpoint, seen: Option<&NameFact>) -> Tri {
         let peers = match l3 {
             L3::Wildcard => return Tri::Yes,
             L3::Peers(p) => p,
         };
+        let n = self.topology.pods.len();
         let idx = match peer {
             Endpoint::Pod(i) => i,
             Endpoint::Host => n,
             Endpoint::KubeApiserver => n + 1,
-            Endpoint::World(_) => u_world,
+            Endpoint::World(_) => n + 2,
+            Endpoint::ClusterDns => n + 3,
         };
         if peers.identities.contains(idx) {
             return Tri::Yes;
@@ -649,15 +739,22 @@ impl<'t> CiliumOracle<'t> {
                 return Tri::Yes;
             }
             if !peers.fqdns.is_empty() {
+                let matches = |f: &NameFact| {
+                    f.address == ip && peers.fqdns.iter().any(|s| selector_matches(s, &f.name))
+                };
                 match &self.facts {
                     NameFacts::Unknown => return Tri::Unknown(Unpredictable::FqdnWithoutFacts),
                     NameFacts::Observed(facts) => {
-                        let hit = facts.iter().any(|f| {
-                            f.address == ip
-                                && peers.fqdns.iter().any(|s| selector_matches(s, &f.name))
-                        });
-                        if hit {
+                        if facts.iter().any(matches) {
                             return Tri::Yes;
+                        }
+                    }
+                    NameFacts::Answered(facts) => {
+                        if seen.is_some_and(matches) {
+                            return Tri::Yes;
+                        }
+                        if facts.iter().any(matches) {
+                            return Tri::Unknown(Unpredictable::FqdnNotLookedUp);
                         }
                     }
                 }
@@ -718,10 +815,10 @@ impl<'t> CiliumOracle<'t> {
         dst: Endpoint,
         port: u16,
         protocol: Protocol,
+        seen: Option<&NameFact>,
     ) -> Tri {
         let Some(l3) = &e.l3 else { return Tri::No };
-        let n = self.topology.pods.len();
-        let peer_hit = self.peer_matches(l3, peer, n + 2, n);
+        let peer_hit = self.peer_matches(l3, peer, seen);
         if peer_hit == Tri::No {
             return Tri::No;
         }
@@ -732,6 +829,7 @@ impl<'t> CiliumOracle<'t> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn side(
         &self,
         direction: Direction,
@@ -740,6 +838,7 @@ impl<'t> CiliumOracle<'t> {
         dst: Endpoint,
         port: u16,
         protocol: Protocol,
+        seen: Option<&NameFact>,
     ) -> Outcome {
         let Endpoint::Pod(p) = subject else {
             return Outcome::NoPolicyEndpoint;
@@ -756,7 +855,10 @@ impl<'t> CiliumOracle<'t> {
         let mut allow_unknown = None;
         for &k in of {
             let e = &self.entries[k as usize];
-            match (e.deny, self.entry_matches(e, peer, dst, port, protocol)) {
+            match (
+                e.deny,
+                self.entry_matches(e, peer, dst, port, protocol, seen),
+            ) {
                 (true, Tri::Yes) => return Outcome::Denied(k),
                 (true, Tri::Unknown(w)) => {
                     deny_unknown.get_or_insert((k, w));
@@ -794,10 +896,11 @@ impl<'t> CiliumOracle<'t> {
         to: Endpoint,
         port: u16,
         protocol: Protocol,
+        seen: Option<&NameFact>,
     ) -> (Outcome, Outcome) {
         (
-            self.side(Direction::Egress, from, to, to, port, protocol),
-            self.side(Direction::Ingress, to, from, to, port, protocol),
+            self.side(Direction::Egress, from, to, to, port, protocol, seen),
+            self.side(Direction::Ingress, to, from, to, port, protocol, seen),
         )
     }
 
@@ -809,18 +912,162 @@ impl<'t> CiliumOracle<'t> {
 
     /// The verdict of a cell; `port` is the destination (post-DNAT) port.
     pub fn judge(&self, from: Endpoint, to: Endpoint, port: u16, protocol: Protocol) -> CiliumCell {
-        let (e, i) = self.sides(from, to, port, protocol);
-        let verdict = match (e.verdict(), i.verdict()) {
-            (Some(false), _) | (_, Some(false)) => Some(Verdict::Deny),
-            (Some(true), Some(true)) => Some(Verdict::Allow),
-            _ => None,
-        };
+        self.judge_world(from, to, port, protocol, None)
+    }
+
+    /// [`CiliumOracle::judge`] for a source that has just looked `seen` up through the cluster
+    /// DNS (a probe by name): under [`NameFacts::Answered`], `toFQDNs` peers matching that name
+    /// admit its address.
+    pub fn judge_world(
+        &self,
+        from: Endpoint,
+        to: Endpoint,
+        port: u16,
+        protocol: Protocol,
+        seen: Option<&NameFact>,
+    ) -> CiliumCell {
+        let (e, i) = self.sides(from, to, port, protocol, seen);
         CiliumCell {
-            verdict,
+            verdict: combine(e, i),
             ip_dependent: self.ip_dependent(from, to),
         }
     }
 
+    /// A DNS query for `name` from `from` to the cluster DNS (UDP 53, after the Service's DNAT).
+    /// A port rule with DNS rules sends the query to Cilium's DNS proxy, which answers only names
+    /// those rules match and REFUSED for others (`pkg/fqdn/dnsproxy`); a rule without DNS rules
+    /// for the same peer admits every name (`pkg/policy/rule.go` mergePortProto: empty L7 rules
+    /// are a wildcard), and so does one whose policy turns default deny off for egress
+    /// (`pkg/policy/l4.go`, "Adding wildcard L7 rules for default-allow policy").
+    pub fn judge_lookup(&self, from: Endpoint, name: &str) -> LookupCell {
+        let (outcome, proxied) = self.lookup_side(from, name);
+        LookupCell {
+            verdict: outcome
+                .verdict()
+                .map(|ok| if ok { Verdict::Allow } else { Verdict::Deny }),
+            proxied,
+            egress: self.spell(Direction::Egress, from, outcome),
+        }
+    }
+
+    fn lookup_side(&self, from: Endpoint, name: &str) -> (Outcome, Option<bool>) {
+        let Endpoint::Pod(p) = from else {
+            return (Outcome::NoPolicyEndpoint, Some(false));
+        };
+        let of = &self.egress_of[p];
+        if of.is_empty() {
+            return (Outcome::NotEnforced, Some(false));
+        }
+        let dst = Endpoint::ClusterDns;
+        let port = 53;
+        let mut deny_unknown = None;
+        // Allow entries that admit the query: (entry, the DNS rules that decide the names; None
+        // when the entry admits every name).
+        // (entry, the names it admits: `None` for every name, whether it sends the query to the
+        // DNS proxy).
+        let mut admitting: Vec<(u32, Option<Vec<&FqdnSelector>>, bool)> = Vec::new();
+        let mut allow_unknown = None;
+        for &k in of {
+            let e = &self.entries[k as usize];
+            let Some(l3) = &e.l3 else { continue };
+            let peer = self.peer_matches(l3, dst, None);
+            if peer == Tri::No {
+                continue;
+            }
+            let Some(hit) = lookup_ports(&e.l4, port) else {
+                continue;
+            };
+            match (e.deny, peer) {
+                (true, Tri::Yes) => return (Outcome::Denied(k), Some(false)),
+                (true, Tri::Unknown(w)) => {
+                    deny_unknown.get_or_insert((k, w));
+                }
+                (false, Tri::Yes) => {
+                    // Default deny off for egress: Cilium adds a wildcard DNS rule.
+                    let proxied = hit.is_some();
+                    let names = hit.filter(|_| e.default_deny);
+                    admitting.push((k, names, proxied));
+                }
+                (false, Tri::Unknown(w)) => {
+                    allow_unknown.get_or_insert((k, w));
+                }
+                (_, Tri::No) => {}
+            }
+        }
+        let dd = self.egress_default_deny[p];
+        let with_rules = admitting.iter().any(|(_, _, proxied)| *proxied);
+        let without_rules = admitting
+            .iter()
+            .find(|(_, _, proxied)| !proxied)
+            .map(|(k, _, _)| *k);
+        let matching = admitting
+            .iter()
+            .find(|(_, n, proxied)| {
+                *proxied
+                    && n.as_ref()
+                        .is_none_or(|sels| sels.iter().any(|s| selector_matches(s, name)))
+            })
+            .map(|(k, _, _)| *k);
+        let (base, proxied) = match (with_rules, without_rules, matching) {
+            (false, None, _) => {
+                let fallback = if dd {
+                    Outcome::DefaultDeny
+                } else {
+                    Outcome::AllowedWithoutDefaultDeny
+                };
+                match allow_unknown {
+                    Some((k, w)) if dd => (Outcome::NotJudged(k, w), None),
+                    _ => (fallback, Some(false)),
+                }
+            }
+            (false, Some(k), _) => (Outcome::Allowed(k), Some(false)),
+            (true, None, Some(k)) => (Outcome::Allowed(k), Some(true)),
+            (true, None, None) => {
+                let k = admitting.first().map_or(0, |(k, _, _)| *k);
+                (Outcome::Refused(k), Some(true))
+            }
+            (true, Some(_), Some(k)) => (Outcome::Allowed(k), None),
+            (true, Some(k), None) => (Outcome::NotJudged(k, Unpredictable::DnsRulesMixed), None),
+        };
+        match deny_unknown {
+            Some((k, w)) if base.verdict() == Some(true) => (Outcome::NotJudged(k, w), None),
+            _ => (base, proxied),
+        }
+    }
+}
+
+/// Whether an entry's ports admit UDP `port` (a DNS query); with the DNS rules of the admitting
+/// port rules (`None`: some admitting port rule has none, so every name passes).
+fn lookup_ports(
+    l4: &Option<Vec<CompiledPortRule>>,
+    port: u16,
+) -> Option<Option<Vec<&FqdnSelector>>> {
+    let Some(rules) = l4 else {
+        return Some(None);
+    };
+    let mut found: Option<Vec<&FqdnSelector>> = None;
+    for r in rules {
+        let hit = r.ports.iter().any(|p| {
+            p.protocols[1]
+                && match &p.port {
+                    PortMatch::Any => true,
+                    PortMatch::Range(lo, hi) => *lo <= port && port <= *hi,
+                    // The cluster DNS's container ports are named `dns` (UDP), as kubeadm's.
+                    PortMatch::Named(n) => n == "dns",
+                }
+        });
+        if !hit {
+            continue;
+        }
+        if !r.dns {
+            return Some(None);
+        }
+        found.get_or_insert_with(Vec::new).extend(&r.dns_names);
+    }
+    found.map(Some)
+}
+
+impl<'t> CiliumOracle<'t> {
     fn spell(&self, direction: Direction, subject: Endpoint, o: Outcome) -> CiliumSide {
         let (selected_by, default_deny) = match subject {
             Endpoint::Pod(p) => {
@@ -851,6 +1098,7 @@ impl<'t> CiliumOracle<'t> {
                 rule: rule(k),
                 reason,
             },
+            Outcome::Refused(k) => SideDecision::RefusedByDnsRules { rule: rule(k) },
         };
         CiliumSide {
             direction,
@@ -868,8 +1116,21 @@ impl<'t> CiliumOracle<'t> {
         port: u16,
         protocol: Protocol,
     ) -> CiliumExplanation {
-        let (e, i) = self.sides(from, to, port, protocol);
-        let cell = self.judge(from, to, port, protocol);
+        self.explain_world(from, to, port, protocol, None)
+    }
+
+    /// [`CiliumOracle::explain`] for a source that just looked `seen` up (see
+    /// [`CiliumOracle::judge_world`]).
+    pub fn explain_world(
+        &self,
+        from: Endpoint,
+        to: Endpoint,
+        port: u16,
+        protocol: Protocol,
+        seen: Option<&NameFact>,
+    ) -> CiliumExplanation {
+        let (e, i) = self.sides(from, to, port, protocol, seen);
+        let cell = self.judge_world(from, to, port, protocol, seen);
         CiliumExplanation {
             verdict: cell.verdict,
             ip_dependent: cell.ip_dependent,
@@ -1044,6 +1305,11 @@ fn compile_ports(
                         .map(one)
                         .collect::<Result<_, _>>()?,
                     dns: r.rules.as_ref().and_then(|l| l.dns.as_ref()).is_some(),
+                    dns_names: r
+                        .rules
+                        .as_ref()
+                        .and_then(|l| l.dns.clone())
+                        .unwrap_or_default(),
                 })
             })
             .collect(),
@@ -1058,6 +1324,7 @@ fn compile_ports(
                         .map(one)
                         .collect::<Result<_, _>>()?,
                     dns: false,
+                    dns_names: Vec::new(),
                 })
             })
             .collect(),
@@ -1218,6 +1485,7 @@ fn compile_network_policy(
                 Some(list) if !list.is_empty() => Some(vec![CompiledPortRule {
                     ports: list.iter().map(&mut port).collect::<Result<_, _>>()?,
                     dns: false,
+                    dns_names: Vec::new(),
                 }]),
                 _ => None,
             };

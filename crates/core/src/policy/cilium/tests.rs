@@ -828,3 +828,124 @@ fn unknown_fields_and_kinds_are_refused_by_the_parser() {
         );
     }
 }
+
+/// DNS queries to the cluster DNS and probes by name under `toFQDNs`: what Cilium's DNS proxy
+/// answers, and when a `toFQDNs` selector admits an address. Every row cites its rule.
+#[test]
+fn cilium_dns_lookups_and_fqdn_table() {
+    use super::oracle::LookupCell;
+    const MIRROR: &str = "mirror.test";
+    const OTHER: &str = "other.test";
+    let kube_dns = json!({"matchLabels": {"k8s:io.kubernetes.pod.namespace": "kube-system", "k8s:k8s-app": "kube-dns"}});
+    let dns_port = |names: Value| json!([{"ports": [{"port": "53", "protocol": "ANY"}], "rules": {"dns": names}}]);
+    let a = json!({"matchLabels": {"pod": "a"}});
+    let fqdn_egress = |dns_names: Value| {
+        cnp(
+            "x",
+            "fqdn",
+            json!({"endpointSelector": a, "egress": [
+                {"toEndpoints": [kube_dns], "toPorts": dns_port(dns_names)},
+                {"toFQDNs": [{"matchName": MIRROR}], "toPorts": ports(json!([{"port": "443", "protocol": "TCP"}]))},
+            ]}),
+        )
+    };
+    // (rule, policies, name looked up, want lookup, want proxied)
+    type LookupRow = (&'static str, Vec<CiliumPolicy>, &'static str, Want, Option<bool>);
+    let lookups: Vec<LookupRow> = vec![
+        ("#39 no policy selects the pod: the query is not enforced and not proxied — pkg/policy/repository.go:390-517",
+            vec![], OTHER, A, Some(false)),
+        ("#40 a DNS rule matchPattern \"*\" answers every name, through the proxy — layer7.rst:235-249 (DNS-based)",
+            vec![fqdn_egress(json!([{"matchPattern": "*"}]))], OTHER, A, Some(true)),
+        ("#41 a DNS rule matchName answers that name only; others are REFUSED — layer7.rst:235-249; pkg/fqdn/dnsproxy/proxy.go CheckAllowed",
+            vec![fqdn_egress(json!([{"matchName": MIRROR}]))], OTHER, D, Some(true)),
+        ("#41b the name it matches is answered",
+            vec![fqdn_egress(json!([{"matchName": MIRROR}]))], MIRROR, A, Some(true)),
+        ("#42 default deny with no rule to the cluster DNS: the query is dropped — repository.go:493-517",
+            vec![cnp("x", "p", json!({"endpointSelector": a, "egress": [{"toEndpoints": [{}]}]}))], MIRROR, D, Some(false)),
+        ("#43 an egressDeny to the cluster DNS beats its DNS allow — deny.rst:15-17",
+            vec![fqdn_egress(json!([{"matchPattern": "*"}])), ccnp("no-dns", json!({"endpointSelector": {}, "egressDeny": [{"toEndpoints": [kube_dns], "toPorts": ports(json!([{"port": "53", "protocol": "UDP"}]))}]}))], MIRROR, D, Some(false)),
+        ("#44 toEntities cluster covers the cluster DNS; without DNS rules every name passes, unproxied — entity.go:102-149",
+            vec![cnp("x", "p", json!({"endpointSelector": a, "egress": [{"toEntities": ["cluster"], "toPorts": ports(json!([{"port": "53", "protocol": "UDP"}]))}]}))], OTHER, A, Some(false)),
+        ("#45 a rule with DNS rules and one without both admit the query: a name the DNS rules miss is not judged — rule.go:299-310 (merge of L7 rules per selector)",
+            vec![fqdn_egress(json!([{"matchName": MIRROR}])), cnp("x", "q", json!({"endpointSelector": a, "egress": [{"toEntities": ["cluster"]}]}))], OTHER, N, None),
+        ("#45b ... and a name they match is answered, proxied or not",
+            vec![fqdn_egress(json!([{"matchName": MIRROR}])), cnp("x", "q", json!({"endpointSelector": a, "egress": [{"toEntities": ["cluster"]}]}))], MIRROR, A, None),
+        ("#46 enableDefaultDeny.egress false: Cilium adds a wildcard DNS rule, every name passes — l4.go:1124-1140",
+            vec![cnp("x", "p", json!({"endpointSelector": a, "enableDefaultDeny": {"egress": false}, "egress": [{"toEndpoints": [kube_dns], "toPorts": dns_port(json!([{"matchName": MIRROR}]))}]}))], OTHER, A, Some(true)),
+        ("#47 a CNP's empty toEndpoints is its own namespace: not the cluster DNS — rule.go:369-375; layer3.rst",
+            vec![cnp("x", "p", json!({"endpointSelector": a, "egress": [{"toEndpoints": [{}], "toPorts": ports(json!([{"port": "53", "protocol": "UDP"}]))}]}))], MIRROR, D, Some(false)),
+    ];
+    let t = Topology::standard();
+    let facts = NameFacts::Answered(vec![
+        NameFact {
+            name: MIRROR.into(),
+            address: EXT.parse().expect("ip"),
+        },
+        NameFact {
+            name: OTHER.into(),
+            address: EXT2.parse().expect("ip"),
+        },
+    ]);
+    let from = ep(&t, "x/a");
+    let mut failures = Vec::new();
+    for (rule, pols, name, want_v, want_p) in &lookups {
+        let o = CiliumOracle::new(&t, &[], pols, facts.clone()).expect("compiles");
+        let LookupCell {
+            verdict,
+            proxied,
+            egress,
+        } = o.judge_lookup(from, name);
+        if want(verdict) != *want_v || proxied != *want_p {
+            failures.push(format!("{rule}: lookup {name}: got {:?} proxied {proxied:?} ({}), want {want_v:?} proxied {want_p:?}", want(verdict), egress.summary()));
+        }
+    }
+
+    // Connections to world addresses under toFQDNs, after (seen) or without a lookup.
+    let mirror = NameFact {
+        name: MIRROR.into(),
+        address: EXT.parse().expect("ip"),
+    };
+    let other = NameFact {
+        name: OTHER.into(),
+        address: EXT2.parse().expect("ip"),
+    };
+    let o = CiliumOracle::new(
+        &t,
+        &[],
+        &[fqdn_egress(json!([{"matchPattern": "*"}]))],
+        facts.clone(),
+    )
+    .expect("compiles");
+    let connects: Vec<(&str, &str, u16, Option<&NameFact>, Want)> = vec![
+        ("#48 after the source looked the approved name up through the proxy, its address is admitted — layer7.rst:196-223", "ext", 443, Some(&mirror), A),
+        ("#48b ... on the rule's ports only", "ext", 80, Some(&mirror), D),
+        ("#49 by address, without a lookup: admitted only while some lookup is remembered: not judged — pkg/fqdn/namemanager", "ext", 443, None, N),
+        ("#50 an address no approved name resolves to is never admitted, looked up or not", "ext2", 443, Some(&other), D),
+        ("#50b ... nor by address", "ext2", 443, None, D),
+    ];
+    for (rule, to, port, seen, w) in connects {
+        let got = o.judge_world(from, ep(&t, to), port, T, seen);
+        if want(got.verdict) != w {
+            let why = o.explain_world(from, ep(&t, to), port, T, seen).summary();
+            failures.push(format!(
+                "{rule}: {to}:{port}: got {:?} ({why}), want {w:?}",
+                want(got.verdict)
+            ));
+        }
+    }
+    // A refused lookup names the rule whose DNS rules refuse it.
+    let o = CiliumOracle::new(
+        &t,
+        &[],
+        &[fqdn_egress(json!([{"matchName": MIRROR}]))],
+        facts,
+    )
+    .expect("compiles");
+    let refused = o.judge_lookup(from, OTHER).egress;
+    assert!(
+        matches!(&refused.decision, SideDecision::RefusedByDnsRules { rule } if rule.to_string() == "CNP x/fqdn egress[0]"),
+        "{}",
+        refused.summary()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

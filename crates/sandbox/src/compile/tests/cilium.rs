@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 const NODE: &str = "203.0.113.1";
 const MIRROR: &str = "203.0.113.20";
+const INTERNET: &str = "203.0.113.10";
 
 fn cnp(ns: &str, name: &str, spec: Value) -> CiliumPolicy {
     serde_json::from_value(json!({
@@ -451,9 +452,9 @@ fn what_is_not_compiled_is_noted_never_guessed() {
                 "x",
                 "fqdn",
                 json!({"endpointSelector": {}, "egress": [
-                {"toFQDNs": [{"matchName": "mirror.example.org"}]},
+                {"toFQDNs": [{"matchName": "nowhere.example.org"}]},
                 {"toEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "y"}}],
-                 "toPorts": [{"ports": [{"port": "53", "protocol": "UDP"}], "rules": {"dns": [{"matchPattern": "*"}]}}]},
+                 "toPorts": [{"ports": [{"port": "53", "protocol": "UDP"}], "rules": {"dns": [{"matchName": "mirror.example.org"}]}}]},
                 {"toServices": [{"k8sService": {"serviceName": "web", "namespace": "y"}}]},
                 {"toEntities": ["kube-apiserver"]}]}),
             ),
@@ -467,8 +468,8 @@ fn what_is_not_compiled_is_noted_never_guessed() {
     let rs = build_with(&state, Some(&cilium), &compliant(), "t");
     let notes = rs.notes.join("\n");
     for needle in [
-        "CNP x/fqdn egress[0]: toFQDNs not compiled",
-        "CNP x/fqdn egress[1]: ports with DNS rules not compiled",
+        "CNP x/fqdn egress[0]: toFQDNs matches no external name the sandbox's DNS answers",
+        "CNP x/fqdn egress[1]: DNS rules not enforced name by name",
         "CNP x/fqdn egress[2]: toServices not compiled",
         "CNP x/fqdn egress[3]: kube-apiserver matches no address",
         "CNP x/refused ignored as a whole",
@@ -486,6 +487,30 @@ fn what_is_not_compiled_is_noted_never_guessed() {
     ));
     // The refused policy has no effect at all.
     assert!(chain(&rs, "ingress", "x/a").is_none());
+}
+
+/// toFQDNs admits the addresses the sandbox's DNS answers for the names it selects (its own
+/// records), and nothing else; a DNS rule of `matchPattern: "*"` needs no note.
+#[test]
+fn to_fqdns_admits_the_sandbox_dns_records_of_its_names() {
+    let w = world(
+        vec![],
+        vec![cnp(
+            "x",
+            "mirror",
+            json!({"endpointSelector": {}, "egress": [
+            {"toFQDNs": [{"matchPattern": "mirror.*.org"}], "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]},
+            {"toEndpoints": [{"matchLabels": {"k8s:io.kubernetes.pod.namespace": "y"}}],
+             "toPorts": [{"ports": [{"port": "53", "protocol": "ANY"}], "rules": {"dns": [{"matchPattern": "*"}]}}]}]}),
+        )],
+    );
+    let rs = build_with(&w.0, Some(&w.1), &compliant(), "t");
+    assert!(rs.notes.is_empty(), "{:#?}", rs.notes);
+    assert!(cilium_allowed(&w, &compliant(), "x/a", MIRROR, Tcp, 443));
+    assert!(!cilium_allowed(&w, &compliant(), "x/a", MIRROR, Tcp, 80));
+    assert!(!cilium_allowed(&w, &compliant(), "x/a", INTERNET, Tcp, 443));
+    // The DNS port admits queries to y's pods.
+    assert!(cilium_allowed(&w, &compliant(), "x/a", "y/a", Udp, 53));
 }
 
 #[test]
