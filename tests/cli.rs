@@ -93,6 +93,40 @@ fn plan_text_prints_upstream_style_grids() {
     );
 }
 
+/// No verdict without evidence, offline too: a cell the oracle does not judge is listed with its
+/// reason under its step (text) and in `unjudged` (JSON), never shown as a verdict.
+#[test]
+fn plan_lists_the_cells_it_does_not_judge_with_the_reason() {
+    let file = "scenarios/cilium/25-k8tre-outbound-by-fqdn.yaml";
+    let out = netassay(&["plan", file]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("not judged (1):\n    x/a -> external/mirror 443/TCP via address: egress not judged: CNP x/approved-mirror-only egress[1]: toFQDNs"),
+        "{s}"
+    );
+    let out = netassay(&["plan", file, "--output", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let last = &doc["scenarios"][0]["steps"][2];
+    let unjudged = last["unjudged"].as_array().expect("unjudged");
+    assert_eq!(unjudged.len(), 1, "{last}");
+    assert_eq!(unjudged[0]["cell"]["via"], "address");
+    assert!(unjudged[0]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("toFQDNs")));
+    let judged = last["cells"].as_array().expect("cells");
+    assert!(!judged.iter().any(|c| c["from"] == "x/a"
+        && c["to"] == "external/mirror"
+        && c["port"] == 443
+        && c["via"] == "address"));
+    // The probe by name after a proxied lookup is judged: allowed.
+    assert!(judged.iter().any(|c| c["from"] == "x/a"
+        && c["to"] == "external/mirror"
+        && c["port"] == 443
+        && c["via"] == "name"
+        && c["verdict"] == "allow"));
+}
+
 #[test]
 fn validate_reports_every_problem_of_every_file_and_exits_2() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -153,7 +153,14 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
             Output::Json => {
                 let steps: Vec<_> = plans
                     .iter()
-                    .map(|p| json!({"name": p.name, "cells": p.cells}))
+                    .map(|p| {
+                        let unjudged: Vec<_> = p
+                            .unjudged
+                            .iter()
+                            .map(|(c, why)| json!({"cell": c, "reason": why}))
+                            .collect();
+                        json!({"name": p.name, "cells": p.cells, "unjudged": unjudged})
+                    })
                     .collect();
                 json_scenarios.push(json!({
                     "name": s.name,
@@ -175,6 +182,19 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
                     if ip > 0 {
                         text.push_str(&format!("  ({ip} cell(s) depend on live pod addresses)\n"));
                     }
+                    if !p.unjudged.is_empty() {
+                        text.push_str(&format!("  not judged ({}):\n", p.unjudged.len()));
+                        for (c, why) in &p.unjudged {
+                            text.push_str(&format!(
+                                "    {} -> {} {}/{} via {}: {why}\n",
+                                c.from,
+                                c.to,
+                                c.port,
+                                c.protocol,
+                                c.via.as_str()
+                            ));
+                        }
+                    }
                 }
                 text.push('\n');
             }
@@ -188,7 +208,7 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<u8> {
         Output::Text => {
             print!("{text}");
             println!(
-                "{} scenario(s); `.` allowed, `X` denied, `-` not served",
+                "{} scenario(s); `.` allowed, `X` denied, `-` not served or not judged (listed under the step)",
                 selected.len()
             );
         }

@@ -850,7 +850,13 @@ fn cilium_dns_lookups_and_fqdn_table() {
         )
     };
     // (rule, policies, name looked up, want lookup, want proxied)
-    type LookupRow = (&'static str, Vec<CiliumPolicy>, &'static str, Want, Option<bool>);
+    type LookupRow = (
+        &'static str,
+        Vec<CiliumPolicy>,
+        &'static str,
+        Want,
+        Option<bool>,
+    );
     let lookups: Vec<LookupRow> = vec![
         ("#39 no policy selects the pod: the query is not enforced and not proxied — pkg/policy/repository.go:390-517",
             vec![], OTHER, A, Some(false)),
