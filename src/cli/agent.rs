@@ -122,11 +122,15 @@ answering from a zone file that it re-reads whenever the file changes (no restar
 Zone file: one record per line, `<name> <IPv4-or-IPv6>`; a name may have several lines; `#`
 starts a comment; blank lines are ignored; names are case-insensitive, the trailing dot is
 optional. A line that does not parse is skipped with a warning on stderr naming file:line.
+A line `!dns-rules <source-IP> [name=<fqdn>|pattern=<pattern>]...` plays Cilium's DNS proxy for
+that source: only names its selectors match (Cilium's matchName / matchPattern) are answered,
+others get REFUSED; with no selector, every name is refused.
 
 Answers (all authoritative, TTL 5 s):
   A / AAAA of a name in the zone      NOERROR with its addresses of that family
   a name in the zone, no such record  NOERROR with no answers
   any other name                      NXDOMAIN
+  a name the source's rules miss      REFUSED
   id.server / hostname.bind CH TXT    the --identity
   undecodable question                FORMERR (nothing at all if not even the header decodes)
 A UDP answer too large for the client's buffer is sent truncated, so the client retries on TCP.

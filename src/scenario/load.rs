@@ -340,7 +340,8 @@ fn check(ctx: &mut Ctx, doc: ScenarioDoc) -> Option<Scenario> {
                 "intent scenarios take their external endpoints from the profile config \
                  (`externals` there)",
             );
-        } else if !scenario.uses_cilium() {
+        } else if !scenario.uses_cilium() && ctx.errors.is_empty() {
+            // (A Cilium policy that failed to load already has its error.)
             ctx.error(
                 "topology.externals",
                 "external endpoints in an oracle scenario are judged under Cilium's semantics \

@@ -2,6 +2,9 @@
 //!
 //! The zone file holds one record per line, `<fqdn> <ipv4-or-ipv6>`; a name may have several
 //! lines; `#` starts a comment; names are case-insensitive and the trailing dot is optional.
+//! A line `!dns-rules <source-ip> [name=<fqdn>|pattern=<pattern>]...` makes the server play
+//! Cilium's DNS proxy for that source: it answers only names those selectors match (Cilium's
+//! `matchName` and `matchPattern`) and REFUSED for others (none listed: every name refused).
 //! The sandbox rewrites it on every cluster change and the server re-reads it when it changes
 //! (see [`crate::watched`]).
 //!
@@ -10,6 +13,7 @@
 //! - A or AAAA of a name in the zone: NOERROR with its addresses of that family (ANY: both);
 //! - a name in the zone without a record of the asked type: NOERROR with no answers;
 //! - any other name: NXDOMAIN;
+//! - a name the source's `!dns-rules` do not match: REFUSED;
 //! - `id.server` or `hostname.bind` TXT in class CH: the `--identity`, if one was given;
 //! - a question that cannot be decoded past its header: FORMERR; less than a header, or a
 //!   response: no answer at all.
@@ -22,6 +26,8 @@ use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, Respo
 use hickory_proto::rr::rdata::{A, AAAA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use netassay_core::policy::cilium::fqdn::selector_matches;
+use netassay_core::policy::cilium::model::FqdnSelector;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -58,6 +64,8 @@ const MAX_TCP_CONNECTIONS: usize = 1024;
 pub struct Zone {
     /// Lower-case name without trailing dot -> addresses in file order, without repeats.
     names: HashMap<String, Vec<IpAddr>>,
+    /// Source address -> the names answered to it (`!dns-rules` lines).
+    rules: HashMap<IpAddr, Vec<FqdnSelector>>,
 }
 
 impl Zone {
@@ -91,6 +99,15 @@ impl LineTable for Zone {
         let mut zone = Zone::default();
         let mut warnings = Vec::new();
         for (line, content) in content_lines(text) {
+            if let Some(rest) = content.strip_prefix(RULES_DIRECTIVE) {
+                match parse_rules(rest) {
+                    Ok((source, selectors)) => {
+                        zone.rules.entry(source).or_default().extend(selectors);
+                    }
+                    Err(message) => warnings.push(LineWarning { line, message }),
+                }
+                continue;
+            }
             match parse_record(content) {
                 Ok((name, address)) => {
                     let addresses = zone.names.entry(name).or_default();
@@ -112,6 +129,34 @@ impl LineTable for Zone {
             counted(records, "record")
         )
     }
+}
+
+/// The directive of a DNS-rules line (see the module doc).
+pub const RULES_DIRECTIVE: &str = "!dns-rules ";
+
+/// The rest of a `!dns-rules` line: the source address and its selectors.
+fn parse_rules(rest: &str) -> Result<(IpAddr, Vec<FqdnSelector>), String> {
+    let mut fields = rest.split_whitespace();
+    let source = fields
+        .next()
+        .ok_or_else(|| "`!dns-rules` needs a source address".to_string())?;
+    let source = source
+        .parse::<IpAddr>()
+        .map_err(|_| format!("{source:?} is not an IPv4 or IPv6 address"))?;
+    let selectors = fields
+        .map(|f| match f.split_once('=') {
+            Some(("name", n)) => Ok(FqdnSelector {
+                match_name: Some(n.to_string()),
+                match_pattern: None,
+            }),
+            Some(("pattern", p)) => Ok(FqdnSelector {
+                match_name: None,
+                match_pattern: Some(p.to_string()),
+            }),
+            _ => Err(format!("{f:?}: expected name=<fqdn> or pattern=<pattern>")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((source, selectors))
 }
 
 /// One zone line without its comment: `<fqdn> <address>`.
@@ -206,6 +251,17 @@ pub fn answer(
     identity: Option<&str>,
     transport: Transport,
 ) -> Option<Vec<u8>> {
+    answer_from(query, zone, identity, transport, None)
+}
+
+/// [`answer`] to a query from `source`, under the zone's DNS rules for that source.
+pub fn answer_from(
+    query: &[u8],
+    zone: &Zone,
+    identity: Option<&str>,
+    transport: Transport,
+    source: Option<IpAddr>,
+) -> Option<Vec<u8>> {
     let header = Header::read(&mut BinDecoder::new(query)).ok()?;
     if header.message_type() == MessageType::Response {
         return None;
@@ -229,7 +285,10 @@ pub fn answer(
     }
     let udp_limit = usize::from(request.max_payload()).min(MAX_UDP_ANSWER);
     let code = match (request.op_code(), request.queries()) {
-        (OpCode::Query, [question]) => resolve(question, zone, identity, &mut response),
+        (OpCode::Query, [question]) => {
+            let rules = source.and_then(|s| zone.rules.get(&s));
+            resolve(question, zone, identity, rules, &mut response)
+        }
         (OpCode::Query, _) => ResponseCode::FormErr,
         _ => ResponseCode::NotImp,
     };
@@ -242,11 +301,20 @@ fn resolve(
     question: &Query,
     zone: &Zone,
     identity: Option<&str>,
+    rules: Option<&Vec<FqdnSelector>>,
     response: &mut Message,
 ) -> ResponseCode {
     let name = question.name();
     match question.query_class() {
-        DNSClass::IN => {}
+        DNSClass::IN => {
+            if let Some(rules) = rules {
+                let allowed = wire_name_key(name)
+                    .is_some_and(|key| rules.iter().any(|r| selector_matches(r, &key)));
+                if !allowed {
+                    return ResponseCode::Refused;
+                }
+            }
+        }
         DNSClass::CH if asks_identity(name) => {
             let Some(identity) = identity else {
                 return ResponseCode::Refused;
@@ -436,7 +504,13 @@ async fn serve_udp(
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, peer)) => {
                     let query = buf.get(..n).unwrap_or_default();
-                    let reply = answer(query, &zone.current(), identity.as_deref(), Transport::Udp);
+                    let reply = answer_from(
+                        query,
+                        &zone.current(),
+                        identity.as_deref(),
+                        Transport::Udp,
+                        Some(peer.ip()),
+                    );
                     if let Some(reply) = reply {
                         // A lost answer is the client's to retry.
                         let _ = socket.send_to(&reply, peer).await;
@@ -500,7 +574,9 @@ async fn serve_tcp_connection(
         if !matches!(read, Ok(Ok(_))) {
             return;
         }
-        let Some(reply) = answer(&query, &zone.current(), identity, Transport::Tcp) else {
+        let source = stream.peer_addr().ok().map(|a| a.ip());
+        let Some(reply) = answer_from(&query, &zone.current(), identity, Transport::Tcp, source)
+        else {
             return;
         };
         let Ok(len) = u16::try_from(reply.len()) else {
@@ -634,6 +710,65 @@ mod tests {
         )
         .unwrap();
         Message::from_vec(&bytes).unwrap()
+    }
+
+    /// Playing Cilium's DNS proxy: a source with `!dns-rules` is answered only the names its
+    /// selectors match (matchName exact, matchPattern wildcards), REFUSED otherwise, even for
+    /// names the zone does not have; other sources are answered as before.
+    #[test]
+    fn dns_rules_answer_a_source_only_the_names_they_match() {
+        let z = zone(
+            "mirror.example.org 203.0.113.20\ninternet.example.org 203.0.113.10\n\
+             !dns-rules 10.244.1.5 name=mirror.example.org pattern=*.svc.cluster.local\n\
+             !dns-rules 10.244.1.6\n",
+        );
+        let from = |ip: &str, name: &str| {
+            let bytes = answer_from(
+                &query(name, RecordType::A, DNSClass::IN),
+                &z,
+                None,
+                Transport::Udp,
+                Some(ip.parse().unwrap()),
+            )
+            .unwrap();
+            Message::from_vec(&bytes).unwrap().response_code()
+        };
+        assert_eq!(
+            from("10.244.1.5", "Mirror.example.org."),
+            ResponseCode::NoError
+        );
+        assert_eq!(
+            from("10.244.1.5", "internet.example.org."),
+            ResponseCode::Refused
+        );
+        // A name the rules match but the zone lacks: the server's own answer.
+        assert_eq!(
+            from("10.244.1.5", "web.svc.cluster.local."),
+            ResponseCode::NXDomain
+        );
+        // `*` in a pattern stands for one label's characters, never a dot.
+        assert_eq!(
+            from("10.244.1.5", "web.x.svc.cluster.local."),
+            ResponseCode::Refused
+        );
+        assert_eq!(
+            from("10.244.1.6", "mirror.example.org."),
+            ResponseCode::Refused
+        );
+        assert_eq!(
+            from("10.244.1.7", "internet.example.org."),
+            ResponseCode::NoError
+        );
+        // Without a source (the unit entry point), no rules apply.
+        assert_eq!(
+            ask(&z, "internet.example.org.", RecordType::A).response_code(),
+            ResponseCode::NoError
+        );
+        // A malformed rules line is a warning naming the line, and the rest still loads.
+        let (bad, warnings) = Zone::parse("!dns-rules nowhere name=a.b\na.b 10.0.0.1\n");
+        assert_eq!(bad.len(), 1);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].message.contains("not an IPv4 or IPv6 address"));
     }
 
     #[test]

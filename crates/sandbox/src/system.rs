@@ -17,6 +17,7 @@ use crate::state::ClusterState;
 use crate::state::GatewayRoute;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
+use netassay_core::policy::cilium::model::FqdnSelector;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -104,6 +105,28 @@ pub fn zone(state: &ClusterState) -> String {
         .collect();
     for (namespace, name, ip) in services {
         line(&format!("{name}.{namespace}.svc.{CLUSTER_DOMAIN}"), &ip);
+    }
+    out
+}
+
+/// [`zone`] with a `!dns-rules` line per pod (source address) whose queries the cluster DNS
+/// answers only for some names (Cilium's DNS proxy, played by `agent dns`): REFUSED for the
+/// others.
+pub fn zone_with_rules<'a>(
+    state: &ClusterState,
+    rules: impl IntoIterator<Item = (IpAddr, &'a [FqdnSelector])>,
+) -> String {
+    let mut out = zone(state);
+    for (source, names) in rules {
+        out.push_str(&format!("!dns-rules {source}"));
+        for n in names {
+            match (&n.match_name, &n.match_pattern) {
+                (Some(name), _) => out.push_str(&format!(" name={name}")),
+                (None, Some(pattern)) => out.push_str(&format!(" pattern={pattern}")),
+                (None, None) => {}
+            }
+        }
+        out.push('\n');
     }
     out
 }

@@ -18,8 +18,9 @@
 //! - `toFQDNs`: the addresses the sandbox's DNS answers for matching names (its external
 //!   host's), admitted at once; Cilium admits them only after a lookup through its DNS proxy,
 //!   and the oracle judges no cell that depends on that difference;
-//! - ports that carry DNS rules admit every query there: the sandbox has no DNS proxy, so DNS
-//!   rules narrower than `matchPattern: "*"` are not enforced name by name (with a note);
+//! - ports that carry DNS rules admit the query; the names are the cluster DNS's business: it
+//!   plays Cilium's DNS proxy and answers a pod only the names its DNS rules match
+//!   ([`super::model::DnsRule`], from [`CiliumOracle::dns_names`]), REFUSED for others;
 //! - not compiled, with a note (the oracle does not judge the cells they decide): `toServices`
 //!   peers. They admit nothing, and never deny.
 //!
@@ -31,7 +32,7 @@
 //! `ingress-only`, `egress-only`, `ignore-endport`, `ignore-named-ports` and `ignore-except`
 //! apply as for NetworkPolicies; `ignore-namespace-selector` does not apply here.
 
-use super::model::{Allow, Otherwise, Peer, PodChain, L4};
+use super::model::{Allow, DnsRule, Otherwise, Peer, PodChain, L4};
 use super::resolve::{chain_name, Builder};
 use crate::addresses::{POD_CIDR, SERVICE_CIDR};
 use crate::fault::Fault;
@@ -70,6 +71,18 @@ pub(super) fn chains(
         topology: &topology,
         notes: BTreeSet::new(),
     };
+    // The cluster DNS plays Cilium's DNS proxy for pods whose DNS rules narrow the names
+    // answered to them (egress is enforced, so not under `ingress-only`).
+    if !b.faults.contains(&Fault::IngressOnly) {
+        for (t, pod) in topology.pods.iter().enumerate() {
+            if let Some(names) = oracle.dns_names(t) {
+                b.dns_rules.push(DnsRule {
+                    source: pod.ip,
+                    names,
+                });
+            }
+        }
+    }
     let mut names = BTreeSet::new();
     let mut out = (Vec::new(), Vec::new());
     for (direction, skip) in [
@@ -271,7 +284,7 @@ impl Compiler<'_> {
         if peers.is_empty() {
             return Vec::new();
         }
-        let ports = self.ports(rule, &origin);
+        let ports = self.ports(rule);
         let mut out = Vec::new();
         for (peer, members) in &peers {
             for port in &ports {
@@ -385,23 +398,12 @@ impl Compiler<'_> {
         })
     }
 
-    fn ports(&mut self, rule: &RuleView, origin: &str) -> Vec<Port> {
+    fn ports(&mut self, rule: &RuleView) -> Vec<Port> {
         let Some(rules) = rule.ports else {
             return vec![Port::L4(L4::Any)];
         };
         let mut out = Vec::new();
         for r in rules {
-            let every_name = r
-                .dns_names
-                .iter()
-                .any(|s| s.match_pattern.as_deref().is_some_and(|p| p.trim() == "*"));
-            if r.dns && !rule.deny && !every_name {
-                // No DNS proxy here: the port admits every query, and the sandbox's DNS answers
-                // names the rules would have Cilium refuse.
-                self.notes.insert(format!(
-                    "{origin}: DNS rules not enforced name by name (the sandbox has no DNS proxy): the port admits every query"
-                ));
-            }
             for p in &r.ports {
                 for (i, protocol) in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp]
                     .into_iter()

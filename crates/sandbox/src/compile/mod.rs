@@ -35,7 +35,8 @@ mod render;
 mod resolve;
 
 pub use model::{
-    Allow, Dnat, Endpoint, Exposure, Filter, Hairpin, Otherwise, Peer, PodChain, Ruleset, L4,
+    Allow, Dnat, DnsRule, Endpoint, Exposure, Filter, Hairpin, Otherwise, Peer, PodChain, Ruleset,
+    L4,
 };
 pub use resolve::build;
 

@@ -20,6 +20,16 @@ pub struct Ruleset {
     pub filter: Option<Filter>,
     /// Inputs that could not be compiled (they match nothing), printed as `#` comments.
     pub notes: Vec<String>,
+    /// Pods whose queries to the cluster DNS are answered only for some names (Cilium's DNS
+    /// rules; the cluster DNS plays its DNS proxy: `system::zone_with_rules`).
+    pub dns_rules: Vec<DnsRule>,
+}
+
+/// The names cluster DNS answers to one pod (Cilium's DNS proxy); others are REFUSED.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRule {
+    pub source: IpAddr,
+    pub names: Vec<netassay_core::policy::cilium::model::FqdnSelector>,
 }
 
 /// address:port/protocol to one of the endpoints, chosen at random per connection.

@@ -2,7 +2,8 @@
 //! chains, with the compiler's faults applied here.
 
 use super::model::{
-    Allow, Dnat, Endpoint, Exposure, Filter, Hairpin, Otherwise, Peer, PodChain, Ruleset, L4,
+    Allow, Dnat, DnsRule, Endpoint, Exposure, Filter, Hairpin, Otherwise, Peer, PodChain, Ruleset,
+    L4,
 };
 use crate::fault::{Fault, FaultSet};
 use crate::state::ClusterState;
@@ -65,6 +66,7 @@ pub(super) fn build_by<'a>(
         cluster_ips,
         filter,
         notes: b.notes,
+        dns_rules: b.dns_rules,
     }
 }
 
@@ -104,6 +106,8 @@ pub(super) struct Builder<'a> {
     /// Pods with an address, sorted by namespace/name, addresses distinct.
     pub(super) pods: Vec<&'a PodState>,
     pub(super) notes: Vec<String>,
+    /// Pods whose DNS queries a DNS proxy answers by name (Cilium's DNS rules).
+    pub(super) dns_rules: Vec<DnsRule>,
 }
 
 impl<'a> Builder<'a> {
@@ -138,6 +142,7 @@ impl<'a> Builder<'a> {
             namespaces,
             pods,
             notes,
+            dns_rules: Vec::new(),
         }
     }
 

@@ -950,49 +950,80 @@ impl<'t> CiliumOracle<'t> {
         }
     }
 
-    fn lookup_side(&self, from: Endpoint, name: &str) -> (Outcome, Option<bool>) {
-        let Endpoint::Pod(p) = from else {
-            return (Outcome::NoPolicyEndpoint, Some(false));
-        };
-        let of = &self.egress_of[p];
-        if of.is_empty() {
-            return (Outcome::NotEnforced, Some(false));
-        }
-        let dst = Endpoint::ClusterDns;
-        let port = 53;
-        let mut deny_unknown = None;
-        // Allow entries that admit the query: (entry, the DNS rules that decide the names; None
-        // when the entry admits every name).
-        // (entry, the names it admits: `None` for every name, whether it sends the query to the
-        // DNS proxy).
-        let mut admitting: Vec<(u32, Option<Vec<&FqdnSelector>>, bool)> = Vec::new();
-        let mut allow_unknown = None;
-        for &k in of {
+    /// The egress entries of pod `p` that decide a DNS query to the cluster DNS.
+    fn dns_query_entries(&self, p: usize) -> DnsQueryEntries<'_> {
+        let mut q = DnsQueryEntries::default();
+        for &k in &self.egress_of[p] {
             let e = &self.entries[k as usize];
             let Some(l3) = &e.l3 else { continue };
-            let peer = self.peer_matches(l3, dst, None);
+            let peer = self.peer_matches(l3, Endpoint::ClusterDns, None);
             if peer == Tri::No {
                 continue;
             }
-            let Some(hit) = lookup_ports(&e.l4, port) else {
+            let Some(hit) = lookup_ports(&e.l4, 53) else {
                 continue;
             };
             match (e.deny, peer) {
-                (true, Tri::Yes) => return (Outcome::Denied(k), Some(false)),
+                (true, Tri::Yes) => {
+                    q.deny.get_or_insert(k);
+                }
                 (true, Tri::Unknown(w)) => {
-                    deny_unknown.get_or_insert((k, w));
+                    q.deny_unknown.get_or_insert((k, w));
                 }
                 (false, Tri::Yes) => {
                     // Default deny off for egress: Cilium adds a wildcard DNS rule.
                     let proxied = hit.is_some();
                     let names = hit.filter(|_| e.default_deny);
-                    admitting.push((k, names, proxied));
+                    q.admitting.push((k, names, proxied));
                 }
                 (false, Tri::Unknown(w)) => {
-                    allow_unknown.get_or_insert((k, w));
+                    q.allow_unknown.get_or_insert((k, w));
                 }
                 (_, Tri::No) => {}
             }
+        }
+        q
+    }
+
+    /// The names Cilium's DNS proxy answers for pod `pod`'s queries to the cluster DNS, for a
+    /// dataplane that plays the proxy: `None` when the pod's queries are not filtered by name
+    /// (not proxied, or some admitting rule admits every name); whether the query passes at all
+    /// is the L3/L4 rules' business ([`CiliumOracle::rules_of`]).
+    pub fn dns_names(&self, pod: usize) -> Option<Vec<FqdnSelector>> {
+        let q = self.dns_query_entries(pod);
+        if q.admitting.is_empty()
+            || q.admitting
+                .iter()
+                .any(|(_, n, proxied)| !proxied || n.is_none())
+        {
+            return None;
+        }
+        let mut out: Vec<FqdnSelector> = Vec::new();
+        for (_, names, _) in &q.admitting {
+            for s in names.iter().flatten() {
+                if !out.contains(s) {
+                    out.push((*s).clone());
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn lookup_side(&self, from: Endpoint, name: &str) -> (Outcome, Option<bool>) {
+        let Endpoint::Pod(p) = from else {
+            return (Outcome::NoPolicyEndpoint, Some(false));
+        };
+        if self.egress_of[p].is_empty() {
+            return (Outcome::NotEnforced, Some(false));
+        }
+        let DnsQueryEntries {
+            deny,
+            deny_unknown,
+            admitting,
+            allow_unknown,
+        } = self.dns_query_entries(p);
+        if let Some(k) = deny {
+            return (Outcome::Denied(k), Some(false));
         }
         let dd = self.egress_default_deny[p];
         let with_rules = admitting.iter().any(|(_, _, proxied)| *proxied);
@@ -1034,6 +1065,19 @@ impl<'t> CiliumOracle<'t> {
             _ => (base, proxied),
         }
     }
+}
+
+/// The egress entries that decide a DNS query to the cluster DNS
+/// ([`CiliumOracle::dns_query_entries`]).
+#[derive(Default)]
+struct DnsQueryEntries<'o> {
+    /// The first matching deny entry.
+    deny: Option<u32>,
+    deny_unknown: Option<(u32, Unpredictable)>,
+    /// (entry, the names it admits: `None` for every name, whether it sends the query to the
+    /// DNS proxy).
+    admitting: Vec<(u32, Option<Vec<&'o FqdnSelector>>, bool)>,
+    allow_unknown: Option<(u32, Unpredictable)>,
 }
 
 /// Whether an entry's ports admit UDP `port` (a DNS query); with the DNS rules of the admitting

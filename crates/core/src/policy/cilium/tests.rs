@@ -894,8 +894,23 @@ fn cilium_dns_lookups_and_fqdn_table() {
     ]);
     let from = ep(&t, "x/a");
     let mut failures = Vec::new();
+    let Endpoint::Pod(a_index) = from else {
+        panic!("x/a is a pod")
+    };
     for (rule, pols, name, want_v, want_p) in &lookups {
         let o = CiliumOracle::new(&t, &[], pols, facts.clone()).expect("compiles");
+        // A dataplane playing the proxy with `dns_names` answers exactly what the oracle judges:
+        // every name it allows, and no name the proxy refuses.
+        let filter = o.dns_names(a_index);
+        let answered = filter
+            .as_ref()
+            .is_none_or(|sels| sels.iter().any(|s| super::fqdn::selector_matches(s, name)));
+        let refused = *want_v == D && *want_p == Some(true);
+        if (*want_v == A && !answered) || (refused && answered) {
+            failures.push(format!(
+                "{rule}: dns_names {filter:?} disagrees with the lookup of {name}"
+            ));
+        }
         let LookupCell {
             verdict,
             proxied,

@@ -469,7 +469,6 @@ fn what_is_not_compiled_is_noted_never_guessed() {
     let notes = rs.notes.join("\n");
     for needle in [
         "CNP x/fqdn egress[0]: toFQDNs matches no external name the sandbox's DNS answers",
-        "CNP x/fqdn egress[1]: DNS rules not enforced name by name",
         "CNP x/fqdn egress[2]: toServices not compiled",
         "CNP x/fqdn egress[3]: kube-apiserver matches no address",
         "CNP x/refused ignored as a whole",
@@ -609,4 +608,51 @@ fn netpol_faults_apply_under_cilium_semantics() {
         Tcp,
         80
     ));
+}
+
+/// A pod whose DNS rules narrow the names it may look up gets a DNS rule for the cluster DNS
+/// (which plays Cilium's DNS proxy); a pod whose queries some rule admits without DNS rules, or
+/// that no rule selects, gets none. The zone carries them as `!dns-rules` lines.
+#[test]
+fn dns_rules_narrowing_names_reach_the_cluster_dns() {
+    let kube_dns = json!({"matchLabels": {"k8s:io.kubernetes.pod.namespace": "kube-system", "k8s:k8s-app": "kube-dns"}});
+    let w = world(
+        vec![],
+        vec![
+            cnp(
+                "x",
+                "one-name",
+                json!({"endpointSelector": {"matchLabels": {"pod": "a"}}, "egress": [
+                {"toEndpoints": [kube_dns],
+                 "toPorts": [{"ports": [{"port": "53", "protocol": "ANY"}], "rules": {"dns": [{"matchName": "mirror.example.org"}]}}]}]}),
+            ),
+            cnp(
+                "x",
+                "plain",
+                json!({"endpointSelector": {"matchLabels": {"pod": "b"}}, "egress": [
+                {"toEndpoints": [kube_dns], "toPorts": [{"ports": [{"port": "53", "protocol": "UDP"}]}]}]}),
+            ),
+        ],
+    );
+    let rs = build_with(&w.0, Some(&w.1), &compliant(), "t");
+    let a = ip_of(&w.0, "x/a");
+    assert_eq!(rs.dns_rules.len(), 1, "{:#?}", rs.dns_rules);
+    assert_eq!(rs.dns_rules[0].source, a);
+    assert_eq!(
+        rs.dns_rules[0].names[0].match_name.as_deref(),
+        Some("mirror.example.org")
+    );
+    let zone = crate::system::zone_with_rules(
+        &w.0,
+        rs.dns_rules.iter().map(|r| (r.source, r.names.as_slice())),
+    );
+    assert!(
+        zone.contains(&format!("!dns-rules {a} name=mirror.example.org\n")),
+        "{zone}"
+    );
+    // Under ingress-only, egress is not enforced, and neither are DNS rules.
+    let ingress_only = FaultSet::from(Fault::IngressOnly);
+    assert!(build_with(&w.0, Some(&w.1), &ingress_only, "t")
+        .dns_rules
+        .is_empty());
 }

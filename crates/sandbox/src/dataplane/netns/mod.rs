@@ -47,7 +47,7 @@ use crate::addresses::{
 };
 use crate::cni::networks::{self, CniDirs, PodNetwork};
 use crate::cni::{self as cni_runtime, Attachment, Network};
-use crate::compile::compile_with;
+use crate::compile::build_with;
 use crate::fault::{FaultMemory, FaultSet};
 use crate::state::{CiliumState, ClusterState};
 use crate::system;
@@ -235,7 +235,7 @@ impl NetnsDataplane {
         };
         std::fs::create_dir_all(dataplane.log_dir())?;
         // The add-ons' files exist before any add-on starts (they read them at start).
-        dataplane.write_files(&ClusterState::default())?;
+        dataplane.write_files(&ClusterState::default(), &[])?;
         let node = dataplane.prefix.node_netns();
         host::run(&["ip", "netns", "add", &node], None)?;
         // Everything else only needs the node's namespace: the node's own settings and the two
@@ -673,11 +673,22 @@ impl NetnsDataplane {
         Ok(())
     }
 
-    /// Writes the generated files for `state`, each only when its text changed.
-    fn write_files(&self, state: &ClusterState) -> Result<(), DataplaneError> {
+    /// Writes the generated files for `state`, each only when its text changed; `dns_rules` are
+    /// the pods whose DNS queries are answered by name (Cilium's DNS rules).
+    fn write_files(
+        &self,
+        state: &ClusterState,
+        dns_rules: &[crate::compile::DnsRule],
+    ) -> Result<(), DataplaneError> {
         let mut written = self.written.lock().unwrap();
         for (path, text) in [
-            (self.zone_file(), system::zone(state)),
+            (
+                self.zone_file(),
+                system::zone_with_rules(
+                    state,
+                    dns_rules.iter().map(|r| (r.source, r.names.as_slice())),
+                ),
+            ),
             (self.routes_file(), system::routes(state)),
         ] {
             if written.get(&path) != Some(&text) {
@@ -1094,9 +1105,6 @@ impl NetnsDataplane {
         self.ensure_open()?;
         let mut guard = self.memory.lock().unwrap();
         let (memory, applied_last) = &mut *guard;
-        // The add-ons' files follow the API at once (no CNI fault applies to them); a failure
-        // to write them does not keep the ruleset from being applied.
-        let files = self.write_files(state);
         let mut effective = memory.effective(&self.faults, state);
         if !self.program_services {
             effective.services.clear();
@@ -1108,7 +1116,12 @@ impl NetnsDataplane {
         } else {
             FaultSet::from(crate::fault::Fault::NoEnforcement)
         };
-        let script = compile_with(&effective, cilium, &faults, &self.prefix.policy_table());
+        let ruleset = build_with(&effective, cilium, &faults, &self.prefix.policy_table());
+        // The add-ons' files follow the API at once (no CNI fault applies to them, the DNS
+        // rules follow the ruleset); a failure to write them does not keep the ruleset from
+        // being applied.
+        let files = self.write_files(state, &ruleset.dns_rules);
+        let script = ruleset.render();
         let applied = match &self.late {
             // Every ruleset is queued: the delay runs from each sync.
             Some(late) => late
