@@ -18,10 +18,18 @@
 //! and the world carry no policy here (no host firewall). CIDR rules (and v1 `ipBlock`) match
 //! only world addresses (`--policy-cidr-match-mode` empty, `pkg/policy/types/selector.go:526-533`).
 //!
+//! DNS: the cluster DNS is an endpoint of its own ([`Endpoint::ClusterDns`]). A query to it is
+//! judged on the source's egress, with the DNS rules that admit it deciding the names
+//! ([`CiliumOracle::judge_lookup`]); a connection to a world address after the source looked a
+//! name up through the DNS proxy is judged with that name known ([`CiliumOracle::judge_world`],
+//! [`NameFacts::Answered`]).
+//!
 //! Some cells cannot be predicted from policies alone; they come out *not judged* with the rule
-//! that makes them so: a `toFQDNs` peer when the oracle has no name facts, a `toServices` peer
-//! (the topology has no Services to resolve), and a port whose rule carries DNS rules (the DNS
-//! proxy answers there, not the pod).
+//! that makes them so: a `toFQDNs` peer when the oracle has no name facts, or whose admission
+//! depends on lookups other pods may have made; a `toServices` peer (the topology has no
+//! Services to resolve); a port whose rule carries DNS rules, for anything but a query to the
+//! cluster DNS (the DNS proxy answers there, not the pod); and a query that a rule with DNS rules
+//! and one without both admit.
 //!
 //! Like the v1 oracle, selectors are evaluated once (into bit sets over identities) when the
 //! oracle is built; a cell then costs a walk over the entries that select its two ends.
