@@ -499,6 +499,11 @@ mod tests {
             .map(|(_, p)| p)
             .collect();
         assert_eq!(packages, ["clang-19", "iptables", "ipset"]);
+        // Its kube-proxy replacement is the same agent: no kube-proxy.
+        assert_eq!(
+            binaries(Cni::Cilium, ServiceProxy::Cilium),
+            ["cilium-agent", "cilium-cni", "cilium-dbg"]
+        );
         assert_eq!(Cni::Cilium.pod_network(), PodNetwork::Cilium);
         assert!(Cni::Cilium.needs_pod_cidr());
         assert!(Cni::Cilium.has_third_party_enforcer());
