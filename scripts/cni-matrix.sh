@@ -14,8 +14,9 @@ shift || true
 [ -x "$bin" ] || { cargo build --release --locked && bin=target/release/netassay; }
 out=reports/reference
 mkdir -p "$out"
-# row name | cni | control plane | proxy | profile (tre: core, extended and k8tre on the TRE
-# preset; cilium: the cilium profile's CNPs and CCNPs, no preset)
+# row name | cni | control plane | proxy (cilium: Cilium's kube-proxy replacement) | profile
+# (tre: core, extended and k8tre on the TRE preset; cilium: the cilium profile's CNPs and CCNPs,
+# no preset)
 rows_all=(
   "netassay-emulator|netassay|emulator|netassay|tre"
   "netassay-kubernetes|netassay|kubernetes|netassay|tre"
@@ -24,6 +25,7 @@ rows_all=(
   "kube-router-kubernetes-kube-proxy|kube-router|kubernetes|kube-proxy|tre"
   "cilium-kubernetes|cilium|kubernetes|netassay|tre"
   "cilium-kubernetes-kube-proxy|cilium|kubernetes|kube-proxy|tre"
+  "cilium-kubernetes-cilium-kpr|cilium|kubernetes|cilium|tre"
   "bridge-emulator|bridge|emulator|netassay|tre"
   "netassay-emulator-cilium-profile|netassay|emulator|netassay|cilium"
   "cilium-kubernetes-cilium-profile|cilium|kubernetes|netassay|cilium"

@@ -1296,11 +1296,22 @@ async fn cilium_attaches_pods_from_the_nodes_pod_cidr_and_sees_their_policies() 
 /// instance's bpffs, removes its folders and namespaces; the host is as it was.
 #[test]
 fn a_killed_owner_of_a_cilium_sandbox_leaves_nothing_behind() {
+    killed_owner_of_a_cilium_sandbox(&[]);
+}
+
+/// The same with Cilium's kube-proxy replacement: the sweep also removes the instance's own
+/// cgroup, which the agent's socket load balancer was attached to.
+#[test]
+fn a_killed_owner_of_a_cilium_kpr_sandbox_leaves_no_cgroup_behind() {
+    killed_owner_of_a_cilium_sandbox(&["--sandbox-proxy", "cilium"]);
+}
+
+fn killed_owner_of_a_cilium_sandbox(extra: &[&str]) {
     if !usable() || !cilium_built() {
         return;
     }
     let before = host_state_for_cilium();
-    let (up, kubeconfig) = sandbox_up(&["--sandbox-cni", "cilium"]);
+    let (up, kubeconfig) = sandbox_up(&[&["--sandbox-cni", "cilium"], extra].concat());
     let control_plane = kubeconfig.parent().expect("the control plane's folder");
     let instance = control_plane
         .parent()
@@ -1316,8 +1327,31 @@ fn a_killed_owner_of_a_cilium_sandbox_leaves_nothing_behind() {
             .any(|l| l.split(' ').nth(4) == Some(at))
     };
     assert!(mounted(&bpffs), "the agent's bpffs is mounted at {bpffs}");
+    let cgroup = netassay_sandbox::cgroup::unified_root()
+        .map(|root| netassay_sandbox::cgroup::instance_cgroup(&root, &prefix));
+    let kpr = extra.contains(&"cilium");
+    if kpr {
+        let cgroup = cgroup.as_ref().expect("a unified cgroup hierarchy");
+        assert!(cgroup.is_dir(), "{} is made", cgroup.display());
+    }
     let mut pids = recorded_pids(control_plane);
-    let agent: Vec<u32> = std::fs::read_dir("/proc")
+    let agent = cilium_agents(&prefix);
+    assert_eq!(agent.len(), 1, "one cilium-agent for {prefix}: {agent:?}");
+    pids.extend(&agent);
+    kill_owner_then_sweep(up, &pids);
+    assert!(!mounted(&bpffs), "{bpffs} is unmounted");
+    assert!(!instance.exists(), "{} is still there", instance.display());
+    if let Some(cgroup) = &cgroup {
+        assert!(!cgroup.exists(), "{} is still there", cgroup.display());
+    }
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&netns.stdout).contains(&prefix));
+    assert_eq!(host_state_for_cilium(), before, "the host is as it was");
+}
+
+/// The pids of instance `prefix`'s cilium-agent.
+fn cilium_agents(prefix: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .filter(|p: &u32| {
@@ -1328,14 +1362,218 @@ fn a_killed_owner_of_a_cilium_sandbox_leaves_nothing_behind() {
                     && c.contains(&format!("/run/netassay/{prefix}/cilium/lib"))
             })
         })
+        .collect()
+}
+
+/// Runs `probes` (id, kind, target, expected identity) with `netassay agent probe` inside
+/// network namespace `netns`; each probe's outcome by id.
+fn probe_in(netns: &str, probes: &[(&str, &str, &str, &str)]) -> BTreeMap<String, String> {
+    let batch = json!({
+        "schema": "netassay.probe/v1",
+        "timeout_ms": 1000,
+        "probes": probes.iter().map(|(id, kind, target, identity)| json!({
+            "id": id, "kind": kind, "target": target, "expect_identity": identity,
+        })).collect::<Vec<_>>(),
+    });
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", netns, NETASSAY, "agent", "probe"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent probe starts");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "{batch}").expect("the batch is written");
+    }
+    let out = child.wait_with_output().expect("agent probe ends");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| {
+            Some((
+                v["id"].as_str()?.to_string(),
+                v["outcome"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Probes from `netns` until every probe is `connected` (or, with `connected` false, dropped or
+/// rejected); panics with the last outcomes after 30 s.
+async fn probe_until(netns: &str, probes: &[(&str, &str, &str, &str)], connected: bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = probe_in(netns, probes);
+        let done = probes.iter().all(|(id, ..)| {
+            let outcome = got.get(*id).map(String::as_str);
+            match connected {
+                true => outcome == Some("connected"),
+                false => matches!(outcome, Some("dropped" | "rejected")),
+            }
+        });
+        if done {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "from {netns}, want {}: {got:?}",
+            if connected { "connected" } else { "denied" }
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `--sandbox-proxy cilium`: Cilium's kube-proxy replacement serves the Services, with no
+/// kube-proxy and no Service rule of netassay's: a pod reaches a backend through its ClusterIP
+/// and its cluster DNS name, the outside reaches it through a NodePort, and a policy still
+/// enforces on the ClusterIP path. The agent's socket load balancer is attached to the
+/// instance's own cgroup (bound at its cgroup root, a cgroup2 mount point), never to the
+/// unified hierarchy's root, where it would reach every process on the machine; stopping the
+/// sandbox removes that cgroup and leaves the host as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn cilium_kube_proxy_replacement_serves_services_from_the_instances_cgroup_only() {
+    if !usable() || !cilium_built() {
+        return;
+    }
+    use netassay_sandbox::cgroup;
+    let root = cgroup::unified_root().expect("a unified (cgroup v2) hierarchy is mounted");
+    let at_root = || -> Vec<String> {
+        let mut names: Vec<String> = cgroup::attached(&root)
+            .expect("the kernel answers BPF_PROG_QUERY on the cgroup root")
+            .into_iter()
+            .map(|a| format!("{} {} {}", a.attach_type, a.id, a.name))
+            .collect();
+        names.sort();
+        names
+    };
+    let root_before = at_root();
+    let before = host_state_for_cilium();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let options = SandboxOptions {
+        control_plane: ControlPlane::Kubernetes,
+        cni: netassay_sandbox::node::components::Cni::Cilium,
+        proxy: netassay_sandbox::node::components::ServiceProxy::Cilium,
+        ..SandboxOptions::default()
+    };
+    let sandbox = Sandbox::start_with_executable(options, NETASSAY.into())
+        .await
+        .expect("the Cilium sandbox with the kube-proxy replacement starts");
+    let prefix = sandbox.instance().to_string();
+    let instance = PathBuf::from(format!("/run/netassay/{prefix}"));
+    let ours = cgroup::instance_cgroup(&root, &prefix);
+
+    // Socket LB is attached in the instance's cgroup, and nothing at the hierarchy's root.
+    let root_now = at_root();
+    assert!(
+        !root_now.iter().any(|a| a.contains(" cil_")),
+        "Cilium attached at the cgroup root {}: {root_now:?}",
+        root.display()
+    );
+    assert_eq!(root_now, root_before, "nothing new at the cgroup root");
+    let in_ours: Vec<String> = cgroup::attached(&ours)
+        .expect("the instance's cgroup")
+        .into_iter()
+        .map(|a| a.name)
         .collect();
+    // The kernel keeps 15 bytes of a program's name: cil_sock4_connect, _sendmsg, _recvmsg.
+    for hook in ["cil_sock4_conne", "cil_sock4_sendm", "cil_sock4_recvm"] {
+        assert!(
+            in_ours.iter().any(|n| n == hook),
+            "{hook} in {}: {in_ours:?}",
+            ours.display()
+        );
+    }
+    // What the agent sees at its cgroup root: a cgroup2 mount of the instance's cgroup.
+    let agent = cilium_agents(&prefix);
     assert_eq!(agent.len(), 1, "one cilium-agent for {prefix}: {agent:?}");
-    pids.extend(&agent);
-    kill_owner_then_sweep(up, &pids);
-    assert!(!mounted(&bpffs), "{bpffs} is unmounted");
+    let mountinfo = std::fs::read_to_string(format!("/proc/{}/mountinfo", agent[0])).unwrap();
+    let cgroup_root = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/run/cilium/cgroupv2"))
+        .unwrap_or_else(|| panic!("the agent's cgroup root is a mount point: {mountinfo}"));
+    assert!(
+        cgroup_root.split(' ').nth(3) == Some(format!("/netassay/{prefix}").as_str())
+            && cgroup_root.contains(" - cgroup2 "),
+        "{cgroup_root}"
+    );
+    // The agent says so; no kube-proxy, and no Service address in the node's rules.
+    let dbg = reference::bin_dir(None).join("cilium-dbg");
+    let status = Command::new(&dbg)
+        .args(["status", "--verbose"])
+        .env("CILIUM_SOCK", instance.join("cilium/run/cilium.sock"))
+        .output()
+        .expect("cilium-dbg runs");
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("KubeProxyReplacement:   True"), "{status}");
+    assert!(
+        status.contains("Socket LB Coverage:   Hostns-only"),
+        "{status}"
+    );
+    let ruleset = in_node(&sandbox, &["nft", "list", "ruleset"]);
+    assert!(
+        !ruleset.contains("table ip kube-proxy") && !ruleset.contains("10.96."),
+        "no Service rule in the node's nftables: {ruleset}"
+    );
+
+    let client = client(sandbox.admin_kubeconfig()).await;
+    let ns = "kpr-x";
+    let (_pods, _ips) = serving_pods(&client, ns).await;
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), ns);
+    let web = services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "web"},
+                "spec": {"type": "NodePort", "selector": {"pod": "b"},
+                         "ports": [{"port": 80, "targetPort": 80}]},
+            }))
+            .unwrap(),
+        )
+        .await
+        .expect("Service web");
+    let spec = web.spec.expect("spec");
+    let cluster_ip = format!("{}:80", spec.cluster_ip.expect("a ClusterIP"));
+    let node_port = format!(
+        "{}:{}",
+        netassay_sandbox::addresses::NODE_ADDRESS,
+        spec.ports.expect("ports")[0].node_port.expect("a nodePort")
+    );
+    let by_name = format!("web.{ns}.svc.cluster.local:80");
+    let a = sandbox
+        .dataplane()
+        .pod_netns(ns, "a")
+        .expect("a's namespace");
+    let b = format!("{ns}/b");
+    let from_a = [
+        ("cluster-ip", "tcp", cluster_ip.as_str(), b.as_str()),
+        ("service-dns", "tcp", by_name.as_str(), b.as_str()),
+    ];
+    probe_until(&a, &from_a, true).await;
+    let from_outside = [("node-port", "tcp", node_port.as_str(), b.as_str())];
+    probe_until(&sandbox.dataplane().outside_netns(), &from_outside, true).await;
+
+    // A policy still enforces: b admits only a pod that does not exist.
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    policies
+        .create(
+            &PostParams::default(),
+            &policy(
+                ns,
+                "b-from-nobody",
+                json!({"podSelector": {"matchLabels": {"pod": "b"}},
+                       "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "nobody"}}}]}]}),
+            ),
+        )
+        .await
+        .expect("policy");
+    probe_until(&a, &from_a, false).await;
+
+    sandbox.stop().await;
+    assert!(!ours.exists(), "{} is still there", ours.display());
     assert!(!instance.exists(), "{} is still there", instance.display());
-    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&netns.stdout).contains(&prefix));
+    assert_eq!(at_root(), root_before, "the cgroup root is as it was");
     assert_eq!(host_state_for_cilium(), before, "the host is as it was");
 }
 

@@ -42,8 +42,13 @@ pub struct SandboxBackendArgs {
     /// this flag and still works.)
     #[arg(long = "sandbox-cni", alias = "sandbox-enforcer", value_name = "NAME", default_value_t = Cni::Netassay)]
     pub cni: Cni,
-    /// Who programs Service addresses on the node: `netassay` or `kube-proxy` (the real one,
-    /// nftables mode, from the real EndpointSlices; needs `--sandbox-control-plane kubernetes`).
+    /// Who programs Service addresses (ClusterIP, NodePort, LoadBalancer) on the node:
+    /// `netassay` (default: its nftables compiler), `kube-proxy` (the real one, nftables mode,
+    /// from the real EndpointSlices; needs `--sandbox-control-plane kubernetes`), or `cilium`
+    /// (Cilium's kube-proxy replacement: no kube-proxy and no netassay service rule, the agent
+    /// serves Services in eBPF, pods' per packet at their veth; needs `--sandbox-cni cilium`.
+    /// Its socket load balancer is attached to an empty cgroup of the instance's own,
+    /// /sys/fs/cgroup/unified/netassay/<instance>, never the host's cgroup root).
     #[arg(long = "sandbox-proxy", value_name = "NAME", default_value_t = ServiceProxy::Netassay)]
     pub proxy: ServiceProxy,
     /// Whether the sandbox has Cilium's API (cilium.io/v2 CiliumNetworkPolicy and

@@ -53,6 +53,8 @@ pub enum SandboxError {
     CiliumCannotBeStopped,
     #[error("--sandbox-fault enforcement-off turns off Cilium's policy enforcement: it needs --sandbox-cni cilium")]
     EnforcementOffWithoutCilium,
+    #[error("--sandbox-proxy cilium is Cilium's kube-proxy replacement, served by the Cilium agent: it needs --sandbox-cni cilium (got --sandbox-cni {cni})")]
+    CiliumProxyWithoutCilium { cni: Cni },
     #[error("--sandbox-fault {fault} is a fault of the emulator's API: it cannot be combined with --sandbox-control-plane kubernetes (the real API server answers as it does; of the control-plane faults, the reference cluster's node carries exec-resets and pod-restarts)")]
     ControlPlaneFaultOnReference { fault: String },
 }
@@ -93,13 +95,17 @@ pub struct SandboxOptions {
     pub bin_dir: Option<PathBuf>,
     /// Who enforces NetworkPolicy on the node (reference cluster only for a third party).
     pub cni: Cni,
-    /// Who programs Services on the node (reference cluster only for kube-proxy).
+    /// Who programs Services on the node (reference cluster only for kube-proxy; Cilium's
+    /// kube-proxy replacement only with Cilium).
     pub proxy: ServiceProxy,
 }
 
 impl SandboxOptions {
     /// Every preset fault needs its preset.
     pub fn validate(&self) -> Result<(), SandboxError> {
+        if self.proxy == ServiceProxy::Cilium && self.cni != Cni::Cilium {
+            return Err(SandboxError::CiliumProxyWithoutCilium { cni: self.cni });
+        }
         let third_party =
             self.cni.has_third_party_enforcer() || self.proxy != ServiceProxy::Netassay;
         if third_party && self.control_plane != ControlPlane::Kubernetes {
@@ -855,6 +861,36 @@ mod tests {
                 ControlPlane::Emulator,
                 Cni::Cilium,
                 ServiceProxy::Netassay,
+                "",
+                Some("need --sandbox-control-plane kubernetes"),
+            ),
+            // Cilium's kube-proxy replacement is its agent's: only with Cilium, whose negative
+            // control it keeps.
+            (
+                ControlPlane::Kubernetes,
+                Cni::Cilium,
+                ServiceProxy::Cilium,
+                "enforcement-off",
+                None,
+            ),
+            (
+                ControlPlane::Kubernetes,
+                Cni::KubeRouter,
+                ServiceProxy::Cilium,
+                "",
+                Some("--sandbox-proxy cilium is Cilium's kube-proxy replacement, served by the Cilium agent: it needs --sandbox-cni cilium (got --sandbox-cni kube-router)"),
+            ),
+            (
+                ControlPlane::Emulator,
+                Cni::Netassay,
+                ServiceProxy::Cilium,
+                "",
+                Some("it needs --sandbox-cni cilium (got --sandbox-cni netassay)"),
+            ),
+            (
+                ControlPlane::Emulator,
+                Cni::Cilium,
+                ServiceProxy::Cilium,
                 "",
                 Some("need --sandbox-control-plane kubernetes"),
             ),

@@ -18,6 +18,7 @@
 
 pub mod addresses;
 pub mod api;
+pub mod cgroup;
 pub mod cilium_api;
 pub mod cni;
 pub mod compile;

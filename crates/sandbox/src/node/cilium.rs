@@ -14,6 +14,13 @@
 //!   it pins outlives the agent as on a real node: a stopped agent leaves its datapath as it
 //!   was, which the negative control relies on. Its links, routes and iptables rules are in the
 //!   node's namespace, which the sandbox deletes.
+//! - **Kube-proxy replacement** (`--sandbox-proxy cilium`): the agent serves Services itself,
+//!   which always turns its socket load balancer on. That attaches to a cgroup, and the v2
+//!   hierarchy is the whole machine's, so the agent's `--cgroup-root` is the instance's own
+//!   empty cgroup bind-mounted there ([`crate::cgroup`]), never the hierarchy's root; with
+//!   `--bpf-lb-sock-hostns-only` pods skip the socket hook anyway and are load-balanced per
+//!   packet at their veth. Once the agent is up, the root is checked to carry none of its
+//!   programs.
 //! - **Ready** when `cilium-dbg status --brief` says `OK`.
 
 use super::identity::{identity, install_record, Component, Rbac};
@@ -33,6 +40,9 @@ const IMAGE: &str = "quay.io/cilium/cilium:v1.20.2";
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// Where Debian's clang-19 keeps the unversioned `clang` that the agent runs.
 const LLVM_BIN: &str = "/usr/lib/llvm-19/bin";
+/// Where the agent's script mounts the unified hierarchy for a moment (in its own mount
+/// namespace, inside its run folder) to bind the instance's cgroup from it.
+const CGROUP_STAGING: &str = "/run/cilium/cgroup2-staging";
 
 fn component() -> Component {
     Component {
@@ -81,7 +91,8 @@ fn component() -> Component {
 }
 
 /// Applies the CRDs, gives the agent its identity, starts it on `devices` (the node's links)
-/// and waits until it reports itself healthy.
+/// and waits until it reports itself healthy. `kube_proxy_replacement`: the agent serves
+/// Services (`--sandbox-proxy cilium`).
 pub async fn start(
     client: &kube::Client,
     cluster: &mut ReferenceCluster,
@@ -89,6 +100,7 @@ pub async fn start(
     node_name: &str,
     devices: &[String],
     enforcement_off: bool,
+    kube_proxy_replacement: bool,
 ) -> Result<(), ReferenceError> {
     let bin = cluster.bin().to_path_buf();
     for crd in crds(&bin.join("cilium-crds"))? {
@@ -127,6 +139,26 @@ pub async fn start(
     std::fs::create_dir_all(&dirs.bpffs)?;
     mount_bpffs(&dirs.bpffs).await?;
     copy_tree(&bin.join("cilium-bpf"), &dirs.lib.join("bpf"))?;
+    // The agent's --cgroup-root inside its run folder: the instance's own cgroup is bound there
+    // under the kube-proxy replacement (else the agent mounts cgroup2 there itself and only
+    // detaches).
+    std::fs::create_dir_all(dirs.run.join("cgroupv2"))?;
+    std::fs::create_dir_all(dirs.run.join("cgroup2-staging"))?;
+    let cgroup = if kube_proxy_replacement {
+        let name = instance
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        crate::cgroup::create(&name).map_err(|e| {
+            ReferenceError::Unsupported(format!(
+                "Cilium's kube-proxy replacement attaches its socket load balancer to a cgroup; \
+                 making the instance's own under the unified (cgroup v2) hierarchy failed: {e}"
+            ))
+        })?;
+        Some(crate::cgroup::relative(&name))
+    } else {
+        None
+    };
 
     let script = agent_script(
         &bin.join(AGENT),
@@ -134,6 +166,7 @@ pub async fn start(
         &credentials.join("kubeconfig"),
         devices,
         enforcement_off,
+        cgroup.as_deref(),
     );
     let path = format!(
         "{LLVM_BIN}:{}",
@@ -145,14 +178,53 @@ pub async fn start(
     ];
     cluster.spawn_script_in_netns(node_netns, AGENT, &script, &env)?;
     wait_ready(cluster, &bin.join("cilium-dbg"), &dirs).await?;
-    let mode = if enforcement_off {
-        "native routing, kubernetes IPAM, eBPF datapath (TCX), kube-proxy replacement off, \
-         policy enforcement never"
+    if cgroup.is_some() {
+        nothing_at_the_cgroup_root(cluster)?;
+    }
+    let mut mode = String::from("native routing, kubernetes IPAM, eBPF datapath (TCX), ");
+    mode.push_str(if cgroup.is_some() {
+        "kube-proxy replacement on (socket LB on the host's namespace only, in an empty cgroup; \
+         legacy host routing)"
     } else {
-        "native routing, kubernetes IPAM, eBPF datapath (TCX), kube-proxy replacement off"
-    };
+        "kube-proxy replacement off"
+    });
+    if enforcement_off {
+        mode.push_str(", policy enforcement never");
+    }
     // The chart's DaemonSet name, which is what tells a cluster's CNI.
-    install_record(client, &c, "cilium", IMAGE, mode).await
+    install_record(client, &c, "cilium", IMAGE, &mode).await
+}
+
+/// Fails when a program of Cilium's (`cil_*`) is attached at the unified hierarchy's root,
+/// where it would load-balance the `connect()` of every process on the machine.
+fn nothing_at_the_cgroup_root(cluster: &ReferenceCluster) -> Result<(), ReferenceError> {
+    let Some(root) = crate::cgroup::unified_root() else {
+        return Ok(());
+    };
+    let attached = crate::cgroup::attached(&root).map_err(|e| {
+        ReferenceError::Unsupported(format!(
+            "asking the kernel what is attached to the cgroup root {}: {e}",
+            root.display()
+        ))
+    })?;
+    let ciliums: Vec<String> = attached
+        .iter()
+        .filter(|a| a.name.starts_with("cil_"))
+        .map(|a| format!("{} (id {}, attach type {})", a.name, a.id, a.attach_type))
+        .collect();
+    if ciliums.is_empty() {
+        Ok(())
+    } else {
+        Err(cluster.component_error(
+            AGENT,
+            format!(
+                "attached programs at the host's cgroup root {}, which would reach every \
+                 process on the machine: {}",
+                root.display(),
+                ciliums.join(", ")
+            ),
+        ))
+    }
 }
 
 /// The agent's command line, as `sh` runs it in the agent's own mount namespace.
@@ -162,6 +234,7 @@ fn agent_script(
     kubeconfig: &Path,
     devices: &[String],
     enforcement_off: bool,
+    cgroup: Option<&str>,
 ) -> String {
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
     let (pods, bits) = crate::addresses::POD_CIDR;
@@ -174,7 +247,7 @@ fn agent_script(
         format!("--ipv4-native-routing-cidr={pods}/{bits}"),
         "--enable-ipv4=true".into(),
         "--enable-ipv6=false".into(),
-        "--kube-proxy-replacement=false".into(),
+        format!("--kube-proxy-replacement={}", cgroup.is_some()),
         // The node's egress table masquerades pod traffic leaving the cluster.
         "--enable-ipv4-masquerade=false".into(),
         format!("--devices={}", devices.join(",")),
@@ -205,9 +278,34 @@ fn agent_script(
         // The negative control (`--sandbox-fault enforcement-off`).
         args.push("--enable-policy=never".into());
     }
+    let mut bind_cgroup = String::new();
+    if let Some(cgroup) = cgroup {
+        // The socket load balancer (always on under the replacement) for sockets of the node's
+        // namespace only: pods get theirs per packet at their veth.
+        args.push("--bpf-lb-sock-hostns-only=true".into());
+        // Pod traffic leaving the cluster goes through the node's netfilter, whose egress
+        // table masquerades it (as the chart's default, iptables masquerading, does; Cilium
+        // then falls back to legacy host routing itself: kpr/initializer/
+        // kube_proxy_replacement.go:46-58). BPF host routing would hand it to the node's links
+        // past that table, with the pod's address, which the external host cannot answer.
+        args.push("--enable-host-legacy-routing=true".into());
+        // The instance's empty cgroup as the agent's cgroup root, a cgroup2 mount point (a
+        // plain folder would have the agent mount the whole machine's hierarchy over it). The
+        // host's /sys/fs/cgroup is not in `ip netns exec`'s mount namespace (it mounts a /sys
+        // of its own): the hierarchy is mounted for a moment, in this namespace only, to bind
+        // the instance's cgroup out of it.
+        bind_cgroup = format!(
+            "mount -t cgroup2 cgroup2 {staging}\n\
+             mount --bind {staging}/{cgroup} {CILIUM_RUN_MOUNT_POINT}/cgroupv2\n\
+             umount {staging}\n",
+            staging = CGROUP_STAGING,
+            cgroup = quote(cgroup),
+        );
+    }
     let mut script = format!(
         "set -e\n\
          mount --bind {run} {mount}\n\
+         {bind_cgroup}\
          mount --bind /proc/sys/kernel /proc/sys/kernel\n\
          mount -o remount,bind,ro /proc/sys/kernel\n\
          exec {agent}",
@@ -345,6 +443,7 @@ mod tests {
             Path::new("/run/netassay/na1234/control-plane/cilium-agent/kubeconfig"),
             &["na1234x".into(), "na1234o".into()],
             false,
+            None,
         );
         assert!(script.contains("mount --bind '/run/netassay/na1234/cilium/run' /run/cilium"));
         assert!(script.contains("'--bpf-root=/run/netassay/na1234/cilium/bpffs'"));
@@ -354,13 +453,58 @@ mod tests {
         assert!(script.contains("'--identity-allocation-mode=crd'"));
         assert!(script.contains("mount -o remount,bind,ro /proc/sys/kernel"));
         assert!(!script.contains("--enable-policy"));
+        assert!(script.contains("'--kube-proxy-replacement=false'"));
+        assert!(!script.contains("cgroupv2\n"), "{script}");
         let off = agent_script(
             Path::new("/bin/cilium-agent"),
             &dirs,
             Path::new("/k"),
             &["eth0".into()],
             true,
+            None,
         );
         assert!(off.contains("'--enable-policy=never'"), "{off}");
+    }
+
+    // Under the kube-proxy replacement the agent's cgroup root is the instance's own cgroup,
+    // bound at the path it is told (so it is a cgroup2 mount point, not a folder it would
+    // mount the machine's hierarchy over), and its socket load balancer skips pods.
+    #[test]
+    fn the_replacement_attaches_in_the_instances_own_cgroup() {
+        let dirs = CiliumDirs::under(Path::new("/run/netassay/na1234"));
+        let script = agent_script(
+            Path::new("/bin/cilium-agent"),
+            &dirs,
+            Path::new("/k"),
+            &["eth0".into()],
+            false,
+            Some("netassay/na1234"),
+        );
+        assert!(
+            script.contains("'--kube-proxy-replacement=true'"),
+            "{script}"
+        );
+        assert!(
+            script.contains("'--bpf-lb-sock-hostns-only=true'"),
+            "{script}"
+        );
+        assert!(
+            script.contains("'--enable-host-legacy-routing=true'"),
+            "{script}"
+        );
+        assert!(
+            script.contains("'--cgroup-root=/run/cilium/cgroupv2'"),
+            "{script}"
+        );
+        let run = script.find("mount --bind '/run/netassay/na1234/cilium/run' /run/cilium\n");
+        let cgroup = script.find(
+            "mount -t cgroup2 cgroup2 /run/cilium/cgroup2-staging\n\
+             mount --bind /run/cilium/cgroup2-staging/'netassay/na1234' /run/cilium/cgroupv2\n\
+             umount /run/cilium/cgroup2-staging\n",
+        );
+        assert!(
+            matches!((run, cgroup), (Some(r), Some(c)) if r < c),
+            "the cgroup is bound inside the bound run folder: {script}"
+        );
     }
 }

@@ -69,6 +69,10 @@ pub enum ServiceProxy {
     Netassay,
     /// The real kube-proxy in nftables mode, from the real EndpointSlices.
     KubeProxy,
+    /// Cilium's kube-proxy replacement (`--sandbox-cni cilium` only): its agent serves
+    /// ClusterIP, NodePort and LoadBalancer addresses in eBPF itself, with no kube-proxy and no
+    /// nftables rule of netassay's.
+    Cilium,
 }
 
 impl std::fmt::Display for Cni {
@@ -88,6 +92,7 @@ impl std::fmt::Display for ServiceProxy {
         f.write_str(match self {
             ServiceProxy::Netassay => "netassay",
             ServiceProxy::KubeProxy => "kube-proxy",
+            ServiceProxy::Cilium => "cilium",
         })
     }
 }
@@ -248,6 +253,7 @@ pub async fn start(
             node_name,
             node.links,
             enforcement_off,
+            proxy == ServiceProxy::Cilium,
         )
         .await?;
     }
@@ -493,6 +499,11 @@ mod tests {
             .map(|(_, p)| p)
             .collect();
         assert_eq!(packages, ["clang-19", "iptables", "ipset"]);
+        // Its kube-proxy replacement is the same agent: no kube-proxy.
+        assert_eq!(
+            binaries(Cni::Cilium, ServiceProxy::Cilium),
+            ["cilium-agent", "cilium-cni", "cilium-dbg"]
+        );
         assert_eq!(Cni::Cilium.pod_network(), PodNetwork::Cilium);
         assert!(Cni::Cilium.needs_pod_cidr());
         assert!(Cni::Cilium.has_third_party_enforcer());

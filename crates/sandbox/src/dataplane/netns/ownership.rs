@@ -97,7 +97,8 @@ pub fn sweep_targets(netns_before: &[String], owners: &[Owner]) -> Vec<Prefix> {
 
 /// Removes every trace of instance `prefix` by name: processes in its namespaces, the
 /// namespaces (their veths and nft tables go with them), their `/etc/netns` folders, any link or
-/// table in the root namespace carrying the prefix, its log folder, and finally its state file.
+/// table in the root namespace carrying the prefix, its bpffs and cgroup (Cilium's), its log
+/// folder, and finally its state file.
 /// Keeps going after a failure and reports all of them.
 pub fn remove_instance(dir: &Path, prefix: &Prefix) -> Result<(), DataplaneError> {
     let mut failures = Vec::new();
@@ -144,6 +145,14 @@ pub fn remove_instance(dir: &Path, prefix: &Prefix) -> Result<(), DataplaneError
                 what: "unmounting the instance's bpffs".into(),
                 detail: e.to_string(),
             }
+        }),
+    );
+    // The empty cgroup its Cilium agent attached its socket load balancer to
+    // (`--sandbox-proxy cilium`), by the instance's name.
+    note(
+        crate::cgroup::remove(prefix.as_str()).map_err(|e| DataplaneError::Command {
+            what: "removing the instance's cgroup".into(),
+            detail: e.to_string(),
         }),
     );
     note(remove_path(&prefix.log_dir(dir), true));
