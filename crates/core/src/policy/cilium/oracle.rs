@@ -950,9 +950,7 @@ impl<'t> CiliumOracle<'t> {
     pub fn judge_lookup(&self, from: Endpoint, name: &str) -> LookupCell {
         let (outcome, proxied) = self.lookup_side(from, name);
         LookupCell {
-            verdict: outcome
-                .verdict()
-                .map(|ok| if ok { Verdict::Allow } else { Verdict::Deny }),
+            verdict: outcome.verdict().map(Verdict::from_allowed),
             proxied,
             egress: self.spell(Direction::Egress, from, outcome),
         }
@@ -1182,10 +1180,9 @@ impl<'t> CiliumOracle<'t> {
         seen: Option<&NameFact>,
     ) -> CiliumExplanation {
         let (e, i) = self.sides(from, to, port, protocol, seen);
-        let cell = self.judge_world(from, to, port, protocol, seen);
         CiliumExplanation {
-            verdict: cell.verdict,
-            ip_dependent: cell.ip_dependent,
+            verdict: combine(e, i),
+            ip_dependent: self.ip_dependent(from, to),
             egress: self.spell(Direction::Egress, from, e),
             ingress: self.spell(Direction::Ingress, to, i),
         }
