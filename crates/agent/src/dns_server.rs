@@ -26,7 +26,9 @@ use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, Respo
 use hickory_proto::rr::rdata::{A, AAAA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
-use netassay_core::policy::cilium::fqdn::selector_matches;
+use netassay_core::policy::cilium::fqdn::{
+    parse_selector_field, selector_matches, DNS_RULES_DIRECTIVE,
+};
 use netassay_core::policy::cilium::model::FqdnSelector;
 use std::collections::HashMap;
 use std::future::Future;
@@ -99,7 +101,7 @@ impl LineTable for Zone {
         let mut zone = Zone::default();
         let mut warnings = Vec::new();
         for (line, content) in content_lines(text) {
-            if let Some(rest) = content.strip_prefix(RULES_DIRECTIVE) {
+            if let Some(rest) = content.strip_prefix(DNS_RULES_DIRECTIVE) {
                 match parse_rules(rest) {
                     Ok((source, selectors)) => {
                         zone.rules.entry(source).or_default().extend(selectors);
@@ -131,9 +133,6 @@ impl LineTable for Zone {
     }
 }
 
-/// The directive of a DNS-rules line (see the module doc).
-pub const RULES_DIRECTIVE: &str = "!dns-rules ";
-
 /// The rest of a `!dns-rules` line: the source address and its selectors.
 fn parse_rules(rest: &str) -> Result<(IpAddr, Vec<FqdnSelector>), String> {
     let mut fields = rest.split_whitespace();
@@ -144,17 +143,7 @@ fn parse_rules(rest: &str) -> Result<(IpAddr, Vec<FqdnSelector>), String> {
         .parse::<IpAddr>()
         .map_err(|_| format!("{source:?} is not an IPv4 or IPv6 address"))?;
     let selectors = fields
-        .map(|f| match f.split_once('=') {
-            Some(("name", n)) => Ok(FqdnSelector {
-                match_name: Some(n.to_string()),
-                match_pattern: None,
-            }),
-            Some(("pattern", p)) => Ok(FqdnSelector {
-                match_name: None,
-                match_pattern: Some(p.to_string()),
-            }),
-            _ => Err(format!("{f:?}: expected name=<fqdn> or pattern=<pattern>")),
-        })
+        .map(parse_selector_field)
         .collect::<Result<Vec<_>, _>>()?;
     Ok((source, selectors))
 }
@@ -243,19 +232,10 @@ pub enum Transport {
     Tcp,
 }
 
-/// The answer to one query message, encoded; `None` when it deserves no answer (shorter than
-/// a header, or itself a response).
+/// The answer to one query message from `source` (under the zone's DNS rules for it; `None`:
+/// no rules apply), encoded; `None` when it deserves no answer (shorter than a header, or
+/// itself a response).
 pub fn answer(
-    query: &[u8],
-    zone: &Zone,
-    identity: Option<&str>,
-    transport: Transport,
-) -> Option<Vec<u8>> {
-    answer_from(query, zone, identity, transport, None)
-}
-
-/// [`answer`] to a query from `source`, under the zone's DNS rules for that source.
-pub fn answer_from(
     query: &[u8],
     zone: &Zone,
     identity: Option<&str>,
@@ -504,7 +484,7 @@ async fn serve_udp(
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, peer)) => {
                     let query = buf.get(..n).unwrap_or_default();
-                    let reply = answer_from(
+                    let reply = answer(
                         query,
                         &zone.current(),
                         identity.as_deref(),
@@ -575,8 +555,7 @@ async fn serve_tcp_connection(
             return;
         }
         let source = stream.peer_addr().ok().map(|a| a.ip());
-        let Some(reply) = answer_from(&query, &zone.current(), identity, Transport::Tcp, source)
-        else {
+        let Some(reply) = answer(&query, &zone.current(), identity, Transport::Tcp, source) else {
             return;
         };
         let Ok(len) = u16::try_from(reply.len()) else {
@@ -707,6 +686,7 @@ mod tests {
             zone,
             None,
             Transport::Udp,
+            None,
         )
         .unwrap();
         Message::from_vec(&bytes).unwrap()
@@ -723,7 +703,7 @@ mod tests {
              !dns-rules 10.244.1.6\n",
         );
         let from = |ip: &str, name: &str| {
-            let bytes = answer_from(
+            let bytes = answer(
                 &query(name, RecordType::A, DNSClass::IN),
                 &z,
                 None,
@@ -759,7 +739,7 @@ mod tests {
             from("10.244.1.7", "internet.example.org."),
             ResponseCode::NoError
         );
-        // Without a source (the unit entry point), no rules apply.
+        // Without a source, no rules apply.
         assert_eq!(
             ask(&z, "internet.example.org.", RecordType::A).response_code(),
             ResponseCode::NoError
@@ -828,19 +808,20 @@ mod tests {
     fn malformed_queries_get_formerr_or_nothing() {
         let z = zone("a.example.org 10.0.0.1\n");
         // Too short for a header: ignored.
-        assert!(answer(&[0x12, 0x34, 0x01], &z, None, Transport::Udp).is_none());
+        assert!(answer(&[0x12, 0x34, 0x01], &z, None, Transport::Udp, None).is_none());
         // A header claiming a question that is not there: FORMERR with the id.
         let bytes = [
             0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0x03, b'a',
         ];
-        let m = Message::from_vec(&answer(&bytes, &z, None, Transport::Udp).unwrap()).unwrap();
+        let m =
+            Message::from_vec(&answer(&bytes, &z, None, Transport::Udp, None).unwrap()).unwrap();
         assert_eq!((m.id(), m.response_code()), (0x1234, ResponseCode::FormErr));
         assert!(m.recursion_desired());
         // A response is never answered.
         let mut response =
             Message::from_vec(&query("a.example.org.", RecordType::A, DNSClass::IN)).unwrap();
         response.set_message_type(MessageType::Response);
-        assert!(answer(&response.to_vec().unwrap(), &z, None, Transport::Udp).is_none());
+        assert!(answer(&response.to_vec().unwrap(), &z, None, Transport::Udp, None).is_none());
         // Two questions: FORMERR; another opcode: NOTIMP.
         let mut two = Message::new();
         two.add_query(Query::query(
@@ -851,15 +832,16 @@ mod tests {
             Name::from_ascii("a.example.org.").unwrap(),
             RecordType::AAAA,
         ));
-        let m =
-            Message::from_vec(&answer(&two.to_vec().unwrap(), &z, None, Transport::Udp).unwrap())
-                .unwrap();
+        let m = Message::from_vec(
+            &answer(&two.to_vec().unwrap(), &z, None, Transport::Udp, None).unwrap(),
+        )
+        .unwrap();
         assert_eq!(m.response_code(), ResponseCode::FormErr);
         let mut notify =
             Message::from_vec(&query("a.example.org.", RecordType::A, DNSClass::IN)).unwrap();
         notify.set_op_code(OpCode::Notify);
         let m = Message::from_vec(
-            &answer(&notify.to_vec().unwrap(), &z, None, Transport::Udp).unwrap(),
+            &answer(&notify.to_vec().unwrap(), &z, None, Transport::Udp, None).unwrap(),
         )
         .unwrap();
         assert_eq!(m.response_code(), ResponseCode::NotImp);
@@ -870,7 +852,7 @@ mod tests {
         let z = zone("a.example.org 10.0.0.1\n");
         let q = query("id.server.", RecordType::TXT, DNSClass::CH);
         let m = Message::from_vec(
-            &answer(&q, &z, Some("kube-system/coredns"), Transport::Udp).unwrap(),
+            &answer(&q, &z, Some("kube-system/coredns"), Transport::Udp, None).unwrap(),
         )
         .unwrap();
         assert_eq!(m.response_code(), ResponseCode::NoError);
@@ -878,10 +860,10 @@ mod tests {
             m.answers()[0].data(),
             &RData::TXT(TXT::new(vec!["kube-system/coredns".into()]))
         );
-        let m = Message::from_vec(&answer(&q, &z, None, Transport::Udp).unwrap()).unwrap();
+        let m = Message::from_vec(&answer(&q, &z, None, Transport::Udp, None).unwrap()).unwrap();
         assert_eq!(m.response_code(), ResponseCode::Refused);
         let q = query("a.example.org.", RecordType::A, DNSClass::CH);
-        let m = Message::from_vec(&answer(&q, &z, None, Transport::Udp).unwrap()).unwrap();
+        let m = Message::from_vec(&answer(&q, &z, None, Transport::Udp, None).unwrap()).unwrap();
         assert_eq!(m.response_code(), ResponseCode::Refused);
     }
 
@@ -892,10 +874,10 @@ mod tests {
             .collect();
         let z = zone(&text);
         let q = query("many.example.org.", RecordType::A, DNSClass::IN);
-        let udp = Message::from_vec(&answer(&q, &z, None, Transport::Udp).unwrap()).unwrap();
+        let udp = Message::from_vec(&answer(&q, &z, None, Transport::Udp, None).unwrap()).unwrap();
         assert!(udp.truncated() && udp.answers().is_empty());
         assert_eq!(udp.queries().len(), 1);
-        let tcp = Message::from_vec(&answer(&q, &z, None, Transport::Tcp).unwrap()).unwrap();
+        let tcp = Message::from_vec(&answer(&q, &z, None, Transport::Tcp, None).unwrap()).unwrap();
         assert!(!tcp.truncated());
         assert_eq!(tcp.answers().len(), 60);
     }

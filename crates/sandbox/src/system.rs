@@ -17,6 +17,7 @@ use crate::state::ClusterState;
 use crate::state::GatewayRoute;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
+use netassay_core::policy::cilium::fqdn::{selector_field, DNS_RULES_DIRECTIVE};
 use netassay_core::policy::cilium::model::FqdnSelector;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -118,13 +119,10 @@ pub fn zone_with_rules<'a>(
 ) -> String {
     let mut out = zone(state);
     for (source, names) in rules {
-        out.push_str(&format!("!dns-rules {source}"));
-        for n in names {
-            match (&n.match_name, &n.match_pattern) {
-                (Some(name), _) => out.push_str(&format!(" name={name}")),
-                (None, Some(pattern)) => out.push_str(&format!(" pattern={pattern}")),
-                (None, None) => {}
-            }
+        out.push_str(&format!("{DNS_RULES_DIRECTIVE}{source}"));
+        for field in names.iter().filter_map(selector_field) {
+            out.push(' ');
+            out.push_str(&field);
         }
         out.push('\n');
     }

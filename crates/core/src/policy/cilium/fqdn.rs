@@ -101,6 +101,37 @@ fn glob(p: &[u8], n: &[u8]) -> bool {
     }
 }
 
+/// The directive of a zone-file line that makes the cluster DNS play Cilium's DNS proxy for one
+/// source: `!dns-rules <source-ip> [<selector>]...`, each selector in [`selector_field`] form.
+/// The sandbox writes it (`system::zone_with_rules`), `agent dns` reads it.
+pub const DNS_RULES_DIRECTIVE: &str = "!dns-rules ";
+
+/// A selector as one field of a `!dns-rules` line: `name=<fqdn>` or `pattern=<pattern>`.
+pub fn selector_field(sel: &FqdnSelector) -> Option<String> {
+    match (&sel.match_name, &sel.match_pattern) {
+        (Some(name), _) => Some(format!("name={name}")),
+        (None, Some(pattern)) => Some(format!("pattern={pattern}")),
+        (None, None) => None,
+    }
+}
+
+/// [`selector_field`] read back.
+pub fn parse_selector_field(field: &str) -> Result<FqdnSelector, String> {
+    match field.split_once('=') {
+        Some(("name", n)) => Ok(FqdnSelector {
+            match_name: Some(n.to_string()),
+            match_pattern: None,
+        }),
+        Some(("pattern", p)) => Ok(FqdnSelector {
+            match_name: None,
+            match_pattern: Some(p.to_string()),
+        }),
+        _ => Err(format!(
+            "{field:?}: expected name=<fqdn> or pattern=<pattern>"
+        )),
+    }
+}
+
 /// Does a selector select the name?
 pub fn selector_matches(sel: &FqdnSelector, name: &str) -> bool {
     if let Some(n) = &sel.match_name {
