@@ -432,19 +432,23 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), ReferenceError> {
 mod tests {
     use super::*;
 
+    /// The agent's script for instance `na1234` on two links.
+    fn script_for(enforcement_off: bool, cgroup: Option<&str>) -> String {
+        agent_script(
+            Path::new("/bin/cilium-agent"),
+            &CiliumDirs::under(Path::new("/run/netassay/na1234")),
+            Path::new("/run/netassay/na1234/control-plane/cilium-agent/kubeconfig"),
+            &["na1234x".into(), "na1234o".into()],
+            enforcement_off,
+            cgroup,
+        )
+    }
+
     // Everything the agent writes lands in the instance: its run folder is bound over the path
     // Cilium hard-codes, its lib folder and its bpffs are the instance's.
     #[test]
     fn the_agent_runs_contained_in_its_instance() {
-        let dirs = CiliumDirs::under(Path::new("/run/netassay/na1234"));
-        let script = agent_script(
-            Path::new("/bin/cilium-agent"),
-            &dirs,
-            Path::new("/run/netassay/na1234/control-plane/cilium-agent/kubeconfig"),
-            &["na1234x".into(), "na1234o".into()],
-            false,
-            None,
-        );
+        let script = script_for(false, None);
         assert!(script.contains("mount --bind '/run/netassay/na1234/cilium/run' /run/cilium"));
         assert!(script.contains("'--bpf-root=/run/netassay/na1234/cilium/bpffs'"));
         assert!(script.contains("'--lib-dir=/run/netassay/na1234/cilium/lib'"));
@@ -455,14 +459,14 @@ mod tests {
         assert!(!script.contains("--enable-policy"));
         assert!(script.contains("'--kube-proxy-replacement=false'"));
         assert!(!script.contains("cgroupv2\n"), "{script}");
-        let off = agent_script(
-            Path::new("/bin/cilium-agent"),
-            &dirs,
-            Path::new("/k"),
-            &["eth0".into()],
-            true,
-            None,
+        // The DNS proxy (toFQDNs, DNS rules) needs the L7 proxy: without it the agent drops
+        // every policy with DNS rules, whole. No Envoy, so no version check of one.
+        assert!(script.contains("'--enable-l7-proxy=true'"), "{script}");
+        assert!(
+            script.contains("'--disable-envoy-version-check=true'"),
+            "{script}"
         );
+        let off = script_for(true, None);
         assert!(off.contains("'--enable-policy=never'"), "{off}");
     }
 
@@ -471,15 +475,7 @@ mod tests {
     // mount the machine's hierarchy over), and its socket load balancer skips pods.
     #[test]
     fn the_replacement_attaches_in_the_instances_own_cgroup() {
-        let dirs = CiliumDirs::under(Path::new("/run/netassay/na1234"));
-        let script = agent_script(
-            Path::new("/bin/cilium-agent"),
-            &dirs,
-            Path::new("/k"),
-            &["eth0".into()],
-            false,
-            Some("netassay/na1234"),
-        );
+        let script = script_for(false, Some("netassay/na1234"));
         assert!(
             script.contains("'--kube-proxy-replacement=true'"),
             "{script}"
