@@ -162,8 +162,7 @@ async fn cnps_and_ccnps_are_applied_judged_and_never_left_behind() {
         .expect("netassay run");
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{log}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
+    let report = json_report(&json);
     let verdicts: Vec<(String, String)> = report["scenarios"]
         .as_array()
         .expect("scenarios")
@@ -250,8 +249,7 @@ fn a_failing_cell_on_cilium_carries_hubbles_account_of_the_drop() {
         .expect("netassay run");
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "the deviation fails:\n{log}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
+    let report = json_report(&json);
     let wrong: Vec<&serde_json::Value> = report["scenarios"][0]["steps"]
         .as_array()
         .expect("steps")
@@ -297,4 +295,9 @@ fn cilium_api_on_is_cilium_own_api_under_the_cilium_cni() {
         Some(0),
         "SIGINT removes the sandbox and exits 0"
     );
+}
+
+/// The run's JSON report.
+fn json_report(path: impl AsRef<std::path::Path>) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("the JSON report")).expect("JSON")
 }

@@ -15,6 +15,9 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use netassay_core::probe::{AgentLine, Outcome, ProbeBatch, ProbeKind, ProbeSpec};
+use netassay_sandbox::dataplane::Dataplane;
+use netassay_sandbox::node::components::ServiceProxy;
 use netassay_sandbox::reference;
 use netassay_sandbox::{ControlPlane, Sandbox, SandboxOptions};
 use serde_json::{json, Value};
@@ -22,6 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 
 const NETASSAY: &str = env!("CARGO_BIN_EXE_netassay");
 
@@ -74,6 +78,15 @@ fn outcome<T>(result: Result<T, kube::Error>) -> String {
         }
         Err(e) => format!("error: {e}"),
     }
+}
+
+/// Creates NetworkPolicy `name` with `spec` in namespace `ns`.
+async fn create_policy(client: &Client, ns: &str, name: &str, spec: Value) {
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    policies
+        .create(&PostParams::default(), &policy(ns, name, spec))
+        .await
+        .expect("policy");
 }
 
 fn policy(namespace: &str, name: &str, spec: Value) -> NetworkPolicy {
@@ -1082,19 +1095,9 @@ async fn kube_router_programs_the_node_for_pods_that_got_their_network_through_c
     assert_ne!(owners[0], owners[1], "each pod has its own sandbox ID");
     // kube-router programs the node once a policy selects a pod: its chains and ipsets, and no
     // table of netassay's compiler.
-    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
-    policies
-        .create(
-            &PostParams::default(),
-            &policy(
-                ns,
-                "b-from-a",
-                json!({"podSelector": {"matchLabels": {"pod": "b"}},
-                       "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "a"}}}]}]}),
-            ),
-        )
-        .await
-        .expect("policy");
+    let spec = json!({"podSelector": {"matchLabels": {"pod": "b"}},
+                       "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "a"}}}]}]});
+    create_policy(&client, ns, "b-from-a", spec).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let sets = in_node(&sandbox, &["ipset", "list", "-n"]);
@@ -1167,6 +1170,34 @@ fn host_state_for_cilium() -> (Vec<String>, Vec<String>, Vec<String>) {
     (rules, bpf_mounts, sysctls)
 }
 
+/// A sandbox on the reference cluster with Cilium as its CNI and `proxy` serving Services; with
+/// its instance name and folder.
+async fn start_cilium(proxy: ServiceProxy) -> (Sandbox, String, PathBuf) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let options = SandboxOptions {
+        control_plane: ControlPlane::Kubernetes,
+        cni: netassay_sandbox::node::components::Cni::Cilium,
+        proxy,
+        ..SandboxOptions::default()
+    };
+    let sandbox = Sandbox::start_with_executable(options, NETASSAY.into())
+        .await
+        .unwrap_or_else(|e| panic!("the Cilium sandbox ({proxy} proxy) starts: {e}"));
+    let prefix = sandbox.instance().to_string();
+    let instance = PathBuf::from(format!("/run/netassay/{prefix}"));
+    (sandbox, prefix, instance)
+}
+
+/// What `cilium-dbg args` prints, asking the agent of the sandbox instance at `instance`.
+fn cilium_dbg(instance: &Path, args: &[&str]) -> String {
+    let out = Command::new(reference::bin_dir(None).join("cilium-dbg"))
+        .args(args)
+        .env("CILIUM_SOCK", instance.join("cilium/run/cilium.sock"))
+        .output()
+        .expect("cilium-dbg runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn cilium_built() -> bool {
     let bin = reference::bin_dir(None);
     let built = ["cilium-agent", "cilium-cni", "cilium-dbg"]
@@ -1191,17 +1222,7 @@ async fn cilium_attaches_pods_from_the_nodes_pod_cidr_and_sees_their_policies() 
         return;
     }
     let before = host_state_for_cilium();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let options = SandboxOptions {
-        control_plane: ControlPlane::Kubernetes,
-        cni: netassay_sandbox::node::components::Cni::Cilium,
-        ..SandboxOptions::default()
-    };
-    let sandbox = Sandbox::start_with_executable(options, NETASSAY.into())
-        .await
-        .expect("the Cilium sandbox starts");
-    let prefix = sandbox.instance().to_string();
-    let instance = PathBuf::from(format!("/run/netassay/{prefix}"));
+    let (sandbox, _, instance) = start_cilium(ServiceProxy::Netassay).await;
     let client = client(sandbox.admin_kubeconfig()).await;
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
     let node = nodes.list(&ListParams::default()).await.expect("nodes");
@@ -1217,15 +1238,9 @@ async fn cilium_attaches_pods_from_the_nodes_pod_cidr_and_sees_their_policies() 
         let ip: std::net::Ipv4Addr = ip.parse().expect("IPv4");
         assert!(cidr.contains(&ip), "{ip} is in the Node's podCIDR {cidr}");
     }
-    let dbg = reference::bin_dir(None).join("cilium-dbg");
-    let socket = instance.join("cilium/run/cilium.sock");
     let endpoints = || -> Vec<Value> {
-        let out = Command::new(&dbg)
-            .args(["endpoint", "list", "-o", "json"])
-            .env("CILIUM_SOCK", &socket)
-            .output()
-            .expect("cilium-dbg runs");
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
+        serde_json::from_str(&cilium_dbg(&instance, &["endpoint", "list", "-o", "json"]))
+            .unwrap_or_default()
     };
     let endpoint_of = |eps: &[Value], ip: &str| -> Option<Value> {
         eps.iter()
@@ -1246,18 +1261,13 @@ async fn cilium_attaches_pods_from_the_nodes_pod_cidr_and_sees_their_policies() 
         );
     }
     // A policy selecting b turns its ingress enforcement on (and not a's).
-    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
-    policies
-        .create(
-            &PostParams::default(),
-            &policy(
-                ns,
-                "b-deny",
-                json!({"podSelector": {"matchLabels": {"pod": "b"}}}),
-            ),
-        )
-        .await
-        .expect("policy");
+    create_policy(
+        &client,
+        ns,
+        "b-deny",
+        json!({"podSelector": {"matchLabels": {"pod": "b"}}}),
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let eps = endpoints();
@@ -1365,60 +1375,88 @@ fn cilium_agents(prefix: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Runs `probes` (id, kind, target, expected identity) with `netassay agent probe` inside
-/// network namespace `netns`; each probe's outcome by id.
-fn probe_in(netns: &str, probes: &[(&str, &str, &str, &str)]) -> BTreeMap<String, String> {
-    let batch = json!({
-        "schema": "netassay.probe/v1",
-        "timeout_ms": 1000,
-        "probes": probes.iter().map(|(id, kind, target, identity)| json!({
-            "id": id, "kind": kind, "target": target, "expect_identity": identity,
-        })).collect::<Vec<_>>(),
-    });
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", netns, NETASSAY, "agent", "probe"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("agent probe starts");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        writeln!(stdin, "{batch}").expect("the batch is written");
+/// Where a test's probes start.
+#[derive(Clone, Copy)]
+enum Vantage<'a> {
+    /// A pod of the sandbox (namespace, name).
+    Pod(&'a str, &'a str),
+    /// The outside vantage, which reaches the node at its address.
+    Outside,
+}
+
+/// Runs TCP probes (id, target, expected identity) with the real prober from `from`; each
+/// probe's outcome by id.
+async fn probe_from(
+    sandbox: &Sandbox,
+    from: Vantage<'_>,
+    probes: &[(&str, &str, &str)],
+) -> BTreeMap<String, Outcome> {
+    let specs = probes
+        .iter()
+        .map(|(id, target, identity)| {
+            ProbeSpec::new(*id, ProbeKind::Tcp, *target).expecting(*identity)
+        })
+        .collect();
+    let mut batch = ProbeBatch::new(specs);
+    batch.timeout_ms = 1000;
+    let command: Vec<String> = ["netassay", "agent", "probe"].map(String::from).to_vec();
+    let dp = sandbox.dataplane();
+    let mut child = match from {
+        Vantage::Pod(namespace, name) => dp.exec(namespace, name, &command),
+        Vantage::Outside => dp.exec_outside(&command),
     }
-    let out = child.wait_with_output().expect("agent probe ends");
+    .expect("agent probe starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{}\n", batch.to_json_line()).as_bytes())
+        .await
+        .expect("the batch is written");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("agent probe ends");
+    assert!(
+        out.status.success(),
+        "agent probe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| {
-            Some((
-                v["id"].as_str()?.to_string(),
-                v["outcome"].as_str()?.to_string(),
-            ))
-        })
+        .filter_map(
+            |l| match AgentLine::parse(l).expect("the prober's output line") {
+                AgentLine::Result(r) => Some((r.id, r.outcome)),
+                _ => None,
+            },
+        )
         .collect()
 }
 
-/// Probes from `netns` until every probe is `connected` (or, with `connected` false, dropped or
+/// Probes from `from` until every probe is connected (or, with `connected` false, dropped or
 /// rejected); panics with the last outcomes after 30 s.
-async fn probe_until(netns: &str, probes: &[(&str, &str, &str, &str)], connected: bool) {
+async fn probe_until(
+    sandbox: &Sandbox,
+    from: Vantage<'_>,
+    probes: &[(&str, &str, &str)],
+    connected: bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let got = probe_in(netns, probes);
-        let done = probes.iter().all(|(id, ..)| {
-            let outcome = got.get(*id).map(String::as_str);
-            match connected {
-                true => outcome == Some("connected"),
-                false => matches!(outcome, Some("dropped" | "rejected")),
-            }
-        });
+        let got = probe_from(sandbox, from, probes).await;
+        let done = probes
+            .iter()
+            .all(|(id, ..)| match (connected, got.get(*id)) {
+                (true, Some(o)) => *o == Outcome::Connected,
+                (false, Some(o)) => matches!(o, Outcome::Dropped | Outcome::Rejected),
+                (_, None) => false,
+            });
         if done {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "from {netns}, want {}: {got:?}",
+            "from {}, want {}: {got:?}",
+            match from {
+                Vantage::Pod(ns, name) => format!("{ns}/{name}"),
+                Vantage::Outside => "outside".into(),
+            },
             if connected { "connected" } else { "denied" }
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1450,18 +1488,7 @@ async fn cilium_kube_proxy_replacement_serves_services_from_the_instances_cgroup
     };
     let root_before = at_root();
     let before = host_state_for_cilium();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let options = SandboxOptions {
-        control_plane: ControlPlane::Kubernetes,
-        cni: netassay_sandbox::node::components::Cni::Cilium,
-        proxy: netassay_sandbox::node::components::ServiceProxy::Cilium,
-        ..SandboxOptions::default()
-    };
-    let sandbox = Sandbox::start_with_executable(options, NETASSAY.into())
-        .await
-        .expect("the Cilium sandbox with the kube-proxy replacement starts");
-    let prefix = sandbox.instance().to_string();
-    let instance = PathBuf::from(format!("/run/netassay/{prefix}"));
+    let (sandbox, prefix, instance) = start_cilium(ServiceProxy::Cilium).await;
     let ours = cgroup::instance_cgroup(&root, &prefix);
 
     // Socket LB is attached in the instance's cgroup, and nothing at the hierarchy's root.
@@ -1499,19 +1526,16 @@ async fn cilium_kube_proxy_replacement_serves_services_from_the_instances_cgroup
         "{cgroup_root}"
     );
     // The agent says so; no kube-proxy, and no Service address in the node's rules.
-    let dbg = reference::bin_dir(None).join("cilium-dbg");
-    let status = Command::new(&dbg)
-        .args(["status", "--verbose"])
-        .env("CILIUM_SOCK", instance.join("cilium/run/cilium.sock"))
-        .output()
-        .expect("cilium-dbg runs");
-    let status = String::from_utf8_lossy(&status.stdout);
+    let status = cilium_dbg(&instance, &["status", "--verbose"]);
     assert!(status.contains("KubeProxyReplacement:   True"), "{status}");
     assert!(
         status.contains("Socket LB Coverage:   Hostns-only"),
         "{status}"
     );
-    let ruleset = in_node(&sandbox, &["nft", "list", "ruleset"]);
+    let ruleset = sandbox
+        .dataplane()
+        .node_ruleset()
+        .expect("the node's ruleset");
     assert!(
         !ruleset.contains("table ip kube-proxy") && !ruleset.contains("10.96."),
         "no Service rule in the node's nftables: {ruleset}"
@@ -1541,34 +1565,21 @@ async fn cilium_kube_proxy_replacement_serves_services_from_the_instances_cgroup
         spec.ports.expect("ports")[0].node_port.expect("a nodePort")
     );
     let by_name = format!("web.{ns}.svc.cluster.local:80");
-    let a = sandbox
-        .dataplane()
-        .pod_netns(ns, "a")
-        .expect("a's namespace");
     let b = format!("{ns}/b");
+    let a = Vantage::Pod(ns, "a");
     let from_a = [
-        ("cluster-ip", "tcp", cluster_ip.as_str(), b.as_str()),
-        ("service-dns", "tcp", by_name.as_str(), b.as_str()),
+        ("cluster-ip", cluster_ip.as_str(), b.as_str()),
+        ("service-dns", by_name.as_str(), b.as_str()),
     ];
-    probe_until(&a, &from_a, true).await;
-    let from_outside = [("node-port", "tcp", node_port.as_str(), b.as_str())];
-    probe_until(&sandbox.dataplane().outside_netns(), &from_outside, true).await;
+    probe_until(&sandbox, a, &from_a, true).await;
+    let from_outside = [("node-port", node_port.as_str(), b.as_str())];
+    probe_until(&sandbox, Vantage::Outside, &from_outside, true).await;
 
     // A policy still enforces: b admits only a pod that does not exist.
-    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
-    policies
-        .create(
-            &PostParams::default(),
-            &policy(
-                ns,
-                "b-from-nobody",
-                json!({"podSelector": {"matchLabels": {"pod": "b"}},
-                       "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "nobody"}}}]}]}),
-            ),
-        )
-        .await
-        .expect("policy");
-    probe_until(&a, &from_a, false).await;
+    let spec = json!({"podSelector": {"matchLabels": {"pod": "b"}},
+                       "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "nobody"}}}]}]});
+    create_policy(&client, ns, "b-from-nobody", spec).await;
+    probe_until(&sandbox, a, &from_a, false).await;
 
     sandbox.stop().await;
     assert!(!ours.exists(), "{} is still there", ours.display());
