@@ -337,6 +337,10 @@ impl NetnsDataplane {
     /// state file accounts for. Returns the prefixes it removed.
     pub fn sweep_dead() -> Result<Vec<String>, DataplaneError> {
         let dir = Path::new(STATE_DIR);
+        // One sweep at a time on the machine (every `new` sweeps, and `sandbox down`): two at
+        // once would remove the same dead instance together, each failing on what the other
+        // removed first. The lock goes with the fd.
+        let _sweeping = ownership::lock_sweeps(dir)?;
         // Namespaces first, state files second: see `ownership` for why that order is safe.
         let netns = host::list_netns()?;
         let owners = ownership::read_owners(dir);

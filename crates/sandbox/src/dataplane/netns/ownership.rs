@@ -95,6 +95,20 @@ pub fn sweep_targets(netns_before: &[String], owners: &[Owner]) -> Vec<Prefix> {
     targets
 }
 
+/// Waits for, then holds, the machine's sweep lock: an exclusive `flock` on the state folder
+/// itself (made if missing), so no lock file is left behind. Released when the returned file is
+/// dropped.
+pub fn lock_sweeps(dir: &Path) -> Result<std::fs::File, DataplaneError> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir)?;
+    let folder = std::fs::File::open(dir)?;
+    // SAFETY: flock on a file descriptor this function owns for the call's duration.
+    if unsafe { libc::flock(folder.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(folder)
+}
+
 /// Removes every trace of instance `prefix` by name: processes in its namespaces, the
 /// namespaces (their veths and nft tables go with them), their `/etc/netns` folders, any link or
 /// table in the root namespace carrying the prefix, its bpffs and cgroup (Cilium's), its log
