@@ -596,32 +596,27 @@ fn judge_external(
             None => Err(format!("the lookup of {host}: {}", l.egress.summary())),
         }
     };
+    let host = e.host.as_deref().unwrap_or_default();
     match cell.via {
         Via::Address => connect(None),
-        Via::Lookup => {
-            let host = e.host.as_deref().unwrap_or_default();
-            lookup(host).map(|(verdict, _)| CellVerdict {
-                verdict,
+        Via::Lookup => lookup(host).map(|(verdict, _)| CellVerdict {
+            verdict,
+            ip_dependent: false,
+        }),
+        Via::Name => match lookup(host)? {
+            (Verdict::Deny, _) => Ok(CellVerdict {
+                verdict: Verdict::Deny,
                 ip_dependent: false,
-            })
-        }
-        Via::Name => {
-            let host = e.host.as_deref().unwrap_or_default();
-            match lookup(host)? {
-                (Verdict::Deny, _) => Ok(CellVerdict {
-                    verdict: Verdict::Deny,
-                    ip_dependent: false,
-                }),
-                (Verdict::Allow, proxied) => {
-                    let fact = e.address.map(|address| NameFact {
-                        name: host.to_string(),
-                        address,
-                    });
-                    let seen = fact.as_ref().filter(|_| proxied == Some(true));
-                    connect(seen)
-                }
+            }),
+            (Verdict::Allow, proxied) => {
+                let fact = e.address.map(|address| NameFact {
+                    name: host.to_string(),
+                    address,
+                });
+                let seen = fact.as_ref().filter(|_| proxied == Some(true));
+                connect(seen)
             }
-        }
+        },
         other => Err(format!(
             "{} probes reach pods, not external endpoints",
             other.as_str()

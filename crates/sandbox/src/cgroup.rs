@@ -92,13 +92,13 @@ pub fn remove(instance: &str) -> io::Result<()> {
         }
         _ => {}
     }
+    // Absent, or still holding another instance's cgroup (ENOTEMPTY, or EBUSY on cgroupfs).
     match std::fs::remove_dir(root.join(PARENT)) {
         Err(e)
             if !matches!(
                 e.kind(),
                 io::ErrorKind::NotFound | io::ErrorKind::DirectoryNotEmpty
-            ) && e.raw_os_error() != Some(libc::EBUSY)
-                && e.raw_os_error() != Some(libc::ENOTEMPTY) =>
+            ) && e.raw_os_error() != Some(libc::EBUSY) =>
         {
             Err(e)
         }
