@@ -23,7 +23,7 @@
 //! The filter runs after DNAT, so Service traffic is judged on the endpoint pod and target port,
 //! as Kubernetes requires. Traffic from or to addresses that are not pods only meets ipBlocks.
 //!
-//! When the node's CNI plays Cilium ([`compile_with`] with a [`CiliumState`]), the pod chains
+//! When the node's CNI plays Cilium ([`build_with`] with a [`CiliumState`]), the pod chains
 //! come from [`cilium`] instead: Cilium's semantics for NetworkPolicies, CiliumNetworkPolicies
 //! and CiliumClusterwideNetworkPolicies together, as the core's `CiliumOracle` defines them. A
 //! pod chain then starts with its deny rules (`drop`) and ends with `return` where no selecting
@@ -61,17 +61,6 @@ pub fn build_with(
         Some(c) => resolve::build_by(state, faults, table, |b| cilium::chains(b, state, c)),
         None => build(state, faults, table),
     }
-}
-
-/// [`compile`] with Cilium's semantics for every policy and the Cilium policies of `cilium`
-/// (when given; `None` is [`compile`]).
-pub fn compile_with(
-    state: &ClusterState,
-    cilium: Option<&CiliumState>,
-    faults: &FaultSet,
-    table: &str,
-) -> String {
-    build_with(state, cilium, faults, table).render()
 }
 
 #[cfg(test)]
