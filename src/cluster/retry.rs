@@ -5,8 +5,9 @@
 //! replayed instead, see `fixture`) is retried with exponential backoff and jitter, honouring
 //! `Retry-After`; each attempt has its own timeout, so a stalled request is retried too. Creates
 //! are retried as well: an answer that never came may still have created the object, and the
-//! retry then gets "AlreadyExists", which ends the run as an environment error (exit 3), never
-//! as a verdict. After [`MAX_RETRIES`] (or
+//! retry then gets "AlreadyExists". A fixture takes the object as its own when it carries the
+//! run's label (`fixture::ours_after_conflict`); anything else ends the run as an environment
+//! error (exit 3), never as a verdict. After [`MAX_RETRIES`] (or
 //! [`RETRY_DEADLINE`]) the request fails with [`GaveUp`], naming the cause and the retries.
 //!
 //! Each client counts its retries in an [`ApiTally`]; a fixture has a client of its own, so the
