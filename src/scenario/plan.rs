@@ -15,7 +15,7 @@ use netassay_core::policy::cilium::{
 use netassay_core::policy::oracle::{policy_ref, Oracle};
 use netassay_core::policy::{CellVerdict, Explanation};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// One probe path: from a pod to a pod's port over one address kind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -312,7 +312,45 @@ impl CellPin {
     }
 }
 
-impl Expect {
+/// The namespace a pin's `from` names literally (`project-007/*`, `outside`), or `None` when a
+/// wildcard comes before the namespace ends (`*/workspace`, `project-*`).
+fn literal_from_namespace(glob: &str) -> Option<&str> {
+    let prefix = literal_prefix(glob);
+    match prefix.split_once('/') {
+        Some((namespace, _)) => Some(namespace),
+        None if prefix.len() == glob.len() => Some(prefix),
+        None => None,
+    }
+}
+
+/// A step's pins grouped by the namespace their `from` names literally, so that a cell is
+/// checked only against its own namespace's pins and the pins with a wildcard there: a TRE of N
+/// projects has a pin per project, and checking every cell against all of them made planning
+/// grow as N^3.
+pub struct PinIndex<'a> {
+    expect: &'a Expect,
+    by_from_namespace: HashMap<&'a str, Vec<usize>>,
+    /// Pins whose `from` has a wildcard in its namespace.
+    wildcard: Vec<usize>,
+}
+
+impl<'a> PinIndex<'a> {
+    pub fn new(expect: &'a Expect) -> Self {
+        let mut by_from_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut wildcard = Vec::new();
+        for (k, pin) in expect.cells.iter().enumerate() {
+            match literal_from_namespace(&pin.from) {
+                Some(ns) => by_from_namespace.entry(ns).or_default().push(k),
+                None => wildcard.push(k),
+            }
+        }
+        PinIndex {
+            expect,
+            by_from_namespace,
+            wildcard,
+        }
+    }
+
     /// The pinned verdict of a cell and which pin set it (`None`: the default). Later pins win.
     /// Loopback cells are never pinned. `profile` decides a `profile` pin (`None` there: the pin
     /// does not apply to this cell).
@@ -325,7 +363,15 @@ impl Expect {
             return None;
         }
         let (from, to) = (cell.from.to_string(), cell.to.to_string());
-        for (k, pin) in self.cells.iter().enumerate().rev() {
+        let own = self
+            .by_from_namespace
+            .get(cell.from.namespace.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        let mut candidates: Vec<usize> = own.iter().chain(&self.wildcard).copied().collect();
+        // Later pins win.
+        candidates.sort_unstable_by(|x, y| y.cmp(x));
+        for k in candidates {
+            let pin = &self.expect.cells[k];
             if !pin.matches_names(cell, &from, &to) {
                 continue;
             }
@@ -337,11 +383,22 @@ impl Expect {
                 return Some((v, Some(k)));
             }
         }
-        match self.default {
+        match self.expect.default {
             ExpectDefault::Allow => Some((Verdict::Allow, None)),
             ExpectDefault::Deny => Some((Verdict::Deny, None)),
             ExpectDefault::Oracle => None,
         }
+    }
+}
+
+impl Expect {
+    /// [`PinIndex::pinned`] for one cell; a step's cells share one [`PinIndex`].
+    pub fn pinned(
+        &self,
+        cell: &Cell,
+        profile: impl Fn(&Cell) -> Option<Verdict>,
+    ) -> Option<(Verdict, Option<usize>)> {
+        PinIndex::new(self).pinned(cell, profile)
     }
 }
 
@@ -466,11 +523,9 @@ pub fn walk(scenario: &Scenario, topology: &Topology) -> Result<Vec<StepPlan>, W
                 c.via,
             )
         };
+        let pins = step.expect.as_ref().map(PinIndex::new);
         for cell in expand(&step.matrix, &topo) {
-            let pin = step
-                .expect
-                .as_ref()
-                .and_then(|e| e.pinned(&cell, by_profile));
+            let pin = pins.as_ref().and_then(|p| p.pinned(&cell, by_profile));
             let computed = match (topo.pod_index(&cell.from), topo.pod_index(&cell.to)) {
                 (Some(f), Some(t)) => match &cilium_oracle {
                     None => Some(oracle.cell(f, t, cell.port, cell.protocol)),
@@ -656,6 +711,7 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::PinVerdict;
 
     // The fast rejection of a pin never rejects what its glob matches: every text a glob
     // matches starts with the glob's literal prefix.
@@ -678,6 +734,71 @@ mod tests {
         ] {
             assert!(glob_match(glob, text) && text.starts_with(literal_prefix(glob)));
         }
+    }
+
+    // The index only narrows which pins are looked at: for every cell it picks the pin that
+    // the last-pin-wins rule over all pins picks (DESIGN §3: later pins win).
+    #[test]
+    fn the_pin_index_picks_the_pin_a_scan_of_every_pin_picks() {
+        let pin = |from: &str, to: &str, verdict| CellPin {
+            from: from.into(),
+            to: to.into(),
+            port: None,
+            protocol: None,
+            via: None,
+            verdict,
+        };
+        let expect = Expect {
+            default: ExpectDefault::Deny,
+            cells: vec![
+                pin("*/*", "*/*", PinVerdict::Deny),
+                pin("project-a/*", "project-a/*", PinVerdict::Allow),
+                pin("*/workspace", "project-b/*", PinVerdict::Allow),
+                pin("project-b/*", "project-b/*", PinVerdict::Allow),
+                pin("project-?/shared", "*/*", PinVerdict::Deny),
+                pin("project-a/shared", "project-b/workspace", PinVerdict::Allow),
+                pin("proj*", "project-c/*", PinVerdict::Allow),
+                pin("outside/vantage", "*/*", PinVerdict::Allow),
+            ],
+        };
+        let index = PinIndex::new(&expect);
+        let names = [
+            "project-a/workspace",
+            "project-a/shared",
+            "project-b/workspace",
+            "project-b/shared",
+            "project-c/workspace",
+            "outside/vantage",
+        ];
+        let mut checked = 0;
+        for from in names {
+            for to in names {
+                let cell = Cell {
+                    from: from.parse().expect("pod ref"),
+                    to: to.parse().expect("pod ref"),
+                    port: 8080,
+                    port_name: None,
+                    protocol: Protocol::Tcp,
+                    via: Via::PodIp,
+                    loopback: false,
+                };
+                let scan = expect
+                    .cells
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .find(|(_, p)| p.matches(&cell))
+                    .map(|(k, p)| (p.verdict.fixed().expect("fixed"), Some(k)))
+                    .unwrap_or((Verdict::Deny, None));
+                assert_eq!(index.pinned(&cell, |_| None), Some(scan), "{from} -> {to}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 36);
+        // Pins 0, 2, 4 and 6 have a wildcard in their source namespace; the others are looked
+        // at only for cells from the namespace they name.
+        assert_eq!(index.wildcard, vec![0, 2, 4, 6]);
+        assert_eq!(index.by_from_namespace.get("project-a"), Some(&vec![1, 5]));
     }
 
     fn scenario(steps: &str) -> Scenario {
