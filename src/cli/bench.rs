@@ -374,7 +374,7 @@ pub fn run(args: RunBenchArgs) -> anyhow::Result<u8> {
     Ok(if ok { exit::OK } else { exit::MISMATCH })
 }
 
-fn parse_secs(s: &str) -> anyhow::Result<f64> {
+pub(super) fn parse_secs(s: &str) -> anyhow::Result<f64> {
     let s = s.trim();
     if let Some(ms) = s.strip_suffix("ms") {
         return Ok(ms.parse::<f64>()? / 1000.0);

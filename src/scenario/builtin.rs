@@ -10,7 +10,7 @@ include!(concat!(env!("OUT_DIR"), "/builtin_scenarios.rs"));
 /// Profiles users can select; a scenario belongs to a profile when it carries the tag.
 /// `cilium` (CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy under Cilium's semantics) is
 /// never selected by default and cannot run on a cluster yet: it is checked offline.
-pub const PROFILES: &[&str] = &["core", "extended", "k8tre", "cilium"];
+pub const PROFILES: &[&str] = &["core", "extended", "k8tre", "cilium", "scale"];
 
 /// The built-in profile config of a profile (`scenarios/<profile>/profile-config.yaml`).
 pub fn profile_config(profile: &str) -> Result<Profile, Vec<LoadError>> {
@@ -118,6 +118,50 @@ pub fn select(profiles: &[String]) -> Result<Vec<Scenario>, Vec<LoadError>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The scale profile's 1,000 policies: policy i selects pod-(i/10 mod 10) of ns-(i mod 10),
+    // so ten select each pod, and the oracle reasons over those ten only (its index of the
+    // policies selecting each pod), never over all 1,000. The union of their rules admits the
+    // diagonal pods ns-c/pod-c (NetworkPolicy: allows are additive across selecting policies).
+    #[test]
+    fn the_thousand_policies_select_ten_per_pod_and_admit_the_diagonal() {
+        let s = select(&["scale".to_string()])
+            .expect("built-ins")
+            .into_iter()
+            .find(|s| s.name == "scale-thousand-policies")
+            .expect("the scenario");
+        let policies = &s.steps[0].apply;
+        assert_eq!(policies.len(), 1000);
+        let oracle =
+            netassay_core::policy::oracle::Oracle::new(&s.topology, policies).expect("compiles");
+        let idx = |r: &str| {
+            s.topology
+                .pod_index(&r.parse().expect("ref"))
+                .expect("a pod")
+        };
+        let to = idx("ns-07/pod-05");
+        for c in 0..10 {
+            for k in 0..10 {
+                let from = idx(&format!("ns-{c:02}/pod-{k:02}"));
+                let e = oracle.explain(from, to, 80, netassay_core::model::Protocol::Tcp);
+                let selecting: Vec<String> = e
+                    .ingress
+                    .isolated_by
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .collect();
+                let want: Vec<String> = (0..10).map(|c| format!("p-{:04}", 57 + 100 * c)).collect();
+                assert_eq!(selecting, want);
+                assert!(e
+                    .ingress
+                    .missed
+                    .iter()
+                    .all(|m| want.contains(&m.policy.name)));
+                let allowed = e.verdict == netassay_core::model::Verdict::Allow;
+                assert_eq!(allowed, c == k, "ns-{c:02}/pod-{k:02} -> ns-07/pod-05");
+            }
+        }
+    }
 
     // The scaled isolation scenario is the built-in one grown: same name, tags and statements,
     // N project namespaces of a workspace and a shared service, one allow pin per project.

@@ -4,7 +4,7 @@
 use super::definition::{CellPin, Expect, Matrix, Scenario, Step};
 use super::document::{is_slug, parse_doc, LoadError};
 use super::format::{
-    ExpectDefault, Mode, PinVerdict, PodDoc, PortRef, ProbeDoc, ScenarioDoc, ServeDoc,
+    ExpectDefault, Mode, NamespaceDoc, PinVerdict, PodDoc, PortRef, ProbeDoc, ScenarioDoc, ServeDoc,
 };
 use super::plan::{walk, PinConflict};
 use super::policies::{resolve_cilium_policy, resolve_policy, to_network_policy};
@@ -156,9 +156,37 @@ fn check(ctx: &mut Ctx, doc: ScenarioDoc) -> Option<Scenario> {
         let mut apply = Vec::new();
         let mut apply_cilium = Vec::new();
         let mut applied_here = BTreeSet::new();
+        let mut entries: Vec<(String, Option<u64>, serde_json::Value)> = Vec::new();
         for (j, pd) in s.apply.iter().enumerate() {
             let pp = format!("{p}.apply[{j}]");
-            match entry(ctx, &pp, &pd.0, &topology, true) {
+            match repeated(ctx, &pp, &pd.0) {
+                Repeated::No => entries.push((pp, None, pd.0.clone())),
+                Repeated::Copies(copies) => entries.extend(
+                    copies
+                        .into_iter()
+                        .map(|(i, v)| (format!("{pp}.policy"), Some(i), v)),
+                ),
+                Repeated::Invalid => {}
+            }
+        }
+        // A template is reported once, at its first copy that fails, not once per copy.
+        let mut failed_templates = BTreeSet::new();
+        for (pp, copy, value) in &entries {
+            if failed_templates.contains(pp) {
+                continue;
+            }
+            let errors_before = ctx.errors.len();
+            let parsed = entry(ctx, pp, value, &topology, true);
+            if let Some(i) = copy {
+                if ctx.errors.len() > errors_before {
+                    failed_templates.insert(pp.clone());
+                    for e in &mut ctx.errors[errors_before..] {
+                        e.message = format!("copy i={i}: {}", e.message);
+                    }
+                }
+            }
+            let pp = pp.as_str();
+            match parsed {
                 Some(Entry::Kubernetes(np)) => {
                     let r = policy_ref(&np);
                     let clash = CiliumPolicyRef {
@@ -169,8 +197,12 @@ fn check(ctx: &mut Ctx, doc: ScenarioDoc) -> Option<Scenario> {
                     if !applied_here.insert(r.to_string()) || active_cilium.contains(&clash) {
                         ctx.error(
                             format!("{pp}.metadata.name"),
-                            format!("policy {r} is applied twice in this step, or exists as a CiliumNetworkPolicy"),
+                            format!("policy {r} is applied twice in this step, or exists as a CiliumNetworkPolicy{}",
+                                copy.map(|i| format!(" (copy i={i}: give each copy its own name, e.g. p-{{i}})")).unwrap_or_default()),
                         );
+                        if copy.is_some() {
+                            failed_templates.insert(pp.to_string());
+                        }
                     }
                     active.insert(r);
                     apply.push(np);
@@ -455,6 +487,43 @@ fn label_edit(ctx: &mut Ctx, path: &str, edit: &BTreeMap<String, Option<String>>
     }
 }
 
+/// What an `apply` entry is: a policy, or a `repeat` of one.
+enum Repeated {
+    No,
+    /// The copies with their indexes.
+    Copies(Vec<(u64, serde_json::Value)>),
+    /// A `repeat` entry with an error (reported).
+    Invalid,
+}
+
+/// Expands `{repeat: N, policy: TEMPLATE}` into its N copies; any other entry is a policy.
+fn repeated(ctx: &mut Ctx, path: &str, value: &serde_json::Value) -> Repeated {
+    if value.get("repeat").is_none() {
+        return Repeated::No;
+    }
+    let Some(doc) = strict::<super::format::RepeatDoc>(ctx, path, value) else {
+        return Repeated::Invalid;
+    };
+    if doc.repeat == 0 || doc.repeat > super::repeat::MAX_REPEAT {
+        ctx.error(
+            format!("{path}.repeat"),
+            format!(
+                "repeat {} is out of range: 1 to {}",
+                doc.repeat,
+                super::repeat::MAX_REPEAT
+            ),
+        );
+        return Repeated::Invalid;
+    }
+    match super::repeat::Template::new(&doc.policy) {
+        Ok(t) => Repeated::Copies((0..doc.repeat).map(|i| (i, t.instance(i))).collect()),
+        Err(e) => {
+            ctx.error(join(&format!("{path}.policy"), &e.path), e.message);
+            Repeated::Invalid
+        }
+    }
+}
+
 /// A policy object of `apply` or `reject`, parsed by kind.
 enum Entry {
     Kubernetes(k8s_openapi::api::networking::v1::NetworkPolicy),
@@ -723,8 +792,18 @@ fn build_topology(ctx: &mut Ctx, doc: &super::format::TopologyDoc) -> Option<Top
         Some(s) => serve_list(ctx, "topology.serve", s),
         None => standard_serve(),
     };
+    let (doc_namespaces, doc_pods) = match &doc.grid {
+        None => (
+            std::borrow::Cow::Borrowed(&doc.namespaces),
+            std::borrow::Cow::Borrowed(&doc.pods),
+        ),
+        Some(g) => {
+            let (ns, pods) = grid(ctx, g, doc)?;
+            (std::borrow::Cow::Owned(ns), std::borrow::Cow::Owned(pods))
+        }
+    };
     let mut namespaces = Vec::new();
-    for (name, ns) in &doc.namespaces {
+    for (name, ns) in doc_namespaces.iter() {
         let p = format!("topology.namespaces.{name}");
         for m in is_dns1123_label(name) {
             ctx.error(p.clone(), format!("invalid namespace name {name:?}: {m}"));
@@ -758,7 +837,7 @@ fn build_topology(ctx: &mut Ctx, doc: &super::format::TopologyDoc) -> Option<Top
         });
     }
     let mut pods = Vec::new();
-    for (key, pod) in &doc.pods {
+    for (key, pod) in doc_pods.iter() {
         let p = format!("topology.pods.{key}");
         let id = match key.parse::<PodRef>() {
             Ok(id) => id,
@@ -767,7 +846,7 @@ fn build_topology(ctx: &mut Ctx, doc: &super::format::TopologyDoc) -> Option<Top
                 continue;
             }
         };
-        if !doc.namespaces.contains_key(&id.namespace) {
+        if !doc_namespaces.contains_key(&id.namespace) {
             ctx.error(
                 p.clone(),
                 format!(
@@ -853,6 +932,65 @@ fn build_topology(ctx: &mut Ctx, doc: &super::format::TopologyDoc) -> Option<Top
     let mut t = Topology::new(namespaces, pods).with_externals(externals);
     t.assign_synthetic_ips();
     Some(t)
+}
+
+/// The most pods a grid may generate.
+pub const MAX_GRID_PODS: u32 = 2_500;
+
+/// A name with its index zero-padded to the width of the largest index (at least 2 digits).
+fn grid_name(prefix: &str, i: u32, count: u32) -> String {
+    let width = count.saturating_sub(1).to_string().len().max(2);
+    format!("{prefix}-{i:0width$}")
+}
+
+/// `topology.grid`: namespaces `ns-NN`, each with pods `pod-NN` labelled `pod: pod-NN`, added
+/// to the topology's own namespaces and pods.
+#[allow(clippy::type_complexity)]
+fn grid(
+    ctx: &mut Ctx,
+    g: &super::format::GridDoc,
+    doc: &super::format::TopologyDoc,
+) -> Option<(BTreeMap<String, NamespaceDoc>, BTreeMap<String, PodDoc>)> {
+    let total = u64::from(g.namespaces) * u64::from(g.pods);
+    if g.namespaces == 0 || g.pods == 0 || total > u64::from(MAX_GRID_PODS) {
+        ctx.error(
+            "topology.grid",
+            format!(
+                "{} namespaces x {} pods: each must be at least 1 and together at most {MAX_GRID_PODS} pods",
+                g.namespaces, g.pods
+            ),
+        );
+        return None;
+    }
+    let mut namespaces = doc.namespaces.clone();
+    let mut pods = doc.pods.clone();
+    for n in 0..g.namespaces {
+        let ns = grid_name("ns", n, g.namespaces);
+        if namespaces
+            .insert(ns.clone(), NamespaceDoc::default())
+            .is_some()
+        {
+            ctx.error(
+                format!("topology.namespaces.{ns}"),
+                format!("namespace {ns:?} is also generated by topology.grid; rename it"),
+            );
+        }
+        for k in 0..g.pods {
+            let pod = grid_name("pod", k, g.pods);
+            let doc = PodDoc {
+                labels: BTreeMap::from([("pod".to_string(), pod.clone())]),
+                ..PodDoc::default()
+            };
+            let key = format!("{ns}/{pod}");
+            if pods.insert(key.clone(), doc).is_some() {
+                ctx.error(
+                    format!("topology.pods.{key}"),
+                    format!("pod {key:?} is also generated by topology.grid; rename it"),
+                );
+            }
+        }
+    }
+    Some((namespaces, pods))
 }
 
 /// Loads files and directories (recursively, `*.yaml` / `*.yml`, sorted). All problems of all

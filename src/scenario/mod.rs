@@ -10,6 +10,7 @@ pub mod load;
 pub mod plan;
 pub mod policies;
 pub mod profile;
+pub mod repeat;
 pub mod source;
 
 pub use bind::bind_profiles;

@@ -69,7 +69,8 @@ pub struct RunArgs {
     /// k8tre preset. See scenarios/k8tre/profile-config.yaml.
     #[arg(long = "profile-config", value_name = "FILE")]
     pub profile_config: Option<PathBuf>,
-    /// Built-in profiles to run (comma-separated): core, extended, k8tre.
+    /// Built-in profiles to run (comma-separated): core, extended, k8tre, cilium (Cilium's own
+    /// policy kinds), scale (a 100-pod fixture and a cluster of 1,000 policies).
     #[arg(long, value_delimiter = ',', default_value = "core")]
     pub profile: Vec<String>,
     /// Also run the scenario files in these directories (repeatable).
