@@ -147,7 +147,7 @@ impl EnforceStats {
         }
         if self.disturbed > 0 {
             line.push_str(&format!(
-                "; {} step(s) not timed (the cluster interrupted their series: a pod restarted)",
+                "; {} step(s) not timed (the cluster interrupted their series: a pod restarted, or a probe agent could not run or finish)",
                 self.disturbed
             ));
         }
