@@ -301,6 +301,7 @@ fn unsupported_steps(s: &Scenario, why: &str) -> Vec<StepOutcome> {
                     time_to_enforce_resolution: None,
                     changed_cells: 0,
                     time_to_enforce_disturbed: 0,
+                    series_ended_before_changes: false,
                     rounds: 0,
                     resilience: Default::default(),
                     load: Default::default(),

@@ -131,6 +131,9 @@ fn tte(r: &StepResult) -> String {
     match r.time_to_enforce {
         Some(d) => d.as_millis().to_string(),
         None if r.time_to_enforce_disturbed > 0 => "not measured (interrupted)".into(),
+        None if r.series_ended_before_changes => {
+            "not measured (the changes were applied after the series ended)".into()
+        }
         None if r.has_judged_changed_cells() => "never".into(),
         None => "not measured".into(),
     }

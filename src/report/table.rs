@@ -68,6 +68,11 @@ pub fn time_to_enforce(r: &StepResult) -> String {
             if r.time_to_enforce_disturbed == 1 { "" } else { "s" }
         )
         }
+        (None, _) if r.series_ended_before_changes => {
+            "not measured (the step's changes took longer \
+             to apply than its series runs: the series saw only the time before them)"
+                .into()
+        }
         (None, _) if r.has_judged_changed_cells() => "never".into(),
         (None, _) if r.has_judged_cells() => {
             "not measured (no path the step changes was judged)".into()
@@ -457,6 +462,7 @@ pub(crate) mod fixtures {
             time_to_enforce_resolution: Some(Duration::from_millis(50)),
             changed_cells: 1,
             time_to_enforce_disturbed: 0,
+            series_ended_before_changes: false,
             rounds: 2,
             resilience: Default::default(),
             load: Default::default(),

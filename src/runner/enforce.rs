@@ -73,6 +73,9 @@ pub struct EnforceStats {
     pub never: usize,
     /// Steps that change paths whose series the cluster interrupted: not timed.
     pub disturbed: usize,
+    /// Steps that change paths whose changes were in place only after their series ended: not
+    /// timed.
+    pub late: usize,
     /// Steps that change no path, or judged none of the paths they change: not in the figures.
     pub unchanged: usize,
     pub min_ms: u64,
@@ -110,6 +113,7 @@ pub fn stats<'a>(steps: impl IntoIterator<Item = &'a StepResult>) -> EnforceStat
                 s.max_resolution_ms = s.max_resolution_ms.max(r);
             }
             None if step.time_to_enforce_disturbed > 0 => s.disturbed += 1,
+            None if step.series_ended_before_changes => s.late += 1,
             None if step.has_judged_changed_cells() => s.never += 1,
             None => s.unchanged += 1,
         }
@@ -126,7 +130,7 @@ pub fn stats<'a>(steps: impl IntoIterator<Item = &'a StepResult>) -> EnforceStat
 impl EnforceStats {
     /// One line for the terminal and the reports.
     pub fn summary(&self) -> String {
-        if self.steps == 0 && self.never == 0 && self.disturbed == 0 {
+        if self.steps == 0 && self.never == 0 && self.disturbed == 0 && self.late == 0 {
             return format!(
                 "time-to-enforce: no step changed a path ({} step(s) without changes)",
                 self.unchanged
@@ -149,6 +153,12 @@ impl EnforceStats {
             line.push_str(&format!(
                 "; {} step(s) not timed (the cluster interrupted their series: a pod restarted, or a probe agent could not run or finish)",
                 self.disturbed
+            ));
+        }
+        if self.late > 0 {
+            line.push_str(&format!(
+                "; {} step(s) not timed (their changes took longer to apply than a series runs: it saw only the time before them)",
+                self.late
             ));
         }
         line
@@ -196,6 +206,7 @@ mod tests {
             time_to_enforce_resolution: tte.map(|_| Duration::from_millis(50)),
             changed_cells: changed,
             time_to_enforce_disturbed: 0,
+            series_ended_before_changes: false,
             rounds: 1,
             resilience: Default::default(),
             load: Default::default(),
@@ -215,6 +226,7 @@ mod tests {
         // A step whose series the cluster interrupted is neither a figure nor "never".
         let disturbed = StepResult {
             time_to_enforce_disturbed: 1,
+            series_ended_before_changes: false,
             ..step(None, 2)
         };
         let s = stats(&[step(Some(300), 3), disturbed]);
@@ -246,6 +258,7 @@ mod tests {
             time_to_enforce_resolution: None,
             changed_cells: 1,
             time_to_enforce_disturbed: 0,
+            series_ended_before_changes: false,
             rounds: 2,
             resilience: Default::default(),
             load: Default::default(),

@@ -115,6 +115,11 @@ pub struct StepResult {
     /// agent could not run): what they saw then times the cluster, not the enforcer, so neither
     /// they nor the step get a time-to-enforce.
     pub time_to_enforce_disturbed: usize,
+    /// The step's last change was accepted after its series had ended (applying the step took
+    /// longer than a series runs): the series saw only the time before the change, so the step
+    /// gets no time-to-enforce, and is not "never enforced" either.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub series_ended_before_changes: bool,
     pub rounds: u32,
     /// What the control plane made netassay do again during this step.
     pub resilience: Resilience,

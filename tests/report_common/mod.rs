@@ -95,6 +95,7 @@ fn step(name: &str, cells: Vec<CellResult>, tte_ms: Option<u64>) -> StepOutcome 
             time_to_enforce_resolution: tte_ms.map(|_| Duration::from_millis(50)),
             changed_cells: 0,
             time_to_enforce_disturbed: 0,
+            series_ended_before_changes: false,
             rounds: 3,
             resilience: Default::default(),
             load: Default::default(),

@@ -270,7 +270,9 @@ fn enforcement_chart(out: &mut String, report: &RunReport) {
                         format!("{} › {}", o.name, s.name),
                         s.result.time_to_enforce.map(|d| d.as_millis()),
                         table::time_to_enforce(&s.result),
-                        if s.result.time_to_enforce_disturbed > 0 {
+                        if s.result.time_to_enforce_disturbed > 0
+                            || s.result.series_ended_before_changes
+                        {
                             Some("not timed")
                         } else if !s.result.has_judged_changed_cells() {
                             Some("not measured")

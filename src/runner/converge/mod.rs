@@ -187,6 +187,8 @@ pub struct Begun<P: Prober> {
     in_series: Vec<bool>,
     series: Option<P::Series>,
     round: Option<P::Round>,
+    /// When the series stops starting probes (`None`: no series).
+    series_deadline: Option<Instant>,
 }
 
 /// Starts the series of the cells the step changes (`changed[i]`), before its changes are made
@@ -235,6 +237,7 @@ pub async fn begin_step<P: Prober>(
     );
     Begun {
         in_series,
+        series_deadline: series.is_some().then_some(plan.deadline),
         series,
         round,
     }
@@ -352,7 +355,10 @@ pub async fn run_step<P: Prober>(
         .map(|i| cell_onset(&book.attempts[i], cells[i].verdict, judging.deny_rule))
         .collect();
     let time_to_enforce_disturbed = measured.iter().filter(|i| disturbed[**i]).count();
-    let step = if time_to_enforce_disturbed > 0 {
+    // A series that stopped probing before the step's last change was accepted saw none of
+    // the enforcer's work (a step of 1,000 policies can take that long to apply).
+    let series_ended_before_changes = begun.series_deadline.is_some_and(|d| d <= t0);
+    let step = if time_to_enforce_disturbed > 0 || series_ended_before_changes {
         None
     } else {
         step_enforced(&measured.iter().map(|i| onsets[*i]).collect::<Vec<_>>())
@@ -413,7 +419,7 @@ pub async fn run_step<P: Prober>(
             let tries = std::mem::take(&mut book.attempts[i]);
             let final_outcome = tries.last().map(|a| a.outcome);
             let status = classify(c, final_outcome, flapped[i], judging);
-            let enforced = (in_series(i) && !disturbed[i])
+            let enforced = (in_series(i) && !disturbed[i] && !series_ended_before_changes)
                 .then(|| onsets[i].map(|o| cell_enforced(&o)))
                 .flatten();
             CellResult {
@@ -434,6 +440,7 @@ pub async fn run_step<P: Prober>(
         time_to_enforce_resolution: step.map(|e| e.resolution),
         changed_cells: series.len(),
         time_to_enforce_disturbed,
+        series_ended_before_changes,
         rounds: round,
         // The prober's counters are read around the step by whoever knows the prober.
         resilience: Default::default(),

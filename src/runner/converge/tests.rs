@@ -607,6 +607,36 @@ async fn a_series_the_cluster_interrupted_gives_no_time_to_enforce() {
     assert_eq!(r.time_to_enforce_disturbed, 1);
 }
 
+// Found with 1,000 policies: applying the step took longer than its series ran, so the series
+// saw only the old state, and the step was reported "never enforced" though it passed. It is
+// not timed, says why, and its verdicts stand on the rounds after t0.
+#[tokio::test]
+async fn a_series_that_ended_before_the_changes_were_in_place_times_nothing() {
+    let cells = [cell("x/a", "y/b", Verdict::Deny)];
+    let judging = Judging {
+        converge_timeout: Duration::from_millis(400),
+        ..series_judging()
+    };
+    let fake = Fake::new(|_, _| Outcome::Dropped).with_series(|_, _| (Outcome::Connected, 5));
+    let begun = begin_step(&fake, &cells, &[true], &judging).await;
+    // The last change is accepted 600 ms after the series' deadline.
+    let t0 = Instant::now() + Duration::from_secs(1);
+    let r = run_step(&fake, &cells, &judging, begun, t0).await;
+    assert_eq!(statuses(&r), [CellStatus::Pass]);
+    assert!(r.series_ended_before_changes);
+    assert_eq!(r.time_to_enforce, None);
+    assert_eq!(r.cells[0].time_to_enforce, None);
+    let stats = crate::runner::enforce::stats([&r]);
+    assert_eq!((stats.never, stats.late), (0, 1));
+    assert!(
+        stats
+            .summary()
+            .contains("1 step(s) not timed (their changes took longer"),
+        "{}",
+        stats.summary()
+    );
+}
+
 #[tokio::test]
 async fn a_changed_cell_that_never_agrees_fails_with_no_time_to_enforce() {
     let cells = [cell("x/a", "y/b", Verdict::Deny)];
