@@ -17,8 +17,11 @@ pub(crate) struct Shared {
     pub addr: SocketAddr,
     /// When the emulator started: the node's creationTimestamp.
     pub started: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
-    /// Held while a snapshot is taken and synced, so snapshots reach the dataplane in order.
-    sync_turn: tokio::sync::Mutex<()>,
+    /// Held while a snapshot is taken and synced, so snapshots reach the dataplane in order;
+    /// it guards the number of sync requests the last successful sync covered.
+    sync_turn: tokio::sync::Mutex<u64>,
+    /// Sync requests so far: a caller counts itself after its change is in the store.
+    sync_requests: std::sync::atomic::AtomicU64,
     /// One lock per pod name, so dataplane create and delete of one name never overlap.
     pod_locks: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
     errors: Mutex<Vec<String>>,
@@ -47,7 +50,8 @@ impl Shared {
             options,
             addr,
             started: super::store::now(),
-            sync_turn: tokio::sync::Mutex::new(()),
+            sync_turn: tokio::sync::Mutex::new(0),
+            sync_requests: std::sync::atomic::AtomicU64::new(0),
             pod_locks: Mutex::new(HashMap::new()),
             errors: Mutex::new(Vec::new()),
             stopping: tokio::sync::watch::channel(false).0,
@@ -74,10 +78,21 @@ impl Shared {
         lock(&self.errors).clone()
     }
 
-    /// Hands the current state to the dataplane. Each caller syncs the newest snapshot, so the
-    /// last sync after a burst of changes always carries all of them.
+    /// Hands the current state to the dataplane; returns once a snapshot that holds the caller's
+    /// change (made before the call) is in place. A burst of changes shares syncs: a caller
+    /// whose change a finished sync already carried returns at once. Each sync compiles and
+    /// applies the whole ruleset, so one per change made a burst of N changes cost N² (1,000
+    /// policies, or a fixture of 100 pods on a TRE preset of 50 projects, took minutes).
     pub async fn sync(&self) {
-        let _turn = self.sync_turn.lock().await;
+        use std::sync::atomic::Ordering;
+        let mine = self.sync_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut covered = self.sync_turn.lock().await;
+        if *covered >= mine {
+            return;
+        }
+        // Every request counted by now was counted after its change was stored, so the
+        // snapshot below holds all of them.
+        let upto = self.sync_requests.load(Ordering::SeqCst);
         let (state, cilium) = {
             let store = self.store();
             let cilium = self.dataplane.cilium().then(|| store.cilium_state());
@@ -89,7 +104,7 @@ impl Shared {
             None => dataplane.sync(&state),
         });
         match synced.await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => *covered = upto,
             Ok(Err(e)) => self.record_error(format!("dataplane sync failed: {e}")),
             Err(e) => self.record_error(format!("dataplane sync panicked: {e}")),
         }

@@ -28,6 +28,7 @@ struct Inner {
     unready: BTreeSet<PodKey>,
     logs: BTreeMap<PodKey, String>,
     create_delay: Duration,
+    sync_delay: Duration,
 }
 
 /// A dataplane that records instead of enforcing.
@@ -125,6 +126,11 @@ impl FakeDataplane {
     /// Makes every `create_pod` take this long, as network setup does on a real dataplane.
     pub fn set_create_delay(&self, delay: Duration) {
         self.inner().create_delay = delay;
+    }
+
+    /// Makes every sync take this long, as compiling and applying a ruleset does.
+    pub fn set_sync_delay(&self, delay: Duration) {
+        self.inner().sync_delay = delay;
     }
 
     /// Host addresses of 10.244.0.0/16 in order, skipping the .0 and .255 of each /24.
@@ -235,6 +241,8 @@ impl Dataplane for FakeDataplane {
     }
 
     fn sync(&self, state: &ClusterState) -> Result<(), DataplaneError> {
+        let delay = self.inner().sync_delay;
+        std::thread::sleep(delay);
         let mut inner = self.inner();
         inner.syncs.push(state.clone());
         if let Some(c) = inner.cilium.as_mut() {
