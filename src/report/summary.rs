@@ -42,7 +42,7 @@ pub fn scenario_summary(o: &ScenarioOutcome, color: bool) -> String {
             continue;
         }
         let _ = writeln!(out, "  step {:?}:", s.name);
-        for line in table::compact_diff(&s.result, color).lines() {
+        for line in table::compact_diff(&s.result, color, table::LISTED_WRONG_PATHS).lines() {
             let _ = writeln!(out, "    {line}");
         }
         for r in accepted {

@@ -353,11 +353,18 @@ pub fn observed_text(cell: &CellResult) -> String {
     }
 }
 
+/// How many wrong paths of one step the terminal and the HTML report list; the JSON results
+/// and the JUnit report list every one. A step of 10,000 paths that all went wrong made an HTML
+/// report of 95 MB.
+pub const LISTED_WRONG_PATHS: usize = 100;
+
 /// One line per wrong cell: path, expected, observed, status and attempts; the oracle's reason
-/// indented below when there is one. Empty when nothing went wrong.
-pub fn compact_diff(step: &StepResult, color: bool) -> String {
+/// indented below when there is one. Empty when nothing went wrong. At most `limit` cells, then
+/// a line with how many more there are and where they are.
+pub fn compact_diff(step: &StepResult, color: bool, limit: usize) -> String {
     let mut out = String::new();
-    for cell in step.cells.iter().filter(|c| is_wrong(c.status)) {
+    let wrong = step.cells.iter().filter(|c| is_wrong(c.status)).count();
+    for cell in step.cells.iter().filter(|c| is_wrong(c.status)).take(limit) {
         let status = status_name(cell.status);
         let status = if !color {
             status.to_string()
@@ -382,6 +389,14 @@ pub fn compact_diff(step: &StepResult, color: bool) -> String {
         if let Some(account) = &cell.cni_account {
             let _ = writeln!(out, "    the CNI's account: {account}");
         }
+    }
+    if wrong > limit {
+        let _ = writeln!(
+            out,
+            "... and {} more wrong path{} (every one is in the JSON results and the JUnit report)",
+            wrong - limit,
+            if wrong - limit == 1 { "" } else { "s" }
+        );
     }
     out
 }
@@ -592,13 +607,47 @@ mod tests {
         wrong.explanation = Some("ingress isolated by x/deny and no rule admits it".into());
         let s = step(vec![wrong, pass("x/a", "x/c", Verdict::Allow)]);
         assert_eq!(
-            compact_diff(&s, false),
+            compact_diff(&s, false, LISTED_WRONG_PATHS),
             "x/a -> x/b 80/TCP via pod-ip: expected deny, observed connected [flapping, 2 attempts]\n    because: ingress isolated by x/deny and no rule admits it\n"
         );
         assert_eq!(
-            compact_diff(&step(vec![pass("x/a", "x/c", Verdict::Allow)]), false),
+            compact_diff(
+                &step(vec![pass("x/a", "x/c", Verdict::Allow)]),
+                false,
+                LISTED_WRONG_PATHS
+            ),
             ""
         );
+    }
+
+    // A step where thousands of paths went wrong lists the first ones and says how many more
+    // there are and where: the terminal and the HTML report stay readable.
+    #[test]
+    fn compact_diff_lists_at_most_its_limit_and_counts_the_rest() {
+        let wrong = |to: &str| {
+            cell(
+                "x/a",
+                to,
+                Verdict::Deny,
+                CellStatus::Fail,
+                &[Outcome::Connected],
+            )
+        };
+        let s = step(vec![
+            wrong("x/b"),
+            wrong("x/c"),
+            pass("y/a", "x/b", Verdict::Allow),
+            wrong("y/b"),
+        ]);
+        let text = compact_diff(&s, false, 2);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("x/a -> x/b") && lines[1].starts_with("x/a -> x/c"));
+        assert_eq!(
+            lines[2],
+            "... and 1 more wrong path (every one is in the JSON results and the JUnit report)"
+        );
+        assert_eq!(compact_diff(&s, false, 3).lines().count(), 3);
     }
 
     #[test]

@@ -462,7 +462,7 @@ fn step(out: &mut String, id: &str, s: &StepOutcome) {
             esc(&x.detail)
         );
     }
-    let wrong = table::compact_diff(r, false);
+    let wrong = table::compact_diff(r, false, table::LISTED_WRONG_PATHS);
     if !wrong.is_empty() {
         let _ = writeln!(out, "<div class=\"compact mono\">{}</div>", esc(&wrong));
     }
