@@ -474,10 +474,16 @@ fn step(out: &mut String, id: &str, s: &StepOutcome) {
 
 /// Everything that was not judged, and why: environment problems, skipped scenarios, probe
 /// errors, unsupported and not-judged cells.
+///
+/// A step's loopback paths are one row (a TRE of 50 projects has 200); of its other items the
+/// first [`table::LISTED_WRONG_PATHS`] are listed, then a row counts the rest (the JSON results
+/// list every one). The heading counts every item.
 fn not_judged(out: &mut String, report: &RunReport) {
     let mut rows: Vec<[String; 5]> = Vec::new();
+    let mut items = 0;
     for o in &report.scenarios {
         if let Some(e) = &o.environment {
+            items += 1;
             rows.push([
                 o.name.clone(),
                 String::new(),
@@ -487,6 +493,7 @@ fn not_judged(out: &mut String, report: &RunReport) {
             ]);
         }
         if shortfall(o) == Some(Shortfall::NoEvidence) {
+            items += 1;
             rows.push([
                 o.name.clone(),
                 String::new(),
@@ -496,16 +503,28 @@ fn not_judged(out: &mut String, report: &RunReport) {
             ]);
         }
         for s in &o.steps {
-            for c in unjudged(&s.result) {
+            let (loopback, others): (Vec<&CellResult>, Vec<&CellResult>) = unjudged(&s.result)
+                .into_iter()
+                .partition(|c| c.status == CellStatus::NotJudged && c.expected.cell.loopback);
+            items += loopback.len() + others.len();
+            if !loopback.is_empty() {
+                rows.push([
+                    o.name.clone(),
+                    s.name.clone(),
+                    format!("{} loopback path(s), each pod to itself", loopback.len()),
+                    status_name(CellStatus::NotJudged).into(),
+                    "loopback (a pod to itself) is reported, not judged".into(),
+                ]);
+            }
+            let listed = others.len().min(table::LISTED_WRONG_PATHS);
+            let more = others.len() - listed;
+            for c in others.into_iter().take(listed) {
                 let detail = c
                     .attempts
                     .last()
                     .map(|a| a.detail.clone())
                     .unwrap_or_default();
                 let reason = match c.status {
-                    CellStatus::NotJudged if c.expected.cell.loopback => {
-                        format!("loopback (a pod to itself) is reported, not judged. {detail}")
-                    }
                     CellStatus::Unsupported => format!("protocol not available: {detail}"),
                     CellStatus::Error => format!(
                         "probe kept failing ({}): {detail}",
@@ -525,13 +544,18 @@ fn not_judged(out: &mut String, report: &RunReport) {
                     reason.trim().to_string(),
                 ]);
             }
+            if more > 0 {
+                rows.push([
+                    o.name.clone(),
+                    s.name.clone(),
+                    format!("{more} more item(s) not listed here"),
+                    String::new(),
+                    "the JSON results list every one".into(),
+                ]);
+            }
         }
     }
-    let _ = writeln!(
-        out,
-        "<h2 id=\"not-judged\">Not judged ({})</h2>",
-        rows.len()
-    );
+    let _ = writeln!(out, "<h2 id=\"not-judged\">Not judged ({items})</h2>");
     if rows.is_empty() {
         out.push_str("<p class=\"meta\">Every path of every scenario was judged.</p>\n");
         return;
