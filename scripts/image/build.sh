@@ -52,7 +52,7 @@ trap 'rm -rf "$work"' EXIT
 
 # Exits non-zero when $1 needs a shared library (the images have no libc to load).
 refuse_dynamic() {
-  if readelf -d "$1" | grep -q NEEDED; then
+  if readelf -d "$1" | grep NEEDED >/dev/null; then
     readelf -d "$1" | grep NEEDED >&2
     die "$1 is not statically linked"
   fi
