@@ -246,7 +246,7 @@ for case in api.hosts.test:6443 api.dns.test:6444 api.nowhere.test:6445; do
   fi
 done
 
-say "stopping the agent with SIGTERM (it must exit 0 and remove its ready file)"
+say "stopping the agent with SIGTERM (it must exit 0)"
 ctr_ tasks kill -s SIGTERM agent
 for _ in $(seq 100); do
   st="$(ctr_ tasks ls | awk '$1 == "agent" {print $3}')"
