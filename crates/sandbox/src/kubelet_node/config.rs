@@ -43,7 +43,12 @@ fn path_string(p: &Path) -> String {
 /// locally imported pause image, pod network namespaces under its state folder, runc with the
 /// cgroupfs driver and its state under the instance. Plugins that would probe the host's
 /// filesystems (btrfs, zfs, devmapper, aufs) are off.
-pub fn containerd_toml(dirs: &NodeDirs, pause_image: &str) -> String {
+///
+/// `restrict_oom_score_adj`: without `CAP_SYS_RESOURCE` (this machine's root lacks it: bit 24 of
+/// `CapEff`), runc cannot lower a container's `oom_score_adj` (the kubelet asks -998 for pod
+/// sandboxes; runc's nsexec fails with "failed to update /proc/self/oom_score_adj: Permission
+/// denied"); containerd then keeps every score at or above its own, as it does when rootless.
+pub fn containerd_toml(dirs: &NodeDirs, pause_image: &str, restrict_oom_score_adj: bool) -> String {
     let cri = "plugins.\"io.containerd.grpc.v1.cri\"";
     format!(
         r#"# netassay sandbox: one instance's own containerd (--sandbox-node kubelet)
@@ -75,6 +80,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   stream_server_port = "0"
   enable_unprivileged_ports = false
   enable_unprivileged_icmp = false
+  restrict_oom_score_adj = {restrict_oom_score_adj}
   disable_tcp_service = true
   systemd_cgroup = false
   tolerate_missing_hugetlb_controller = true
@@ -106,10 +112,23 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         ttrpc = toml_string(&format!("{}.ttrpc", dirs.containerd_socket.display())),
         opt = path_string(&dirs.containerd_opt),
         pause = toml_string(pause_image),
+        restrict_oom_score_adj = restrict_oom_score_adj,
         runc_root = path_string(&dirs.runc_root),
         cni_bin = path_string(&dirs.cni_bin),
         cni_conf = path_string(&dirs.cni_conf),
     )
+}
+
+/// Whether this process may lower `oom_score_adj` (`CAP_SYS_RESOURCE` in its effective set).
+pub fn can_lower_oom_score() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+            u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
 }
 
 /// The kubelet's settings that depend on the instance.
@@ -211,7 +230,7 @@ mod tests {
 
     #[test]
     fn containerd_keeps_everything_under_the_instance() {
-        let text = containerd_toml(&dirs(), "registry.k8s.io/pause:3.10");
+        let text = containerd_toml(&dirs(), "registry.k8s.io/pause:3.10", false);
         for line in text.lines() {
             let line = line.trim();
             // Every path it is given is the instance's; none of the host's defaults remain.
@@ -228,6 +247,9 @@ mod tests {
         assert!(text.contains("bin_dir = \"/run/netassay/na1234/cni/bin\""));
         assert!(text.contains("conf_dir = \"/run/netassay/na1234/cni/net.d\""));
         assert!(!text.contains("/var/lib/containerd") && !text.contains("/opt/"));
+        assert!(text.contains("restrict_oom_score_adj = false"));
+        let restricted = containerd_toml(&dirs(), "p", true);
+        assert!(restricted.contains("restrict_oom_score_adj = true"));
     }
 
     #[test]

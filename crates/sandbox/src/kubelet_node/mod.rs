@@ -330,7 +330,7 @@ impl KubeletNode {
         }
         std::fs::write(
             &dirs.containerd_config,
-            config::containerd_toml(&dirs, PAUSE_IMAGE),
+            config::containerd_toml(&dirs, PAUSE_IMAGE, !config::can_lower_oom_score()),
         )?;
         let procs = cgroups::create(site.instance)?;
         let relay_port = crate::reference::free_port()?;

@@ -240,10 +240,11 @@ impl ReferenceCluster {
         write(&file("kubelet-client.key"), &kubelet_client.key_pem)?;
         write(&file("kubelet-serving.crt"), &kubelet_serving.cert_pem)?;
         write(&file("kubelet-serving.key"), &kubelet_serving.key_pem)?;
+        // The kubelet runs in the node's network namespace: the API through the node's relay.
         write(
             &file(KUBELET_KUBECONFIG),
             &kubeconfig(
-                &url,
+                &format!("https://127.0.0.1:{NODE_API_PORT}"),
                 &ca.cert_pem,
                 "kubelet",
                 &cert_credentials(&node_client),
