@@ -745,6 +745,16 @@ impl Sandbox {
     /// mode, for a CNI that has no DaemonSet in kube-system to find it by.
     pub fn cni_facts(&self) -> (String, String) {
         match self.cni {
+            // The real kubelet's pods get their network through CNI: the reference bridge
+            // plugin, with netassay's compiler enforcing on it.
+            Cni::Netassay if self.node == SandboxNode::Kubelet => {
+                let (name, version) = crate::cni::networks::plugins_version();
+                (
+                    format!("netassay-sandbox v{} on {name} {version}", env!("CARGO_PKG_VERSION")),
+                    "CNI bridge + host-local (netassay's conflist), nftables from netassay's compiler"
+                        .into(),
+                )
+            }
             Cni::Netassay => (
                 format!("netassay-sandbox v{}", env!("CARGO_PKG_VERSION")),
                 "routed veths (/32 per pod), nftables from netassay's compiler".into(),
