@@ -21,6 +21,7 @@ use netassay_core::model::Topology;
 use netassay_sandbox::kubelet_node::{
     cgroups, NodeImages, SandboxNode, KUBELET_BINARY, NETASSAY_IMAGE,
 };
+use netassay_sandbox::processes::process_start_time;
 use netassay_sandbox::reference;
 use netassay_sandbox::{ControlPlane, Sandbox, SandboxOptions};
 use std::path::{Path, PathBuf};
@@ -94,11 +95,29 @@ fn traces(instance: &str) -> Vec<String> {
     found
 }
 
-/// The instance's tasks that are still alive.
-fn alive(pids: &[u32]) -> Vec<u32> {
+/// Processes by pid and start time (a pid the machine reuses meanwhile is another process).
+fn identify(pids: &[u32]) -> Vec<(u32, u64)> {
     pids.iter()
+        .filter_map(|p| Some((*p, process_start_time(*p)?)))
+        .collect()
+}
+
+/// Those of `processes` that still run: a killed process whose parent (containerd's shim,
+/// itself killed) has not been reaped yet is a zombie, which holds nothing but its pid.
+fn alive(processes: &[(u32, u64)]) -> Vec<(u32, u64)> {
+    let zombie = |p: u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let state = stat[stat.rfind(')')? + 1..].split_whitespace().next()?;
+                Some(state == "Z")
+            })
+            .unwrap_or(true)
+    };
+    processes
+        .iter()
         .copied()
-        .filter(|p| Path::new(&format!("/proc/{p}")).exists())
+        .filter(|(p, start)| process_start_time(*p) == Some(*start) && !zombie(*p))
         .collect()
 }
 
@@ -222,7 +241,12 @@ async fn a_kubelet_node_runs_the_image_as_65532_under_pod_security_and_leaves_no
     };
     let status = pod.status.expect("status");
     let container = &status.container_statuses.expect("container statuses")[0];
-    assert_eq!(container.image, PROBE_IMAGE);
+    // The runtime reports the image by one of its names: the pod's or the sandbox's.
+    assert!(
+        [PROBE_IMAGE, NETASSAY_IMAGE].contains(&container.image.as_str()),
+        "{}",
+        container.image
+    );
     // containerd has the image under the pod's name and the sandbox's, one and the same.
     let listed = Command::new("ctr")
         .arg("--address")
@@ -306,12 +330,9 @@ async fn a_kubelet_node_runs_the_image_as_65532_under_pod_security_and_leaves_no
         tasks.len() >= 4,
         "containerd, the kubelet, a shim, pause: {tasks:?}"
     );
+    let tasks = identify(&tasks);
     sandbox.stop().await;
-    assert_eq!(
-        alive(&tasks),
-        Vec::<u32>::new(),
-        "tasks outlived the sandbox"
-    );
+    assert_eq!(alive(&tasks), Vec::new(), "tasks outlived the sandbox");
     assert_eq!(traces(&instance), Vec::<String>::new());
     assert_eq!(host_sysctls(), sysctls_before, "the host's sysctls changed");
 }
@@ -359,9 +380,11 @@ fn a_killed_owner_of_a_kubelet_sandbox_leaves_nothing_behind() {
         .expect("the instance's name")
         .to_string_lossy()
         .into_owned();
-    let tasks = cgroups::tasks(&instance).expect("the instance's tasks");
-    let comm = |p: &u32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
-    let shims: Vec<u32> = tasks
+    let tasks = identify(&cgroups::tasks(&instance).expect("the instance's tasks"));
+    let comm = |(p, _): &(u32, u64)| {
+        std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default()
+    };
+    let shims: Vec<(u32, u64)> = tasks
         .iter()
         .copied()
         .filter(|p| comm(p).trim() == "containerd-shim")
@@ -370,7 +393,7 @@ fn a_killed_owner_of_a_kubelet_sandbox_leaves_nothing_behind() {
     up.kill().expect("kill");
     let _ = up.wait();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while tasks
+    while alive(&tasks)
         .iter()
         .any(|p| matches!(comm(p).trim(), "containerd" | "kubelet"))
     {
@@ -389,6 +412,6 @@ fn a_killed_owner_of_a_kubelet_sandbox_leaves_nothing_behind() {
         .output()
         .expect("sandbox down");
     assert!(down.status.success(), "{down:?}");
-    assert_eq!(alive(&tasks), Vec::<u32>::new(), "tasks outlived the sweep");
+    assert_eq!(alive(&tasks), Vec::new(), "tasks outlived the sweep");
     assert_eq!(traces(&instance), Vec::<String>::new());
 }
