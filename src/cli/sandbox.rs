@@ -235,6 +235,12 @@ pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
             let rt = runtime()?;
             let cilium = backend.cilium_api.wanted(false);
             rt.block_on(async move {
+                // The handlers come first: a Ctrl-C that arrives while the sandbox starts, or
+                // right after its kubeconfig is printed, stops it like any other (the default
+                // disposition would kill netassay and leave the instance to the next sweep).
+                use tokio::signal::unix::{signal, SignalKind};
+                let mut interrupt = signal(SignalKind::interrupt())?;
+                let mut term = signal(SignalKind::terminate())?;
                 let s = match Sandbox::start_with(options).await {
                     Ok(s) => s,
                     Err(e) => {
@@ -269,9 +275,8 @@ pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
                     },
                     s.admin_kubeconfig().display()
                 );
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = interrupt.recv() => {}
                     _ = term.recv() => {}
                 }
                 s.stop().await;
