@@ -1607,12 +1607,13 @@ async fn the_node_retries_a_pod_whose_network_setup_failed_as_a_kubelet_does() {
         &reference::bin_dir(None),
         &dir.path().join("cluster"),
         &node_name,
-        false,
+        reference::ReferenceOptions::default(),
     )
     .await
     .expect("the control plane starts");
     let client = cluster.admin_client().await.expect("admin client");
     let node = netassay_sandbox::node::NodeAgent::start(netassay_sandbox::node::NodeOptions {
+        role: netassay_sandbox::node::NodeRole::Kubelet,
         client: client.clone(),
         dataplane: dataplane.clone(),
         logs: std::sync::Arc::new(|_: &str, _: &str| None),

@@ -4,6 +4,7 @@ use super::exit;
 use super::runtime::runtime;
 use clap::Subcommand;
 use netassay_sandbox::fault::{ENFORCEMENT_OFF, ENFORCER_STOPPED};
+use netassay_sandbox::kubelet_node::{NodeImages, SandboxNode};
 use netassay_sandbox::node::components::{Cni, ServiceProxy};
 use netassay_sandbox::{
     ControlPlane, ControlPlaneFault, Fault, FaultSet, Preset, PresetFault, PresetScale, Sandbox,
@@ -61,6 +62,24 @@ pub struct SandboxBackendArgs {
     /// under `--sandbox-cni cilium` the API is Cilium's own, whatever this says.
     #[arg(long = "sandbox-cilium-api", value_name = "WHEN", value_enum, default_value_t = CiliumApi::Auto)]
     pub cilium_api: CiliumApi,
+    /// Who runs the pods: `netassay` (default: netassay's node agent, pods are processes in
+    /// network namespaces; the only node with fault profiles) or `kubelet` (the real kubelet
+    /// built by scripts/reference-cluster/build.sh, with Debian's containerd and runc: pods run
+    /// netassay's image under their real securityContext and Pod Security; needs
+    /// `--sandbox-control-plane kubernetes`). Under `kubelet`, `--sandbox-cni netassay` is
+    /// netassay's compiler on the reference bridge plugin, since containerd gives every pod its
+    /// network through CNI.
+    #[arg(long = "sandbox-node", value_name = "NAME", default_value_t = SandboxNode::Netassay)]
+    pub node: SandboxNode,
+    /// netassay's image as an OCI archive, for `--sandbox-node kubelet` (imported into the
+    /// node's own containerd). Default: $NETASSAY_IMAGE_ARCHIVE, else
+    /// target/image/netassay.oci.tar (where scripts/image/build.sh puts it).
+    #[arg(long = "sandbox-image-archive", value_name = "FILE")]
+    pub image_archive: Option<PathBuf>,
+    /// The pause image as an OCI archive, for `--sandbox-node kubelet`. Default:
+    /// $NETASSAY_PAUSE_ARCHIVE, else target/image/pause.oci.tar.
+    #[arg(long = "sandbox-pause-archive", value_name = "FILE")]
+    pub pause_archive: Option<PathBuf>,
 }
 
 /// `--sandbox-cilium-api`.
@@ -192,6 +211,11 @@ pub(crate) fn options(
         bin_dir: backend.bin_dir.clone(),
         cni: backend.cni,
         proxy: backend.proxy,
+        node: backend.node,
+        node_images: Some(NodeImages::locate(
+            backend.image_archive.as_deref(),
+            backend.pause_archive.as_deref(),
+        )),
     })
 }
 
@@ -211,6 +235,12 @@ pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
             let rt = runtime()?;
             let cilium = backend.cilium_api.wanted(false);
             rt.block_on(async move {
+                // The handlers come first: a Ctrl-C that arrives while the sandbox starts, or
+                // right after its kubeconfig is printed, stops it like any other (the default
+                // disposition would kill netassay and leave the instance to the next sweep).
+                use tokio::signal::unix::{signal, SignalKind};
+                let mut interrupt = signal(SignalKind::interrupt())?;
+                let mut term = signal(SignalKind::terminate())?;
                 let s = match Sandbox::start_with(options).await {
                     Ok(s) => s,
                     Err(e) => {
@@ -245,9 +275,8 @@ pub fn sandbox(cmd: SandboxCommand) -> anyhow::Result<u8> {
                     },
                     s.admin_kubeconfig().display()
                 );
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = interrupt.recv() => {}
                     _ = term.recv() => {}
                 }
                 s.stop().await;

@@ -156,6 +156,10 @@ pub fn pod(real_ns: &str, pod: &Pod, run: &str, opts: &FixtureOptions) -> K8sPod
             containers: vec![Container {
                 name: "agent".into(),
                 image: Some(opts.image.clone()),
+                // Never Always (the API's default for `:latest`, which the default --image is):
+                // a node that already has the image (air-gapped, preloaded, or the sandbox's
+                // real kubelet, which imports it) must not need a registry for each pod.
+                image_pull_policy: Some("IfNotPresent".into()),
                 command: Some(command),
                 ports: Some(ports),
                 readiness_probe: readiness,
@@ -352,6 +356,7 @@ mod tests {
             Some(vec!["ALL".to_string()])
         );
         assert_eq!(c.image.as_deref(), Some("registry.local/netassay:1"));
+        assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
         let cmd = c.command.clone().unwrap_or_default().join(" ");
         assert!(
             cmd.starts_with(

@@ -6,9 +6,10 @@ use super::addresses::NODE_ADDRESS;
 use super::api::{self, ApiOptions, ApiServer};
 use super::dataplane::netns::{NetnsConfig, NetnsDataplane};
 use super::dataplane::{Dataplane, DataplaneError};
+use super::kubelet_node::{KubeletNode, NodeImages, SandboxNode};
 use super::node::api_relay::ApiRelay;
 use super::node::components::{self, Cni, ServiceProxy};
-use super::node::{key_of, selects_pods, NodeAgent, NodeError, NodeOptions};
+use super::node::{key_of, selects_pods, NodeAgent, NodeError, NodeOptions, NodeRole};
 use super::preset::{Preset, PresetFault, PresetProfile, PresetScale, GATEWAY_PORT};
 use super::reference::{self, ReferenceCluster, ReferenceError};
 use super::system;
@@ -55,6 +56,12 @@ pub enum SandboxError {
     EnforcementOffWithoutCilium,
     #[error("--sandbox-proxy cilium is Cilium's kube-proxy replacement, served by the Cilium agent: it needs --sandbox-cni cilium (got --sandbox-cni {cni})")]
     CiliumProxyWithoutCilium { cni: Cni },
+    #[error("--sandbox-node kubelet runs the real kubelet under the reference cluster: it needs --sandbox-control-plane kubernetes")]
+    KubeletNeedsReference,
+    #[error("--sandbox-fault {fault} is a fault of netassay's node agent, the only node with fault profiles: it cannot be combined with --sandbox-node kubelet (drop --sandbox-fault, or use --sandbox-node netassay)")]
+    FaultOnKubeletNode { fault: String },
+    #[error("--sandbox-preset {preset} is not available with --sandbox-node kubelet yet (its gateway and policy controller run only beside netassay's node agent); use --sandbox-node netassay")]
+    PresetOnKubeletNode { preset: Preset },
     #[error("--sandbox-fault {fault} is a fault of the emulator's API: it cannot be combined with --sandbox-control-plane kubernetes (the real API server answers as it does; of the control-plane faults, the reference cluster's node carries exec-resets and pod-restarts)")]
     ControlPlaneFaultOnReference { fault: String },
 }
@@ -98,11 +105,43 @@ pub struct SandboxOptions {
     /// Who programs Services on the node (reference cluster only for kube-proxy; Cilium's
     /// kube-proxy replacement only with Cilium).
     pub proxy: ServiceProxy,
+    /// Who runs the pods: netassay's node agent, or the real kubelet (reference cluster only).
+    pub node: SandboxNode,
+    /// The images the real kubelet runs; `None`: where [`NodeImages::locate`] finds them.
+    pub node_images: Option<NodeImages>,
 }
 
 impl SandboxOptions {
     /// Every preset fault needs its preset.
     pub fn validate(&self) -> Result<(), SandboxError> {
+        if self.node == SandboxNode::Kubelet {
+            if self.control_plane != ControlPlane::Kubernetes {
+                return Err(SandboxError::KubeletNeedsReference);
+            }
+            let node_fault = self
+                .faults
+                .iter()
+                .map(|f| f.name().to_string())
+                .chain(
+                    self.faults
+                        .control_plane()
+                        .iter()
+                        .map(|f| f.name().to_string()),
+                )
+                .chain(
+                    self.faults
+                        .preset_faults()
+                        .iter()
+                        .map(|f| f.name().to_string()),
+                )
+                .next();
+            if let Some(fault) = node_fault {
+                return Err(SandboxError::FaultOnKubeletNode { fault });
+            }
+            if let Some(preset) = self.preset {
+                return Err(SandboxError::PresetOnKubeletNode { preset });
+            }
+        }
         if self.proxy == ServiceProxy::Cilium && self.cni != Cni::Cilium {
             return Err(SandboxError::CiliumProxyWithoutCilium { cni: self.cni });
         }
@@ -161,10 +200,23 @@ impl SandboxOptions {
     }
 }
 
-/// The reference cluster and the node agent that serves as its kubelet.
+/// How pods get their network: the CNI's way, except that the real kubelet's pods always come
+/// through CNI (containerd's CRI plugin calls it), so netassay's own CNI is then its compiler
+/// on the reference bridge plugin.
+fn pod_network(cni: Cni, node: SandboxNode) -> crate::cni::networks::PodNetwork {
+    match (cni, node) {
+        (Cni::Netassay, SandboxNode::Kubelet) => crate::cni::networks::PodNetwork::Bridge,
+        (cni, _) => cni.pod_network(),
+    }
+}
+
+/// The reference cluster and the node agent that serves as its kubelet (or beside the real
+/// one).
 struct Reference {
     cluster: ReferenceCluster,
     node: NodeAgent,
+    /// The real kubelet, containerd and runc (`--sandbox-node kubelet`).
+    kubelet: Option<KubeletNode>,
     /// The API inside the node's namespace, for node components that run there.
     relay: ApiRelay,
 }
@@ -176,6 +228,7 @@ pub struct Sandbox {
     kubeconfig: PathBuf,
     preset: Option<Preset>,
     cni: Cni,
+    node: SandboxNode,
 }
 
 impl Sandbox {
@@ -207,15 +260,19 @@ impl Sandbox {
         // `ip` and `nft`, and what the chosen node components run (kube-router: iptables and
         // ipset): installed on a fresh Debian host (after saying so), else named.
         let installer = super::prerequisites::Installer::host();
+        let kubelet_commands = match options.node {
+            SandboxNode::Kubelet => super::kubelet_node::HOST_COMMANDS.to_vec(),
+            SandboxNode::Netassay => Vec::new(),
+        };
         let needed: Vec<(&str, &str)> = super::prerequisites::NEEDED
             .into_iter()
             .chain(components::host_commands(options.cni))
+            .chain(kubelet_commands)
             .collect();
         // The CNI plugins live in their own folders, not on PATH (and `bridge` on PATH is
         // iproute2's command of that name).
-        let plugins: Vec<(&str, &str)> = options
-            .cni
-            .pod_network()
+        let pod_network = pod_network(options.cni, options.node);
+        let plugins: Vec<(&str, &str)> = pod_network
             .plugins()
             .iter()
             .map(|p| (*p, crate::cni::networks::PLUGIN_PACKAGE))
@@ -236,11 +293,22 @@ impl Sandbox {
         .map_err(std::io::Error::other)??;
         let bin_dir = reference::bin_dir(options.bin_dir.as_deref());
         if options.control_plane == ControlPlane::Kubernetes {
-            reference::check_binaries(&bin_dir, &components::binaries(options.cni, options.proxy))?;
+            let mut binaries = components::binaries(options.cni, options.proxy);
+            if options.node == SandboxNode::Kubelet {
+                binaries.push(super::kubelet_node::KUBELET_BINARY);
+            }
+            reference::check_binaries(&bin_dir, &binaries)?;
+        }
+        if options.node == SandboxNode::Kubelet {
+            options
+                .node_images
+                .clone()
+                .unwrap_or_else(|| NodeImages::locate(None, None))
+                .check()?;
         }
         let mut config = NetnsConfig::new(options.faults.clone())?;
         config.enforce_policies = options.cni.netassay_enforces();
-        config.pod_network = options.cni.pod_network();
+        config.pod_network = pod_network;
         config.third_party_plugins = Some(bin_dir.clone());
         config.program_services = options.proxy == ServiceProxy::Netassay;
         config.executable = executable;
@@ -285,6 +353,7 @@ impl Sandbox {
             kubeconfig: PathBuf::new(),
             preset: options.preset,
             cni: options.cni,
+            node: options.node,
         };
         // From here on, stopping `sandbox` cleans up whatever fails.
         if let Err(e) = sandbox.wait_for_add_ons().await {
@@ -328,15 +397,18 @@ impl Sandbox {
             kubeconfig: PathBuf::new(),
             preset: preset.as_ref().map(|p| p.preset),
             cni: options.cni,
+            node: options.node,
         };
         let node_name = dataplane.node().name;
         let dir = dataplane
             .instance_dir()
             .join(crate::processes::STATE_SUBDIR);
+        let reference_options = reference::ReferenceOptions {
+            allocate_pod_cidrs: options.cni.needs_pod_cidr(),
+            node_name_on_loopback: options.node == SandboxNode::Kubelet,
+        };
         let mut cluster =
-            match ReferenceCluster::start(bin_dir, &dir, &node_name, options.cni.needs_pod_cidr())
-                .await
-            {
+            match ReferenceCluster::start(bin_dir, &dir, &node_name, reference_options).await {
                 Ok(c) => c,
                 Err(e) => {
                     sandbox.stop().await;
@@ -346,7 +418,12 @@ impl Sandbox {
         let started = async {
             let client = cluster.admin_client().await?;
             reference::install_gateway_api(&client).await?;
+            let role = match options.node {
+                SandboxNode::Netassay => NodeRole::Kubelet,
+                SandboxNode::Kubelet => NodeRole::BesideKubelet,
+            };
             let node = NodeAgent::start(NodeOptions {
+                role,
                 client: client.clone(),
                 dataplane: dataplane.clone(),
                 logs: {
@@ -371,6 +448,34 @@ impl Sandbox {
                 })?;
             let relay = ApiRelay::start(&dataplane.node_netns(), upstream)?;
             cluster.write_node_kubeconfig(relay.addr())?;
+            let kubelet = match options.node {
+                SandboxNode::Netassay => None,
+                SandboxNode::Kubelet => {
+                    let mut images = options
+                        .node_images
+                        .clone()
+                        .unwrap_or_else(|| NodeImages::locate(None, None));
+                    images
+                        .netassay_names
+                        .push(super::kubelet_node::NETASSAY_IMAGE.to_string());
+                    // Before the components: kube-router and kube-proxy read the Node the
+                    // kubelet registers. On failure it has stopped what it started; the
+                    // instance's removal takes its cgroups and folders.
+                    Some(
+                        KubeletNode::start(
+                            &mut cluster,
+                            &super::kubelet_node::NodeSite {
+                                netns: &dataplane.node_netns(),
+                                name: &node_name,
+                                instance: dataplane.prefix(),
+                                instance_dir: &dataplane.instance_dir(),
+                            },
+                            &images,
+                        )
+                        .await?,
+                    )
+                }
+            };
             components::start(
                 &client,
                 &mut cluster,
@@ -387,10 +492,10 @@ impl Sandbox {
             if options.faults.enforcer_stopped() {
                 components::stop_enforcer(&mut cluster, options.cni)?;
             }
-            Ok::<_, SandboxError>((client, node, relay))
+            Ok::<_, SandboxError>((client, node, relay, kubelet))
         }
         .await;
-        let (client, node, relay) = match started {
+        let (client, node, relay, kubelet) = match started {
             Ok(x) => x,
             Err(e) => {
                 cluster.stop().await;
@@ -402,9 +507,16 @@ impl Sandbox {
         sandbox.reference = Some(Reference {
             cluster,
             node,
+            kubelet,
             relay,
         });
         let mut add_ons = system::dns_objects(&dataplane.zone_file());
+        if options.node == SandboxNode::Kubelet {
+            super::kubelet_node::run_add_ons_from_the_image(
+                &mut add_ons,
+                &dataplane.instance_dir(),
+            );
+        }
         if let Some(preset) = &preset {
             add_ons.extend(preset.bootstrap_objects(&dataplane.routes_file()));
         }
@@ -499,6 +611,9 @@ impl Sandbox {
     /// Polls the dataplane until the pod's ports listen; fails at once when its process exits
     /// or the dataplane could not start it.
     async fn wait_until_serving(&self, namespace: &str, name: &str) -> Result<(), SandboxError> {
+        if let (SandboxNode::Kubelet, Some(r)) = (self.node, &self.reference) {
+            return wait_until_ready(r, namespace, name).await;
+        }
         let what = format!("pod {namespace}/{name}");
         let fail = |detail: String| SandboxError::AddOn {
             what: what.clone(),
@@ -551,6 +666,19 @@ impl Sandbox {
 
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// Who runs the pods.
+    pub fn node(&self) -> SandboxNode {
+        self.node
+    }
+
+    /// The real node's containerd socket (`--sandbox-node kubelet`), for `ctr` and `crictl`.
+    pub fn containerd_socket(&self) -> Option<&Path> {
+        self.reference
+            .as_ref()
+            .and_then(|r| r.kubelet.as_ref())
+            .map(|k| k.containerd_socket())
     }
 
     /// The per-instance prefix of every netns, link and nft table of this sandbox.
@@ -617,6 +745,16 @@ impl Sandbox {
     /// mode, for a CNI that has no DaemonSet in kube-system to find it by.
     pub fn cni_facts(&self) -> (String, String) {
         match self.cni {
+            // The real kubelet's pods get their network through CNI: the reference bridge
+            // plugin, with netassay's compiler enforcing on it.
+            Cni::Netassay if self.node == SandboxNode::Kubelet => {
+                let (name, version) = crate::cni::networks::plugins_version();
+                (
+                    format!("netassay-sandbox v{} on {name} {version}", env!("CARGO_PKG_VERSION")),
+                    "CNI bridge + host-local (netassay's conflist), nftables from netassay's compiler"
+                        .into(),
+                )
+            }
             Cni::Netassay => (
                 format!("netassay-sandbox v{}", env!("CARGO_PKG_VERSION")),
                 "routed veths (/32 per pod), nftables from netassay's compiler".into(),
@@ -675,9 +813,12 @@ impl Sandbox {
         // The node's pods go while its components still run, as a kubelet's would: a CNI
         // whose plugin asks its agent (Cilium) to release a pod needs the agent there.
         let cluster = match self.reference.take() {
-            Some(r) => {
+            Some(mut r) => {
                 r.relay.stop();
                 r.node.stop().await;
+                if let Some(kubelet) = r.kubelet.take() {
+                    kubelet.stop(&mut r.cluster).await;
+                }
                 Some(r.cluster)
             }
             None => None,
@@ -690,6 +831,75 @@ impl Sandbox {
         if let Some(dir) = self.kubeconfig.parent() {
             let _ = std::fs::remove_dir_all(dir);
         }
+    }
+}
+
+/// How long an add-on pod may take to become Ready on the real kubelet (its sandbox, the CNI
+/// ADD and the container start come first).
+const KUBELET_ADD_ON_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Polls the API until the pod is Ready (the kubelet's readiness probe passed); fails at once
+/// when its container cannot start (an image that is not there, a refused securityContext).
+async fn wait_until_ready(r: &Reference, namespace: &str, name: &str) -> Result<(), SandboxError> {
+    use k8s_openapi::api::core::v1::Pod;
+    let what = format!("pod {namespace}/{name}");
+    let fail = |detail: String| SandboxError::AddOn {
+        what: what.clone(),
+        detail,
+    };
+    let client = r.cluster.admin_client().await?;
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client, namespace);
+    let deadline = tokio::time::Instant::now() + KUBELET_ADD_ON_TIMEOUT;
+    let mut last = String::from("not created yet");
+    loop {
+        if let Some((component, how)) = r.cluster.exited() {
+            return Err(fail(format!(
+                "the reference cluster's {component} exited ({how})"
+            )));
+        }
+        if let Ok(Some(pod)) = pods.get_opt(name).await {
+            let status = pod.status.unwrap_or_default();
+            let ready = status
+                .conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            if ready {
+                return Ok(());
+            }
+            let waiting = status
+                .container_statuses
+                .iter()
+                .flatten()
+                .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
+                .find(|w| {
+                    matches!(
+                        w.reason.as_deref(),
+                        Some(
+                            "ErrImagePull"
+                                | "ImagePullBackOff"
+                                | "ErrImageNeverPull"
+                                | "CreateContainerConfigError"
+                                | "CreateContainerError"
+                                | "CrashLoopBackOff"
+                        )
+                    )
+                });
+            if let Some(w) = waiting {
+                return Err(fail(format!(
+                    "{}: {}",
+                    w.reason.clone().unwrap_or_default(),
+                    w.message.clone().unwrap_or_default()
+                )));
+            }
+            last = format!("phase {}", status.phase.unwrap_or_default());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(fail(format!(
+                "it was not Ready within {KUBELET_ADD_ON_TIMEOUT:?} ({last})"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -947,6 +1157,63 @@ mod tests {
             };
             refuses_as(&options, want, &format!("{control_plane} {faults:?}"));
         }
+    }
+
+    #[test]
+    fn the_kubelet_node_needs_the_reference_cluster_and_carries_no_fault() {
+        let table = [
+            (
+                ControlPlane::Emulator,
+                Cni::Netassay,
+                "",
+                Some("--sandbox-node kubelet runs the real kubelet under the reference cluster"),
+            ),
+            (ControlPlane::Kubernetes, Cni::Netassay, "", None),
+            (ControlPlane::Kubernetes, Cni::Bridge, "", None),
+            (ControlPlane::Kubernetes, Cni::Cilium, "", None),
+            (
+                ControlPlane::Kubernetes,
+                Cni::Netassay,
+                "ignore-named-ports",
+                Some("--sandbox-fault ignore-named-ports is a fault of netassay's node agent, the only node with fault profiles: it cannot be combined with --sandbox-node kubelet"),
+            ),
+            (
+                ControlPlane::Kubernetes,
+                Cni::Netassay,
+                "exec-resets",
+                Some("--sandbox-fault exec-resets is a fault of netassay's node agent"),
+            ),
+            (
+                ControlPlane::Kubernetes,
+                Cni::Netassay,
+                "pod-restarts",
+                Some("cannot be combined with --sandbox-node kubelet"),
+            ),
+            // The negative controls of third-party enforcers are theirs, not the node's.
+            (ControlPlane::Kubernetes, Cni::KubeRouter, "enforcer-stopped", None),
+            (ControlPlane::Kubernetes, Cni::Cilium, "enforcement-off", None),
+        ];
+        for (control_plane, cni, faults, want) in table {
+            let options = SandboxOptions {
+                control_plane,
+                cni,
+                faults: faults.parse().unwrap(),
+                node: SandboxNode::Kubelet,
+                ..SandboxOptions::default()
+            };
+            refuses_as(&options, want, &format!("{control_plane} {cni} {faults:?}"));
+        }
+        let with_preset = SandboxOptions {
+            control_plane: ControlPlane::Kubernetes,
+            preset: Some(Preset::K8tre),
+            node: SandboxNode::Kubelet,
+            ..SandboxOptions::default()
+        };
+        refuses_as(
+            &with_preset,
+            Some("--sandbox-preset k8tre is not available with --sandbox-node kubelet yet"),
+            "preset",
+        );
     }
 
     #[test]

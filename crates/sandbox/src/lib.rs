@@ -28,6 +28,7 @@ pub mod dataplane;
 pub mod fault;
 pub mod gateway_api;
 pub mod instance;
+pub mod kubelet_node;
 pub mod node;
 pub mod object;
 pub mod prerequisites;

@@ -30,12 +30,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         return Ok(select::list(&args, &scenarios));
     }
     // Everything the command line says is checked before any cluster is touched.
-    let sandbox = crate::cli::sandbox::options(
+    let mut sandbox = crate::cli::sandbox::options(
         &args.sandbox_backend,
         &args.sandbox_faults,
         args.sandbox_preset,
         args.sandbox_scale,
     )?;
+    // The real kubelet finds the probe pods' image under the name they give it.
+    if let Some(images) = sandbox.node_images.as_mut() {
+        images.netassay_names.push(args.image.clone());
+    }
     let sandbox = args.sandbox.then_some(sandbox);
     if let Some(Err(e)) = sandbox.as_ref().map(|o| o.validate()) {
         eprintln!("netassay: {e}");

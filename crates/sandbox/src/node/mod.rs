@@ -64,8 +64,24 @@ pub enum NodeError {
     Io(#[from] std::io::Error),
 }
 
+/// What the node agent is on its node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NodeRole {
+    /// The kubelet too (`--sandbox-node netassay`): it registers the Node, runs pods in the
+    /// dataplane, reports their status and serves exec.
+    #[default]
+    Kubelet,
+    /// The real kubelet runs the pods (`--sandbox-node kubelet`): the agent only binds pods to
+    /// the node (the sandbox has no scheduler) and, as a CNI agent and kube-proxy do, hands the
+    /// dataplane every change of namespaces, pods (with the addresses the kubelet reports),
+    /// Services and policies.
+    BesideKubelet,
+}
+
 /// What the node agent needs.
 pub struct NodeOptions {
+    /// Whether it is the node's kubelet.
+    pub role: NodeRole,
     pub client: kube::Client,
     pub dataplane: Arc<dyn Dataplane>,
     /// Each pod's output, for `kubectl logs`.
@@ -100,6 +116,7 @@ struct Objects {
 }
 
 struct Shared {
+    role: NodeRole,
     client: kube::Client,
     dataplane: Arc<dyn Dataplane>,
     node: String,
@@ -224,15 +241,21 @@ impl NodeAgent {
                 crate::api::lifecycle::container_waiting(pod, container)
             })
         };
-        let kubelet = kubelet::KubeletServer::start(
-            &options.tls,
-            options.dataplane.clone(),
-            options.logs.clone(),
-            waiting,
-            options.faults.clone(),
-        )
-        .await?;
+        let kubelet = match options.role {
+            NodeRole::Kubelet => Some(
+                kubelet::KubeletServer::start(
+                    &options.tls,
+                    options.dataplane.clone(),
+                    options.logs.clone(),
+                    waiting,
+                    options.faults.clone(),
+                )
+                .await?,
+            ),
+            NodeRole::BesideKubelet => None,
+        };
         let shared = Arc::new(Shared {
+            role: options.role,
             client: options.client,
             dataplane: options.dataplane,
             node: node_info.name.clone(),
@@ -248,15 +271,19 @@ impl NodeAgent {
             stopping,
         });
         let _ = agent.set(Arc::downgrade(&shared));
-        register(&shared, kubelet.addr(), &options.version).await?;
+        if let Some(kubelet) = &kubelet {
+            register(&shared, kubelet.addr(), &options.version).await?;
+        }
         let mut agent = NodeAgent {
             shared: shared.clone(),
             stop,
             tasks: Vec::new(),
-            kubelet: Some(kubelet),
+            kubelet,
         };
         let (listed_tx, mut listed_rx) = tokio::sync::mpsc::channel::<()>(8);
-        agent.tasks.push(tokio::spawn(heartbeat(shared.clone())));
+        if options.role == NodeRole::Kubelet {
+            agent.tasks.push(tokio::spawn(heartbeat(shared.clone())));
+        }
         agent.tasks.push(tokio::spawn(sync_loop(shared.clone())));
         let c = shared.client.clone();
         agent.tasks.push(tokio::spawn(mirror(
@@ -332,7 +359,9 @@ impl NodeAgent {
         agent
             .tasks
             .push(tokio::spawn(pods(shared.clone(), listed_tx)));
-        if options.faults.contains(ControlPlaneFault::PodRestarts) {
+        if options.role == NodeRole::Kubelet
+            && options.faults.contains(ControlPlaneFault::PodRestarts)
+        {
             agent
                 .tasks
                 .push(tokio::spawn(restarter(shared.clone(), options.faults)));
@@ -703,6 +732,8 @@ fn on_pod(shared: &Arc<Shared>, pod: Pod) {
         None if !deleting && shared.first_time(&uid, "bind") => {
             tokio::spawn(bind(shared.clone(), pod));
         }
+        // The real kubelet runs, reports and terminates the pods it was given.
+        _ if shared.role == NodeRole::BesideKubelet => {}
         Some(n) if n == shared.node && deleting && shared.first_time(&uid, "terminate") => {
             tokio::spawn(terminate(shared.clone(), pod));
         }

@@ -98,6 +98,27 @@ pub fn check_binaries(dir: &Path, extra: &[&str]) -> Result<(), ReferenceError> 
     }
 }
 
+/// The kubeconfig of the real kubelet's Node identity (`system:node:<node>`), in the control
+/// plane's folder, beside `kubelet-serving.crt` and `.key` (its serving certificate).
+pub const KUBELET_KUBECONFIG: &str = "kubelet.kubeconfig";
+
+/// What the reference control plane is started for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReferenceOptions {
+    /// kube-controller-manager gives each Node a /24 of the pod range as its `podCIDR`
+    /// (kubeadm's `podSubnet`), for CNIs whose IPAM reads it.
+    pub allocate_pod_cidrs: bool,
+    /// kube-apiserver resolves the node's name to 127.0.0.1 (in a private `/etc/hosts`): the
+    /// real kubelet's Node carries its name as its Hostname address, and its endpoint is
+    /// relayed to the host's loopback.
+    pub node_name_on_loopback: bool,
+}
+
+/// `s` in single quotes for `sh`.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
 /// The credentials the node agent's kubelet endpoint needs: its serving certificate and the CA
 /// that the API server's client certificate chains to.
 #[derive(Debug, Clone)]
@@ -140,7 +161,7 @@ fn cert_credentials(cert: &KeyedCert) -> String {
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released: the component binds it right after).
-fn free_port() -> std::io::Result<u16> {
+pub(crate) fn free_port() -> std::io::Result<u16> {
     let listener = TcpListener::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0))?;
     Ok(listener.local_addr()?.port())
 }
@@ -167,13 +188,12 @@ impl ReferenceCluster {
     /// Writes the PKI and kubeconfigs into `dir`, starts etcd, kube-apiserver and
     /// kube-controller-manager from `bin`, waits until the API server is ready, and applies
     /// the run's RBAC. `node_name` is the node agent's Node (its kubelet serving certificate).
-    /// With `allocate_pod_cidrs`, kube-controller-manager gives each Node a /24 of the pod
-    /// range as its `podCIDR` (kubeadm's `podSubnet`), for CNIs whose IPAM reads it.
+    /// See [`ReferenceOptions`] for what else it can do.
     pub async fn start(
         bin: &Path,
         dir: &Path,
         node_name: &str,
-        allocate_pod_cidrs: bool,
+        options: ReferenceOptions,
     ) -> Result<ReferenceCluster, ReferenceError> {
         check_binaries(bin, &[])?;
         // The components run in `dir`: a relative folder would no longer point at them.
@@ -203,6 +223,9 @@ impl ReferenceCluster {
         let kubelet_client = ca.client("kube-apiserver-kubelet-client", &["system:masters"])?;
         let admin = ca.client("netassay-sandbox-admin", &["system:masters"])?;
         let kcm = ca.client("system:kube-controller-manager", &[])?;
+        // The real kubelet's own identity (`--sandbox-node kubelet`): the Node authorizer and
+        // NodeRestriction judge it as any kubelet.
+        let node_client = ca.client(&format!("system:node:{node_name}"), &["system:nodes"])?;
         let kubelet_serving = ca.server(
             node_name,
             &["localhost", node_name],
@@ -215,6 +238,18 @@ impl ReferenceCluster {
         write(&file("apiserver.key"), &apiserver.key_pem)?;
         write(&file("kubelet-client.crt"), &kubelet_client.cert_pem)?;
         write(&file("kubelet-client.key"), &kubelet_client.key_pem)?;
+        write(&file("kubelet-serving.crt"), &kubelet_serving.cert_pem)?;
+        write(&file("kubelet-serving.key"), &kubelet_serving.key_pem)?;
+        // The kubelet runs in the node's network namespace: the API through the node's relay.
+        write(
+            &file(KUBELET_KUBECONFIG),
+            &kubeconfig(
+                &format!("https://127.0.0.1:{NODE_API_PORT}"),
+                &ca.cert_pem,
+                "kubelet",
+                &cert_credentials(&node_client),
+            ),
+        )?;
         write(&file("sa.key"), &sa_key)?;
         write(&file("sa.pub"), &sa_pub)?;
         let admin_kubeconfig = file("admin.kubeconfig");
@@ -247,7 +282,7 @@ impl ReferenceCluster {
             version: String::new(),
         };
         let started = cluster
-            .start_components(bin, api_port, etcd_port, peer_port, allocate_pod_cidrs)
+            .start_components(bin, api_port, etcd_port, peer_port, node_name, options)
             .await;
         if let Err(e) = started {
             cluster.stop().await;
@@ -262,7 +297,8 @@ impl ReferenceCluster {
         api_port: u16,
         etcd_port: u16,
         peer_port: u16,
-        allocate_pod_cidrs: bool,
+        node_name: &str,
+        options: ReferenceOptions,
     ) -> Result<(), ReferenceError> {
         let dir = self.dir.clone();
         let p = |name: &str| dir.join(name).display().to_string();
@@ -285,35 +321,36 @@ impl ReferenceCluster {
             ],
         )?;
         let (cidr, bits) = SERVICE_CIDR;
-        self.spawn(
-            bin,
-            "kube-apiserver",
-            &[
-                format!("--etcd-servers={etcd_url}"),
-                "--bind-address=127.0.0.1".into(),
-                format!("--secure-port={api_port}"),
-                // The control-plane node's address: the `kubernetes` Service's endpoint.
-                format!("--advertise-address={NODE_ADDRESS}"),
-                format!("--tls-cert-file={}", p("apiserver.crt")),
-                format!("--tls-private-key-file={}", p("apiserver.key")),
-                format!("--client-ca-file={}", p("ca.crt")),
-                "--authorization-mode=Node,RBAC".into(),
-                "--enable-admission-plugins=NodeRestriction".into(),
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-                format!("--service-account-key-file={}", p("sa.pub")),
-                format!("--service-account-signing-key-file={}", p("sa.key")),
-                format!("--service-cluster-ip-range={cidr}/{bits}"),
-                format!("--kubelet-client-certificate={}", p("kubelet-client.crt")),
-                format!("--kubelet-client-key={}", p("kubelet-client.key")),
-                format!("--kubelet-certificate-authority={}", p("ca.crt")),
-                // The node agent's kubelet endpoint listens on loopback; its Node says so with a
-                // Hostname address (its InternalIP is the dataplane's node address).
-                "--kubelet-preferred-address-types=Hostname,InternalIP".into(),
-                "--allow-privileged=true".into(),
-                "--profiling=false".into(),
-                "--v=1".into(),
-            ],
-        )?;
+        let apiserver_args = [
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={api_port}"),
+            // The control-plane node's address: the `kubernetes` Service's endpoint.
+            format!("--advertise-address={NODE_ADDRESS}"),
+            format!("--tls-cert-file={}", p("apiserver.crt")),
+            format!("--tls-private-key-file={}", p("apiserver.key")),
+            format!("--client-ca-file={}", p("ca.crt")),
+            "--authorization-mode=Node,RBAC".into(),
+            "--enable-admission-plugins=NodeRestriction".into(),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", p("sa.pub")),
+            format!("--service-account-signing-key-file={}", p("sa.key")),
+            format!("--service-cluster-ip-range={cidr}/{bits}"),
+            format!("--kubelet-client-certificate={}", p("kubelet-client.crt")),
+            format!("--kubelet-client-key={}", p("kubelet-client.key")),
+            format!("--kubelet-certificate-authority={}", p("ca.crt")),
+            // The node agent's kubelet endpoint listens on loopback; its Node says so with a
+            // Hostname address (its InternalIP is the dataplane's node address).
+            "--kubelet-preferred-address-types=Hostname,InternalIP".into(),
+            "--allow-privileged=true".into(),
+            "--profiling=false".into(),
+            "--v=1".into(),
+        ];
+        if options.node_name_on_loopback {
+            self.spawn_apiserver_resolving_node(bin, node_name, &apiserver_args)?;
+        } else {
+            self.spawn(bin, "kube-apiserver", &apiserver_args)?;
+        }
         let client = self.admin_client().await?;
         self.wait_ready(&client).await?;
         let mut kcm_args = vec![
@@ -337,7 +374,7 @@ impl ReferenceCluster {
             "--profiling=false".into(),
             "--v=1".into(),
         ];
-        if allocate_pod_cidrs {
+        if options.allocate_pod_cidrs {
             let (pods, pod_bits) = crate::addresses::POD_CIDR;
             kcm_args.extend([
                 "--allocate-node-cidrs=true".to_string(),
@@ -372,6 +409,56 @@ impl ReferenceCluster {
             .current_dir(&self.dir);
         self.supervisor.spawn(component, command)?;
         Ok(())
+    }
+
+    /// kube-apiserver in a private mount namespace whose `/etc/hosts` names `node_name` at
+    /// 127.0.0.1: the real kubelet's Node says `Hostname: <node name>`, and kube-apiserver
+    /// reaches its kubelet endpoint through a relay on the host's loopback (the kubelet itself
+    /// listens inside the node's network namespace). The host's `/etc/hosts` is untouched.
+    fn spawn_apiserver_resolving_node(
+        &mut self,
+        bin: &Path,
+        node_name: &str,
+        args: &[String],
+    ) -> Result<(), ReferenceError> {
+        let hosts = self.dir.join("hosts");
+        write(
+            &hosts,
+            &format!("127.0.0.1 localhost {node_name}\n::1 localhost\n"),
+        )?;
+        let program = bin.join("kube-apiserver").display().to_string();
+        let mut script = format!(
+            "set -e\nmount --bind {} /etc/hosts\nexec {}",
+            shell_quote(&hosts.display().to_string()),
+            shell_quote(&program)
+        );
+        for a in args {
+            script.push(' ');
+            script.push_str(&shell_quote(a));
+        }
+        let mut command = Command::new("unshare");
+        command.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+        self.spawn_command("kube-apiserver", command)?;
+        Ok(())
+    }
+
+    /// Starts `command` as node component `component` under the supervisor (its own process
+    /// group, killed with netassay, recorded in the `pids` file), logging to
+    /// `<component>.log`, in the control plane's folder. Its pid.
+    pub fn spawn_command(
+        &mut self,
+        component: &str,
+        mut command: Command,
+    ) -> Result<u32, ReferenceError> {
+        let log = self.log_path(component);
+        let out = File::create(&log)?;
+        let err = out.try_clone()?;
+        command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .current_dir(&self.dir);
+        Ok(self.supervisor.spawn(component, command)?)
     }
 
     fn log_path(&self, component: &str) -> PathBuf {
@@ -848,7 +935,7 @@ struct Supervisor {
 }
 
 enum Request {
-    Spawn(String, Box<Command>, mpsc::Sender<std::io::Result<()>>),
+    Spawn(String, Box<Command>, mpsc::Sender<std::io::Result<u32>>),
     /// Stops one component on purpose: it is not reported as exited.
     StopOne(String, mpsc::Sender<bool>),
     Stop(mpsc::Sender<()>),
@@ -869,7 +956,7 @@ impl Supervisor {
         })
     }
 
-    fn spawn(&self, component: &str, command: Command) -> std::io::Result<()> {
+    fn spawn(&self, component: &str, command: Command) -> std::io::Result<u32> {
         let (tx, rx) = mpsc::channel();
         self.requests
             .send(Request::Spawn(component.to_string(), Box::new(command), tx))
@@ -934,9 +1021,10 @@ fn supervise(
                 command.process_group(0);
                 match command.spawn() {
                     Ok(child) => {
+                        let pid = child.id();
                         children.push((name, child));
                         record(&children);
-                        let _ = reply.send(Ok(()));
+                        let _ = reply.send(Ok(pid));
                     }
                     Err(e) => {
                         let _ = reply.send(Err(std::io::Error::new(

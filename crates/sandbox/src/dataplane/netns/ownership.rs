@@ -131,6 +131,17 @@ pub fn remove_instance(dir: &Path, prefix: &Prefix) -> Result<(), DataplaneError
     for netns in &namespaces {
         note(kill_everything_in(netns));
     }
+    // A real node's (`--sandbox-node kubelet`): containerd's shims and the containers outlive
+    // it and run in pods' namespaces of containerd's, not the instance's; every one of them is
+    // in the instance's cgroups.
+    note(
+        crate::kubelet_node::remove_leftovers(dir, prefix.as_str()).map_err(|e| {
+            DataplaneError::Command {
+                what: "removing the real node's processes and cgroups".into(),
+                detail: e.to_string(),
+            }
+        }),
+    );
     for netns in &namespaces {
         note(delete_netns(netns));
     }
