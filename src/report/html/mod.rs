@@ -504,7 +504,6 @@ fn not_judged(out: &mut String, report: &RunReport) {
         }
         for s in &o.steps {
             let (loopback, others): (Vec<&CellResult>, Vec<&CellResult>) = unjudged(&s.result)
-                .into_iter()
                 .partition(|c| c.status == CellStatus::NotJudged && c.expected.cell.loopback);
             items += loopback.len() + others.len();
             if !loopback.is_empty() {
