@@ -2,7 +2,7 @@
 //! private configuration (TOML) and the kubelet's configuration (JSON, which the kubelet reads
 //! as the YAML subset it is).
 
-use super::NodeDirs;
+use super::dirs::NodeDirs;
 use crate::addresses::NODE_ADDRESS;
 use crate::system::{CLUSTER_DOMAIN, DNS_SERVICE_IP};
 use serde_json::{json, Value};
