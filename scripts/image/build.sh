@@ -73,13 +73,18 @@ writer="$target_dir/debug/netassay-image"
 version="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$root/Cargo.toml")"
 [ -n "$version" ] || die "no version in Cargo.toml's [workspace.package]"
 netassay_ref="netassay.local/netassay:$version"
-say "building the static release binary (cargo build --release --target $triple, crt-static)"
+# NETASSAY_IMAGE_PROFILE: the cargo profile (default release, as the Dockerfile builds; CI
+# uses image-ci, the release build with light optimisation, Cargo.toml says why).
+profile="${NETASSAY_IMAGE_PROFILE:-release}"
+case "$profile" in *[!a-z0-9-]*|"") die "NETASSAY_IMAGE_PROFILE '$profile': a cargo profile name" ;; esac
+say "building the static $profile binary (cargo build --profile $profile --target $triple, crt-static)"
 t1=$(date +%s)
 # --target keeps build scripts and proc macros dynamic; only the product links statically.
 (cd "$root" && env -u CARGO_ENCODED_RUSTFLAGS RUSTFLAGS="-C target-feature=+crt-static" \
-  cargo build --release --locked --quiet --target "$triple" -p netassay --bin netassay)
-say "release build: $(( $(date +%s) - t1 ))s"
-built="$target_dir/$triple/release/netassay"
+  cargo build --profile "$profile" --locked --quiet --target "$triple" -p netassay --bin netassay)
+say "$profile build: $(( $(date +%s) - t1 ))s"
+profile_dir="$profile"; [ "$profile" = dev ] && profile_dir=debug
+built="$target_dir/$triple/$profile_dir/netassay"
 # The Dockerfile's build stage output: /out/netassay, stripped, 0755.
 install -D -s -m 0755 "$built" "$work/netassay-stage/out/netassay"
 refuse_dynamic "$work/netassay-stage/out/netassay"
