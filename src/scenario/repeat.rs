@@ -104,10 +104,19 @@ fn parse_string(s: &str) -> Result<Vec<Part>, String> {
     Ok(parts)
 }
 
-/// A policy template with its expressions parsed once.
+/// A policy template with its expressions parsed once: each copy only evaluates them.
 #[derive(Debug, Clone)]
 pub struct Template {
-    value: Value,
+    root: Node,
+}
+
+/// The template's value with every string split into its parts.
+#[derive(Debug, Clone)]
+enum Node {
+    Text(Vec<Part>),
+    Array(Vec<Node>),
+    Object(Vec<(String, Node)>),
+    Other(Value),
 }
 
 /// A template error: the field path inside the template, and what is wrong.
@@ -118,62 +127,68 @@ pub struct TemplateError {
 }
 
 impl Template {
-    /// Checks every string of `value` for well-formed `{i...}` expressions.
+    /// Parses every string of `value`; an `{i...}` that is not a well-formed expression is an
+    /// error naming its field.
     pub fn new(value: &Value) -> Result<Template, TemplateError> {
-        fn check(v: &Value, path: &str) -> Result<(), TemplateError> {
-            match v {
-                Value::String(s) => parse_string(s)
-                    .map(|_| ())
-                    .map_err(|message| TemplateError {
+        fn compile(v: &Value, path: &str) -> Result<Node, TemplateError> {
+            Ok(match v {
+                Value::String(s) => {
+                    Node::Text(parse_string(s).map_err(|message| TemplateError {
                         path: path.to_string(),
                         message,
-                    }),
-                Value::Array(items) => items
-                    .iter()
-                    .enumerate()
-                    .try_for_each(|(k, x)| check(x, &format!("{path}[{k}]"))),
-                Value::Object(map) => map.iter().try_for_each(|(k, x)| {
-                    let p = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    check(x, &p)
-                }),
-                _ => Ok(()),
-            }
+                    })?)
+                }
+                Value::Array(items) => Node::Array(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(k, x)| compile(x, &format!("{path}[{k}]")))
+                        .collect::<Result<_, _>>()?,
+                ),
+                Value::Object(map) => Node::Object(
+                    map.iter()
+                        .map(|(k, x)| {
+                            let p = if path.is_empty() {
+                                k.clone()
+                            } else {
+                                format!("{path}.{k}")
+                            };
+                            Ok((k.clone(), compile(x, &p)?))
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                other => Node::Other(other.clone()),
+            })
         }
-        check(value, "")?;
         Ok(Template {
-            value: value.clone(),
+            root: compile(value, "")?,
         })
     }
 
     /// The copy with index `i`.
     pub fn instance(&self, i: u64) -> Value {
-        fn fill(v: &Value, i: u64) -> Value {
-            match v {
-                Value::String(s) => match parse_string(s) {
-                    Ok(parts) => Value::String(
-                        parts
-                            .iter()
-                            .map(|p| match p {
-                                Part::Text(t) => t.clone(),
-                                Part::Index(e) => e.eval(i),
-                            })
-                            .collect(),
-                    ),
-                    // Checked in `new`.
-                    Err(_) => v.clone(),
-                },
-                Value::Array(items) => Value::Array(items.iter().map(|x| fill(x, i)).collect()),
-                Value::Object(map) => {
-                    Value::Object(map.iter().map(|(k, x)| (k.clone(), fill(x, i))).collect())
-                }
-                other => other.clone(),
+        fn fill(n: &Node, i: u64) -> Value {
+            match n {
+                Node::Text(parts) => Value::String(
+                    parts
+                        .iter()
+                        .map(|p| match p {
+                            Part::Text(t) => t.clone(),
+                            Part::Index(e) => e.eval(i),
+                        })
+                        .collect(),
+                ),
+                Node::Array(items) => Value::Array(items.iter().map(|x| fill(x, i)).collect()),
+                Node::Object(fields) => Value::Object(
+                    fields
+                        .iter()
+                        .map(|(k, x)| (k.clone(), fill(x, i)))
+                        .collect(),
+                ),
+                Node::Other(v) => v.clone(),
             }
         }
-        fill(&self.value, i)
+        fill(&self.root, i)
     }
 }
 
