@@ -391,17 +391,6 @@ impl<'a> PinIndex<'a> {
     }
 }
 
-impl Expect {
-    /// [`PinIndex::pinned`] for one cell; a step's cells share one [`PinIndex`].
-    pub fn pinned(
-        &self,
-        cell: &Cell,
-        profile: impl Fn(&Cell) -> Option<Verdict>,
-    ) -> Option<(Verdict, Option<usize>)> {
-        PinIndex::new(self).pinned(cell, profile)
-    }
-}
-
 /// Which of `plan`'s cells its step changes (DESIGN §7b): those whose verdict differs from the
 /// one they had in the state before the step. `before` is the previous step's plan; `None` means
 /// the topology as deployed (`initial`) with none of the scenario's policies. In intent mode the
