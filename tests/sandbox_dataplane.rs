@@ -339,6 +339,26 @@ async fn a_pod_reaches_another_pod_through_the_node() {
     assert_eq!(closed_port.0, "rejected", "a closed port answers with RST");
 }
 
+// The node forwards, and its conntrack lets closed TCP flows go after a few seconds (a 400-pod
+// round filled the machine's table with the default 120 s); the host keeps its own value.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_forwards_and_forgets_closed_flows_soon_and_the_host_is_untouched() {
+    if !privileged() {
+        return;
+    }
+    const TIME_WAIT: &str = "net.netfilter.nf_conntrack_tcp_timeout_time_wait";
+    let host_before = run(&["sysctl", "-n", TIME_WAIT]);
+    let dp = start(FaultSet::new());
+    let node = dp.node_netns();
+    let in_node = |key: &str| run(&["ip", "netns", "exec", &node, "sysctl", "-n", key]);
+    assert_eq!(in_node("net.ipv4.ip_forward").trim(), "1");
+    assert_eq!(
+        in_node(TIME_WAIT).trim(),
+        netassay_sandbox::dataplane::netns::NODE_TIME_WAIT_SECS.to_string()
+    );
+    assert_eq!(run(&["sysctl", "-n", TIME_WAIT]), host_before);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pod_reaches_the_external_host_masqueraded_as_the_node() {
     if !privileged() {

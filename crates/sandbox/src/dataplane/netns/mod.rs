@@ -553,8 +553,8 @@ impl NetnsDataplane {
         }
     }
 
-    /// The node's settings in its (existing) namespace: loopback, forwarding, masquerade
-    /// (independent, so side by side).
+    /// The node's settings in its (existing) namespace: loopback and masquerade (independent,
+    /// so side by side), then its sysctls.
     fn build_node(&self) -> Result<(), DataplaneError> {
         let node = self.prefix.node_netns();
         let egress = egress::ruleset(&self.prefix);
@@ -564,29 +564,17 @@ impl NetnsDataplane {
                 Some("link set lo up\n"),
             ),
             (
-                &[
-                    "ip",
-                    "netns",
-                    "exec",
-                    &node,
-                    "sysctl",
-                    "-q",
-                    "-w",
-                    "net.ipv4.ip_forward=1",
-                    "net.ipv4.conf.all.forwarding=1",
-                ],
-                None,
-            ),
-            (
                 &["ip", "netns", "exec", &node, "nft", "-f", "-"],
                 Some(&egress),
             ),
         ])?;
-        // Every pod's flows cross the node, and a closed TCP flow keeps its conntrack entry
-        // 120 s by default: a round of 400 pods (160,000 flows) filled the table (262,144
+        // Forwarding; and every pod's flows cross the node, where a closed TCP flow kept its
+        // conntrack entry 120 s: a round of 400 pods (160,000 flows) filled the table (262,144
         // entries, the machine's) and the node dropped new flows. Closed flows go after
-        // NODE_TIME_WAIT here, in the node's namespace only; UDP keeps its timeouts (the
-        // source-port ledger counts on them). After the ruleset above, which loads conntrack.
+        // NODE_TIME_WAIT_SECS, in the node's namespace only; UDP keeps its timeouts (the
+        // source-port ledger counts on them). After the ruleset, which loads conntrack.
+        let time_wait =
+            format!("net.netfilter.nf_conntrack_tcp_timeout_time_wait={NODE_TIME_WAIT_SECS}");
         host::run(
             &[
                 "ip",
@@ -596,7 +584,9 @@ impl NetnsDataplane {
                 "sysctl",
                 "-q",
                 "-w",
-                &format!("net.netfilter.nf_conntrack_tcp_timeout_time_wait={NODE_TIME_WAIT_SECS}"),
+                "net.ipv4.ip_forward=1",
+                "net.ipv4.conf.all.forwarding=1",
+                &time_wait,
             ],
             None,
         )
@@ -1171,7 +1161,7 @@ impl Drop for NetnsDataplane {
 }
 
 /// How long the node's conntrack keeps a closed TCP flow (TIME_WAIT), in seconds.
-const NODE_TIME_WAIT_SECS: u32 = 5;
+pub const NODE_TIME_WAIT_SECS: u32 = 5;
 
 /// The command that sets a pod namespace's sysctls, whichever way its network was made: any
 /// port may be bound and any group may ping, as a kubelet's safe sysctls allow.
