@@ -29,15 +29,28 @@ pub fn unified_root() -> Option<PathBuf> {
 
 /// [`unified_root`] from the text of a mountinfo file.
 fn unified_root_in(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
+    roots_in(mountinfo, &["cgroup2"]).into_iter().next()
+}
+
+/// The mount points of filesystems of `types` mounted at their root, from the text of a
+/// mountinfo file, in its order, each once.
+pub(crate) fn roots_in(mountinfo: &str, types: &[&str]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for line in mountinfo.lines() {
         // <id> <parent> <dev> <root> <mount point> <options> [<optional>...] - <fs> <src> <opts>
-        let (before, after) = line.split_once(" - ")?;
+        let Some((before, after)) = line.split_once(" - ") else {
+            continue;
+        };
         let fields: Vec<&str> = before.split(' ').collect();
-        let fstype = after.split(' ').next()?;
-        let at = fields.get(4)?;
-        (fstype == "cgroup2" && fields.get(3) == Some(&"/"))
-            .then(|| PathBuf::from(at.replace("\\040", " ")))
-    })
+        let (Some(fstype), Some(at)) = (after.split(' ').next(), fields.get(4)) else {
+            continue;
+        };
+        let at = PathBuf::from(at.replace("\\040", " "));
+        if types.contains(&fstype) && fields.get(3) == Some(&"/") && !out.contains(&at) {
+            out.push(at);
+        }
+    }
+    out
 }
 
 /// The instance's cgroup (whether or not it exists).

@@ -18,27 +18,14 @@ pub const RUNTIME: &str = "runtime";
 pub const PODS: &str = "pods";
 
 /// Every cgroup hierarchy mounted at its root, from the text of a mountinfo file: cgroup v1
-/// ones (one per controller set, and named ones) and the unified one.
+/// ones (one per controller set, and named ones) and the unified one; sorted.
 fn hierarchies_in(mountinfo: &str) -> Vec<PathBuf> {
-    mounted(mountinfo, &["cgroup", "cgroup2"])
+    sorted(crate::cgroup::roots_in(mountinfo, &["cgroup", "cgroup2"]))
 }
 
-/// The mount points of filesystems of `types` mounted at their root.
-fn mounted(mountinfo: &str, types: &[&str]) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (before, after) = line.split_once(" - ")?;
-            let fields: Vec<&str> = before.split(' ').collect();
-            let fstype = after.split(' ').next()?;
-            let at = fields.get(4)?;
-            (types.contains(&fstype) && fields.get(3) == Some(&"/"))
-                .then(|| PathBuf::from(at.replace("\\040", " ")))
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+fn sorted(mut paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    paths.sort();
+    paths
 }
 
 /// [`hierarchies_in`] of this process's mount namespace.
@@ -50,13 +37,11 @@ pub fn hierarchies() -> io::Result<Vec<PathBuf>> {
 
 /// The v1 hierarchies alone (what the kubelet's `cgroupRoot` must exist in).
 fn v1_hierarchies_in(mountinfo: &str) -> Vec<PathBuf> {
-    mounted(mountinfo, &["cgroup"])
+    sorted(crate::cgroup::roots_in(mountinfo, &["cgroup"]))
 }
 
-/// The instance's cgroup in `hierarchy`.
-pub fn instance_cgroup(hierarchy: &Path, instance: &str) -> PathBuf {
-    hierarchy.join(PARENT).join(instance)
-}
+/// The instance's cgroup in a hierarchy (the same path as its Cilium cgroup's).
+pub use crate::cgroup::instance_cgroup;
 
 /// The kubelet's `cgroupRoot`: `/netassay/<instance>/pods`.
 pub fn pods_root(instance: &str) -> String {
@@ -124,15 +109,23 @@ fn tree(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The instance's cgroups, per hierarchy where it has one: the hierarchy, and every cgroup of
+/// the instance's tree there, deepest first.
+fn instance_trees(instance: &str) -> io::Result<Vec<(PathBuf, Vec<PathBuf>)>> {
+    Ok(hierarchies()?
+        .into_iter()
+        .filter_map(|hierarchy| {
+            let base = instance_cgroup(&hierarchy, instance);
+            base.exists().then(|| (hierarchy, tree(&base)))
+        })
+        .collect())
+}
+
 /// The tasks (processes) in the instance's cgroups of every hierarchy.
 pub fn tasks(instance: &str) -> io::Result<Vec<u32>> {
     let mut pids = Vec::new();
-    for hierarchy in hierarchies()? {
-        let base = instance_cgroup(&hierarchy, instance);
-        if !base.exists() {
-            continue;
-        }
-        for dir in tree(&base) {
+    for (_, dirs) in instance_trees(instance)? {
+        for dir in dirs {
             if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
                 pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
             }
@@ -167,12 +160,8 @@ pub fn kill_and_remove(instance: &str) -> io::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut failures = Vec::new();
-    for hierarchy in hierarchies()? {
-        let base = instance_cgroup(&hierarchy, instance);
-        if !base.exists() {
-            continue;
-        }
-        for dir in tree(&base) {
+    for (hierarchy, dirs) in instance_trees(instance)? {
+        for dir in dirs {
             // A cgroup whose last task just died may stay busy for a moment.
             let mut removed = std::fs::remove_dir(&dir);
             for _ in 0..50 {
