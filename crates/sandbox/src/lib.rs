@@ -29,6 +29,7 @@ pub mod fault;
 pub mod gateway_api;
 pub mod instance;
 pub mod kubelet_node;
+mod netns_socket;
 pub mod node;
 pub mod object;
 pub mod prerequisites;

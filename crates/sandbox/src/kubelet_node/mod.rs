@@ -33,7 +33,6 @@ pub use dirs::NodeDirs;
 use crate::reference::{log_tail, ReferenceCluster, ReferenceError, KUBELET_KUBECONFIG};
 use std::ffi::CString;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -533,24 +532,12 @@ struct KubeletRelay {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Connects to `addr` from inside network namespace `netns`; the socket stays in that
-/// namespace, and the short-lived thread that made it exits.
+/// Connects to `addr` from inside network namespace `netns`; the socket stays there.
 fn connect_in(netns: &str, addr: SocketAddr) -> std::io::Result<std::net::TcpStream> {
-    let path = format!("/run/netns/{netns}");
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let target = std::fs::File::open(&path)?;
-                // SAFETY: setns on this (scoped, short-lived) thread only; the fd is valid.
-                if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-                stream.set_nonblocking(true)?;
-                Ok(stream)
-            })
-            .join()
-            .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
+    crate::netns_socket::in_netns(netns, || {
+        let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_nonblocking(true)?;
+        Ok(stream)
     })
 }
 

@@ -5,7 +5,6 @@
 //! kubeadm nodes reach a local API endpoint. TLS passes through untouched.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
 use tokio::task::JoinHandle;
 
 pub use crate::reference::NODE_API_PORT;
@@ -15,24 +14,12 @@ pub struct ApiRelay {
     addr: SocketAddr,
 }
 
-/// Binds a TCP listener inside network namespace `netns` (by its `/run/netns` name). The
-/// socket stays in that namespace; the thread that made it exits.
+/// Binds a TCP listener inside network namespace `netns`.
 fn listen_in(netns: &str, addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let path = format!("/run/netns/{netns}");
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let target = std::fs::File::open(&path)?;
-                // SAFETY: setns on this (scoped, short-lived) thread only; the fd is valid.
-                if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let listener = std::net::TcpListener::bind(addr)?;
-                listener.set_nonblocking(true)?;
-                Ok(listener)
-            })
-            .join()
-            .map_err(|_| std::io::Error::other("the namespace thread panicked"))?
+    crate::netns_socket::in_netns(netns, || {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(listener)
     })
 }
 
