@@ -7,6 +7,8 @@
 //! (CI builds them before `cargo test`). Without them the test says so and passes, unless `CI`
 //! is set.
 
+mod run_common;
+
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, Client};
 use netassay_sandbox::reference;
@@ -65,30 +67,7 @@ async fn netassay_ccnps(admin: &Client) -> Vec<String> {
 /// `netassay sandbox up` with Cilium (and `extra` flags); its admin kubeconfig, which it prints
 /// once the sandbox is up (an empty path when it exited instead).
 fn sandbox_up(extra: &[&str]) -> (Child, PathBuf) {
-    let mut up = Command::new(NETASSAY)
-        .args([
-            "sandbox",
-            "up",
-            "--sandbox-control-plane",
-            "kubernetes",
-            "--sandbox-cni",
-            "cilium",
-        ])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sandbox up starts");
-    let mut line = String::new();
-    {
-        use std::io::BufRead;
-        let stdout = up.stdout.take().expect("stdout");
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("a kubeconfig path");
-    }
-    (up, PathBuf::from(line.trim()))
+    run_common::sandbox_up_reference(&[&["--sandbox-cni", "cilium"], extra].concat())
 }
 
 /// Interrupts a child still running (the sandbox: SIGINT removes everything; a run: its

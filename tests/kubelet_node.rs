@@ -13,6 +13,8 @@
 //! (scripts/reference-cluster/build.sh), containerd and runc (Debian), and the image archives
 //! (scripts/image/build.sh). Without them each test says so and passes, unless `CI` is set.
 
+mod run_common;
+
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::PostParams;
 use kube::{Api, Client};
@@ -25,7 +27,7 @@ use netassay_sandbox::processes::process_start_time;
 use netassay_sandbox::reference;
 use netassay_sandbox::{ControlPlane, Sandbox, SandboxOptions};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const NETASSAY: &str = env!("CARGO_BIN_EXE_netassay");
@@ -340,27 +342,12 @@ async fn a_kubelet_node_runs_the_image_as_65532_under_pod_security_and_leaves_no
 /// `netassay sandbox up` with a kubelet node; its process and the instance's folder once it
 /// has printed its kubeconfig (its first stdout line, once everything runs).
 fn sandbox_up_kubelet() -> (std::process::Child, PathBuf) {
-    let mut up = Command::new(NETASSAY)
-        .args(["sandbox", "up", "--sandbox-control-plane", "kubernetes"])
-        .args(["--sandbox-node", "kubelet"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sandbox up starts");
-    let mut line = String::new();
-    {
-        use std::io::BufRead;
-        let stdout = up.stdout.take().expect("stdout");
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("a kubeconfig path");
-    }
+    let (up, kubeconfig) = run_common::sandbox_up_reference(&["--sandbox-node", "kubelet"]);
     // /run/netassay/naXXXX/control-plane/admin.kubeconfig
-    let instance = Path::new(line.trim())
+    let instance = kubeconfig
         .parent()
         .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("no kubeconfig path in {line:?}"))
+        .unwrap_or_else(|| panic!("no kubeconfig path in {kubeconfig:?}"))
         .to_path_buf();
     (up, instance)
 }

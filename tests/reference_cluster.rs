@@ -9,6 +9,7 @@
 //! them before `cargo test`). Without them each test says so and passes, unless `CI` is set.
 
 mod kubectl_common;
+mod run_common;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -626,29 +627,6 @@ fn the_same_scenarios_give_the_same_cells_on_both_backends() {
     assert!(differing.is_empty(), "{}", differing.join("\n"));
 }
 
-/// `netassay sandbox up` on the reference cluster with `extra` flags, once it has printed its
-/// kubeconfig (its first stdout line, printed once everything runs): the process and the
-/// kubeconfig's path.
-fn sandbox_up(extra: &[&str]) -> (std::process::Child, PathBuf) {
-    let mut up = Command::new(NETASSAY)
-        .args(["sandbox", "up", "--sandbox-control-plane", "kubernetes"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sandbox up starts");
-    let mut line = String::new();
-    {
-        use std::io::BufRead;
-        let stdout = up.stdout.take().expect("stdout");
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("a kubeconfig path");
-    }
-    (up, PathBuf::from(line.trim()))
-}
-
 /// The control-plane processes the sandbox recorded in its pids file.
 fn recorded_pids(control_plane: &Path) -> Vec<u32> {
     std::fs::read_to_string(control_plane.join(netassay_sandbox::processes::PIDS_FILE))
@@ -686,7 +664,7 @@ fn a_killed_owner_leaves_no_control_plane_behind() {
     if !usable() {
         return;
     }
-    let (up, kubeconfig) = sandbox_up(&[]);
+    let (up, kubeconfig) = run_common::sandbox_up_reference(&[]);
     let control_plane = kubeconfig.parent().expect("the control plane's folder");
     let pids = recorded_pids(control_plane);
     assert_eq!(
@@ -730,7 +708,7 @@ fn a_killed_owner_of_a_kube_router_sandbox_leaves_nothing_behind() {
         )
     };
     let before = host_state();
-    let (up, kubeconfig) = sandbox_up(&["--sandbox-cni", "kube-router"]);
+    let (up, kubeconfig) = run_common::sandbox_up_reference(&["--sandbox-cni", "kube-router"]);
     let control_plane = kubeconfig.parent().expect("the control plane's folder");
     // /run/netassay/naXXXX/<control plane>/kubeconfig
     let instance = control_plane
@@ -1321,7 +1299,8 @@ fn killed_owner_of_a_cilium_sandbox(extra: &[&str]) {
         return;
     }
     let before = host_state_for_cilium();
-    let (up, kubeconfig) = sandbox_up(&[&["--sandbox-cni", "cilium"], extra].concat());
+    let (up, kubeconfig) =
+        run_common::sandbox_up_reference(&[&["--sandbox-cni", "cilium"], extra].concat());
     let control_plane = kubeconfig.parent().expect("the control plane's folder");
     let instance = control_plane
         .parent()

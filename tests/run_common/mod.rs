@@ -1,7 +1,8 @@
 //! Shared by the end-to-end tests that run the netassay binary on the sandbox.
 #![allow(dead_code)] // each test file uses its own subset
 
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
 
 /// True as root; otherwise says the test is skipped, and fails under CI (which runs as root).
 pub fn root_or_skip(test: &str) -> bool {
@@ -30,4 +31,27 @@ pub fn run(args: &[&str]) -> Output {
 
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// `netassay sandbox up --sandbox-control-plane kubernetes` with `extra` flags, once it has
+/// printed its admin kubeconfig (its first stdout line, printed once everything runs): the
+/// process and the kubeconfig's path (empty when it exited instead).
+pub fn sandbox_up_reference(extra: &[&str]) -> (Child, PathBuf) {
+    let mut up = netassay()
+        .args(["sandbox", "up", "--sandbox-control-plane", "kubernetes"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sandbox up starts");
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let stdout = up.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("a kubeconfig path");
+    }
+    (up, PathBuf::from(line.trim()))
 }
