@@ -703,6 +703,50 @@ mod tests {
         assert!(html.contains("loopback (a pod to itself)"));
     }
 
+    // A step's loopback paths are one row, and past LISTED_WRONG_PATHS its other unjudged
+    // items are counted in a row, not listed; the heading counts every item.
+    #[test]
+    fn loopback_paths_share_a_row_and_a_long_unjudged_list_is_counted() {
+        let mut cells: Vec<_> = ["x/a", "x/b", "x/c"]
+            .iter()
+            .map(|p| {
+                cell(
+                    p,
+                    p,
+                    Verdict::Allow,
+                    CellStatus::NotJudged,
+                    &[Outcome::Connected],
+                )
+            })
+            .collect();
+        for c in &mut cells {
+            c.expected.cell.loopback = true;
+        }
+        let many = table::LISTED_WRONG_PATHS + 2;
+        for port in 0..many {
+            let mut u = cell(
+                "x/a",
+                "x/b",
+                Verdict::Allow,
+                CellStatus::Unsupported,
+                &[Outcome::Unsupported],
+            );
+            u.expected.cell.port = 1000 + port as u16;
+            cells.push(u);
+        }
+        // A judged path, so the scenario is not incomplete as a whole (a row of its own).
+        cells.push(pass("x/b", "x/a", Verdict::Allow));
+        let html = render(&report("s", cells));
+        let heading = format!("<h2 id=\"not-judged\">Not judged ({})</h2>", 3 + many);
+        assert!(html.contains(&heading), "{heading}");
+        assert!(html.contains("3 loopback path(s), each pod to itself"));
+        assert!(html.contains("2 more item(s) not listed here"));
+        assert_eq!(
+            html.matches("<td>unsupported</td>").count(),
+            table::LISTED_WRONG_PATHS
+        );
+    }
+
     // DESIGN §7b: a scenario with a step that judged nothing reads "incomplete", never
     // "passed"; time-to-enforce comes with its resolution and the run's statistics.
     #[test]
