@@ -12,7 +12,7 @@ mod run_common;
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, Client};
 use netassay_sandbox::reference;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -41,15 +41,6 @@ fn ccnps() -> ApiResource {
         kind: "CiliumClusterwideNetworkPolicy".into(),
         plural: "ciliumclusterwidenetworkpolicies".into(),
     }
-}
-
-async fn client(kubeconfig: &Path) -> Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("config");
-    Client::try_from(config).expect("client")
 }
 
 /// The names of netassay's CCNPs in the cluster.
@@ -121,7 +112,7 @@ async fn cnps_and_ccnps_are_applied_judged_and_never_left_behind() {
     // netassay runs as its ServiceAccount (manifests/rbac.yaml): a missing grant is a 403.
     let own = admin_kubeconfig.with_file_name("netassay.kubeconfig");
     let own = own.to_str().expect("UTF-8 path").to_string();
-    let admin = client(&admin_kubeconfig).await;
+    let admin = run_common::kube_client(&admin_kubeconfig).await;
     let dir = std::env::temp_dir().join(format!("netassay-cilium-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let json = dir.join("run.json");

@@ -17,7 +17,7 @@ mod run_common;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::PostParams;
-use kube::{Api, Client};
+use kube::Api;
 use netassay::cluster::manifest;
 use netassay_core::model::Topology;
 use netassay_sandbox::kubelet_node::{
@@ -56,14 +56,6 @@ fn usable() -> bool {
     assert!(std::env::var_os("CI").is_none(), "in CI: {why}");
     eprintln!("skipped: {why}");
     false
-}
-
-async fn client(kubeconfig: &Path) -> Client {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("config");
-    Client::try_from(config).expect("client")
 }
 
 /// Where an instance's traces would be: its folder, its cgroups in every hierarchy, host
@@ -191,7 +183,7 @@ async fn a_kubelet_node_runs_the_image_as_65532_under_pod_security_and_leaves_no
     assert_eq!(host_sysctls(), sysctls_before, "the host's sysctls changed");
 
     // A probe pod of netassay's own builder, in a namespace of its own builder.
-    let admin = client(sandbox.admin_kubeconfig()).await;
+    let admin = run_common::kube_client(sandbox.admin_kubeconfig()).await;
     let run = "kubelet-test";
     let topology = Topology::standard();
     let fixture = manifest::FixtureOptions {

@@ -55,14 +55,6 @@ async fn start(control_plane: ControlPlane) -> Sandbox {
         .unwrap_or_else(|e| panic!("the {control_plane} sandbox starts: {e}"))
 }
 
-async fn client(kubeconfig: &Path) -> Client {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("config");
-    Client::try_from(config).expect("client")
-}
-
 /// What an API call came back with: success, or the Status' code, reason and field causes.
 fn outcome<T>(result: Result<T, kube::Error>) -> String {
     match result {
@@ -466,10 +458,10 @@ async fn both_backends_answer_the_same_api_calls_the_same_way() {
         return;
     }
     let emulator = start(ControlPlane::Emulator).await;
-    let on_emulator = api_calls(client(emulator.admin_kubeconfig()).await).await;
+    let on_emulator = api_calls(run_common::kube_client(emulator.admin_kubeconfig()).await).await;
     emulator.stop().await;
     let real = start(ControlPlane::Kubernetes).await;
-    let on_real = api_calls(client(real.admin_kubeconfig()).await).await;
+    let on_real = api_calls(run_common::kube_client(real.admin_kubeconfig()).await).await;
     real.stop().await;
     for (call, answer) in &on_real {
         eprintln!("{call}: {answer}");
@@ -517,7 +509,7 @@ async fn the_run_identity_is_exactly_rbac_yaml() {
         return;
     }
     let real = start(ControlPlane::Kubernetes).await;
-    let run = client(real.kubeconfig()).await;
+    let run = run_common::kube_client(real.kubeconfig()).await;
     // What rbac.yaml grants works...
     let namespaces: Api<Namespace> = Api::all(run.clone());
     let listed = namespaces.list(&ListParams::default()).await;
@@ -1052,7 +1044,7 @@ async fn kube_router_programs_the_node_for_pods_that_got_their_network_through_c
         .expect("the kube-router sandbox starts");
     let prefix = sandbox.instance().to_string();
     // The cluster's admin: the test plays the user, not netassay's run identity.
-    let client = client(sandbox.admin_kubeconfig()).await;
+    let client = run_common::kube_client(sandbox.admin_kubeconfig()).await;
     let ns = "cni-x";
     let (pods, ips) = serving_pods(&client, ns).await;
     // host-local's allocations, one file per address, name the attachment: the pod sandbox's
@@ -1201,7 +1193,7 @@ async fn cilium_attaches_pods_from_the_nodes_pod_cidr_and_sees_their_policies() 
     }
     let before = host_state_for_cilium();
     let (sandbox, _, instance) = start_cilium(ServiceProxy::Netassay).await;
-    let client = client(sandbox.admin_kubeconfig()).await;
+    let client = run_common::kube_client(sandbox.admin_kubeconfig()).await;
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
     let node = nodes.list(&ListParams::default()).await.expect("nodes");
     let pod_cidr = node.items[0]
@@ -1520,7 +1512,7 @@ async fn cilium_kube_proxy_replacement_serves_services_from_the_instances_cgroup
         "no Service rule in the node's nftables: {ruleset}"
     );
 
-    let client = client(sandbox.admin_kubeconfig()).await;
+    let client = run_common::kube_client(sandbox.admin_kubeconfig()).await;
     let ns = "kpr-x";
     let (_pods, _ips) = serving_pods(&client, ns).await;
     let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), ns);

@@ -1,7 +1,7 @@
 //! Shared by the end-to-end tests that run the netassay binary on the sandbox.
 #![allow(dead_code)] // each test file uses its own subset
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 /// True as root; otherwise says the test is skipped, and fails under CI (which runs as root).
@@ -54,4 +54,15 @@ pub fn sandbox_up_reference(extra: &[&str]) -> (Child, PathBuf) {
             .expect("a kubeconfig path");
     }
     (up, PathBuf::from(line.trim()))
+}
+
+/// A client with the identity of a kubeconfig file (a sandbox's admin one, or a
+/// ServiceAccount's); ring is the TLS provider, whoever installs it first.
+pub async fn kube_client(kubeconfig: &Path) -> kube::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    kube::Client::try_from(config).expect("client")
 }
